@@ -1,0 +1,1 @@
+"""rocm-inference: vLLM and Infinity on AMD ROCm GPU servers, as Pulumi components."""

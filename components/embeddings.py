@@ -1,0 +1,68 @@
+"""The Infinity embeddings server (OpenAI-compatible /embeddings), on the CPU."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_docker as docker
+
+from components.service import ServiceSpec, service_resources
+from components.settings import EmbeddingsSettings
+
+# Infinity's default port; its image's entrypoint is `infinity_emb` and it sets HF_HOME=/app/.cache/huggingface.
+INFINITY_PORT = 7997
+INFINITY_CACHE_PATH = "/app/.cache"
+
+
+def infinity_command(s: EmbeddingsSettings) -> list[str]:
+    """Arguments to the image's `infinity_emb` entrypoint."""
+    cmd = ["v2", "--model-id", s.model, "--device", s.device, "--engine", s.engine, "--port", str(INFINITY_PORT)]
+    if s.batch_size is not None:
+        cmd += ["--batch-size", str(s.batch_size)]
+    return cmd
+
+
+@dataclass(frozen=True)
+class EmbeddingsServerArgs:
+    settings: EmbeddingsSettings
+    provider: docker.Provider
+    address: str
+    bind: str
+    hf_token: pulumi.Output[str] | None = None
+    api_key: pulumi.Output[str] | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class EmbeddingsServer(pulumi.ComponentResource):
+    base_url: pulumi.Output[str]
+    model: str
+    container_name: pulumi.Output[str]
+    container: docker.Container
+
+    def __init__(self, name: str, args: EmbeddingsServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("rocm-inference:embeddings:EmbeddingsServer", name, None, opts)
+        s = args.settings
+        spec = ServiceSpec(
+            image=s.image,
+            container_name=s.container_name,
+            command=infinity_command(s),
+            internal_port=INFINITY_PORT,
+            external_port=s.port,
+            bind=args.bind,
+            cache_volume=s.volume_name,
+            cache_path=INFINITY_CACHE_PATH,
+            startup_timeout=s.startup_timeout,
+            environment={**s.environment, "DO_NOT_TRACK": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "false"},
+            secret_environment={"HF_TOKEN": args.hf_token, "INFINITY_API_KEY": args.api_key},
+            labels=dict(args.labels),
+        )
+        res = service_resources(name, spec, self, args.provider)
+        self.container = res.container
+        self.model = s.model
+        self.base_url = res.container.ports.apply(lambda ports: f"http://{args.address}:{(ports or [])[0].external}")
+        self.container_name = res.container.name
+        self.register_outputs(
+            {"base_url": self.base_url, "model": self.model, "container_name": self.container_name}
+        )

@@ -1,0 +1,309 @@
+"""`python -m components.plan STACK`: what `pulumi up` would create, without a Pulumi engine.
+
+The real program (components.program) runs under the Pulumi SDK's mocks, with the stack file's
+config fed through `set_all_config`; every resource it registers is recorded with its inputs
+(secrets masked) and its resource options. Exit codes: 0 ok, 1 invalid stack, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import rpc
+
+from components.settings import NAMESPACE, StackConfigError, StackFile, read_stack_file
+
+PROJECT = NAMESPACE
+ROOT = Path(__file__).resolve().parent.parent
+SECRET_MASK = "[secret]"
+
+
+@dataclass
+class PlannedResource:
+    type: str
+    name: str
+    parent: str | None
+    inputs: dict[str, Any]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def custom(self) -> bool:
+        return not self.type.startswith(f"{PROJECT}:")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs, "options": self.options}
+
+
+@dataclass
+class Plan:
+    stack: str
+    source: str
+    resources: list[PlannedResource]
+    outputs: dict[str, Any]
+    warnings: list[str]
+
+    def by_name(self, name: str) -> PlannedResource:
+        return next(r for r in self.resources if r.name == name)
+
+    def of_type(self, suffix: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type.endswith(suffix)]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "file": self.source,
+            "resources": [r.as_json() for r in self.resources],
+            "outputs": self.outputs,
+            "warnings": self.warnings,
+        }
+
+
+def mask_secrets(value: Any) -> Any:
+    """Replace every secret the SDK serialized (at any depth) with a mask.
+
+    Numbers cross the mock monitor as protobuf doubles; whole ones are shown as integers again.
+    """
+    if rpc.is_rpc_secret(value):
+        return SECRET_MASK
+    if isinstance(value, dict):
+        return {k: mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def fake_image_id(name: str) -> str:
+    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+
+
+class PlanMocks(pulumi.runtime.Mocks):
+    """Resource state = its inputs (so nothing stays unknown), plus the ids real providers compute."""
+
+    def __init__(self) -> None:
+        self.inputs: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
+        self.inputs[(args.typ, args.name)] = args.inputs
+        state = dict(args.inputs)
+        if args.typ == "docker:index/remoteImage:RemoteImage":
+            state["imageId"] = fake_image_id(args.inputs["name"])
+            state["repoDigest"] = f"{args.inputs['name']}@{fake_image_id(args.inputs['name'])}"
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+class OptionsRecorder:
+    """Sees each resource's options as the program set them (the mock monitor is not told them)."""
+
+    def __init__(self) -> None:
+        self.names: dict[int, str] = {}
+        self.seen: list[tuple[str, str, pulumi.ResourceOptions]] = []
+
+    def __call__(self, args: pulumi.ResourceTransformationArgs) -> None:
+        self.names[id(args.resource)] = args.name
+        self.seen.append((args.type_, args.name, args.opts))
+        return None
+
+    def name_of(self, resource: Any) -> str | None:
+        return None if resource is None else self.names.get(id(resource))
+
+    def options(self, opts: pulumi.ResourceOptions) -> dict[str, Any]:
+        depends = opts.depends_on if isinstance(opts.depends_on, list) else [opts.depends_on] if opts.depends_on else []
+        out: dict[str, Any] = {
+            "protect": bool(opts.protect),
+            "retain_on_delete": bool(opts.retain_on_delete),
+            "delete_before_replace": bool(opts.delete_before_replace),
+            "depends_on": sorted(n for n in (self.name_of(d) for d in depends) if n),
+            "additional_secret_outputs": list(opts.additional_secret_outputs or []),
+        }
+        provider = self.name_of(opts.provider)
+        if provider:
+            out["provider"] = provider
+        return out
+
+
+def config_map(stack_file: StackFile) -> tuple[dict[str, str], list[str]]:
+    """The stack file's config as the engine hands it to a program: strings, structured values as JSON.
+
+    Secure values cannot be decrypted here; they become a placeholder, masked wherever it shows.
+    """
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for name, value in stack_file.values.items():
+        key = f"{NAMESPACE}:{name}"
+        if name in stack_file.secure:
+            config[key] = f"plan-placeholder-{name}"
+            secret_keys.append(key)
+        else:
+            config[key] = value if isinstance(value, str) else json.dumps(value)
+    for key, value in stack_file.other.items():
+        config[key] = value if isinstance(value, str) else json.dumps(value)
+    return config, secret_keys
+
+
+def run_program(
+    stack: str,
+    config: dict[str, str],
+    secret_keys: Sequence[str],
+    program: Callable[[], dict[str, pulumi.Input[Any]]],
+) -> tuple[list[PlannedResource], dict[str, Any]]:
+    """Run `program` under fresh mocks with this config; the registered resources and resolved outputs."""
+    mocks = PlanMocks()
+    recorder = OptionsRecorder()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    pulumi.runtime.set_all_config(config, list(secret_keys))
+    outputs: dict[str, Any] = {}
+    try:
+
+        def body() -> pulumi.Output[None]:
+            pulumi.runtime.register_stack_transformation(recorder)
+            exported = program()
+            return pulumi.Output.all(**exported).apply(outputs.update)
+
+        pulumi.runtime.test(body)()
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+    resources = [
+        PlannedResource(
+            type=typ,
+            name=name,
+            parent=recorder.name_of(opts.parent),
+            inputs=mask_secrets(mocks.inputs.get((typ, name), {})),
+            options=recorder.options(opts),
+        )
+        for typ, name, opts in recorder.seen
+    ]
+    return resources, mask_secrets(outputs)
+
+
+def plan_stack(stack_file: StackFile) -> Plan:
+    """Validate the stack file exactly as `pulumi up` would, then record what it deploys. Raises StackConfigError."""
+    from components.program import deploy
+    from components.settings import load_from_pulumi
+
+    config, secret_keys = config_map(stack_file)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    try:
+        loaded, secrets = load_from_pulumi(stack_file.path)
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+    resources, outputs = run_program(
+        stack_file.stack, config, secret_keys, lambda: deploy(loaded, secrets, PROJECT, stack_file.stack)
+    )
+    return Plan(stack_file.stack, stack_file.source, resources, outputs, list(loaded.warnings))
+
+
+# --------------------------------------------------------------------------- text view
+
+
+def _container_lines(r: PlannedResource, images: dict[str, str]) -> list[str]:
+    i = r.inputs
+    hc = i.get("healthcheck") or {}
+    lines = [
+        f"name: {i.get('name')}",
+        f"image: {images.get(i.get('image', ''), i.get('image'))}",
+        "command: " + " ".join(i.get("command") or []),
+        "devices: " + ", ".join(d["hostPath"] for d in i.get("devices") or []) if i.get("devices") else "devices: none",
+        "group_add: " + ", ".join(i.get("groupAdds") or []) if i.get("groupAdds") else "group_add: none",
+        f"shm_size: {i['shmSize']} MB" if i.get("shmSize") else "shm_size: docker default",
+        f"ipc: {i.get('ipcMode')}, privileged: {str(bool(i.get('privileged'))).lower()}",
+        "env: " + ", ".join(i.get("envs") or []),
+        "ports: " + ", ".join(f"{p.get('ip')}:{p.get('external')} -> {p['internal']}" for p in i.get("ports") or []),
+        "volumes: " + ", ".join(f"{v.get('volumeName')} -> {v.get('containerPath')}" for v in i.get("volumes") or []),
+        f"healthcheck: {' '.join(hc.get('tests', []))} (every {hc.get('interval')}, start period {hc.get('startPeriod')})",
+        f"wait: {i.get('wait')} (timeout {i.get('waitTimeout')} s), restart: {i.get('restart')} (max {i.get('maxRetryCount')})",
+        f"logs: {i.get('logDriver')} " + " ".join(f"{k}={v}" for k, v in sorted((i.get('logOpts') or {}).items())),
+        "labels: " + ", ".join(f"{lbl['label']}={lbl['value']}" for lbl in i.get("labels") or []),
+    ]
+    return lines
+
+
+def _flags(r: PlannedResource) -> str:
+    o = r.options
+    flags = [k for k in ("protect", "retain_on_delete", "delete_before_replace") if o.get(k)]
+    if o.get("depends_on"):
+        flags.append("depends on " + ", ".join(o["depends_on"]))
+    return f"  [{'; '.join(flags)}]" if flags else ""
+
+
+def _summary(r: PlannedResource) -> str:
+    i = r.inputs
+    if r.type.startswith("pulumi:providers:"):
+        return f"  host={i.get('host')}"
+    if r.type.endswith(":RemoteImage"):
+        return f"  {i.get('name')}"
+    if r.type.endswith(":Volume"):
+        return f"  name={i.get('name')}"
+    return ""
+
+
+def render_text(plan: Plan) -> str:
+    images = {fake_image_id(r.inputs["name"]): r.inputs["name"] for r in plan.of_type(":RemoteImage")}
+    out = [f"Plan for stack {plan.stack} ({plan.source}): {len(plan.resources)} resources", ""]
+    children: dict[str | None, list[PlannedResource]] = {}
+    for r in plan.resources:
+        children.setdefault(r.parent, []).append(r)
+
+    def walk(parent: str | None, indent: str) -> None:
+        kids = children.get(parent, [])
+        for n, r in enumerate(kids):
+            last = n == len(kids) - 1
+            branch = "" if parent is None else ("└─ " if last else "├─ ")
+            out.append(f"{indent}{branch}{r.name} ({r.type}){_summary(r)}{_flags(r)}")
+            deeper = indent + ("" if parent is None else ("   " if last else "│  "))
+            if r.type.endswith(":Container"):
+                out.extend(f"{deeper}    {line}" for line in _container_lines(r, images))
+            walk(r.name, deeper)
+
+    walk(None, "")
+    out += ["", "Outputs:"]
+    out += [f"  {k}: {v}" for k, v in sorted(plan.outputs.items())]
+    if plan.warnings:
+        out += ["", "Warnings:"] + [f"  {w}" for w in plan.warnings]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def stack_path(stack: str | None, file: str | None) -> Path:
+    if file:
+        return Path(file)
+    return ROOT / f"Pulumi.{stack}.yaml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.plan", description=__doc__.splitlines()[0])
+    parser.add_argument("stack", nargs="?", help="stack name: plans Pulumi.STACK.yaml")
+    parser.add_argument("--file", help="plan this stack file instead")
+    parser.add_argument("--format", choices=["text", "json"], default="text")
+    args = parser.parse_args(argv)
+    if not args.stack and not args.file:
+        parser.error("give a stack name (big-chat) or --file PATH")
+    path = stack_path(args.stack, args.file)
+    try:
+        plan = plan_stack(read_stack_file(path))
+    except StackConfigError as exc:
+        print("\n".join(exc.lines), file=sys.stderr)
+        return 1
+    if args.format == "json":
+        print(json.dumps(plan.as_json(), indent=2))
+    else:
+        print(render_text(plan))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

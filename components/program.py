@@ -1,0 +1,69 @@
+"""The whole deployment of one stack: settings in, components out. Shared by `pulumi up` and the plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+
+from components.embeddings import EmbeddingsServer, EmbeddingsServerArgs
+from components.host import RocmHost, RocmHostArgs
+from components.settings import LoadedStack, Secrets, StackConfigError, load_from_pulumi
+from components.vllm import VllmServer, VllmServerArgs
+
+
+def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> dict[str, pulumi.Input[str]]:
+    """Build the stack's components; returns the stack outputs."""
+    s = loaded.settings
+    for warning in loaded.warnings:
+        pulumi.log.warn(warning)
+    labels = {"rocm-inference.project": project, "rocm-inference.stack": stack}
+    host = RocmHost("host", RocmHostArgs(settings=s.host))
+    vllm = VllmServer(
+        "vllm",
+        VllmServerArgs(
+            settings=s.vllm,
+            devices=host.gpu_devices("vllm-gpus", s.vllm.gpus),
+            provider=host.provider,
+            address=s.host.address,
+            bind=s.host.bind,
+            hf_token=secrets.hf_token,
+            api_key=secrets.vllm_api_key,
+            labels=labels,
+        ),
+    )
+    outputs: dict[str, pulumi.Input[str]] = {
+        "openai_base_url": vllm.base_url,
+        "served_model": vllm.model,
+        "vllm_container": vllm.container_name,
+    }
+    if s.embeddings is not None:
+        embeddings = EmbeddingsServer(
+            "embeddings",
+            EmbeddingsServerArgs(
+                settings=s.embeddings,
+                provider=host.provider,
+                address=s.host.address,
+                bind=s.host.bind,
+                hf_token=secrets.hf_token,
+                api_key=secrets.embeddings_api_key,
+                labels=labels,
+            ),
+        )
+        outputs |= {
+            "embeddings_base_url": embeddings.base_url,
+            "embeddings_model": embeddings.model,
+            "embeddings_container": embeddings.container_name,
+        }
+    return outputs
+
+
+def run(stack_file: Path) -> None:
+    """The Pulumi program: validate the stack (nothing is registered when it is invalid), deploy, export."""
+    try:
+        loaded, secrets = load_from_pulumi(stack_file)
+    except StackConfigError as exc:
+        # RunError ends the program with this message and no traceback.
+        raise pulumi.RunError(str(exc)) from None
+    for key, value in deploy(loaded, secrets, pulumi.get_project(), pulumi.get_stack()).items():
+        pulumi.export(key, value)

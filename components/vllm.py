@@ -1,0 +1,99 @@
+"""The vLLM OpenAI-compatible server, tensor parallel across the GPUs it is given."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_docker as docker
+
+from components.gpus import GpuDevices
+from components.service import ServiceSpec, service_resources
+from components.settings import VllmSettings
+
+# vLLM's OpenAI server listens on 8000 by default; the image's python serves the healthcheck.
+VLLM_PORT = 8000
+# The image's HF cache: HF_HOME defaults to ~/.cache/huggingface and the server runs as root.
+VLLM_CACHE_PATH = "/root/.cache/huggingface"
+
+
+def vllm_command(s: VllmSettings) -> list[str]:
+    """The full command line (the gfx906 image has no entrypoint that takes arguments)."""
+    cmd = [
+        "python",
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        s.model,
+        "--tensor-parallel-size",
+        str(s.tensor_parallel_size),
+        "--max-model-len",
+        str(s.max_model_len),
+        "--gpu-memory-utilization",
+        str(s.gpu_memory_utilization),
+    ]
+    if s.served_model_name:
+        cmd += ["--served-model-name", s.served_model_name]
+    if s.dtype != "auto":
+        cmd += ["--dtype", s.dtype]
+    if s.max_num_seqs is not None:
+        cmd += ["--max-num-seqs", str(s.max_num_seqs)]
+    if s.max_num_batched_tokens is not None:
+        cmd += ["--max-num-batched-tokens", str(s.max_num_batched_tokens)]
+    return cmd
+
+
+@dataclass(frozen=True)
+class VllmServerArgs:
+    settings: VllmSettings
+    devices: GpuDevices
+    provider: docker.Provider
+    address: str
+    bind: str
+    hf_token: pulumi.Output[str] | None = None
+    api_key: pulumi.Output[str] | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+class VllmServer(pulumi.ComponentResource):
+    base_url: pulumi.Output[str]
+    model: str
+    container_name: pulumi.Output[str]
+    container: docker.Container
+
+    def __init__(self, name: str, args: VllmServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("rocm-inference:vllm:VllmServer", name, None, opts)
+        s = args.settings
+        spec = ServiceSpec(
+            image=s.image,
+            container_name=s.container_name,
+            command=vllm_command(s),
+            internal_port=VLLM_PORT,
+            external_port=s.port,
+            bind=args.bind,
+            cache_volume=s.volume_name,
+            cache_path=VLLM_CACHE_PATH,
+            startup_timeout=s.startup_timeout,
+            environment={**s.environment, **args.devices.environment, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"},
+            # vLLM reads VLLM_API_KEY itself: on the command line the key would show in logs and `docker inspect`.
+            secret_environment={"HF_TOKEN": args.hf_token, "VLLM_API_KEY": args.api_key},
+            labels={**args.labels, "rocm-inference.gpus": ",".join(map(str, args.devices.host_indices))},
+            devices=args.devices.devices,
+            group_adds=args.devices.group_adds,
+            shm_size_mb=s.shm_size_mb,
+            stop_grace_seconds=60,
+            depends_on=args.depends_on,
+        )
+        res = service_resources(name, spec, self, args.provider)
+        self.container = res.container
+        self.model = s.name_served
+        # Known only once the container is up and healthy (wait=True): the URL of a serving endpoint.
+        self.base_url = res.container.ports.apply(
+            lambda ports: f"http://{args.address}:{(ports or [])[0].external}/v1"
+        )
+        self.container_name = res.container.name
+        self.register_outputs(
+            {"base_url": self.base_url, "model": self.model, "container_name": self.container_name}
+        )
