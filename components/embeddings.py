@@ -63,6 +63,4 @@ class EmbeddingsServer(pulumi.ComponentResource):
         self.model = s.model
         self.base_url = res.container.ports.apply(lambda ports: f"http://{args.address}:{(ports or [])[0].external}")
         self.container_name = res.container.name
-        self.register_outputs(
-            {"base_url": self.base_url, "model": self.model, "container_name": self.container_name}
-        )
+        self.register_outputs({"base_url": self.base_url, "model": self.model, "container_name": self.container_name})

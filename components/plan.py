@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,13 @@ class PlannedResource:
         return not self.type.startswith(f"{PROJECT}:")
 
     def as_json(self) -> dict[str, Any]:
-        return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs, "options": self.options}
+        return {
+            "type": self.type,
+            "name": self.name,
+            "parent": self.parent,
+            "inputs": self.inputs,
+            "options": self.options,
+        }
 
 
 @dataclass
@@ -66,20 +73,36 @@ class Plan:
         }
 
 
-def mask_secrets(value: Any) -> Any:
-    """Replace every secret the SDK serialized (at any depth) with a mask.
+PLACEHOLDER = "plan-placeholder-"
 
+
+def mask_secrets(value: Any) -> Any:
+    """What a reviewer may see of registered inputs.
+
+    The plan never holds a real secret: secure config values become placeholders (config_map).
+    So a property the SDK marked secret as a whole (an env list with one secret entry) is shown
+    with only the placeholders masked, and every other secret value is masked entirely.
     Numbers cross the mock monitor as protobuf doubles; whole ones are shown as integers again.
     """
     if rpc.is_rpc_secret(value):
+        inner = rpc.unwrap_rpc_secret(value)
+        if isinstance(inner, list) and all(isinstance(v, str) for v in inner):
+            return [re.sub(PLACEHOLDER + r"[a-z_]+", SECRET_MASK, v) for v in inner]
         return SECRET_MASK
     if isinstance(value, dict):
         return {k: mask_secrets(v) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_secrets(v) for v in value]
+    if isinstance(value, str) and PLACEHOLDER in value:
+        return re.sub(PLACEHOLDER + r"[a-z_]+", SECRET_MASK, value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def secret_inputs(inputs: dict[str, Any]) -> list[str]:
+    """The top-level inputs the SDK sends as secrets (they are encrypted in state)."""
+    return sorted(k for k, v in inputs.items() if rpc.is_rpc_secret(v))
 
 
 def fake_image_id(name: str) -> str:
@@ -144,7 +167,7 @@ def config_map(stack_file: StackFile) -> tuple[dict[str, str], list[str]]:
     for name, value in stack_file.values.items():
         key = f"{NAMESPACE}:{name}"
         if name in stack_file.secure:
-            config[key] = f"plan-placeholder-{name}"
+            config[key] = f"{PLACEHOLDER}{name}"
             secret_keys.append(key)
         else:
             config[key] = value if isinstance(value, str) else json.dumps(value)
@@ -172,7 +195,7 @@ def run_program(
             exported = program()
             return pulumi.Output.all(**exported).apply(outputs.update)
 
-        pulumi.runtime.test(body)()
+        pulumi.runtime.test(body)()  # type: ignore[no-untyped-call]  # the SDK's mock runner is untyped
     finally:
         pulumi.runtime.set_all_config({}, [])
     resources = [
@@ -181,7 +204,7 @@ def run_program(
             name=name,
             parent=recorder.name_of(opts.parent),
             inputs=mask_secrets(mocks.inputs.get((typ, name), {})),
-            options=recorder.options(opts),
+            options={**recorder.options(opts), "secret_inputs": secret_inputs(mocks.inputs.get((typ, name), {}))},
         )
         for typ, name, opts in recorder.seen
     ]
@@ -224,7 +247,7 @@ def _container_lines(r: PlannedResource, images: dict[str, str]) -> list[str]:
         "volumes: " + ", ".join(f"{v.get('volumeName')} -> {v.get('containerPath')}" for v in i.get("volumes") or []),
         f"healthcheck: {' '.join(hc.get('tests', []))} (every {hc.get('interval')}, start period {hc.get('startPeriod')})",
         f"wait: {i.get('wait')} (timeout {i.get('waitTimeout')} s), restart: {i.get('restart')} (max {i.get('maxRetryCount')})",
-        f"logs: {i.get('logDriver')} " + " ".join(f"{k}={v}" for k, v in sorted((i.get('logOpts') or {}).items())),
+        f"logs: {i.get('logDriver')} " + " ".join(f"{k}={v}" for k, v in sorted((i.get("logOpts") or {}).items())),
         "labels: " + ", ".join(f"{lbl['label']}={lbl['value']}" for lbl in i.get("labels") or []),
     ]
     return lines

@@ -64,7 +64,9 @@ class ServiceSpec:
     depends_on: Sequence[pulumi.Resource] = ()
 
 
-def container_envs(plain: Mapping[str, str], secret: Mapping[str, pulumi.Output[str] | None]) -> list[pulumi.Input[str]]:
+def container_envs(
+    plain: Mapping[str, str], secret: Mapping[str, pulumi.Output[str] | None]
+) -> list[pulumi.Input[str]]:
     """`KEY=value` entries; each secret one stays a secret Output (never an f-string on an Output)."""
     envs: list[pulumi.Input[str]] = [f"{k}={v}" for k, v in sorted(plain.items())]
     envs += [pulumi.Output.secret(pulumi.Output.concat(k, "=", v)) for k, v in sorted(secret.items()) if v is not None]

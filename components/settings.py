@@ -44,6 +44,11 @@ class StackConfigError(Exception):
         self.lines = lines
 
 
+def _invalid(text: str) -> PydanticCustomError:
+    """A validation error whose text is the whole message after the key (see _message)."""
+    return PydanticCustomError("rocm", "{text}", {"text": text})
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -67,7 +72,7 @@ def size_bytes(text: str) -> int:
 def _check_image(value: str) -> str:
     # A reference with neither tag nor digest means `latest`: a warning, not an error (see _warnings).
     if any(c.isspace() for c in value):
-        raise PydanticCustomError("rocm", "must be an image reference like repo/name:tag, got {value!r}", {"value": value})
+        raise _invalid(f"must be an image reference like repo/name:tag, got {value!r}")
     return value
 
 
@@ -104,9 +109,7 @@ class HostSettings(_Model):
     def _docker_url(cls, value: str) -> str:
         if value.startswith("unix:///") or re.match(r"^ssh://([^@/\s]+@)?[^@/\s:]+(:\d+)?$", value):
             return value
-        raise PydanticCustomError(
-            "rocm", "must be unix:///path/to/docker.sock or ssh://user@host[:port], got {value!r}", {"value": value}
-        )
+        raise _invalid(f"must be unix:///path/to/docker.sock or ssh://user@host[:port], got {value!r}")
 
     @field_validator("bind")
     @classmethod
@@ -114,7 +117,7 @@ class HostSettings(_Model):
         try:
             ipaddress.ip_address(value)
         except ValueError:
-            raise PydanticCustomError("rocm", "must be an IP address such as 127.0.0.1, got {value!r}", {"value": value}) from None
+            raise _invalid(f"must be an IP address such as 127.0.0.1, got {value!r}") from None
         return value
 
     @field_validator("gpus")
@@ -124,7 +127,7 @@ class HostSettings(_Model):
             seen = [getattr(g, attr) for g in value]
             dupes = sorted({v for v in seen if seen.count(v) > 1})
             if dupes:
-                raise PydanticCustomError("rocm", "lists {attr} {dupes} more than once", {"attr": attr, "dupes": dupes})
+                raise _invalid(f"lists {attr} {dupes} more than once")
         return value
 
     @property
@@ -143,7 +146,7 @@ class HostSettings(_Model):
 
 def _utilization(value: float) -> float:
     if not 0 < value <= 1:
-        raise PydanticCustomError("rocm", "must be in (0, 1], got {value}", {"value": value})
+        raise _invalid(f"must be in (0, 1], got {value}")
     return value
 
 
@@ -151,27 +154,28 @@ def _shm(value: str) -> str:
     try:
         size = size_bytes(value)
     except ValueError:
-        raise PydanticCustomError(
-            "rocm", "must be a size like 16g, 512m or 1gb, got {value!r}", {"value": value}
-        ) from None
+        raise _invalid(f"must be a size like 16g, 512m or 1gb, got {value!r}") from None
     if size % (1 << 20) or size < 64 << 20:
-        raise PydanticCustomError("rocm", "must be a whole number of MiB and at least 64m, got {value!r}", {"value": value})
+        raise _invalid(f"must be a whole number of MiB and at least 64m, got {value!r}")
     return value
 
 
 EnvName = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+MANAGED_ENV = frozenset({"HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "HF_HOME"})
+
+
 def _environment(value: Mapping[str, str]) -> Mapping[str, str]:
     for key in value:
         if not EnvName.match(key):
-            raise PydanticCustomError("rocm", "has {key!r}, which is not an environment variable name", {"key": key})
+            raise _invalid(f"has {key!r}, which is not an environment variable name")
         if re.search(r"(TOKEN|KEY|SECRET|PASSWORD)", key, re.IGNORECASE):
-            raise PydanticCustomError(
-                "rocm",
-                "has {key!r}, which looks like a secret: set secrets with `pulumi config set --secret` (see README)",
-                {"key": key},
+            raise _invalid(
+                f"has {key!r}, which looks like a secret: set secrets with `pulumi config set --secret` (see README)"
             )
+        if key in MANAGED_ENV:
+            raise _invalid(f"has {key!r}, which this project sets itself (from the GPUs and secrets of the stack)")
     return value
 
 
@@ -205,7 +209,7 @@ class VllmSettings(_Model):
     @classmethod
     def _unique_gpus(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         if len(set(value)) != len(value):
-            raise PydanticCustomError("rocm", "lists a GPU more than once: {value}", {"value": list(value)})
+            raise _invalid(f"lists a GPU more than once: {list(value)}")
         return value
 
     @property
@@ -329,7 +333,7 @@ def _message(err: Mapping[str, Any]) -> str:
     ctx = err.get("ctx") or {}
     got = _show(err.get("input"))
     if kind == "rocm":
-        return str(err["msg"])
+        return str(ctx["text"])
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
@@ -385,7 +389,10 @@ def _cross_checks(s: StackSettings) -> list[Problem]:
     for i, index in enumerate(s.vllm.gpus):
         if index not in inventory:
             problems.append(
-                Problem(f"vllm.gpus[{i}]", f"is GPU {index}, which is not in rocm-inference:host.gpus (indices {sorted(inventory)})")
+                Problem(
+                    f"vllm.gpus[{i}]",
+                    f"is GPU {index}, which is not in rocm-inference:host.gpus (indices {sorted(inventory)})",
+                )
             )
     if s.vllm.tensor_parallel_size != len(s.vllm.gpus):
         problems.append(
@@ -421,7 +428,9 @@ def _warnings(s: StackSettings) -> list[Problem]:
         images.append(("embeddings.image", s.embeddings.image))
     for key, image in images:
         if image_is_unpinned(image):
-            out.append(Problem(key, f"is {image!r}, an unpinned tag that moves under you: pin a released tag or a digest"))
+            out.append(
+                Problem(key, f"is {image!r}, an unpinned tag that moves under you: pin a released tag or a digest")
+            )
     return out
 
 

@@ -90,10 +90,6 @@ class VllmServer(pulumi.ComponentResource):
         self.container = res.container
         self.model = s.name_served
         # Known only once the container is up and healthy (wait=True): the URL of a serving endpoint.
-        self.base_url = res.container.ports.apply(
-            lambda ports: f"http://{args.address}:{(ports or [])[0].external}/v1"
-        )
+        self.base_url = res.container.ports.apply(lambda ports: f"http://{args.address}:{(ports or [])[0].external}/v1")
         self.container_name = res.container.name
-        self.register_outputs(
-            {"base_url": self.base_url, "model": self.model, "container_name": self.container_name}
-        )
+        self.register_outputs({"base_url": self.base_url, "model": self.model, "container_name": self.container_name})

@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make plan` and `make test`. Both create ./venv first,
+# the same virtualenv that `pulumi up` uses (Pulumi.yaml: toolchain pip, virtualenv venv).
+PYTHON ?= python3
+VENV := venv
+PY := $(VENV)/bin/python
+STACK ?= big-chat
+
+.PHONY: plan test lint install clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+plan: $(VENV)/.installed
+	$(PY) -m components.plan $(STACK)
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

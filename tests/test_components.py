@@ -1,0 +1,255 @@
+"""Each component under the Pulumi SDK's mocks, with the real stack files as config.
+
+Every check on an Output runs under @pulumi.runtime.test and is returned from it, so a failing
+assertion fails the test (a check in an `apply` that nothing awaits would pass silently).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import rpc
+
+from components.embeddings import EmbeddingsServer, EmbeddingsServerArgs
+from components.host import RocmHost, RocmHostArgs
+from components.plan import PlanMocks, fake_image_id
+from components.program import deploy
+from components.settings import LoadedStack, Secrets, load_from_pulumi
+from components.vllm import VllmServer, VllmServerArgs
+from tests.conftest import ROOT, inputs_of, use_stack
+
+HF_TOKEN = "hf_test_token_5d41402abc4b2a76"
+VLLM_KEY = "vllm-key-7d793037a0760186574b"
+EMB_KEY = "emb-key-9e107d9d372bb6826bd8"
+
+
+def load(stack: str, secrets: dict[str, str] | None = None) -> tuple[LoadedStack, Secrets]:
+    use_stack(stack, secrets)
+    return load_from_pulumi(ROOT / f"Pulumi.{stack}.yaml")
+
+
+def env_dict(envs: list[Any]) -> dict[str, str]:
+    return dict(e.split("=", 1) for e in envs if isinstance(e, str))
+
+
+# --------------------------------------------------------------------------- host and GPUs
+
+
+@pulumi.runtime.test
+def test_host_provider_and_gpu_devices_for_one_gpu(mocks: PlanMocks) -> pulumi.Output[Any]:
+    loaded, _ = load("small-chat")
+    host = RocmHost("box", RocmHostArgs(settings=loaded.settings.host))
+    gpus = host.gpu_devices("box-gpu1", [1])
+    assert gpus.device_paths == ("/dev/kfd", "/dev/dri/card2", "/dev/dri/renderD129")
+    assert gpus.environment == {"HIP_VISIBLE_DEVICES": "0"}
+    assert gpus.group_adds == ("44", "992")
+    assert [d.permissions for d in gpus.devices] == ["rwm"] * 3
+
+    def check(args: list[Any]) -> None:
+        provider_urn, gpus_urn = args
+        assert inputs_of(mocks, "providers:docker", "box-docker")["host"] == "unix:///var/run/docker.sock"
+        # Children are parented: the parent's type shows in the child's URN.
+        assert "rocm-inference:host:RocmHost$pulumi:providers:docker::box-docker" in provider_urn
+        assert "rocm-inference:host:RocmHost$rocm-inference:gpus:GpuDevices::box-gpu1" in gpus_urn
+
+    return pulumi.Output.all(host.provider.urn, gpus.urn).apply(check)
+
+
+@pulumi.runtime.test
+def test_two_hosts_in_one_stack_do_not_collide(mocks: PlanMocks) -> pulumi.Output[Any]:
+    loaded, _ = load("big-chat")
+    a = RocmHost("box-a", RocmHostArgs(settings=loaded.settings.host))
+    b = RocmHost("box-b", RocmHostArgs(settings=loaded.settings.host))
+    ga, gb = a.gpu_devices("box-a-gpus", [0, 1]), b.gpu_devices("box-b-gpus", [0])
+    return pulumi.Output.all(a.provider.urn, b.provider.urn, ga.urn, gb.urn).apply(
+        lambda urns: _assert_distinct(urns, mocks)
+    )
+
+
+def _assert_distinct(urns: list[str], mocks: PlanMocks) -> None:
+    assert len(set(urns)) == 4
+    assert {n for (_, n) in mocks.inputs} >= {"box-a-docker", "box-b-docker"}
+
+
+# --------------------------------------------------------------------------- vLLM
+
+
+def _vllm(loaded: LoadedStack, secrets: Secrets, name: str = "vllm") -> VllmServer:
+    s = loaded.settings
+    host = RocmHost(f"{name}-host", RocmHostArgs(settings=s.host))
+    return VllmServer(
+        name,
+        VllmServerArgs(
+            settings=s.vllm,
+            devices=host.gpu_devices(f"{name}-gpus", s.vllm.gpus),
+            provider=host.provider,
+            address=s.host.address,
+            bind=s.host.bind,
+            hf_token=secrets.hf_token,
+            api_key=secrets.vllm_api_key,
+            labels={"rocm-inference.stack": "big-chat"},
+        ),
+    )
+
+
+@pulumi.runtime.test
+def test_vllm_container_carries_the_seed_settings(mocks: PlanMocks) -> pulumi.Output[Any]:
+    loaded, secrets = load("big-chat")
+    server = _vllm(loaded, secrets)
+
+    def check(args: list[Any]) -> None:
+        urn, base_url, name = args
+        c = inputs_of(mocks, ":Container", "vllm-container")
+        assert c["name"] == "vllm" == name
+        assert c["image"] == fake_image_id("nalanzeyu/vllm-gfx906:v0.11.2-rocm6.3"), (
+            "image must be the RemoteImage's id"
+        )
+        assert c["command"] == [
+            "python", "-m", "vllm.entrypoints.openai.api_server",
+            "--model", "casperhansen/llama-3.3-70b-instruct-awq",
+            "--tensor-parallel-size", "2",
+            "--max-model-len", "32768",
+            "--gpu-memory-utilization", "0.9",
+        ]  # fmt: skip
+        assert [(d["hostPath"], d["containerPath"], d["permissions"]) for d in c["devices"]] == [
+            (p, p, "rwm")
+            for p in ["/dev/kfd", "/dev/dri/card1", "/dev/dri/card2", "/dev/dri/renderD128", "/dev/dri/renderD129"]
+        ]
+        assert c["groupAdds"] == ["44", "992"]
+        assert c["shmSize"] == 16384  # MB: 16g
+        assert c["ipcMode"] == "private"
+        assert c.get("privileged") in (None, False)
+        env = env_dict(c["envs"])
+        assert env["HIP_VISIBLE_DEVICES"] == "0,1"
+        assert env["VLLM_NO_USAGE_STATS"] == "1"
+        assert c["ports"] == [{"internal": 8000, "external": 8000, "ip": "127.0.0.1"}]
+        assert c["volumes"] == [{"volumeName": "vllm-hf-cache", "containerPath": "/root/.cache/huggingface"}]
+        hc = c["healthcheck"]
+        assert hc["tests"][:3] == ["CMD", "python", "-c"] and "http://127.0.0.1:8000/health" in hc["tests"][3]
+        assert hc["startPeriod"] == "1800s"
+        assert c["wait"] is True and c["waitTimeout"] >= 1200
+        assert (c["restart"], c["maxRetryCount"]) == ("on-failure", 5)
+        assert c["logDriver"] == "json-file" and c["logOpts"] == {"max-size": "100m", "max-file": "5"}
+        labels = {lbl["label"]: lbl["value"] for lbl in c["labels"]}
+        assert labels["rocm-inference.gpus"] == "0,1"
+        image = inputs_of(mocks, ":RemoteImage", "vllm-image")
+        assert image == {"name": "nalanzeyu/vllm-gfx906:v0.11.2-rocm6.3", "keepLocally": True}
+        assert inputs_of(mocks, ":Volume", "vllm-cache")["name"] == "vllm-hf-cache"
+        assert "rocm-inference:vllm:VllmServer$docker:index/container:Container::vllm-container" in urn
+        assert base_url == "http://localhost:8000/v1"
+
+    return pulumi.Output.all(server.container.urn, server.base_url, server.container_name).apply(check)
+
+
+@pulumi.runtime.test
+def test_vllm_secrets_reach_the_environment_only_as_secrets(mocks: PlanMocks) -> pulumi.Output[Any]:
+    loaded, secrets = load("big-chat", {"hf_token": HF_TOKEN, "vllm_api_key": VLLM_KEY})
+    server = _vllm(loaded, secrets)
+
+    def check(_: Any) -> None:
+        c = inputs_of(mocks, ":Container", "vllm-container")
+        # One secret entry makes the SDK send the whole env list as a secret: encrypted in state.
+        assert is_secret(c["envs"])
+        env = env_dict(c["envs"]["value"])
+        assert (env["HF_TOKEN"], env["VLLM_API_KEY"], env["HIP_VISIBLE_DEVICES"]) == (HF_TOKEN, VLLM_KEY, "0,1")
+        assert not any(VLLM_KEY in part for part in c["command"]), "an API key on the command line shows in logs"
+        for (typ, name), inputs in mocks.inputs.items():
+            assert HF_TOKEN not in _plain_text(inputs), f"{typ} {name} holds the HF token in plain text"
+            assert VLLM_KEY not in _plain_text(inputs), f"{typ} {name} holds the API key in plain text"
+
+    return server.container.urn.apply(check)
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and rpc.is_rpc_secret(value)
+
+
+def _plain_text(value: Any) -> str:
+    """Every string in value outside the SDK's secret wrappers."""
+    if isinstance(value, dict):
+        if is_secret(value):
+            return ""
+        return " ".join(_plain_text(v) for v in value.values())
+    if isinstance(value, list):
+        return " ".join(_plain_text(v) for v in value)
+    return str(value)
+
+
+def test_plain_text_walker_finds_unwrapped_secrets() -> None:
+    assert "k" in _plain_text({"a": ["x", {"b": "k"}]})
+    assert "k" not in _plain_text(
+        {"a": {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": "k"}}
+    )
+
+
+# --------------------------------------------------------------------------- Infinity
+
+
+@pulumi.runtime.test
+def test_embeddings_container_carries_the_seed_settings(mocks: PlanMocks) -> pulumi.Output[Any]:
+    loaded, secrets = load("big-chat", {"embeddings_api_key": EMB_KEY})
+    s = loaded.settings
+    host = RocmHost("h", RocmHostArgs(settings=s.host))
+    assert s.embeddings is not None
+    server = EmbeddingsServer(
+        "emb",
+        EmbeddingsServerArgs(
+            settings=s.embeddings,
+            provider=host.provider,
+            address=s.host.address,
+            bind=s.host.bind,
+            api_key=secrets.embeddings_api_key,
+        ),
+    )
+
+    def check(args: list[Any]) -> None:
+        urn, base_url = args
+        c = inputs_of(mocks, ":Container", "emb-container")
+        assert c["name"] == "infinity-embeddings"
+        assert c["command"][:5] == ["v2", "--model-id", "nomic-ai/nomic-embed-text-v1.5", "--device", "cpu"]
+        assert c["ports"] == [{"internal": 7997, "external": 8080, "ip": "127.0.0.1"}]
+        assert c["volumes"] == [{"volumeName": "infinity-embeddings-cache", "containerPath": "/app/.cache"}]
+        assert "devices" not in c and "groupAdds" not in c, "the CPU embeddings server gets no GPU"
+        assert "http://127.0.0.1:7997/health" in c["healthcheck"]["tests"][3]
+        assert is_secret(c["envs"])
+        env = env_dict(c["envs"]["value"])
+        assert env["INFINITY_API_KEY"] == EMB_KEY and env["DO_NOT_TRACK"] == "1"
+        assert EMB_KEY not in _plain_text(c)
+        assert "rocm-inference:embeddings:EmbeddingsServer$docker:index/container:Container::emb-container" in urn
+        assert base_url == "http://localhost:8080"
+
+    return pulumi.Output.all(server.container.urn, server.base_url).apply(check)
+
+
+# --------------------------------------------------------------------------- the whole program
+
+
+@pytest.mark.parametrize("stack", ["big-chat", "small-chat"])
+def test_deploy_registers_the_same_tree_for_each_stack(mocks: PlanMocks, stack: str) -> None:
+    @pulumi.runtime.test
+    def run() -> pulumi.Output[Any]:
+        loaded, secrets = load(stack)
+        outputs = deploy(loaded, secrets, "rocm-inference", stack)
+        return pulumi.Output.all(**outputs).apply(check)
+
+    def check(out: dict[str, Any]) -> None:
+        assert out["served_model"] == loaded_model(stack)
+        assert out["vllm_container"] == "vllm"
+        assert out["embeddings_container"] == "infinity-embeddings"
+        assert out["openai_base_url"] == "http://localhost:8000/v1"
+        assert out["embeddings_base_url"] == "http://localhost:8080"
+        names = {n for (_, n) in mocks.inputs}
+        assert {"host", "host-docker", "vllm-gpus", "vllm", "vllm-image", "vllm-cache", "vllm-container",
+                "embeddings", "embeddings-image", "embeddings-cache", "embeddings-container"} == names  # fmt: skip
+
+    run()
+
+
+def loaded_model(stack: str) -> str:
+    import yaml
+
+    doc = yaml.safe_load(Path(ROOT / f"Pulumi.{stack}.yaml").read_text())
+    return str(doc["config"]["rocm-inference:vllm"]["model"])
