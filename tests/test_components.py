@@ -6,11 +6,13 @@ assertion fails the test (a check in an `apply` that nothing awaits would pass s
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from pulumi.runtime import rpc
 
 from components.embeddings import EmbeddingsServer, EmbeddingsServerArgs
@@ -249,7 +251,28 @@ def test_deploy_registers_the_same_tree_for_each_stack(mocks: PlanMocks, stack: 
 
 
 def loaded_model(stack: str) -> str:
-    import yaml
-
     doc = yaml.safe_load(Path(ROOT / f"Pulumi.{stack}.yaml").read_text())
     return str(doc["config"]["rocm-inference:vllm"]["model"])
+
+
+def test_invalid_stack_stops_the_program_before_any_resource(mocks: PlanMocks, tmp_path: Path) -> None:
+    from components.program import run
+
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text(
+        (ROOT / "Pulumi.big-chat.yaml").read_text().replace("tensor_parallel_size: 2", "tensor_parallel_size: 3")
+    )
+    use_stack("big-chat")
+    pulumi.runtime.set_all_config(
+        {
+            **pulumi.runtime.config.CONFIG.get(),
+            "rocm-inference:vllm": json.dumps(yaml.safe_load(bad.read_text())["config"]["rocm-inference:vllm"]),
+        }
+    )
+    with pytest.raises(pulumi.RunError) as err:
+        run(bad)
+    assert str(err.value) == (
+        "Pulumi.bad.yaml: rocm-inference:vllm.tensor_parallel_size must equal the number of GPUs in "
+        "rocm-inference:vllm.gpus (2), got 3"
+    )
+    assert mocks.inputs == {}
