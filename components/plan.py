@@ -20,7 +20,11 @@ from typing import Any
 import pulumi
 from pulumi.runtime import rpc
 
-from components.settings import NAMESPACE, StackConfigError, StackFile, read_stack_file
+from components.catalog import load_catalog
+from components.memory import Capacity
+from components.program import CHECKS, deploy
+from components.rules import assess
+from components.settings import NAMESPACE, StackConfigError, StackFile, load_from_pulumi, read_stack_file
 
 PROJECT = NAMESPACE
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +60,9 @@ class Plan:
     resources: list[PlannedResource]
     outputs: dict[str, Any]
     warnings: list[str]
+    capacity: Capacity | None = None
+    gpus: tuple[int, ...] = ()
+    gpu_name: str = ""
 
     def by_name(self, name: str) -> PlannedResource:
         return next(r for r in self.resources if r.name == name)
@@ -70,6 +77,7 @@ class Plan:
             "resources": [r.as_json() for r in self.resources],
             "outputs": self.outputs,
             "warnings": self.warnings,
+            "capacity": self.capacity.as_json() if self.capacity else None,
         }
 
 
@@ -213,19 +221,58 @@ def run_program(
 
 def plan_stack(stack_file: StackFile) -> Plan:
     """Validate the stack file exactly as `pulumi up` would, then record what it deploys. Raises StackConfigError."""
-    from components.program import deploy
-    from components.settings import load_from_pulumi
-
     config, secret_keys = config_map(stack_file)
     pulumi.runtime.set_all_config(config, secret_keys)
     try:
-        loaded, secrets = load_from_pulumi(stack_file.path)
+        loaded, secrets = load_from_pulumi(stack_file.path, CHECKS)
     finally:
         pulumi.runtime.set_all_config({}, [])
     resources, outputs = run_program(
         stack_file.stack, config, secret_keys, lambda: deploy(loaded, secrets, PROJECT, stack_file.stack)
     )
-    return Plan(stack_file.stack, stack_file.source, resources, outputs, list(loaded.warnings))
+    s = loaded.settings
+    capacity = assess(s, load_catalog()).capacity
+    return Plan(
+        stack_file.stack,
+        stack_file.source,
+        resources,
+        outputs,
+        list(loaded.warnings),
+        capacity,
+        s.vllm.gpus,
+        s.host.gpu,
+    )
+
+
+def render_capacity(plan: Plan, width: int = 60) -> list[str]:
+    """One bar per GPU: weights, runtime reserve, KV cache, and the headroom gpu_memory_utilization leaves."""
+    c = plan.capacity
+    if c is None:
+        return []
+    parts = [
+        ("█", "weights", c.weights_gib_per_gpu),
+        ("▓", "runtime reserve", c.reserve_gib_per_gpu),
+        ("░", "KV cache", c.kv_cache_gib_per_gpu),
+        ("·", "headroom", c.gpu_memory_gib - c.usable_gib),
+    ]
+    cells, used = "", 0
+    for n, (char, _, gib) in enumerate(parts):
+        count = width - used if n == len(parts) - 1 else round(gib / c.gpu_memory_gib * width)
+        count = max(0, min(count, width - used))
+        cells += char * count
+        used += count
+    lines = [
+        f"GPU memory plan ({plan.gpu_name}, {c.gpu_memory_gib:.2f} GiB per GPU, {c.usable_gib:.2f} GiB usable, "
+        f"tensor parallel {c.tensor_parallel_size})"
+    ]
+    lines += [f"  GPU {i} |{cells}|" for i in plan.gpus]
+    lines.append("  " + "   ".join(f"{char} {label} {gib:.2f} GiB" for char, label, gib in parts))
+    lines.append(
+        f"  KV cache: {c.kv_cache_tokens:,} tokens ({c.kv_bytes_per_token_per_gpu / 1024:.0f} KiB per token per GPU); "
+        f"{c.max_concurrency:.2f} requests of max_model_len {c.max_model_len:,} at once; "
+        + ("fits" if c.fits else "DOES NOT FIT")
+    )
+    return lines
 
 
 # --------------------------------------------------------------------------- text view
@@ -291,6 +338,8 @@ def render_text(plan: Plan) -> str:
             walk(r.name, deeper)
 
     walk(None, "")
+    if plan.capacity:
+        out += ["", *render_capacity(plan)]
     out += ["", "Outputs:"]
     out += [f"  {k}: {v}" for k, v in sorted(plan.outputs.items())]
     if plan.warnings:

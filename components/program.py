@@ -8,8 +8,12 @@ import pulumi
 
 from components.embeddings import EmbeddingsServer, EmbeddingsServerArgs
 from components.host import RocmHost, RocmHostArgs
+from components.rules import check_stack
 from components.settings import LoadedStack, Secrets, StackConfigError, load_from_pulumi
 from components.vllm import VllmServer, VllmServerArgs
+
+# Everything a stack must pass beyond its own structure, for `pulumi up` and the plan alike.
+CHECKS = (check_stack,)
 
 
 def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> dict[str, pulumi.Input[str]]:
@@ -61,7 +65,7 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
 def run(stack_file: Path) -> None:
     """The Pulumi program: validate the stack (nothing is registered when it is invalid), deploy, export."""
     try:
-        loaded, secrets = load_from_pulumi(stack_file)
+        loaded, secrets = load_from_pulumi(stack_file, CHECKS)
     except StackConfigError as exc:
         # RunError ends the program with this message and no traceback.
         raise pulumi.RunError(str(exc)) from None

@@ -29,6 +29,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from components.catalog import Architecture
+
 NAMESPACE = "rocm-inference"
 
 # Keys whose values must be set with `pulumi config set --secret`; they are read with
@@ -199,6 +201,8 @@ class VllmSettings(_Model):
     cache_volume: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] | None = None
     startup_timeout: Annotated[StrictInt, Field(ge=60, le=7200)] = 1800
     environment: Environment
+    # The model's config.json facts, for a model that is not in the catalog (or to override it).
+    architecture: Architecture | None = None
 
     _image = field_validator("image")(classmethod(lambda cls, v: _check_image(v)))
     _util = field_validator("gpu_memory_utilization")(classmethod(lambda cls, v: _utilization(v)))
@@ -380,7 +384,8 @@ class LoadedStack:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
-Check = Callable[[StackSettings], list[Problem]]
+# A check of a structurally valid stack: (errors, warnings).
+Check = Callable[[StackSettings], tuple[list[Problem], list[Problem]]]
 
 
 def _cross_checks(s: StackSettings) -> list[Problem]:
@@ -466,11 +471,16 @@ def validate(
             problems.append(Problem(_key(loc).split(":", 1)[1], _message(err)))
         raise StackConfigError([p.line(source) for p in problems]) from None
     problems += _cross_checks(settings)
-    for check in extra_checks:
-        problems += check(settings)
+    warnings = _warnings(settings)
+    # The model and memory rules assume a coherent stack (GPUs in the inventory, TP = GPUs given).
+    if not problems:
+        for check in extra_checks:
+            errors, found_warnings = check(settings)
+            problems += errors
+            warnings += found_warnings
     if problems:
         raise StackConfigError([p.line(source) for p in problems])
-    return LoadedStack(source, settings, tuple(w.line(source) for w in _warnings(settings)))
+    return LoadedStack(source, settings, tuple(w.line(source) for w in warnings))
 
 
 # --------------------------------------------------------------------------- stack files
