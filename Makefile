@@ -5,7 +5,7 @@ VENV := venv
 PY := $(VENV)/bin/python
 STACK ?= big-chat
 
-.PHONY: plan test lint install clean
+.PHONY: plan test lint install clean bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ lint: $(VENV)/.installed
 
 test: lint
 	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PY) bench/planner_error.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -120,6 +120,21 @@ def test_json_format(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(doc) >= {"stack", "resources", "warnings"}
     assert all(set(r) >= {"type", "name", "parent", "inputs"} for r in doc["resources"])
     assert doc["outputs"]["openai_base_url"] == "http://localhost:8000/v1"
+    capacity = doc["capacity"]
+    assert set(capacity) >= {
+        "gpu_memory_gib", "usable_gib", "weights_gib_per_gpu", "reserve_gib_per_gpu", "kv_cache_gib_per_gpu",
+        "kv_bytes_per_token_per_gpu", "kv_cache_tokens", "max_concurrency", "fits",
+    }  # fmt: skip
+    assert capacity["fits"] is True and capacity["kv_bytes_per_token_per_gpu"] == 163840
+    assert capacity["kv_cache_tokens"] >= 32768
+
+
+def test_text_format_draws_the_memory_plan_per_gpu(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["big-chat"]) == 0
+    out = capsys.readouterr().out
+    bars = [line for line in out.splitlines() if line.startswith(("  GPU 0 |", "  GPU 1 |"))]
+    assert len(bars) == 2 and all("█" in b and "░" in b and b.endswith("|") for b in bars)
+    assert "tokens" in out and "fits" in out
 
 
 def test_text_format_shows_tree_and_container_settings(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,42 @@
+"""Stack config values for table-driven and property tests, built from the real stack files."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from components.program import CHECKS
+from components.settings import LoadedStack, StackConfigError, validate
+from tests.conftest import stack_file
+
+
+def values_of(stack: str) -> dict[str, Any]:
+    return copy.deepcopy(stack_file(stack).values)
+
+
+def set_key(values: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """Set `vllm.port` or `host.gpus[0].render` in a copy of values."""
+    out = copy.deepcopy(values)
+    parts = [p for p in re.split(r"\.|\[(\d+)\]", key) if p]
+    node: Any = out
+    for part in parts[:-1]:
+        node = node[int(part)] if part.isdigit() else node.setdefault(part, {})
+    last = parts[-1]
+    if last.isdigit():
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return out
+
+
+def load(values: dict[str, Any], secrets: tuple[str, ...] = (), source: str = "Pulumi.test.yaml") -> LoadedStack:
+    return validate(values, secrets, source, CHECKS)
+
+
+def errors(values: dict[str, Any], secrets: tuple[str, ...] = ()) -> list[str]:
+    try:
+        load(values, secrets)
+    except StackConfigError as exc:
+        return exc.lines
+    return []

@@ -1,0 +1,68 @@
+"""The memory planner: reproduces published vLLM startup figures, and behaves like vLLM's arithmetic."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from components.catalog import load_catalog
+from components.memory import PROFILES, MemoryInputs, kv_bytes_per_token, plan, weights_bytes_per_rank
+from components.startup_logs import load_startup_logs
+from tests.conftest import DATA
+
+LOGS = load_startup_logs(DATA / "vllm_startup_logs.yaml")
+CATALOG = load_catalog()
+LLAMA70 = CATALOG.models["casperhansen/llama-3.3-70b-instruct-awq"]
+
+
+@pytest.mark.parametrize("log", LOGS, ids=[log.name for log in LOGS])
+def test_reproduces_published_startup_logs(log: object) -> None:
+    assert hasattr(log, "predicted")
+    p, r = log.predicted(), log.reported  # type: ignore[attr-defined]
+    assert p.fits == r["fits"], "a wrong fit verdict"
+    assert abs(p.kv_cache_tokens - r["kv_cache_tokens"]) / r["kv_cache_tokens"] < 0.10
+    assert abs(p.weights_gib_per_gpu - r["weights_gib"]) / r["weights_gib"] < 0.03
+    assert abs(p.max_concurrency - r["max_concurrency"]) / r["max_concurrency"] < 0.10
+
+
+def inputs(**changes: object) -> MemoryInputs:
+    base = MemoryInputs(LLAMA70, 31.984375, 0.9, 2, 32768, 2048, 256, "float16", PROFILES["vllm-0.11"], True)
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_kv_bytes_per_token_follow_vllms_page_size() -> None:
+    # 2 (K, V) x 80 layers x 8 KV heads / TP 2 x head_dim 128 x 2 bytes
+    assert kv_bytes_per_token(LLAMA70, 2, 2) == 2 * 80 * 4 * 128 * 2 == 163840
+    # KV heads are replicated when TP exceeds them: TP 16 keeps one per GPU, not half of one.
+    assert kv_bytes_per_token(LLAMA70, 16, 2) == 2 * 80 * 1 * 128 * 2
+
+
+def test_tensor_parallel_splits_the_weights() -> None:
+    one, two = weights_bytes_per_rank(LLAMA70, 1, 2), weights_bytes_per_rank(LLAMA70, 2, 2)
+    assert 1.9 < one / two < 2.01
+    assert 36 < one / 2**30 < 38  # 70B at 4 bits with fp16 embeddings and lm_head
+
+
+def test_more_memory_or_utilization_means_more_kv_and_never_less() -> None:
+    base = plan(inputs())
+    assert plan(inputs(gpu_memory_utilization=0.95)).kv_cache_tokens > base.kv_cache_tokens
+    assert plan(inputs(gpu_memory_gib=63.984375)).kv_cache_tokens > base.kv_cache_tokens
+    assert plan(inputs(max_num_batched_tokens=16384)).kv_cache_tokens < base.kv_cache_tokens
+
+
+def test_blocks_of_16_tokens_and_concurrency() -> None:
+    c = plan(inputs())
+    assert c.kv_cache_tokens % 16 == 0
+    assert c.max_concurrency == pytest.approx(c.kv_cache_tokens / 32768)
+    assert c.kv_cache_gib_per_gpu * 2**30 >= c.kv_cache_tokens * c.kv_bytes_per_token_per_gpu
+
+
+def test_fit_boundary_and_suggestions_are_consistent() -> None:
+    c = plan(inputs())
+    assert c.fits
+    at_limit = plan(inputs(max_model_len=c.largest_max_model_len))
+    assert at_limit.fits
+    beyond = plan(inputs(max_model_len=c.largest_max_model_len + 16))
+    assert not beyond.fits
+    assert plan(inputs(max_model_len=beyond.max_model_len, gpu_memory_utilization=beyond.utilization_needed)).fits

@@ -1,0 +1,256 @@
+"""Every validation rule, table-driven: one valid and one or more invalid cases each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.catalog import load_catalog
+from components.rules import assess
+from tests.stacks import errors, load, set_key, values_of
+
+QWEN72_UNPADDED = {
+    "num_hidden_layers": 80,
+    "hidden_size": 8192,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "intermediate_size": 29568,
+    "vocab_size": 152064,
+    "max_position_embeddings": 32768,
+    "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128},
+}
+
+
+def big(**changes: Any) -> dict[str, Any]:
+    values = values_of("big-chat")
+    for key, value in changes.items():
+        values = set_key(values, key.replace("__", "."), value)
+    return values
+
+
+@pytest.mark.parametrize("stack", ["big-chat", "small-chat"])
+def test_shipped_stacks_are_valid_and_fit(stack: str) -> None:
+    loaded = load(values_of(stack))
+    capacity = assess(loaded.settings, load_catalog()).capacity
+    assert capacity is not None and capacity.fits
+    assert capacity.max_concurrency >= 1
+    assert loaded.warnings == ()
+
+
+INVALID: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
+    # (case, values, secrets, the one expected line after "Pulumi.test.yaml: rocm-inference:")
+    (
+        "unknown top-level key",
+        {**values_of("big-chat"), "vlm": {}},
+        (),
+        "vlm is not a known key (did you mean 'vllm'?); allowed: embeddings, embeddings_api_key, hf_token, host, vllm, vllm_api_key",
+    ),
+    (
+        "unknown nested key",
+        big(vllm__max_model_lenn=3),
+        (),
+        "vllm.max_model_lenn is not a known key (did you mean 'max_model_len'?); allowed: architecture, cache_volume, container_name, dtype, environment, gpu_memory_utilization, gpus, image, max_model_len, max_num_batched_tokens, max_num_seqs, model, port, served_model_name, shm_size, startup_timeout, tensor_parallel_size",
+    ),
+    ("wrong type", big(vllm__max_model_len="32k"), (), "vllm.max_model_len must be an integer, got '32k'"),
+    (
+        "utilization above 1",
+        big(vllm__gpu_memory_utilization=1.3),
+        (),
+        "vllm.gpu_memory_utilization must be in (0, 1], got 1.3",
+    ),
+    (
+        "utilization zero",
+        big(vllm__gpu_memory_utilization=0),
+        (),
+        "vllm.gpu_memory_utilization must be in (0, 1], got 0.0",
+    ),
+    ("port too large", big(vllm__port=70000), (), "vllm.port must be <= 65535, got 70000"),
+    ("port zero", big(embeddings__port=0), (), "embeddings.port must be >= 1, got 0"),
+    ("max_model_len too small", big(vllm__max_model_len=0), (), "vllm.max_model_len must be >= 16, got 0"),
+    ("shm size format", big(vllm__shm_size="16q"), (), "vllm.shm_size must be a size like 16g, 512m or 1gb, got '16q'"),
+    (
+        "GPU not in inventory",
+        big(vllm__gpus=[0, 5]),
+        (),
+        "vllm.gpus[1] is GPU 5, which is not in rocm-inference:host.gpus (indices [0, 1])",
+    ),
+    ("GPU given twice", big(vllm__gpus=[1, 1]), (), "vllm.gpus lists a GPU more than once: [1, 1]"),
+    (
+        "TP is not the GPU count",
+        big(vllm__tensor_parallel_size=1),
+        (),
+        "vllm.tensor_parallel_size must equal the number of GPUs in rocm-inference:vllm.gpus (2), got 1",
+    ),
+    (
+        "host port twice",
+        big(embeddings__port=8000),
+        (),
+        "embeddings.port is host port 8000, which another service of this stack already publishes",
+    ),
+    (
+        "render node twice in the host",
+        big(**{"host__gpus[1]__render": 128}),
+        (),
+        "host.gpus lists render [128] more than once",
+    ),
+    (
+        "unknown GPU",
+        big(host__gpu="mi61"),
+        (),
+        "host.gpu is 'mi61': not a GPU of the catalog (did you mean 'mi60'?); allowed: mi100, mi210, mi50-16gb, mi50-32gb, mi60, radeon-pro-vii, radeon-vii",
+    ),
+    (
+        "managed env var",
+        big(vllm__environment={"HIP_VISIBLE_DEVICES": "0"}),
+        (),
+        "vllm.environment has 'HIP_VISIBLE_DEVICES', which this project sets itself (from the GPUs and secrets of the stack)",
+    ),
+    (
+        "secret-looking env var",
+        big(vllm__environment={"MY_API_TOKEN": "x"}),
+        (),
+        "vllm.environment has 'MY_API_TOKEN', which looks like a secret: set secrets with `pulumi config set --secret` (see README)",
+    ),
+    (
+        "docker url",
+        big(host__docker="tcp://box:2375"),
+        (),
+        "host.docker must be unix:///path/to/docker.sock or ssh://user@host[:port], got 'tcp://box:2375'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "values", "secrets", "expected"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_stacks_give_one_clear_line(
+    case: str, values: dict[str, Any], secrets: tuple[str, ...], expected: str
+) -> None:
+    assert errors(values, secrets) == [f"Pulumi.test.yaml: rocm-inference:{expected}"]
+
+
+def test_bind_beyond_loopback_needs_the_api_keys() -> None:
+    wide = big(host__bind="0.0.0.0")
+    [line] = errors(wide)
+    assert "rocm-inference:host.bind is 0.0.0.0" in line and "rocm-inference:vllm_api_key" in line
+    assert "rocm-inference:embeddings_api_key" in line
+    [line] = errors(wide, ("vllm_api_key",))
+    assert "vllm_api_key" not in line and "embeddings_api_key" in line
+    assert load(wide, ("vllm_api_key", "embeddings_api_key")).settings.host.bind == "0.0.0.0"
+    assert load(big(host__bind="127.0.0.2")).settings.host.bind_is_loopback
+
+
+def test_all_errors_of_a_file_at_once() -> None:
+    values = big(vllm__gpu_memory_utilization=2, vllm__port="x", host__gpu="")
+    lines = errors({**values, "bogus": 1})
+    assert len(lines) == 4
+    assert {line.split(" ", 2)[1] for line in lines} == {
+        "rocm-inference:bogus",
+        "rocm-inference:vllm.gpu_memory_utilization",
+        "rocm-inference:vllm.port",
+        "rocm-inference:host.gpu",
+    }
+
+
+def test_unpinned_image_is_a_warning_not_an_error() -> None:
+    loaded = load(big(embeddings__image="michaelf34/infinity:latest"))
+    assert loaded.warnings == (
+        "Pulumi.test.yaml: rocm-inference:embeddings.image is 'michaelf34/infinity:latest', an unpinned tag "
+        "that moves under you: pin a released tag or a digest",
+    )
+    assert "untagged" not in str(load(big(vllm__image="nalanzeyu/vllm-gfx906@sha256:" + "a" * 64)).warnings)
+    assert len(load(big(vllm__image="nalanzeyu/vllm-gfx906")).warnings) == 1
+
+
+# --------------------------------------------------------------------------- model rules
+
+
+def test_70b_on_one_mi60_is_refused_with_the_reason() -> None:
+    [line] = errors(big(vllm__gpus=[0], vllm__tensor_parallel_size=1))
+    assert "rocm-inference:vllm.max_model_len cannot be served: the weights alone take 37.1 GiB per GPU" in line
+    assert "more GPUs (tensor_parallel_size)" in line
+
+
+def test_bf16_on_gfx906_is_refused() -> None:
+    assert errors(big(vllm__dtype="bfloat16")) == [
+        "Pulumi.test.yaml: rocm-inference:vllm.dtype is 'bfloat16', which AMD Instinct MI60 (gfx906) does not run: "
+        "allowed float16 or auto"
+    ]
+    assert load(big(vllm__dtype="float16")).settings.vllm.dtype == "float16"
+
+
+def test_tp3_on_a_64_head_model_is_refused() -> None:
+    values = big(vllm__gpus=[0, 1, 2], vllm__tensor_parallel_size=3)
+    values["host"]["gpus"].append({"index": 2, "card": 3, "render": 130})
+    lines = errors(values)
+    assert any("vllm.tensor_parallel_size must divide the model's 64 attention heads" in line for line in lines)
+
+
+def test_awq_tensor_parallel_that_breaks_the_group_size_is_refused() -> None:
+    values = big(vllm__model="example/qwen2-72b-awq-unpadded", vllm__architecture=QWEN72_UNPADDED)
+    assert errors(values) == [
+        "Pulumi.test.yaml: rocm-inference:vllm.tensor_parallel_size splits intermediate_size 29568 into 14784 per GPU, "
+        "not a multiple of the awq group_size 128: vLLM fails with 'input size not aligned with the quantized weight "
+        "shape' (intermediate_size must be divisible by group_size x TP = 256), got 2"
+    ]
+    padded = {**QWEN72_UNPADDED, "intermediate_size": 29696}  # what Qwen's own AWQ release pads to
+    assert load(set_key(values, "vllm.architecture", padded)).settings.vllm.architecture is not None
+
+
+def test_unknown_model_needs_its_architecture() -> None:
+    [line] = errors(big(vllm__model="someone/some-model"))
+    assert "rocm-inference:vllm.model is 'someone/some-model', which is not in the model catalog" in line
+    assert "rocm-inference:vllm.architecture (num_hidden_layers, hidden_size" in line
+
+
+def test_inline_architecture_keys_are_checked() -> None:
+    arch = {**QWEN72_UNPADDED, "intermediate_size": 29696, "num_hidden_layer": 80}
+    [line] = errors(big(vllm__model="x/y", vllm__architecture=arch))
+    assert (
+        "rocm-inference:vllm.architecture.num_hidden_layer is not a known key (did you mean 'num_hidden_layers'?)"
+        in line
+    )
+
+
+def test_max_model_len_beyond_the_models_positions_is_refused() -> None:
+    values = set_key(values_of("small-chat"), "vllm.max_model_len", 65536)
+    assert errors(values) == [
+        "Pulumi.test.yaml: rocm-inference:vllm.max_model_len must be at most the model's max_position_embeddings "
+        "32768 (vLLM refuses longer contexts), got 65536"
+    ]
+
+
+def test_kv_cache_too_small_says_what_fits_and_the_utilization_needed() -> None:
+    [line] = errors(big(vllm__max_model_len=65536))
+    assert "rocm-inference:vllm.max_model_len is 65536, but the KV cache holds" in line
+    assert "use max_model_len" in line and "or raise gpu_memory_utilization to 0.94" in line
+    assert "holds 58176 tokens per GPU" in line and "use max_model_len 58176 or less" in line
+    [line] = errors(big(vllm__max_model_len=131072))
+    assert "(no gpu_memory_utilization is enough)" in line
+
+
+def test_gpu_memory_override_changes_the_verdict() -> None:
+    assert load(big()).settings.host.gpu_memory_gib is None
+    [line] = errors(big(host__gpu_memory_gib=24))
+    assert "rocm-inference:vllm.max_model_len" in line
+
+
+def test_image_built_for_another_gfx_is_refused() -> None:
+    [line] = errors(big(host__gpu="mi100"))
+    assert line == (
+        "Pulumi.test.yaml: rocm-inference:vllm.image is built for gfx906, but rocm-inference:host.gpu 'mi100' is gfx908"
+    )
+
+
+def test_quantization_the_image_does_not_run_is_refused() -> None:
+    arch = {**QWEN72_UNPADDED, "intermediate_size": 29696, "quantization_config": {"quant_method": "fp8", "bits": 8}}
+    [line] = errors(big(vllm__model="x/fp8", vllm__architecture=arch))
+    assert "is quantized with fp8, which nalanzeyu/vllm-gfx906:v0.11.2-rocm6.3 does not run" in line
+
+
+def test_unknown_image_and_unquantized_model_are_warnings() -> None:
+    arch = {k: v for k, v in QWEN72_UNPADDED.items() if k != "quantization_config"}
+    arch.update(num_hidden_layers=4, intermediate_size=2048, hidden_size=1024, num_attention_heads=16)
+    loaded = load(big(vllm__model="x/tiny", vllm__architecture=arch))
+    assert any("is not quantized: unquantized models are slow on gfx906" in w for w in loaded.warnings)
+    loaded = load(big(vllm__image="example/vllm:1.0"))
+    assert any("not in the image catalog" in w for w in loaded.warnings)
