@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -33,6 +33,7 @@ class EmbeddingsServerArgs:
     hf_token: pulumi.Output[str] | None = None
     api_key: pulumi.Output[str] | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    depends_on: Sequence[pulumi.Resource] = ()
 
 
 class EmbeddingsServer(pulumi.ComponentResource):
@@ -57,6 +58,7 @@ class EmbeddingsServer(pulumi.ComponentResource):
             environment={**s.environment, "DO_NOT_TRACK": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "false"},
             secret_environment={"HF_TOKEN": args.hf_token, "INFINITY_API_KEY": args.api_key},
             labels=dict(args.labels),
+            depends_on=args.depends_on,
         )
         res = service_resources(name, spec, self, args.provider)
         self.container = res.container

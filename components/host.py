@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 
 from components.gpus import GpuDevices, GpuDevicesArgs
@@ -13,13 +14,25 @@ from components.settings import HostSettings
 
 
 @dataclass(frozen=True)
+class PreflightArgs:
+    """The host check to run before anything is pulled: a command line, its script (stdin), its triggers."""
+
+    command: str
+    script: str
+    triggers: list[str]
+    ssh_private_key: pulumi.Output[str] | None = None
+
+
+@dataclass(frozen=True)
 class RocmHostArgs:
     settings: HostSettings
+    preflight: PreflightArgs | None = None
 
 
 class RocmHost(pulumi.ComponentResource):
     provider: docker.Provider
     settings: HostSettings
+    preflight: command.local.Command | command.remote.Command | None
 
     def __init__(self, name: str, args: RocmHostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rocm-inference:host:RocmHost", name, None, opts)
@@ -30,6 +43,7 @@ class RocmHost(pulumi.ComponentResource):
             ssh_opts=list(s.ssh_opts) or None,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self.preflight = self._preflight(name, args.preflight) if args.preflight else None
         self.register_outputs(
             {
                 "docker_host": s.docker,
@@ -39,6 +53,31 @@ class RocmHost(pulumi.ComponentResource):
                 "gpus": [g.model_dump() for g in s.gpus],
                 "groups": s.groups.model_dump(),
             }
+        )
+
+    def _preflight(self, name: str, p: PreflightArgs) -> command.local.Command | command.remote.Command:
+        """The check runs where Docker runs: here for a local socket, over SSH for an ssh:// host."""
+        opts = pulumi.ResourceOptions(parent=self)
+        s = self.settings
+        if s.is_remote:
+            user, host, port = s.ssh_target
+            return command.remote.Command(
+                f"{name}-preflight",
+                connection=command.remote.ConnectionArgs(
+                    host=host, user=user, port=port, private_key=p.ssh_private_key
+                ),
+                create=p.command,
+                stdin=p.script,
+                triggers=p.triggers,
+                opts=opts,
+            )
+        return command.local.Command(
+            f"{name}-preflight",
+            create=p.command,
+            stdin=p.script,
+            environment={"DOCKER_HOST": s.docker},
+            triggers=p.triggers,
+            opts=opts,
         )
 
     def gpu_devices(self, name: str, indices: Sequence[int]) -> GpuDevices:

@@ -316,6 +316,8 @@ def _summary(r: PlannedResource) -> str:
         return f"  {i.get('name')}"
     if r.type.endswith(":Volume"):
         return f"  name={i.get('name')}"
+    if r.type.startswith("command:"):
+        return f"  runs components/preflight.sh with {i.get('create', '').removesuffix(' sh -s')}"
     return ""
 
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pulumi
 
+from components.catalog import load_catalog
 from components.embeddings import EmbeddingsServer, EmbeddingsServerArgs
-from components.host import RocmHost, RocmHostArgs
+from components.host import PreflightArgs, RocmHost, RocmHostArgs
+from components.preflight import preflight_spec, script_text
 from components.rules import check_stack
 from components.settings import LoadedStack, Secrets, StackConfigError, load_from_pulumi
 from components.vllm import VllmServer, VllmServerArgs
@@ -22,7 +24,13 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
     for warning in loaded.warnings:
         pulumi.log.warn(warning)
     labels = {"rocm-inference.project": project, "rocm-inference.stack": stack}
-    host = RocmHost("host", RocmHostArgs(settings=s.host))
+    preflight = None
+    if s.host.preflight:
+        spec = preflight_spec(s, load_catalog(), project, stack)
+        script = script_text()
+        preflight = PreflightArgs(spec.command(), script, spec.triggers(script), secrets.ssh_private_key)
+    host = RocmHost("host", RocmHostArgs(settings=s.host, preflight=preflight))
+    checked = [host.preflight] if host.preflight else []
     vllm = VllmServer(
         "vllm",
         VllmServerArgs(
@@ -34,6 +42,7 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
             hf_token=secrets.hf_token,
             api_key=secrets.vllm_api_key,
             labels=labels,
+            depends_on=checked,
         ),
     )
     outputs: dict[str, pulumi.Input[str]] = {
@@ -52,6 +61,7 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
                 hf_token=secrets.hf_token,
                 api_key=secrets.embeddings_api_key,
                 labels=labels,
+                depends_on=checked,
             ),
         )
         outputs |= {

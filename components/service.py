@@ -86,7 +86,13 @@ def service_resources(
     """The image, cache volume and container of one server, children of `parent`, named from `name`."""
     child = pulumi.ResourceOptions(parent=parent, provider=provider)
     labels = [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(spec.labels.items())]
-    image = docker.RemoteImage(f"{name}-image", name=spec.image, keep_locally=True, opts=child)
+    # Nothing is pulled before the host's preflight check has passed.
+    image = docker.RemoteImage(
+        f"{name}-image",
+        name=spec.image,
+        keep_locally=True,
+        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(spec.depends_on))),
+    )
     volume = docker.Volume(
         f"{name}-cache",
         name=spec.cache_volume,

@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -35,7 +36,7 @@ NAMESPACE = "rocm-inference"
 
 # Keys whose values must be set with `pulumi config set --secret`; they are read with
 # `get_secret` and stay Outputs end to end, so they are not part of the models below.
-SECRET_KEYS: tuple[str, ...] = ("hf_token", "vllm_api_key", "embeddings_api_key")
+SECRET_KEYS: tuple[str, ...] = ("hf_token", "vllm_api_key", "embeddings_api_key", "ssh_private_key")
 
 
 class StackConfigError(Exception):
@@ -103,8 +104,10 @@ class HostSettings(_Model):
     bind: StrictStr = "127.0.0.1"
     gpu: Annotated[StrictStr, Field(min_length=1)]
     gpu_memory_gib: Annotated[float, Field(gt=0, le=1024)] | None = None
-    gpus: Annotated[tuple[GpuNode, ...], Field(min_length=1)]
+    gpus: tuple[GpuNode, ...]
     groups: Groups
+    # Check the host (devices, groups, Docker, disk, GPUs held by others) before anything is pulled.
+    preflight: StrictBool = True
 
     @field_validator("docker")
     @classmethod
@@ -125,6 +128,9 @@ class HostSettings(_Model):
     @field_validator("gpus")
     @classmethod
     def _unique_nodes(cls, value: tuple[GpuNode, ...]) -> tuple[GpuNode, ...]:
+        # Checked here, not with min_length, which also fires when an item is invalid (one error per mistake).
+        if not value:
+            raise _invalid("must list at least one GPU")
         for attr in ("index", "card", "render"):
             seen = [getattr(g, attr) for g in value]
             dupes = sorted({v for v in seen if seen.count(v) > 1})
@@ -135,6 +141,14 @@ class HostSettings(_Model):
     @property
     def is_remote(self) -> bool:
         return self.docker.startswith("ssh://")
+
+    @property
+    def ssh_target(self) -> tuple[str, str, int]:
+        """(user, host, port) of an ssh:// Docker host; user root and port 22 where the URL has none."""
+        match = re.match(r"^ssh://(?:([^@/\s]+)@)?([^@/\s:]+)(?::(\d+))?$", self.docker)
+        if not match:
+            raise ValueError(f"not an ssh:// Docker host: {self.docker}")
+        return match.group(1) or "root", match.group(2), int(match.group(3) or 22)
 
     @property
     def bind_is_loopback(self) -> bool:
@@ -188,7 +202,7 @@ class VllmSettings(_Model):
     image: Image
     model: Annotated[StrictStr, Field(min_length=1)]
     served_model_name: StrictStr | None = None
-    gpus: Annotated[tuple[NonNegative, ...], Field(min_length=1)]
+    gpus: tuple[NonNegative, ...]
     tensor_parallel_size: Annotated[StrictInt, Field(ge=1)]
     max_model_len: Annotated[StrictInt, Field(ge=16, le=10_485_760)]
     gpu_memory_utilization: float
@@ -212,6 +226,8 @@ class VllmSettings(_Model):
     @field_validator("gpus")
     @classmethod
     def _unique_gpus(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise _invalid("must list at least one host GPU index")
         if len(set(value)) != len(value):
             raise _invalid(f"lists a GPU more than once: {list(value)}")
         return value
@@ -559,6 +575,7 @@ class Secrets:
     hf_token: pulumi.Output[str] | None = None
     vllm_api_key: pulumi.Output[str] | None = None
     embeddings_api_key: pulumi.Output[str] | None = None
+    ssh_private_key: pulumi.Output[str] | None = None
 
 
 def load_from_pulumi(stack_file: Path, extra_checks: Iterable[Check] = ()) -> tuple[LoadedStack, Secrets]:

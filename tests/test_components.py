@@ -244,7 +244,7 @@ def test_deploy_registers_the_same_tree_for_each_stack(mocks: PlanMocks, stack: 
         assert out["openai_base_url"] == "http://localhost:8000/v1"
         assert out["embeddings_base_url"] == "http://localhost:8080"
         names = {n for (_, n) in mocks.inputs}
-        assert {"host", "host-docker", "vllm-gpus", "vllm", "vllm-image", "vllm-cache", "vllm-container",
+        assert {"host", "host-docker", "host-preflight", "vllm-gpus", "vllm", "vllm-image", "vllm-cache", "vllm-container",
                 "embeddings", "embeddings-image", "embeddings-cache", "embeddings-container"} == names  # fmt: skip
 
     run()

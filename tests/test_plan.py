@@ -88,6 +88,7 @@ def test_parents_form_the_component_tree() -> None:
     assert parents == {
         "host": None,
         "host-docker": "host",
+        "host-preflight": "host",
         "vllm-gpus": "host",
         "vllm": None,
         "vllm-image": "vllm",
@@ -140,7 +141,10 @@ def test_text_format_draws_the_memory_plan_per_gpu(capsys: pytest.CaptureFixture
 def test_text_format_shows_tree_and_container_settings(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["small-chat"]) == 0
     out = capsys.readouterr().out
-    assert "└─ vllm-container (docker:index/container:Container)  [delete_before_replace]" in out
+    assert (
+        "└─ vllm-container (docker:index/container:Container)  [delete_before_replace; depends on host-preflight]"
+        in out
+    )
     assert "devices: /dev/kfd, /dev/dri/card2, /dev/dri/renderD129" in out
     assert "HIP_VISIBLE_DEVICES=0" in out
 

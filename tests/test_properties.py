@@ -85,6 +85,9 @@ MUTATIONS: list[tuple[str, Any]] = [
     ("host.groups.render", "render"),
     ("host.gpus[0].render", 12),
     ("host.gpus[0].index", "zero"),
+    ("host.gpus", []),
+    ("vllm.gpus", []),
+    ("vllm.gpus[0]", "first"),
     ("host.gpu_memory_gib", -4),
     ("host.surprise", True),
 ]

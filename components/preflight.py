@@ -1,0 +1,88 @@
+"""What the host's preflight check is told: pure logic, free of Pulumi.
+
+The check itself is components/preflight.sh, a POSIX shell script that runs on the ROCm host
+(locally, or over SSH with pulumi-command) before any image is pulled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.catalog import Catalog
+from components.memory import GiB, weights_bytes_per_rank
+from components.rules import effective_dtype
+from components.settings import GpuNode, Groups, StackSettings
+
+SCRIPT = Path(__file__).with_name("preflight.sh")
+# Embedding models are small next to an LLM (nomic-embed-text-v1.5: about 0.5 GB); room for a larger one.
+EMBEDDINGS_MODEL_GIB = 3
+
+
+def gfx_version(gfx: str) -> int:
+    """An LLVM gfx target as KFD's gfx_target_version: gfx906 -> 90006, gfx90a -> 90010, gfx942 -> 90402."""
+    match = re.fullmatch(r"gfx(\d+)([0-9a-f])([0-9a-f])", gfx)
+    if not match:
+        raise ValueError(gfx)
+    return int(match.group(1)) * 10000 + int(match.group(2), 16) * 100 + int(match.group(3), 16)
+
+
+@dataclass(frozen=True)
+class PreflightSpec:
+    gpus: tuple[GpuNode, ...]
+    gfx: str
+    min_vram_bytes: int
+    groups: Groups
+    project: str
+    stack: str
+    volumes: tuple[tuple[str, int], ...]  # model cache volume, GiB its model downloads into it
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "PREFLIGHT_GPUS": " ".join(f"{g.index}:{g.card}:{g.render}" for g in self.gpus),
+            "PREFLIGHT_GFX": str(gfx_version(self.gfx)),
+            "PREFLIGHT_GFX_NAME": self.gfx,
+            "PREFLIGHT_VRAM_BYTES": str(self.min_vram_bytes),
+            "PREFLIGHT_VIDEO_GID": str(self.groups.video),
+            "PREFLIGHT_RENDER_GID": str(self.groups.render),
+            "PREFLIGHT_PROJECT": self.project,
+            "PREFLIGHT_STACK": self.stack,
+            "PREFLIGHT_VOLUMES": " ".join(f"{name}:{gib}" for name, gib in self.volumes),
+        }
+
+    def command(self) -> str:
+        """`VAR=value ... sh -s`: the script comes on stdin, so the same line works over SSH."""
+        assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.environment().items()))
+        return f"{assignments} sh -s"
+
+    def triggers(self, script: str) -> list[str]:
+        """Re-run when the script, the host config or the GPU assignment changes."""
+        return [hashlib.sha256(script.encode()).hexdigest()[:16], self.command()]
+
+
+def script_text() -> str:
+    return SCRIPT.read_text()
+
+
+def preflight_spec(s: StackSettings, catalog: Catalog, project: str, stack: str) -> PreflightSpec:
+    gpu = catalog.gpus[s.host.gpu]
+    memory = s.host.gpu_memory_gib or gpu.memory_gib
+    arch = s.vllm.architecture or catalog.models[s.vllm.model]
+    dtype_bytes = 4 if effective_dtype(s.vllm.dtype, arch, gpu) == "float32" else 2
+    checkpoint = weights_bytes_per_rank(arch, 1, dtype_bytes)
+    volumes = [(s.vllm.volume_name, math.ceil(checkpoint * 1.05 / GiB))]
+    if s.embeddings:
+        volumes.append((s.embeddings.volume_name, EMBEDDINGS_MODEL_GIB))
+    return PreflightSpec(
+        gpus=s.host.nodes(s.vllm.gpus),
+        gfx=gpu.gfx,
+        min_vram_bytes=int(memory * GiB) - (1 << 20),  # what the catalog says, less rounding
+        groups=s.host.groups,
+        project=project,
+        stack=stack,
+        volumes=tuple(volumes),
+    )
