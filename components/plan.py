@@ -8,12 +8,10 @@ config fed through `set_all_config`; every resource it registers is recorded wit
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,64 +19,15 @@ import pulumi
 from pulumi.runtime import rpc
 
 from components.catalog import load_catalog
-from components.memory import Capacity
+from components.compose import render_compose
+from components.planned import SECRET_MASK, Plan, PlannedResource, fake_image_id
 from components.program import CHECKS, deploy
+from components.review import Diff, RefError, diff, plan_at_ref, render_markdown
 from components.rules import assess
 from components.settings import NAMESPACE, StackConfigError, StackFile, load_from_pulumi, read_stack_file
 
 PROJECT = NAMESPACE
 ROOT = Path(__file__).resolve().parent.parent
-SECRET_MASK = "[secret]"
-
-
-@dataclass
-class PlannedResource:
-    type: str
-    name: str
-    parent: str | None
-    inputs: dict[str, Any]
-    options: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def custom(self) -> bool:
-        return not self.type.startswith(f"{PROJECT}:")
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "name": self.name,
-            "parent": self.parent,
-            "inputs": self.inputs,
-            "options": self.options,
-        }
-
-
-@dataclass
-class Plan:
-    stack: str
-    source: str
-    resources: list[PlannedResource]
-    outputs: dict[str, Any]
-    warnings: list[str]
-    capacity: Capacity | None = None
-    gpus: tuple[int, ...] = ()
-    gpu_name: str = ""
-
-    def by_name(self, name: str) -> PlannedResource:
-        return next(r for r in self.resources if r.name == name)
-
-    def of_type(self, suffix: str) -> list[PlannedResource]:
-        return [r for r in self.resources if r.type.endswith(suffix)]
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "stack": self.stack,
-            "file": self.source,
-            "resources": [r.as_json() for r in self.resources],
-            "outputs": self.outputs,
-            "warnings": self.warnings,
-            "capacity": self.capacity.as_json() if self.capacity else None,
-        }
 
 
 PLACEHOLDER = "plan-placeholder-"
@@ -111,10 +60,6 @@ def mask_secrets(value: Any) -> Any:
 def secret_inputs(inputs: dict[str, Any]) -> list[str]:
     """The top-level inputs the SDK sends as secrets (they are encrypted in state)."""
     return sorted(k for k, v in inputs.items() if rpc.is_rpc_secret(v))
-
-
-def fake_image_id(name: str) -> str:
-    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
 
 
 class PlanMocks(pulumi.runtime.Mocks):
@@ -362,7 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.plan", description=__doc__.splitlines()[0])
     parser.add_argument("stack", nargs="?", help="stack name: plans Pulumi.STACK.yaml")
     parser.add_argument("--file", help="plan this stack file instead")
-    parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument("--format", choices=["text", "json", "markdown", "compose"], default="text")
+    parser.add_argument("--against", metavar="REF", help="show what changes against the same stack at this git ref")
     args = parser.parse_args(argv)
     if not args.stack and not args.file:
         parser.error("give a stack name (big-chat) or --file PATH")
@@ -372,11 +318,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StackConfigError as exc:
         print("\n".join(exc.lines), file=sys.stderr)
         return 1
+    change = None
+    if args.against:
+        try:
+            change = diff(plan_at_ref(args.against, plan.stack, ROOT), plan, args.against)
+        except RefError as exc:
+            print(f"plan: {exc}", file=sys.stderr)
+            return 2
     if args.format == "json":
-        print(json.dumps(plan.as_json(), indent=2))
+        doc = plan.as_json()
+        if change is not None:
+            doc["diff"] = change.as_json()
+        print(json.dumps(doc, indent=2))
+    elif args.format == "markdown":
+        print(render_markdown(plan, render_capacity(plan), change))
+    elif args.format == "compose":
+        print(render_compose(plan), end="")
     else:
         print(render_text(plan))
+        if change is not None:
+            print(render_diff_text(change))
     return 0
+
+
+def render_diff_text(change: Diff) -> str:
+    lines = ["", f"Changes against {change.ref}:"]
+    if change.old_missing:
+        lines.append(f"  {change.old_missing}")
+    elif not change.changes:
+        lines.append("  none")
+    for c in change.changes:
+        lines.append(f"  {c.kind:8} {c.name} ({c.type})")
+        lines += [f"           {s}" for s in c.settings]
+        if c.note:
+            lines.append(f"           ! {c.note}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,69 @@
+"""What a plan recorded: the resources the program registered under mocks, as plain data."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.memory import Capacity
+from components.settings import NAMESPACE
+
+SECRET_MASK = "[secret]"
+
+
+def fake_image_id(name: str) -> str:
+    """The image id the mocks give a RemoteImage: stands for the digest a real pull would return."""
+    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+
+
+@dataclass
+class PlannedResource:
+    type: str
+    name: str
+    parent: str | None
+    inputs: dict[str, Any]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def custom(self) -> bool:
+        return not self.type.startswith(f"{NAMESPACE}:")
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "name": self.name,
+            "parent": self.parent,
+            "inputs": self.inputs,
+            "options": self.options,
+        }
+
+
+@dataclass
+class Plan:
+    stack: str
+    source: str
+    resources: list[PlannedResource]
+    outputs: dict[str, Any]
+    warnings: list[str]
+    capacity: Capacity | None = None
+    gpus: tuple[int, ...] = ()
+    gpu_name: str = ""
+
+    def by_name(self, name: str) -> PlannedResource:
+        return next(r for r in self.resources if r.name == name)
+
+    def of_type(self, suffix: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type.endswith(suffix)]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "file": self.source,
+            "resources": [r.as_json() for r in self.resources],
+            "outputs": self.outputs,
+            "warnings": self.warnings,
+            "capacity": self.capacity.as_json() if self.capacity else None,
+        }
+
+

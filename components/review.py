@@ -1,0 +1,253 @@
+"""What a change does to a stack, for a reviewer: the plan at a git ref, the difference, a PR comment."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components.planned import Plan
+
+# pulumi-docker's Container is bridged from the Terraform docker provider, where nearly every
+# argument forces a new container; these few are applied in place (or only steer the provider).
+IN_PLACE = {
+    "Container": {"restart", "maxRetryCount", "wait", "waitTimeout", "destroyGraceSeconds", "mustRun", "start", "logs", "rm"},
+    "Command": set(),
+}
+# Restart time of a replaced vLLM container: engine start (RCCL, profiling, graphs) plus reading
+# the weights from the cache volume. From a recorded gfx906 log (nlzy/vllm-gfx906 issue #44:
+# a 70B checkpoint's shards load over about four minutes); an estimate, shown as one.
+ENGINE_START_S = 120
+LOAD_GIB_PER_S = 0.15
+EMBEDDINGS_START_S = 60
+
+
+class RefError(Exception):
+    """The git ref cannot be planned (unknown ref, no git)."""
+
+
+@dataclass
+class Change:
+    name: str
+    type: str
+    kind: str  # create, delete, replace, update
+    settings: list[str] = field(default_factory=list)
+    note: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "change": self.kind, "settings": self.settings, "note": self.note}
+
+
+@dataclass
+class Diff:
+    ref: str
+    changes: list[Change]
+    old_capacity: dict[str, Any] | None
+    old_missing: str = ""  # why there is nothing to compare with at the ref
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "against": self.ref,
+            "changes": [c.as_json() for c in self.changes],
+            "capacity_before": self.old_capacity,
+            "note": self.old_missing,
+        }
+
+
+def plan_at_ref(ref: str, stack: str, root: Path) -> dict[str, Any] | str:
+    """The JSON plan of Pulumi.<stack>.yaml at `ref`, made by that ref's own code in a temporary worktree.
+
+    Returns a reason string where the ref has no such plan (a new stack, or code before the plan existed).
+    """
+    with tempfile.TemporaryDirectory(prefix="rocm-plan-") as tmp:
+        tree = Path(tmp) / "tree"
+        added = subprocess.run(["git", "worktree", "add", "--detach", str(tree), ref], cwd=root, capture_output=True, text=True)
+        if added.returncode != 0:
+            raise RefError(f"cannot check out {ref}: {added.stderr.strip().splitlines()[-1] if added.stderr.strip() else 'git failed'}")
+        try:
+            stack_file = tree / f"Pulumi.{stack}.yaml"
+            if not stack_file.exists():
+                return f"Pulumi.{stack}.yaml does not exist at {ref}: a new stack"
+            done = subprocess.run(
+                [sys.executable, "-m", "components.plan", "--file", str(stack_file), "--format", "json"],
+                cwd=tree,
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode == 1:
+                return f"the stack is invalid at {ref}: {done.stderr.strip()}"
+            if done.returncode != 0:
+                return f"{ref} cannot plan this stack (exit {done.returncode})"
+            plan: dict[str, Any] = json.loads(done.stdout)
+            return plan
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=root, capture_output=True)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _setting_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str]]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, list) and isinstance(b, list) and all(isinstance(x, str) for x in a + b):
+            ops = difflib.SequenceMatcher(a=a, b=b).get_opcodes()
+            parts = []
+            for tag, i1, i2, j1, j2 in ops:
+                if tag != "equal":
+                    parts.append(f"{' '.join(a[i1:i2]) or '∅'} → {' '.join(b[j1:j2]) or '∅'}")
+            out.append((key, "; ".join(parts)))
+        else:
+            out.append((key, f"{_short(a) if a is not None else '∅'} → {_short(b) if b is not None else '∅'}"))
+    return out
+
+
+def downtime(resource_name: str, capacity: dict[str, Any] | None) -> str:
+    if resource_name.startswith("vllm") and capacity:
+        weights = capacity["weights_gib_per_gpu"] * capacity.get("tensor_parallel_size", 1)
+        seconds = ENGINE_START_S + weights / LOAD_GIB_PER_S
+        return f"the OpenAI endpoint is down about {round(seconds / 60)} min while {weights:.0f} GiB of weights load (estimate)"
+    return f"the service is down about {EMBEDDINGS_START_S} s while it restarts (estimate)"
+
+
+def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
+    new_by = {(r.type, r.name): r for r in new.resources}
+    if isinstance(old, str):
+        changes = [Change(r.name, r.type, "create") for r in new.resources]
+        return Diff(ref, changes, None, old)
+    old_by = {(r["type"], r["name"]): r for r in old["resources"]}
+    capacity = new.capacity.as_json() if new.capacity else None
+    changes: list[Change] = []
+    for key in [*old_by, *(k for k in new_by if k not in old_by)]:
+        typ, name = key
+        if key not in new_by:
+            changes.append(Change(name, typ, "delete"))
+            continue
+        if key not in old_by:
+            changes.append(Change(name, typ, "create"))
+            continue
+        before, after = old_by[key], new_by[key]
+        settings = _setting_changes(before["inputs"], after.inputs)
+        options = _setting_changes(before.get("options", {}), after.options)
+        if not settings and not options:
+            continue
+        kind_name = typ.rsplit(":", 1)[-1]
+        replaces = any(k not in IN_PLACE.get(kind_name, set()) for k, _ in settings) and after.custom
+        change = Change(name, typ, "replace" if replaces else "update", [f"{k}: {v}" for k, v in settings + options])
+        if replaces and kind_name == "Container":
+            change.note = downtime(after.parent or name, capacity)
+        if replaces and kind_name == "Volume":
+            change.note = "the volume is protected: Pulumi refuses to replace it (the model cache would be lost)"
+        if replaces and kind_name == "Command":
+            change.note = "the host preflight check runs again"
+        changes.append(change)
+    return Diff(ref, changes, old.get("capacity"))
+
+
+# --------------------------------------------------------------------------- the PR comment
+
+
+def _mermaid(plan: Plan) -> list[str]:
+    def node(name: str) -> str:
+        return name.replace("-", "_")
+
+    lines = ["```mermaid", "flowchart LR"]
+    for r in plan.resources:
+        label = r.type.rsplit(":", 1)[-1]
+        shape = f'(["{r.name}<br/><small>{label}</small>"])' if not r.custom else f'["{r.name}<br/><small>{label}</small>"]'
+        lines.append(f"  {node(r.name)}{shape}")
+    for r in plan.resources:
+        if r.parent:
+            lines.append(f"  {node(r.parent)} --- {node(r.name)}")
+        for dep in r.options.get("depends_on", []):
+            lines.append(f"  {node(dep)} -. before .-> {node(r.name)}")
+    lines.append("```")
+    return lines
+
+
+def _settings_cell(r: Any) -> str:
+    i = r.inputs
+    if r.type.endswith(":Container"):
+        parts = [f"`{i.get('name')}`"]
+        if i.get("devices"):
+            parts.append("devices " + ", ".join(f"`{d['hostPath']}`" for d in i["devices"]))
+        parts.append("ports " + ", ".join(f"`{p.get('ip')}:{p['external']}→{p['internal']}`" for p in i.get("ports") or []))
+        if i.get("shmSize"):
+            parts.append(f"shm `{i['shmSize']} MB`")
+        parts.append("cmd `" + " ".join(i.get("command") or []) + "`")
+        return "<br/>".join(parts)
+    if r.type.endswith(":RemoteImage"):
+        return f"`{i.get('name')}`"
+    if r.type.endswith(":Volume"):
+        return f"`{i.get('name')}` (protected)" if r.options.get("protect") else f"`{i.get('name')}`"
+    if r.type.startswith("pulumi:providers:"):
+        return f"`{i.get('host')}`"
+    return ""
+
+
+def _capacity_table(plan: Plan, before: dict[str, Any] | None) -> list[str]:
+    c = plan.capacity.as_json() if plan.capacity else None
+    if c is None:
+        return []
+    rows = [
+        ("GPU memory (GiB)", "gpu_memory_gib"),
+        ("usable (GiB)", "usable_gib"),
+        ("weights per GPU (GiB)", "weights_gib_per_gpu"),
+        ("runtime reserve per GPU (GiB)", "reserve_gib_per_gpu"),
+        ("KV cache per GPU (GiB)", "kv_cache_gib_per_gpu"),
+        ("KV cache (tokens)", "kv_cache_tokens"),
+        ("max_model_len", "max_model_len"),
+        ("requests at max_model_len", "max_concurrency"),
+        ("fits", "fits"),
+    ]
+    head = "| | before | after |\n|---|---|---|" if before else "| | |\n|---|---|"
+    lines = [head]
+    for label, key in rows:
+        if before:
+            old, new = before.get(key), c.get(key)
+            mark = " **(changed)**" if old != new else ""
+            lines.append(f"| {label} | {old} | {new}{mark} |")
+        else:
+            lines.append(f"| {label} | {c.get(key)} |")
+    return lines
+
+
+def render_markdown(plan: Plan, capacity_bars: list[str], change: Diff | None = None) -> str:
+    out = [f"### rocm-inference plan: `{plan.stack}` ({plan.source})", ""]
+    if change is not None:
+        if change.old_missing:
+            out += [f"Against `{change.ref}`: {change.old_missing}.", ""]
+        elif not change.changes:
+            out += [f"No change against `{change.ref}`.", ""]
+        else:
+            counts = {k: sum(c.kind == k for c in change.changes) for k in ("create", "update", "replace", "delete")}
+            summary = ", ".join(f"{n} to {k}" for k, n in counts.items() if n)
+            out += [f"**Changes against `{change.ref}`:** {summary}", "", "| resource | change | settings |", "|---|---|---|"]
+            for c in change.changes:
+                kind = f"**{c.kind}**" if c.kind in ("replace", "delete") else c.kind
+                cell = "<br/>".join(f"`{s}`" for s in c.settings)
+                if c.note:
+                    cell += ("<br/>" if cell else "") + f"⚠️ {c.note}"
+                out.append(f"| `{c.name}` | {kind} | {cell} |")
+            out.append("")
+    if plan.capacity is not None:
+        out += ["**GPU memory plan**", "", "```", *capacity_bars, "```", ""]
+        out += [*_capacity_table(plan, change.old_capacity if change else None), ""]
+    if plan.warnings:
+        out += ["**Warnings**", "", *(f"- {w}" for w in plan.warnings), ""]
+    out += [f"<details><summary>Resources ({len(plan.resources)})</summary>", "", "| resource | type | parent | settings |"]
+    out.append("|---|---|---|---|")
+    for r in plan.resources:
+        out.append(f"| `{r.name}` | `{r.type}` | {r.parent or ''} | {_settings_cell(r)} |")
+    out += ["", *_mermaid(plan), "", "</details>", ""]
+    return "\n".join(out)
