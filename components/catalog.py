@@ -87,4 +87,4 @@ class Catalog(_Frozen):
 
 @cache
 def load_catalog(path: Path = CATALOG_FILE) -> Catalog:
-    return Catalog.model_validate(yaml.safe_load(path.read_text()))
+    return Catalog.model_validate(yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))

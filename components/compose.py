@@ -29,7 +29,10 @@ def service(container: PlannedResource, image_names: dict[str, str]) -> dict[str
         "command": list(i.get("command") or []),
     }
     if i.get("devices"):
-        svc["devices"] = [f"{d['hostPath']}:{d.get('containerPath', d['hostPath'])}:{d.get('permissions', 'rwm')}" for d in i["devices"]]
+        svc["devices"] = [
+            f"{d['hostPath']}:{d.get('containerPath', d['hostPath'])}:{d.get('permissions', 'rwm')}"
+            for d in i["devices"]
+        ]
     if i.get("groupAdds"):
         svc["group_add"] = list(i["groupAdds"])
     if i.get("shmSize"):
@@ -40,7 +43,10 @@ def service(container: PlannedResource, image_names: dict[str, str]) -> dict[str
     if i.get("envs"):
         svc["environment"] = _environment(i["envs"])
     if i.get("ports"):
-        svc["ports"] = [f"{p['ip']}:{p['external']}:{p['internal']}" if p.get("ip") else f"{p['external']}:{p['internal']}" for p in i["ports"]]
+        svc["ports"] = [
+            f"{p['ip']}:{p['external']}:{p['internal']}" if p.get("ip") else f"{p['external']}:{p['internal']}"
+            for p in i["ports"]
+        ]
     if i.get("volumes"):
         svc["volumes"] = [f"{v['volumeName']}:{v['containerPath']}" for v in i["volumes"]]
     hc = i.get("healthcheck")

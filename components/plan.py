@@ -10,21 +10,23 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 from pulumi.runtime import rpc
 
 from components.catalog import load_catalog
-from components.compose import render_compose
 from components.planned import SECRET_MASK, Plan, PlannedResource, fake_image_id
 from components.program import CHECKS, deploy
-from components.review import Diff, RefError, diff, plan_at_ref, render_markdown
 from components.rules import assess
 from components.settings import NAMESPACE, StackConfigError, StackFile, load_from_pulumi, read_stack_file
+
+if TYPE_CHECKING:
+    from components.review import Diff
 
 PROJECT = NAMESPACE
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,7 +171,7 @@ def plan_stack(stack_file: StackFile) -> Plan:
     config, secret_keys = config_map(stack_file)
     pulumi.runtime.set_all_config(config, secret_keys)
     try:
-        loaded, secrets = load_from_pulumi(stack_file.path, CHECKS)
+        loaded, secrets = load_from_pulumi(stack_file.path, CHECKS, stack_file)
     finally:
         pulumi.runtime.set_all_config({}, [])
     resources, outputs = run_program(
@@ -318,6 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StackConfigError as exc:
         print("\n".join(exc.lines), file=sys.stderr)
         return 1
+    # The review and compose views load only when asked for: the plain plan stays fast.
+    from components.review import RefError, diff, plan_at_ref
+
     change = None
     if args.against:
         try:
@@ -331,8 +336,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             doc["diff"] = change.as_json()
         print(json.dumps(doc, indent=2))
     elif args.format == "markdown":
+        from components.review import render_markdown
+
         print(render_markdown(plan, render_capacity(plan), change))
     elif args.format == "compose":
+        from components.compose import render_compose
+
         print(render_compose(plan), end="")
     else:
         print(render_text(plan))
@@ -356,4 +365,5 @@ def render_diff_text(change: Diff) -> str:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly
     sys.exit(main())

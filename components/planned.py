@@ -65,5 +65,3 @@ class Plan:
             "warnings": self.warnings,
             "capacity": self.capacity.as_json() if self.capacity else None,
         }
-
-

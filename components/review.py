@@ -16,7 +16,17 @@ from components.planned import Plan
 # pulumi-docker's Container is bridged from the Terraform docker provider, where nearly every
 # argument forces a new container; these few are applied in place (or only steer the provider).
 IN_PLACE = {
-    "Container": {"restart", "maxRetryCount", "wait", "waitTimeout", "destroyGraceSeconds", "mustRun", "start", "logs", "rm"},
+    "Container": {
+        "restart",
+        "maxRetryCount",
+        "wait",
+        "waitTimeout",
+        "destroyGraceSeconds",
+        "mustRun",
+        "start",
+        "logs",
+        "rm",
+    },
     "Command": set(),
 }
 # Restart time of a replaced vLLM container: engine start (RCCL, profiling, graphs) plus reading
@@ -66,9 +76,13 @@ def plan_at_ref(ref: str, stack: str, root: Path) -> dict[str, Any] | str:
     """
     with tempfile.TemporaryDirectory(prefix="rocm-plan-") as tmp:
         tree = Path(tmp) / "tree"
-        added = subprocess.run(["git", "worktree", "add", "--detach", str(tree), ref], cwd=root, capture_output=True, text=True)
+        added = subprocess.run(
+            ["git", "worktree", "add", "--detach", str(tree), ref], cwd=root, capture_output=True, text=True
+        )
         if added.returncode != 0:
-            raise RefError(f"cannot check out {ref}: {added.stderr.strip().splitlines()[-1] if added.stderr.strip() else 'git failed'}")
+            raise RefError(
+                f"cannot check out {ref}: {added.stderr.strip().splitlines()[-1] if added.stderr.strip() else 'git failed'}"
+            )
         try:
             stack_file = tree / f"Pulumi.{stack}.yaml"
             if not stack_file.exists():
@@ -123,8 +137,7 @@ def downtime(resource_name: str, capacity: dict[str, Any] | None) -> str:
 def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
     new_by = {(r.type, r.name): r for r in new.resources}
     if isinstance(old, str):
-        changes = [Change(r.name, r.type, "create") for r in new.resources]
-        return Diff(ref, changes, None, old)
+        return Diff(ref, [Change(r.name, r.type, "create") for r in new.resources], None, old)
     old_by = {(r["type"], r["name"]): r for r in old["resources"]}
     capacity = new.capacity.as_json() if new.capacity else None
     changes: list[Change] = []
@@ -164,7 +177,9 @@ def _mermaid(plan: Plan) -> list[str]:
     lines = ["```mermaid", "flowchart LR"]
     for r in plan.resources:
         label = r.type.rsplit(":", 1)[-1]
-        shape = f'(["{r.name}<br/><small>{label}</small>"])' if not r.custom else f'["{r.name}<br/><small>{label}</small>"]'
+        shape = (
+            f'(["{r.name}<br/><small>{label}</small>"])' if not r.custom else f'["{r.name}<br/><small>{label}</small>"]'
+        )
         lines.append(f"  {node(r.name)}{shape}")
     for r in plan.resources:
         if r.parent:
@@ -181,7 +196,9 @@ def _settings_cell(r: Any) -> str:
         parts = [f"`{i.get('name')}`"]
         if i.get("devices"):
             parts.append("devices " + ", ".join(f"`{d['hostPath']}`" for d in i["devices"]))
-        parts.append("ports " + ", ".join(f"`{p.get('ip')}:{p['external']}→{p['internal']}`" for p in i.get("ports") or []))
+        parts.append(
+            "ports " + ", ".join(f"`{p.get('ip')}:{p['external']}→{p['internal']}`" for p in i.get("ports") or [])
+        )
         if i.get("shmSize"):
             parts.append(f"shm `{i['shmSize']} MB`")
         parts.append("cmd `" + " ".join(i.get("command") or []) + "`")
@@ -232,7 +249,12 @@ def render_markdown(plan: Plan, capacity_bars: list[str], change: Diff | None = 
         else:
             counts = {k: sum(c.kind == k for c in change.changes) for k in ("create", "update", "replace", "delete")}
             summary = ", ".join(f"{n} to {k}" for k, n in counts.items() if n)
-            out += [f"**Changes against `{change.ref}`:** {summary}", "", "| resource | change | settings |", "|---|---|---|"]
+            out += [
+                f"**Changes against `{change.ref}`:** {summary}",
+                "",
+                "| resource | change | settings |",
+                "|---|---|---|",
+            ]
             for c in change.changes:
                 kind = f"**{c.kind}**" if c.kind in ("replace", "delete") else c.kind
                 cell = "<br/>".join(f"`{s}`" for s in c.settings)
@@ -245,7 +267,11 @@ def render_markdown(plan: Plan, capacity_bars: list[str], change: Diff | None = 
         out += [*_capacity_table(plan, change.old_capacity if change else None), ""]
     if plan.warnings:
         out += ["**Warnings**", "", *(f"- {w}" for w in plan.warnings), ""]
-    out += [f"<details><summary>Resources ({len(plan.resources)})</summary>", "", "| resource | type | parent | settings |"]
+    out += [
+        f"<details><summary>Resources ({len(plan.resources)})</summary>",
+        "",
+        "| resource | type | parent | settings |",
+    ]
     out.append("|---|---|---|---|")
     for r in plan.resources:
         out.append(f"| `{r.name}` | `{r.type}` | {r.parent or ''} | {_settings_cell(r)} |")

@@ -17,7 +17,8 @@ from pulumi.runtime import rpc
 
 from components.embeddings import EmbeddingsServer, EmbeddingsServerArgs
 from components.host import RocmHost, RocmHostArgs
-from components.plan import PlanMocks, fake_image_id
+from components.plan import PlanMocks
+from components.planned import fake_image_id
 from components.program import deploy
 from components.settings import LoadedStack, Secrets, load_from_pulumi
 from components.vllm import VllmServer, VllmServerArgs

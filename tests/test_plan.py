@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components.plan import SECRET_MASK, Plan, main, plan_stack
+from components.plan import main, plan_stack
+from components.planned import SECRET_MASK, Plan
 from components.settings import read_stack_file
 from tests.conftest import DATA, ROOT, STACKS
 

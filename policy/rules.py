@@ -1,0 +1,140 @@
+"""The rules of the rocm-inference policy pack, as plain functions of a resource's type, inputs and options.
+
+Inputs are as Pulumi sends them (camelCase: hostPath, groupAdds). Each rule returns the violations
+it finds (empty when the resource complies). Kept free of pulumi_policy so they test as plain code.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+CONTAINER = "docker:index/container:Container"
+REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+GPU_NODE = re.compile(r"^/dev/kfd$|^/dev/dri/(card|renderD)\d+$")
+SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
+SECRET_FLAG = re.compile(r"^--(api-key|hf-token|token|password)(=.*)?$")
+SECRET_VALUE = re.compile(r"\b(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{20,})\b")
+API_KEY_ENV = ("VLLM_API_KEY", "INFINITY_API_KEY")
+
+
+@dataclass(frozen=True)
+class Options:
+    delete_before_replace: bool = False
+    additional_secret_outputs: Sequence[str] = field(default_factory=tuple)
+
+
+Rule = Callable[[str, Mapping[str, Any], Options], list[str]]
+
+
+def _envs(props: Mapping[str, Any]) -> dict[str, str]:
+    out = {}
+    for entry in props.get("envs") or []:
+        if isinstance(entry, str):
+            key, _, value = entry.partition("=")
+            out[key] = value
+    return out
+
+
+def _is_gpu_container(props: Mapping[str, Any]) -> bool:
+    return any(GPU_NODE.match(d.get("hostPath", "")) for d in props.get("devices") or [])
+
+
+def no_privileged(typ: str, props: Mapping[str, Any], opts: Options) -> list[str]:
+    if typ == CONTAINER and props.get("privileged"):
+        return ["privileged containers are not allowed: map /dev/kfd and the GPU's render node instead"]
+    return []
+
+
+def gpu_devices_only(typ: str, props: Mapping[str, Any], opts: Options) -> list[str]:
+    if typ != CONTAINER or not props.get("devices"):
+        return []
+    out = []
+    for d in props["devices"]:
+        host, inside = d.get("hostPath", ""), d.get("containerPath") or d.get("hostPath", "")
+        if not GPU_NODE.match(host):
+            out.append(
+                f"device {host} is not /dev/kfd or a named /dev/dri/cardN or renderDN node (never all of /dev/dri)"
+            )
+        elif inside != host:
+            out.append(f"device {host} is mapped to {inside}: ROCm expects the same path inside the container")
+    return out
+
+
+def healthcheck_required(typ: str, props: Mapping[str, Any], opts: Options) -> list[str]:
+    if typ == CONTAINER and not (props.get("healthcheck") or {}).get("tests"):
+        return [f"container {props.get('name')} has no healthcheck: pulumi up cannot wait for it to serve"]
+    return []
+
+
+def image_pinned(typ: str, props: Mapping[str, Any], opts: Options) -> list[str]:
+    if typ != REMOTE_IMAGE:
+        return []
+    name = str(props.get("name", ""))
+    if "@sha256:" in name:
+        return []
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last or last.endswith(":latest"):
+        return [f"image {name} is not pinned to a tag or digest: `latest` moves under a running deployment"]
+    return []
+
+
+def wide_ports_need_api_key(typ: str, props: Mapping[str, Any], opts: Options) -> list[str]:
+    if typ != CONTAINER:
+        return []
+    envs = _envs(props)
+    keyed = any(envs.get(name) for name in API_KEY_ENV)
+    out = []
+    for port in props.get("ports") or []:
+        ip = port.get("ip") or "0.0.0.0"
+        if not ipaddress.ip_address(ip).is_loopback and not keyed:
+            out.append(
+                f"port {port.get('external')} is published on {ip} without an API key ({' or '.join(API_KEY_ENV)})"
+            )
+    return out
+
+
+def no_plain_secrets(typ: str, props: Mapping[str, Any], opts: Options) -> list[str]:
+    if typ != CONTAINER:
+        return []
+    out = []
+    command = [str(a) for a in props.get("command") or []]
+    for n, arg in enumerate(command):
+        if SECRET_FLAG.match(arg) or SECRET_VALUE.search(arg):
+            shown = arg.split("=", 1)[0]
+            follower = command[n + 1] if n + 1 < len(command) and "=" not in arg else ""
+            out.append(
+                f"command line carries a secret ({shown}{' …' if follower else ''}): it shows in logs and docker inspect"
+            )
+    secret_output = "envs" in opts.additional_secret_outputs
+    for key, value in _envs(props).items():
+        if (SECRET_NAME.search(key) or SECRET_VALUE.search(value)) and not secret_output:
+            out.append(f"environment variable {key} looks secret but the container's envs are not a secret output")
+    return out
+
+
+def gpu_delete_before_replace(typ: str, props: Mapping[str, Any], opts: Options) -> list[str]:
+    if typ == CONTAINER and _is_gpu_container(props) and not opts.delete_before_replace:
+        return [
+            f"GPU container {props.get('name')} must be deleted before it is replaced: two cannot hold the GPU memory"
+        ]
+    return []
+
+
+RULES: dict[str, tuple[str, Rule]] = {
+    "no-privileged-containers": ("Containers never run privileged.", no_privileged),
+    "gpu-devices-only": ("GPU containers get only /dev/kfd and named card/render nodes.", gpu_devices_only),
+    "healthcheck-required": ("Every container has a healthcheck.", healthcheck_required),
+    "pinned-image-tags": ("Every image is pinned to a tag other than latest, or a digest.", image_pinned),
+    "wide-ports-need-api-key": ("Ports published beyond loopback need an API key.", wide_ports_need_api_key),
+    "no-plain-secrets": ("No secret-looking value in a plain env var or on a command line.", no_plain_secrets),
+    "gpu-delete-before-replace": ("GPU containers use delete-before-replace.", gpu_delete_before_replace),
+}
+
+
+def violations(typ: str, props: Mapping[str, Any], opts: Options) -> dict[str, list[str]]:
+    """Every rule's violations for one resource, by policy name."""
+    return {name: found for name, (_, rule) in RULES.items() if (found := rule(typ, props, opts))}

@@ -1,0 +1,126 @@
+"""The CrossGuard policy pack: each rule as a plain function, then the pack over every shipped stack's
+mocked resources (which must pass) and over a deliberately broken program (which must not)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+import pytest
+from pulumi_policy import PolicyResourceOptions, ResourceValidationArgs
+
+from components.plan import plan_stack, run_program
+from components.planned import PlannedResource
+from components.settings import read_stack_file
+from pack import POLICIES
+from rules import CONTAINER, REMOTE_IMAGE, Options, violations
+from tests.conftest import ROOT, STACKS
+
+GOOD_CONTAINER: dict[str, Any] = {
+    "name": "vllm",
+    "devices": [{"hostPath": p, "containerPath": p, "permissions": "rwm"} for p in ("/dev/kfd", "/dev/dri/renderD128")],
+    "healthcheck": {"tests": ["CMD", "python", "-c", "..."]},
+    "ports": [{"internal": 8000, "external": 8000, "ip": "127.0.0.1"}],
+    "command": ["python", "-m", "vllm.entrypoints.openai.api_server", "--model", "m"],
+    "envs": ["HIP_VISIBLE_DEVICES=0", "VLLM_API_KEY=[secret]"],
+}
+GOOD_OPTS = Options(delete_before_replace=True, additional_secret_outputs=("envs",))
+
+CASES: list[tuple[str, str, dict[str, Any], Options, str | None]] = [
+    ("compliant container", CONTAINER, GOOD_CONTAINER, GOOD_OPTS, None),
+    ("privileged", CONTAINER, {**GOOD_CONTAINER, "privileged": True}, GOOD_OPTS, "no-privileged-containers"),
+    ("all of /dev/dri", CONTAINER, {**GOOD_CONTAINER, "devices": [{"hostPath": "/dev/dri", "containerPath": "/dev/dri"}]}, GOOD_OPTS, "gpu-devices-only"),
+    ("a device that is no GPU node", CONTAINER, {**GOOD_CONTAINER, "devices": [*GOOD_CONTAINER["devices"], {"hostPath": "/dev/mem"}]}, GOOD_OPTS, "gpu-devices-only"),
+    ("render node moved", CONTAINER, {**GOOD_CONTAINER, "devices": [{"hostPath": "/dev/dri/renderD129", "containerPath": "/dev/dri/renderD128"}]}, GOOD_OPTS, "gpu-devices-only"),
+    ("no healthcheck", CONTAINER, {k: v for k, v in GOOD_CONTAINER.items() if k != "healthcheck"}, GOOD_OPTS, "healthcheck-required"),
+    ("latest tag", REMOTE_IMAGE, {"name": "michaelf34/infinity:latest"}, GOOD_OPTS, "pinned-image-tags"),
+    ("no tag", REMOTE_IMAGE, {"name": "nalanzeyu/vllm-gfx906"}, GOOD_OPTS, "pinned-image-tags"),
+    ("pinned tag", REMOTE_IMAGE, {"name": "nalanzeyu/vllm-gfx906:v0.11.2-rocm6.3"}, GOOD_OPTS, None),
+    ("digest on a registry with a port", REMOTE_IMAGE, {"name": "reg:5000/vllm@sha256:" + "a" * 64}, GOOD_OPTS, None),
+    ("wide port without key", CONTAINER, {**GOOD_CONTAINER, "ports": [{"internal": 8000, "external": 8000, "ip": "0.0.0.0"}], "envs": []}, GOOD_OPTS, "wide-ports-need-api-key"),
+    ("wide port with key", CONTAINER, {**GOOD_CONTAINER, "ports": [{"internal": 8000, "external": 8000, "ip": "0.0.0.0"}]}, GOOD_OPTS, None),
+    ("api key on the command line", CONTAINER, {**GOOD_CONTAINER, "command": ["vllm", "serve", "m", "--api-key", "k"]}, GOOD_OPTS, "no-plain-secrets"),
+    ("token value on the command line", CONTAINER, {**GOOD_CONTAINER, "command": ["x", "hf_abcdefghijklmnopqrstuvwxyz"]}, GOOD_OPTS, "no-plain-secrets"),
+    ("secret env not a secret output", CONTAINER, GOOD_CONTAINER, Options(delete_before_replace=True), "no-plain-secrets"),
+    ("GPU container replaced create-first", CONTAINER, GOOD_CONTAINER, Options(additional_secret_outputs=("envs",)), "gpu-delete-before-replace"),
+    ("CPU container replaced create-first", CONTAINER, {**GOOD_CONTAINER, "devices": []}, Options(additional_secret_outputs=("envs",)), None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "typ", "props", "opts", "policy"), CASES, ids=[c[0] for c in CASES])
+def test_each_rule(case: str, typ: str, props: dict[str, Any], opts: Options, policy: str | None) -> None:
+    found = violations(typ, props, opts)
+    assert list(found) == ([policy] if policy else []), found
+
+
+def run_pack(resources: list[PlannedResource]) -> list[tuple[str, str, str]]:
+    """Every policy of the pack, called the way CrossGuard calls it, over these resources."""
+    reported: list[tuple[str, str, str]] = []
+    for r in resources:
+        opts = PolicyResourceOptions(
+            protect=bool(r.options.get("protect")),
+            ignore_changes=[],
+            delete_before_replace=r.options.get("delete_before_replace"),
+            aliases=[],
+            custom_timeouts=None,  # type: ignore[arg-type]
+            additional_secret_outputs=list(r.options.get("additional_secret_outputs", [])),
+            parent=r.parent,
+        )
+        args = ResourceValidationArgs(r.type, r.inputs, f"urn:{r.name}", r.name, opts, None)
+        for policy in POLICIES:
+
+            def report(message: str, urn: str | None = None, p: str = policy.name, n: str = r.name) -> None:
+                reported.append((p, n, message))
+
+            policy.validate(args, report)
+    return reported
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_shipped_stack_passes_the_pack(stack: str) -> None:
+    plan = plan_stack(read_stack_file(ROOT / f"Pulumi.{stack}.yaml"))
+    assert run_pack(plan.resources) == []
+    assert len(POLICIES) == 7
+
+
+def test_a_keyed_stack_published_wide_passes(tmp_path: Any) -> None:
+    text = (
+        (ROOT / "Pulumi.big-chat.yaml")
+        .read_text()
+        .replace("    address: localhost", "    address: gpu-box\n    bind: 0.0.0.0")
+    )
+    for key in ("vllm_api_key", "embeddings_api_key"):
+        text += f"  rocm-inference:{key}:\n    secure: v1:AAAA:BBBB\n"
+    path = tmp_path / "Pulumi.wide.yaml"
+    path.write_text(text)
+    assert run_pack(plan_stack(read_stack_file(path)).resources) == []
+
+
+def broken_program() -> dict[str, Any]:
+    """What the pack exists to stop: a hand-rolled container with every mistake at once."""
+    provider = docker.Provider("box", host="unix:///var/run/docker.sock")
+    opts = pulumi.ResourceOptions(provider=provider)
+    image = docker.RemoteImage("bad-image", name="vllm/vllm-openai:latest", opts=opts)
+    docker.Container(
+        "bad",
+        name="bad",
+        image=image.image_id,
+        privileged=True,
+        devices=[
+            docker.ContainerDeviceArgs(host_path="/dev/kfd", container_path="/dev/kfd"),
+            docker.ContainerDeviceArgs(host_path="/dev/dri", container_path="/dev/dri"),
+        ],
+        ports=[docker.ContainerPortArgs(internal=8000, external=8000, ip="0.0.0.0")],
+        command=["vllm", "serve", "m", "--api-key", "hunter2"],
+        envs=["HF_TOKEN=hf_abcdefghijklmnopqrstuvwxyz"],
+        opts=opts,
+    )
+    return {}
+
+
+def test_a_deliberately_broken_program_fails_every_policy() -> None:
+    resources, _ = run_program("broken", {}, [], broken_program)
+    reported = run_pack(resources)
+    assert {p for p, _, _ in reported} == {policy.name for policy in POLICIES}
+    assert ("pinned-image-tags", "bad-image") in {(p, n) for p, n, _ in reported}
