@@ -5,7 +5,7 @@ VENV := venv
 PY := $(VENV)/bin/python
 STACK ?= big-chat
 
-.PHONY: plan test lint install clean bench
+.PHONY: plan test lint install clean bench verify
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: lint
 
 bench: $(VENV)/.installed
 	$(PY) bench/planner_error.py
+	$(PY) bench/plan_speed.py
+
+# After `pulumi up`: does the deployment answer as planned? (make verify STACK=big-chat WAIT=1)
+verify: $(VENV)/.installed
+	$(PY) -m components.verify $(STACK) $(if $(WAIT),--wait)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pulumi
 
@@ -18,7 +19,7 @@ from components.vllm import VllmServer, VllmServerArgs
 CHECKS = (check_stack,)
 
 
-def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> dict[str, pulumi.Input[str]]:
+def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> dict[str, pulumi.Input[Any]]:
     """Build the stack's components; returns the stack outputs."""
     s = loaded.settings
     for warning in loaded.warnings:
@@ -45,11 +46,15 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
             depends_on=checked,
         ),
     )
-    outputs: dict[str, pulumi.Input[str]] = {
+    outputs: dict[str, pulumi.Input[Any]] = {
         "openai_base_url": vllm.base_url,
         "served_model": vllm.model,
+        "max_model_len": s.vllm.max_model_len,
         "vllm_container": vllm.container_name,
     }
+    # The keys stay secrets in the outputs too; `components.verify` reads them to test they are enforced.
+    if secrets.vllm_api_key is not None:
+        outputs["vllm_api_key"] = secrets.vllm_api_key
     if s.embeddings is not None:
         embeddings = EmbeddingsServer(
             "embeddings",
@@ -69,6 +74,8 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
             "embeddings_model": embeddings.model,
             "embeddings_container": embeddings.container_name,
         }
+        if secrets.embeddings_api_key is not None:
+            outputs["embeddings_api_key"] = secrets.embeddings_api_key
     return outputs
 
 

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-HEALTH_INTERVAL = "30s"
+# No start_interval: Docker Engine before v25 (Debian 12 ships 20.10) refuses it in compose, and a
+# 15 s interval finds a server ready soon enough without one.
+HEALTH_INTERVAL = "15s"
 HEALTH_TIMEOUT = "10s"
 HEALTH_RETRIES = 3
-HEALTH_START_INTERVAL = "10s"
 RESTART_POLICY = "on-failure"
 RESTART_MAX_RETRIES = 5
 LOG_DRIVER = "json-file"
@@ -119,7 +120,6 @@ def service_resources(
             timeout=HEALTH_TIMEOUT,
             retries=HEALTH_RETRIES,
             start_period=f"{spec.startup_timeout}s",
-            start_interval=HEALTH_START_INTERVAL,
         ),
         wait=True,
         wait_timeout=spec.startup_timeout,

