@@ -25,10 +25,11 @@ import yaml
 from components.compose import to_compose
 from components.plan import plan_stack
 from components.planned import Plan
-from components.settings import read_stack_file
+from components.settings import read_stack_file, size_bytes
 from components.verify import run as verify
 from tests.conftest import ROOT, STACKS
 from tests.engine.dockerd import Engine, EngineUnavailable, import_stub, mounts_under, processes_of, start_engine
+from tests.stacks import load, values_of
 
 pytestmark = pytest.mark.engine
 
@@ -124,37 +125,52 @@ def test_stack_deploys_from_its_compose_export_and_verifies(engine: Engine, stac
         )  # fmt: skip
         assert cli.returncode == 0 and json.loads(cli.stdout)["passed"] is True, cli.stdout + cli.stderr
 
-        # what the servers were given, against the plan
-        vllm_inputs = plan.by_name("vllm-container").inputs
-        vllm = report(vllm_inputs["ports"][0]["external"])
-        assert vllm["argv"] == vllm_inputs["command"][3:], "the vLLM command line"
+        # What the servers were given, against the stack file itself (not the plan's own inputs, so a
+        # wrong unit or mapping in a component cannot agree with itself).
+        settings = load(values_of(stack)).settings
+        v, host = settings.vllm, settings.host
+        vllm = report(v.port)
+        assert vllm["argv"] == [
+            "--model", v.model,
+            "--tensor-parallel-size", str(v.tensor_parallel_size),
+            "--max-model-len", str(v.max_model_len),
+            "--gpu-memory-utilization", str(v.gpu_memory_utilization),
+        ], "the vLLM command line"  # fmt: skip
         env = env_of(vllm)
-        planned_env = dict(e.split("=", 1) for e in vllm_inputs["envs"])
-        assert env["HIP_VISIBLE_DEVICES"] == planned_env["HIP_VISIBLE_DEVICES"]
+        assert env["HIP_VISIBLE_DEVICES"] == ",".join(str(i) for i in range(len(v.gpus))), (
+            "container-relative GPU numbering"
+        )
         assert env["VLLM_API_KEY"] == SECRETS["vllm_api_key"] and env["HF_TOKEN"] == SECRETS["hf_token"]
         assert not any(SECRETS["vllm_api_key"] in a or SECRETS["hf_token"] in a for a in vllm["argv"]), (
             "a secret on the command line"
         )
-        assert vllm["shm_kb"] == vllm_inputs["shmSize"] * 1024, "the /dev/shm size"
-        assert sorted(vllm["devices"]) == sorted(d["containerPath"] for d in vllm_inputs["devices"]), "the device nodes"
-        assert set(vllm["groups"].split()) >= set(vllm_inputs["groupAdds"]), "the video and render groups"
+        assert vllm["shm_kb"] * 1024 == size_bytes(v.shm_size), "the /dev/shm size"
+        nodes = host.nodes(v.gpus)
+        expected_devices = [
+            "/dev/kfd",
+            *(f"/dev/dri/card{n.card}" for n in nodes),
+            *(f"/dev/dri/renderD{n.render}" for n in nodes),
+        ]
+        assert sorted(vllm["devices"]) == sorted(expected_devices), "the device nodes"
+        assert set(vllm["groups"].split()) >= {str(host.groups.video), str(host.groups.render)}, (
+            "the video and render groups"
+        )
 
-        emb_inputs = plan.by_name("embeddings-container").inputs
-        emb = report(emb_inputs["ports"][0]["external"])
-        assert emb["argv"] == emb_inputs["command"][1:], "the Infinity command line"
+        assert settings.embeddings is not None
+        emb = report(settings.embeddings.port)
+        assert emb["argv"][:4] == ["--model-id", settings.embeddings.model, "--device", settings.embeddings.device]
         assert env_of(emb)["INFINITY_API_KEY"] == SECRETS["embeddings_api_key"]
         assert emb["devices"] == [], "the embeddings server got a GPU node"
 
-        for name, inputs in (("vllm", vllm_inputs), ("infinity-embeddings", emb_inputs)):
+        for name, internal, external in (
+            ("vllm", 8000, v.port),
+            ("infinity-embeddings", 7997, settings.embeddings.port),
+        ):
             bindings = json.loads(
                 engine.docker("inspect", name, "--format", "{{json .HostConfig.PortBindings}}").stdout
             )
-            [(internal, [binding])] = bindings.items()
-            port = inputs["ports"][0]
-            assert (internal, binding["HostIp"], binding["HostPort"]) == (
-                f"{port['internal']}/tcp",
-                port["ip"],
-                str(port["external"]),
+            assert bindings == {f"{internal}/tcp": [{"HostIp": host.bind, "HostPort": str(external)}]}, (
+                "the published port"
             )
     finally:
         engine.docker(*project, "down", "--volumes", "--timeout", "5", env=COMPOSE_ENV, check=False)
