@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
 
-from components.service import ServiceSpec, service_resources
+from components.service import ServerArgs, ServiceSpec, service_resources
 from components.settings import EmbeddingsSettings
 
 # Infinity's default port; its image's entrypoint is `infinity_emb` and it sets HF_HOME=/app/.cache/huggingface.
@@ -24,16 +23,9 @@ def infinity_command(s: EmbeddingsSettings) -> list[str]:
     return cmd
 
 
-@dataclass(frozen=True)
-class EmbeddingsServerArgs:
+@dataclass(frozen=True, kw_only=True)
+class EmbeddingsServerArgs(ServerArgs):
     settings: EmbeddingsSettings
-    provider: docker.Provider
-    address: str
-    bind: str
-    hf_token: pulumi.Output[str] | None = None
-    api_key: pulumi.Output[str] | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
-    depends_on: Sequence[pulumi.Resource] = ()
 
 
 class EmbeddingsServer(pulumi.ComponentResource):
@@ -63,6 +55,6 @@ class EmbeddingsServer(pulumi.ComponentResource):
         res = service_resources(name, spec, self, args.provider)
         self.container = res.container
         self.model = s.model
-        self.base_url = res.container.ports.apply(lambda ports: f"http://{args.address}:{(ports or [])[0].external}")
+        self.base_url = res.url(args.address)
         self.container_name = res.container.name
         self.register_outputs({"base_url": self.base_url, "model": self.model, "container_name": self.container_name})

@@ -31,19 +31,22 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
         script = script_text()
         preflight = PreflightArgs(spec.command(), script, spec.triggers(script), secrets.ssh_private_key)
     host = RocmHost("host", RocmHostArgs(settings=s.host, preflight=preflight))
-    checked = [host.preflight] if host.preflight else []
+    # Where the servers run and what they are given; nothing is pulled before the preflight passed.
+    common: dict[str, Any] = {
+        "provider": host.provider,
+        "address": s.host.address,
+        "bind": s.host.bind,
+        "hf_token": secrets.hf_token,
+        "labels": labels,
+        "depends_on": [host.preflight] if host.preflight else [],
+    }
     vllm = VllmServer(
         "vllm",
         VllmServerArgs(
             settings=s.vllm,
             devices=host.gpu_devices("vllm-gpus", s.vllm.gpus),
-            provider=host.provider,
-            address=s.host.address,
-            bind=s.host.bind,
-            hf_token=secrets.hf_token,
             api_key=secrets.vllm_api_key,
-            labels=labels,
-            depends_on=checked,
+            **common,
         ),
     )
     outputs: dict[str, pulumi.Input[Any]] = {
@@ -58,16 +61,7 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
     if s.embeddings is not None:
         embeddings = EmbeddingsServer(
             "embeddings",
-            EmbeddingsServerArgs(
-                settings=s.embeddings,
-                provider=host.provider,
-                address=s.host.address,
-                bind=s.host.bind,
-                hf_token=secrets.hf_token,
-                api_key=secrets.embeddings_api_key,
-                labels=labels,
-                depends_on=checked,
-            ),
+            EmbeddingsServerArgs(settings=s.embeddings, api_key=secrets.embeddings_api_key, **common),
         )
         outputs |= {
             "embeddings_base_url": embeddings.base_url,

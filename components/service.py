@@ -74,11 +74,28 @@ def container_envs(
     return envs
 
 
+@dataclass(frozen=True, kw_only=True)
+class ServerArgs:
+    """What every server component takes besides its own settings: where it runs and what it is given."""
+
+    provider: docker.Provider
+    address: str
+    bind: str
+    hf_token: pulumi.Output[str] | None = None
+    api_key: pulumi.Output[str] | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
 @dataclass(frozen=True)
 class ServiceResources:
     image: docker.RemoteImage
     volume: docker.Volume
     container: docker.Container
+
+    def url(self, address: str, path: str = "") -> pulumi.Output[str]:
+        """Known only once the container is up and healthy (wait=True): the URL of a serving endpoint."""
+        return self.container.ports.apply(lambda ports: f"http://{address}:{(ports or [])[0].external}{path}")
 
 
 def service_resources(

@@ -348,6 +348,18 @@ _TYPE_WORDS = {
 }
 
 
+_TEMPLATES = {
+    "greater_than_equal": "must be >= {ge}",
+    "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}",
+    "less_than": "must be < {lt}",
+    "literal_error": "must be one of {expected}",
+    "too_short": "must have at least {min_length} item(s)",
+    "string_too_short": "must not be empty",
+    "string_pattern_mismatch": "must match {pattern}",
+}
+
+
 def _message(err: Mapping[str, Any]) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
@@ -363,22 +375,8 @@ def _message(err: Mapping[str, Any]) -> str:
     for prefix, words in _TYPE_WORDS.items():
         if kind in (f"{prefix}_type", f"{prefix}_parsing", f"{prefix}_from_float"):
             return f"must be {words}, got {got}"
-    if kind == "greater_than_equal":
-        return f"must be >= {ctx['ge']}, got {got}"
-    if kind == "greater_than":
-        return f"must be > {ctx['gt']}, got {got}"
-    if kind == "less_than_equal":
-        return f"must be <= {ctx['le']}, got {got}"
-    if kind == "less_than":
-        return f"must be < {ctx['lt']}, got {got}"
-    if kind == "literal_error":
-        return f"must be one of {ctx['expected']}, got {got}"
-    if kind == "too_short":
-        return f"must have at least {ctx['min_length']} item(s), got {got}"
-    if kind == "string_too_short":
-        return f"must not be empty, got {got}"
-    if kind == "string_pattern_mismatch":
-        return f"must match {ctx['pattern']}, got {got}"
+    if kind in _TEMPLATES:
+        return f"{_TEMPLATES[kind].format(**ctx)}, got {got}"
     return f"is invalid: {err['msg']}, got {got}"
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
 
 from components.gpus import GpuDevices
-from components.service import ServiceSpec, service_resources
+from components.service import ServerArgs, ServiceSpec, service_resources
 from components.settings import VllmSettings
 
 # vLLM's OpenAI server listens on 8000 by default; the image's python serves the healthcheck.
@@ -44,17 +43,10 @@ def vllm_command(s: VllmSettings) -> list[str]:
     return cmd
 
 
-@dataclass(frozen=True)
-class VllmServerArgs:
+@dataclass(frozen=True, kw_only=True)
+class VllmServerArgs(ServerArgs):
     settings: VllmSettings
     devices: GpuDevices
-    provider: docker.Provider
-    address: str
-    bind: str
-    hf_token: pulumi.Output[str] | None = None
-    api_key: pulumi.Output[str] | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
-    depends_on: Sequence[pulumi.Resource] = ()
 
 
 class VllmServer(pulumi.ComponentResource):
