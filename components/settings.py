@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, get_args
 import pulumi
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -79,7 +80,7 @@ def _check_image(value: str) -> str:
     return value
 
 
-Image = Annotated[StrictStr, Field(min_length=1)]
+Image = Annotated[StrictStr, Field(min_length=1), AfterValidator(_check_image)]
 
 
 class GpuNode(_Model):
@@ -195,7 +196,9 @@ def _environment(value: Mapping[str, str]) -> Mapping[str, str]:
     return value
 
 
-Environment = Annotated[dict[StrictStr, StrictStr], Field(default_factory=dict)]
+Environment = Annotated[dict[StrictStr, StrictStr], Field(default_factory=dict), AfterValidator(_environment)]
+Utilization = Annotated[float, AfterValidator(_utilization)]
+ShmSize = Annotated[StrictStr, AfterValidator(_shm)]
 
 
 class VllmSettings(_Model):
@@ -205,11 +208,11 @@ class VllmSettings(_Model):
     gpus: tuple[NonNegative, ...]
     tensor_parallel_size: Annotated[StrictInt, Field(ge=1)]
     max_model_len: Annotated[StrictInt, Field(ge=16, le=10_485_760)]
-    gpu_memory_utilization: float
+    gpu_memory_utilization: Utilization
     max_num_seqs: Annotated[StrictInt, Field(ge=1)] | None = None
     max_num_batched_tokens: Annotated[StrictInt, Field(ge=16)] | None = None
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
-    shm_size: StrictStr = "16g"
+    shm_size: ShmSize = "16g"
     port: Port = 8000
     container_name: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] = "vllm"
     cache_volume: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] | None = None
@@ -217,11 +220,6 @@ class VllmSettings(_Model):
     environment: Environment
     # The model's config.json facts, for a model that is not in the catalog (or to override it).
     architecture: Architecture | None = None
-
-    _image = field_validator("image")(classmethod(lambda cls, v: _check_image(v)))
-    _util = field_validator("gpu_memory_utilization")(classmethod(lambda cls, v: _utilization(v)))
-    _shm = field_validator("shm_size")(classmethod(lambda cls, v: _shm(v)))
-    _env = field_validator("environment")(classmethod(lambda cls, v: _environment(v)))
 
     @field_validator("gpus")
     @classmethod
@@ -256,9 +254,6 @@ class EmbeddingsSettings(_Model):
     cache_volume: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] | None = None
     startup_timeout: Annotated[StrictInt, Field(ge=60, le=7200)] = 1200
     environment: Environment
-
-    _image = field_validator("image")(classmethod(lambda cls, v: _check_image(v)))
-    _env = field_validator("environment")(classmethod(lambda cls, v: _environment(v)))
 
     @property
     def volume_name(self) -> str:
