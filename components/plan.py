@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import sys
@@ -366,4 +367,9 @@ def render_diff_text(change: Diff) -> str:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The SDK's mock monitor leaves per-thread event loops that, finalized at interpreter exit, can
+    # print "Exception ignored in BaseEventLoop.__del__": nothing is left to clean up, so end here.
+    os._exit(code)
