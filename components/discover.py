@@ -186,11 +186,6 @@ def gfx_name(version: int) -> str:
     return f"gfx{major}{minor:x}{step:x}"
 
 
-def _pci(props: dict[str, int]) -> str:
-    loc = props.get("location_id", 0)
-    return f"{props.get('domain', 0):04x}:{loc >> 8:02x}:{(loc >> 3) & 0x1F:02x}.{loc & 0x7}"
-
-
 def _drm_devices(reader: HostReader) -> tuple[dict[str, int], dict[str, int]]:
     """PCI device path -> card number, and -> render minor, for AMD DRM nodes."""
     cards: dict[str, int] = {}
@@ -235,7 +230,7 @@ def discover(reader: HostReader) -> DiscoveredHost:
                 render=minor,
                 gfx=gfx_name(props.get("gfx_target_version", 0)),
                 vram_gib=round(vram / (1 << 30), 2),
-                pci=device.rsplit("/", 1)[-1] if device else _pci(props),
+                pci=device.rsplit("/", 1)[-1],  # the PCI device's directory is its address
                 product=(reader.read(f"{device}/product_name") or "").strip(),
             )
         )

@@ -87,6 +87,3 @@ class RocmHost(pulumi.ComponentResource):
             GpuDevicesArgs(nodes=self.settings.nodes(indices), groups=self.settings.groups),
             pulumi.ResourceOptions(parent=self),
         )
-
-    def url(self, port: int, path: str = "") -> str:
-        return f"http://{self.settings.address}:{port}{path}"
