@@ -31,7 +31,7 @@ from typing import Protocol
 import yaml
 
 from components.catalog import Catalog, load_catalog
-from components.settings import NAMESPACE
+from components.settings import NAMESPACE, StackConfigError, read_stack_file
 
 KFD_NODES = "/sys/class/kfd/kfd/topology/nodes"
 DRM = "/sys/class/drm"
@@ -306,8 +306,7 @@ def render_yaml(
 
 
 def existing_block(stack_path: Path) -> dict[str, object]:
-    doc = yaml.safe_load(stack_path.read_text()) or {}
-    block = (doc.get("config") or {}).get(f"{NAMESPACE}:host")
+    block = read_stack_file(stack_path).values.get("host")
     return dict(block) if isinstance(block, dict) else {}
 
 
@@ -350,7 +349,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if path is not None and not path.exists():
         print(f"discover: {path.name} does not exist", file=sys.stderr)
         return 1
-    existing = existing_block(path) if path else {}
+    try:
+        existing = existing_block(path) if path else {}
+    except StackConfigError as exc:
+        print("\n".join(exc.lines), file=sys.stderr)
+        return 1
     if args.ssh:
         docker, address = f"ssh://{args.ssh}", args.ssh.rsplit("@", 1)[-1]
     else:

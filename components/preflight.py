@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.catalog import Catalog
-from components.memory import GiB, weights_bytes_per_rank
-from components.rules import effective_dtype
+from components.memory import DTYPE_BYTES, GiB, weights_bytes_per_rank
+from components.rules import architecture_of, effective_dtype
 from components.settings import GpuNode, Groups, StackSettings
 
 SCRIPT = Path(__file__).with_name("preflight.sh")
@@ -71,9 +71,9 @@ def script_text() -> str:
 def preflight_spec(s: StackSettings, catalog: Catalog, project: str, stack: str) -> PreflightSpec:
     gpu = catalog.gpus[s.host.gpu]
     memory = s.host.gpu_memory_gib or gpu.memory_gib
-    arch = s.vllm.architecture or catalog.models[s.vllm.model]
-    dtype_bytes = 4 if effective_dtype(s.vllm.dtype, arch, gpu) == "float32" else 2
-    checkpoint = weights_bytes_per_rank(arch, 1, dtype_bytes)
+    arch, _ = architecture_of(s, catalog)
+    assert arch is not None, "the rules refuse a stack without an architecture before this runs"
+    checkpoint = weights_bytes_per_rank(arch, 1, DTYPE_BYTES[effective_dtype(s.vllm.dtype, arch, gpu)])
     volumes = [(s.vllm.volume_name, math.ceil(checkpoint * 1.05 / GiB))]
     if s.embeddings:
         volumes.append((s.embeddings.volume_name, EMBEDDINGS_MODEL_GIB))

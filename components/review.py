@@ -126,8 +126,9 @@ def _setting_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str
     return out
 
 
-def downtime(resource_name: str, capacity: dict[str, Any] | None) -> str:
-    if resource_name.startswith("vllm") and capacity:
+def downtime(holds_gpus: bool, capacity: dict[str, Any] | None) -> str:
+    """How long a replaced container's service is down: a GPU server reloads its weights."""
+    if holds_gpus and capacity:
         weights = capacity["weights_gib_per_gpu"] * capacity.get("tensor_parallel_size", 1)
         seconds = ENGINE_START_S + weights / LOAD_GIB_PER_S
         return f"the OpenAI endpoint is down about {round(seconds / 60)} min while {weights:.0f} GiB of weights load (estimate)"
@@ -158,7 +159,7 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
         replaces = any(k not in IN_PLACE.get(kind_name, set()) for k, _ in settings) and after.custom
         change = Change(name, typ, "replace" if replaces else "update", [f"{k}: {v}" for k, v in settings + options])
         if replaces and kind_name == "Container":
-            change.note = downtime(after.parent or name, capacity)
+            change.note = downtime(bool(after.inputs.get("devices")), capacity)
         if replaces and kind_name == "Volume":
             change.note = "the volume is protected: Pulumi refuses to replace it (the model cache would be lost)"
         if replaces and kind_name == "Command":

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from components.catalog import Architecture, Catalog, Gpu, Image, load_catalog
 from components.memory import DEFAULT_PROFILE, PROFILES, Capacity, MemoryInputs, default_batch, plan
-from components.settings import Problem, StackSettings, unknown_key_message
+from components.settings import Problem, StackSettings, suggestion
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ def effective_dtype(requested: str, arch: Architecture, gpu: Gpu) -> str:
     return arch.torch_dtype if arch.torch_dtype in gpu.dtypes else "float16"
 
 
-def _architecture(s: StackSettings, catalog: Catalog) -> tuple[Architecture | None, str]:
+def architecture_of(s: StackSettings, catalog: Catalog) -> tuple[Architecture | None, str]:
+    """The model's architecture (inline, else from the catalog) and where it came from."""
     if s.vllm.architecture is not None:
         return s.vllm.architecture, "rocm-inference:vllm.architecture"
     return catalog.models.get(s.vllm.model), "the model catalog"
@@ -83,8 +84,9 @@ def assess(s: StackSettings, catalog: Catalog) -> Assessment:
     warnings: list[Problem] = []
     gpu = catalog.gpus.get(s.host.gpu)
     if gpu is None:
-        return Assessment([Problem("host.gpu", f"is {s.host.gpu!r}: " + _gpu_hint(s.host.gpu, catalog))])
-    arch, where = _architecture(s, catalog)
+        hint = suggestion(s.host.gpu, catalog.gpus)
+        return Assessment([Problem("host.gpu", f"is {s.host.gpu!r}: not a GPU of the catalog{hint}")])
+    arch, where = architecture_of(s, catalog)
     if arch is None:
         keys = ", ".join(Architecture.model_fields)
         return Assessment(
@@ -134,10 +136,6 @@ def assess(s: StackSettings, catalog: Catalog) -> Assessment:
     if not capacity.fits:
         problems.append(_no_fit(s, capacity))
     return Assessment(problems, warnings, capacity)
-
-
-def _gpu_hint(name: str, catalog: Catalog) -> str:
-    return unknown_key_message(name, catalog.gpus).replace("is not a known key", "not a GPU of the catalog")
 
 
 def _quantization_rules(

@@ -31,7 +31,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from components.catalog import Architecture
+from components.catalog import Architecture, load_yaml
 
 NAMESPACE = "rocm-inference"
 
@@ -322,11 +322,16 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def unknown_key_message(name: str, allowed: Iterable[str]) -> str:
+def suggestion(name: str, allowed: Iterable[str]) -> str:
+    """` (did you mean 'x'?); allowed: a, b, c` for a name that is not one of `allowed`."""
     allowed = sorted(allowed)
     close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"is not a known key{hint}; allowed: {', '.join(allowed)}"
+    return f"{hint}; allowed: {', '.join(allowed)}"
+
+
+def unknown_key_message(name: str, allowed: Iterable[str]) -> str:
+    return "is not a known key" + suggestion(name, allowed)
 
 
 _TYPE_WORDS = {
@@ -508,11 +513,6 @@ class StackFile:
     @property
     def source(self) -> str:
         return self.path.name
-
-
-def load_yaml(text: str) -> Any:
-    """yaml.safe_load, with libyaml's C loader where PyYAML has it (several times faster)."""
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def stack_name(path: Path) -> str:
