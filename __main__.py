@@ -1,9 +1,8 @@
 """`pulumi up --stack <stack>`: deploy the configuration in Pulumi.<stack>.yaml."""
 
-from pathlib import Path
-
 import pulumi
 
 from components.program import run
+from components.settings.stackfile import stack_path
 
-run(Path(__file__).parent / f"Pulumi.{pulumi.get_stack()}.yaml")
+run(stack_path(pulumi.get_stack()))

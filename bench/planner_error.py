@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.startup_logs import load_startup_logs  # noqa: E402
+from components.planning.startup_logs import load_startup_logs  # noqa: E402
 
 TARGET = 0.10
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.service import ServerArgs, ServiceSpec, service_resources
+from components.container import ServerArgs, ServiceSpec, service_resources
 from components.settings import EmbeddingsSettings
 
 # Infinity's default port; its image's entrypoint is `infinity_emb` and it sets HF_HOME=/app/.cache/huggingface.

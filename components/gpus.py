@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.devices import device_paths, group_adds, hip_visible_devices
+from components.planning.devices import device_paths, group_adds, hip_visible_devices
 from components.settings import GpuNode, Groups
 
 

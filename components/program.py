@@ -7,12 +7,13 @@ from typing import Any
 
 import pulumi
 
-from components.catalog import load_catalog
 from components.embeddings import EmbeddingsServer, EmbeddingsServerArgs
 from components.host import PreflightArgs, RocmHost, RocmHostArgs
-from components.preflight import preflight_spec, script_text
-from components.rules import check_stack
-from components.settings import LoadedStack, Secrets, StackConfigError, load_from_pulumi
+from components.planning.catalog import load_catalog
+from components.planning.preflight import preflight_spec, script_text
+from components.planning.rules import check_stack
+from components.settings import LoadedStack, StackConfigError
+from components.settings.pulumi_config import Secrets, load_from_pulumi
 from components.vllm import VllmServer, VllmServerArgs
 
 # Everything a stack must pass beyond its own structure, for `pulumi up` and the plan alike.
@@ -55,7 +56,7 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
         "max_model_len": s.vllm.max_model_len,
         "vllm_container": vllm.container_name,
     }
-    # The keys stay secrets in the outputs too; `components.verify` reads them to test they are enforced.
+    # The keys stay secrets in the outputs too; `components.tools.verify` reads them to test they are enforced.
     if secrets.vllm_api_key is not None:
         outputs["vllm_api_key"] = secrets.vllm_api_key
     if s.embeddings is not None:

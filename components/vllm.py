@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
+from components.container import ServerArgs, ServiceSpec, service_resources
 from components.gpus import GpuDevices
-from components.service import ServerArgs, ServiceSpec, service_resources
 from components.settings import VllmSettings
 
 # vLLM's OpenAI server listens on 8000 by default; the image's python serves the healthcheck.

@@ -9,8 +9,9 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.plan import PROJECT, PlanMocks, config_map
 from components.settings import NAMESPACE, StackFile, read_stack_file
+from components.settings.stackfile import stack_path
+from components.tools.mocks import PROJECT, PlanMocks, config_map
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -18,7 +19,7 @@ STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulum
 
 
 def stack_file(stack: str) -> StackFile:
-    return read_stack_file(ROOT / f"Pulumi.{stack}.yaml")
+    return read_stack_file(stack_path(stack))
 
 
 @pytest.fixture

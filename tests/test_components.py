@@ -17,10 +17,12 @@ from pulumi.runtime import rpc
 
 from components.embeddings import EmbeddingsServer, EmbeddingsServerArgs
 from components.host import RocmHost, RocmHostArgs
-from components.plan import PlanMocks
-from components.planned import fake_image_id
 from components.program import deploy
-from components.settings import LoadedStack, Secrets, load_from_pulumi
+from components.settings import LoadedStack
+from components.settings.pulumi_config import Secrets, load_from_pulumi
+from components.settings.stackfile import stack_path
+from components.tools.mocks import PlanMocks
+from components.tools.planned import fake_image_id
 from components.vllm import VllmServer, VllmServerArgs
 from tests.conftest import ROOT, inputs_of, use_stack
 
@@ -31,7 +33,7 @@ EMB_KEY = "emb-key-9e107d9d372bb6826bd8"
 
 def load(stack: str, secrets: dict[str, str] | None = None) -> tuple[LoadedStack, Secrets]:
     use_stack(stack, secrets)
-    return load_from_pulumi(ROOT / f"Pulumi.{stack}.yaml")
+    return load_from_pulumi(stack_path(stack))
 
 
 def env_dict(envs: list[Any]) -> dict[str, str]:
@@ -252,7 +254,7 @@ def test_deploy_registers_the_same_tree_for_each_stack(mocks: PlanMocks, stack: 
 
 
 def loaded_model(stack: str) -> str:
-    doc = yaml.safe_load(Path(ROOT / f"Pulumi.{stack}.yaml").read_text())
+    doc = yaml.safe_load(Path(stack_path(stack)).read_text())
     return str(doc["config"]["rocm-inference:vllm"]["model"])
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.catalog import load_catalog
-from components.discover import (
+from components.planning.catalog import load_catalog
+from components.tools.discover import (
     SNAPSHOT_SCRIPT,
     DirectoryReader,
     DiscoveryError,

@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 import yaml
 
-from components.compose import to_compose
-from components.plan import plan_stack
-from components.planned import Plan
 from components.settings import read_stack_file, size_bytes
-from components.verify import run as verify
+from components.tools.compose import to_compose
+from components.tools.plan import plan_stack
+from components.tools.planned import Plan
+from components.tools.verify import run as verify
 from tests.conftest import ROOT, STACKS
 from tests.engine.dockerd import Engine, EngineUnavailable, import_stub, mounts_under, processes_of, start_engine
 from tests.stacks import load, values_of

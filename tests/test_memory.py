@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from components.catalog import load_catalog
-from components.memory import PROFILES, MemoryInputs, kv_bytes_per_token, plan, weights_bytes_per_rank
-from components.startup_logs import load_startup_logs
+from components.planning.catalog import load_catalog
+from components.planning.memory import PROFILES, MemoryInputs, kv_bytes_per_token, plan, weights_bytes_per_rank
+from components.planning.startup_logs import load_startup_logs
 from tests.conftest import DATA
 
 LOGS = load_startup_logs(DATA / "vllm_startup_logs.yaml")

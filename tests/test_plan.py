@@ -11,14 +11,15 @@ from typing import Any
 import pytest
 import yaml
 
-from components.plan import main, plan_stack
-from components.planned import SECRET_MASK, Plan
 from components.settings import read_stack_file
+from components.settings.stackfile import stack_path
+from components.tools.plan import main, plan_stack
+from components.tools.planned import SECRET_MASK, Plan
 from tests.conftest import DATA, ROOT, STACKS
 
 
 def plan_of(stack: str) -> Plan:
-    return plan_stack(read_stack_file(ROOT / f"Pulumi.{stack}.yaml"))
+    return plan_stack(read_stack_file(stack_path(stack)))
 
 
 def container(plan: Plan, name: str) -> dict[str, Any]:

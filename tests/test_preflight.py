@@ -1,4 +1,4 @@
-"""The host check script (components/preflight.sh), run for real against recorded host trees.
+"""The host check script (components/planning/preflight.sh), run for real against recorded host trees.
 
 Docker is a stand-in script on PATH that answers `version`, `ps`, `inspect`, `volume inspect` and
 `info` the way the Docker CLI formats them; everything else is the real script under ROCM_ROOT.
@@ -16,11 +16,11 @@ import pulumi
 import pytest
 from pulumi.runtime import rpc
 
-from components.catalog import load_catalog
-from components.plan import PlanMocks
-from components.preflight import SCRIPT, preflight_spec
+from components.planning.catalog import load_catalog
+from components.planning.preflight import SCRIPT, preflight_spec
 from components.program import deploy
-from components.settings import load_from_pulumi
+from components.settings.pulumi_config import load_from_pulumi
+from components.tools.mocks import PlanMocks
 from tests.conftest import ROOT, inputs_of, use_stack
 from tests.stacks import load, set_key, values_of
 
@@ -193,8 +193,8 @@ def test_preflight_runs_locally_and_everything_pulled_or_started_waits_for_it(mo
 
 
 def test_every_image_and_container_depends_on_the_preflight() -> None:
-    from components.plan import plan_stack
     from components.settings import read_stack_file
+    from components.tools.plan import plan_stack
 
     plan = plan_stack(read_stack_file(ROOT / "Pulumi.big-chat.yaml"))
     dependents = [r for r in plan.resources if r.type.endswith((":Container", ":RemoteImage"))]

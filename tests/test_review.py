@@ -12,15 +12,16 @@ from typing import Any
 import pytest
 import yaml
 
-from components.compose import to_compose
-from components.plan import main, plan_stack
-from components.review import diff
 from components.settings import read_stack_file, size_bytes
+from components.settings.stackfile import stack_path
+from components.tools.compose import to_compose
+from components.tools.plan import main, plan_stack
+from components.tools.review import diff
 from tests.conftest import DATA, ROOT
 
 
 def compose_of(stack: str) -> dict[str, Any]:
-    return to_compose(plan_stack(read_stack_file(ROOT / f"Pulumi.{stack}.yaml")))
+    return to_compose(plan_stack(read_stack_file(stack_path(stack))))
 
 
 def _devices(values: list[str]) -> list[tuple[str, str]]:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from components.catalog import load_catalog
-from components.rules import assess
+from components.planning.catalog import load_catalog
+from components.planning.rules import assess
 from tests.stacks import errors, load, set_key, values_of
 
 QWEN72_UNPADDED = {

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.planned import Plan
+from components.settings.stackfile import stack_path
+from components.tools.planned import Plan
 
 # pulumi-docker's Container is bridged from the Terraform docker provider, where nearly every
 # argument forces a new container; these few are applied in place (or only steer the provider).
@@ -84,9 +85,9 @@ def plan_at_ref(ref: str, stack: str, root: Path) -> dict[str, Any] | str:
                 f"cannot check out {ref}: {added.stderr.strip().splitlines()[-1] if added.stderr.strip() else 'git failed'}"
             )
         try:
-            stack_file = tree / f"Pulumi.{stack}.yaml"
+            stack_file = stack_path(stack, tree)
             if not stack_file.exists():
-                return f"Pulumi.{stack}.yaml does not exist at {ref}: a new stack"
+                return f"{stack_file.name} does not exist at {ref}: a new stack"
             done = subprocess.run(
                 [sys.executable, "-m", "components.plan", "--file", str(stack_file), "--format", "json"],
                 cwd=tree,

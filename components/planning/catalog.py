@@ -1,4 +1,4 @@
-"""The catalog (components/catalog.yaml) as frozen models: GPUs, vLLM images, model architectures.
+"""The catalog (components/planning/catalog.yaml) as frozen models: GPUs, vLLM images, model architectures.
 
 Pure data and lookups, free of Pulumi; nothing is fetched from the network.
 """

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from components.catalog import Architecture, load_catalog
-from components.memory import PROFILES, Capacity, MemoryInputs, plan
+from components.planning.catalog import Architecture, load_catalog
+from components.planning.memory import PROFILES, Capacity, MemoryInputs, plan
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.memory import Capacity
+from components.planning.memory import Capacity
 from components.settings import NAMESPACE
 
 SECRET_MASK = "[secret]"

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from components.planned import SECRET_MASK, Plan, PlannedResource, fake_image_id
+from components.tools.planned import SECRET_MASK, Plan, PlannedResource, fake_image_id
 
 
 def _environment(envs: list[str]) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """What the host's preflight check is told: pure logic, free of Pulumi.
 
-The check itself is components/preflight.sh, a POSIX shell script that runs on the ROCm host
+The check itself is components/planning/preflight.sh, a POSIX shell script that runs on the ROCm host
 (locally, or over SSH with pulumi-command) before any image is pulled.
 """
 
@@ -13,9 +13,9 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.catalog import Catalog
-from components.memory import DTYPE_BYTES, GiB, weights_bytes_per_rank
-from components.rules import architecture_of, effective_dtype
+from components.planning.catalog import Catalog
+from components.planning.memory import DTYPE_BYTES, GiB, weights_bytes_per_rank
+from components.planning.rules import architecture_of, effective_dtype
 from components.settings import GpuNode, Groups, StackSettings
 
 SCRIPT = Path(__file__).with_name("preflight.sh")

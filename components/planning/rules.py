@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from components.catalog import Architecture, Catalog, Gpu, Image, load_catalog
-from components.memory import DEFAULT_PROFILE, PROFILES, Capacity, MemoryInputs, default_batch, plan
+from components.planning.catalog import Architecture, Catalog, Gpu, Image, load_catalog
+from components.planning.memory import DEFAULT_PROFILE, PROFILES, Capacity, MemoryInputs, default_batch, plan
 from components.settings import Problem, StackSettings, suggestion
 
 

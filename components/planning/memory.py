@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from components.catalog import Architecture, QuantizationConfig
+from components.planning.catalog import Architecture, QuantizationConfig
 
 GiB = 1 << 30
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}

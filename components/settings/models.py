@@ -1,0 +1,253 @@
+"""The stack file, modelled: frozen pydantic models of every key, with their defaults.
+
+Data flows one way: `Pulumi.<stack>.yaml` -> these frozen models (validated once, all
+errors at once) -> component args -> resources. Components never read configuration.
+Defaults live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
+
+from components.planning.catalog import Architecture
+from components.settings.errors import invalid as _invalid
+
+# Keys whose values must be set with `pulumi config set --secret`; they are read with
+# `get_secret` and stay Outputs end to end, so they are not part of the models below.
+SECRET_KEYS: tuple[str, ...] = ("hf_token", "vllm_api_key", "embeddings_api_key", "ssh_private_key")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+Port = Annotated[StrictInt, Field(ge=1, le=65535)]
+NonNegative = Annotated[StrictInt, Field(ge=0)]
+
+_SIZE = re.compile(r"^(\d+)\s*(b|k|kb|m|mb|g|gb)?$", re.IGNORECASE)
+_SIZE_FACTORS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def size_bytes(text: str) -> int:
+    """Docker's byte-size notation (`16g`, `512m`, `1gb`, `1048576`) in bytes."""
+    match = _SIZE.match(text.strip())
+    if not match:
+        raise ValueError(text)
+    unit = (match.group(2) or "b")[0].lower()
+    return int(match.group(1)) * _SIZE_FACTORS[unit]
+
+
+def _check_image(value: str) -> str:
+    # A reference with neither tag nor digest means `latest`: a warning, not an error (see _warnings).
+    if any(c.isspace() for c in value):
+        raise _invalid(f"must be an image reference like repo/name:tag, got {value!r}")
+    return value
+
+
+Image = Annotated[StrictStr, Field(min_length=1), AfterValidator(_check_image)]
+
+
+class GpuNode(_Model):
+    """One GPU of the host: its ROCm index and its DRM nodes (`/dev/dri/cardN`, `/dev/dri/renderDN`)."""
+
+    index: NonNegative
+    card: NonNegative
+    render: Annotated[StrictInt, Field(ge=128, le=255)]
+
+
+class Groups(_Model):
+    """Numeric ids of the host's `video` and `render` groups (names fail when the image lacks them)."""
+
+    video: NonNegative
+    render: NonNegative
+
+
+class HostSettings(_Model):
+    docker: StrictStr
+    ssh_opts: tuple[StrictStr, ...] = ()
+    address: Annotated[StrictStr, Field(min_length=1)] = "localhost"
+    bind: StrictStr = "127.0.0.1"
+    gpu: Annotated[StrictStr, Field(min_length=1)]
+    gpu_memory_gib: Annotated[float, Field(gt=0, le=1024)] | None = None
+    gpus: tuple[GpuNode, ...]
+    groups: Groups
+    # Check the host (devices, groups, Docker, disk, GPUs held by others) before anything is pulled.
+    preflight: StrictBool = True
+
+    @field_validator("docker")
+    @classmethod
+    def _docker_url(cls, value: str) -> str:
+        if value.startswith("unix:///") or re.match(r"^ssh://([^@/\s]+@)?[^@/\s:]+(:\d+)?$", value):
+            return value
+        raise _invalid(f"must be unix:///path/to/docker.sock or ssh://user@host[:port], got {value!r}")
+
+    @field_validator("bind")
+    @classmethod
+    def _bind_ip(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise _invalid(f"must be an IP address such as 127.0.0.1, got {value!r}") from None
+        return value
+
+    @field_validator("gpus")
+    @classmethod
+    def _unique_nodes(cls, value: tuple[GpuNode, ...]) -> tuple[GpuNode, ...]:
+        # Checked here, not with min_length, which also fires when an item is invalid (one error per mistake).
+        if not value:
+            raise _invalid("must list at least one GPU")
+        for attr in ("index", "card", "render"):
+            seen = [getattr(g, attr) for g in value]
+            dupes = sorted({v for v in seen if seen.count(v) > 1})
+            if dupes:
+                raise _invalid(f"lists {attr} {dupes} more than once")
+        return value
+
+    @property
+    def is_remote(self) -> bool:
+        return self.docker.startswith("ssh://")
+
+    @property
+    def ssh_target(self) -> tuple[str, str, int]:
+        """(user, host, port) of an ssh:// Docker host; user root and port 22 where the URL has none."""
+        match = re.match(r"^ssh://(?:([^@/\s]+)@)?([^@/\s:]+)(?::(\d+))?$", self.docker)
+        if not match:
+            raise ValueError(f"not an ssh:// Docker host: {self.docker}")
+        return match.group(1) or "root", match.group(2), int(match.group(3) or 22)
+
+    @property
+    def bind_is_loopback(self) -> bool:
+        return ipaddress.ip_address(self.bind).is_loopback
+
+    def nodes(self, indices: Iterable[int]) -> tuple[GpuNode, ...]:
+        """The inventory entries of these ROCm indices, in the order given."""
+        by_index = {g.index: g for g in self.gpus}
+        return tuple(by_index[i] for i in indices)
+
+
+def _utilization(value: float) -> float:
+    if not 0 < value <= 1:
+        raise _invalid(f"must be in (0, 1], got {value}")
+    return value
+
+
+def _shm(value: str) -> str:
+    try:
+        size = size_bytes(value)
+    except ValueError:
+        raise _invalid(f"must be a size like 16g, 512m or 1gb, got {value!r}") from None
+    if size % (1 << 20) or size < 64 << 20:
+        raise _invalid(f"must be a whole number of MiB and at least 64m, got {value!r}")
+    return value
+
+
+EnvName = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+MANAGED_ENV = frozenset({"HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "HF_HOME"})
+
+
+def _environment(value: Mapping[str, str]) -> Mapping[str, str]:
+    for key in value:
+        if not EnvName.match(key):
+            raise _invalid(f"has {key!r}, which is not an environment variable name")
+        if re.search(r"(TOKEN|KEY|SECRET|PASSWORD)", key, re.IGNORECASE):
+            raise _invalid(
+                f"has {key!r}, which looks like a secret: set secrets with `pulumi config set --secret` (see README)"
+            )
+        if key in MANAGED_ENV:
+            raise _invalid(f"has {key!r}, which this project sets itself (from the GPUs and secrets of the stack)")
+    return value
+
+
+Environment = Annotated[dict[StrictStr, StrictStr], Field(default_factory=dict), AfterValidator(_environment)]
+Utilization = Annotated[float, AfterValidator(_utilization)]
+ShmSize = Annotated[StrictStr, AfterValidator(_shm)]
+
+
+class VllmSettings(_Model):
+    image: Image
+    model: Annotated[StrictStr, Field(min_length=1)]
+    served_model_name: StrictStr | None = None
+    gpus: tuple[NonNegative, ...]
+    tensor_parallel_size: Annotated[StrictInt, Field(ge=1)]
+    max_model_len: Annotated[StrictInt, Field(ge=16, le=10_485_760)]
+    gpu_memory_utilization: Utilization
+    max_num_seqs: Annotated[StrictInt, Field(ge=1)] | None = None
+    max_num_batched_tokens: Annotated[StrictInt, Field(ge=16)] | None = None
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    shm_size: ShmSize = "16g"
+    port: Port = 8000
+    container_name: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] = "vllm"
+    cache_volume: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] | None = None
+    startup_timeout: Annotated[StrictInt, Field(ge=60, le=7200)] = 1800
+    environment: Environment
+    # The model's config.json facts, for a model that is not in the catalog (or to override it).
+    architecture: Architecture | None = None
+
+    @field_validator("gpus")
+    @classmethod
+    def _unique_gpus(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise _invalid("must list at least one host GPU index")
+        if len(set(value)) != len(value):
+            raise _invalid(f"lists a GPU more than once: {list(value)}")
+        return value
+
+    @property
+    def shm_size_mb(self) -> int:
+        return size_bytes(self.shm_size) >> 20
+
+    @property
+    def volume_name(self) -> str:
+        return self.cache_volume or f"{self.container_name}-hf-cache"
+
+    @property
+    def name_served(self) -> str:
+        return self.served_model_name or self.model
+
+
+class EmbeddingsSettings(_Model):
+    image: Image
+    model: Annotated[StrictStr, Field(min_length=1)]
+    device: Literal["cpu"] = "cpu"
+    engine: Literal["torch", "optimum"] = "torch"
+    batch_size: Annotated[StrictInt, Field(ge=1, le=4096)] | None = None
+    port: Port = 7997
+    container_name: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] = "infinity-embeddings"
+    cache_volume: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] | None = None
+    startup_timeout: Annotated[StrictInt, Field(ge=60, le=7200)] = 1200
+    environment: Environment
+
+    @property
+    def volume_name(self) -> str:
+        return self.cache_volume or f"{self.container_name}-cache"
+
+
+class StackSettings(_Model):
+    """Everything a stack deploys. `secrets` names the secret keys that are set (their values stay Outputs)."""
+
+    host: HostSettings
+    vllm: VllmSettings
+    embeddings: EmbeddingsSettings | None = None
+    secrets: frozenset[str] = frozenset()
+
+    def has_secret(self, key: str) -> bool:
+        return key in self.secrets
+
+
+CONFIG_KEYS: tuple[str, ...] = ("host", "vllm", "embeddings", *SECRET_KEYS)

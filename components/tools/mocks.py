@@ -1,0 +1,156 @@
+"""The Pulumi SDK's mocks, set up the way the engine runs a program: shared by the plan and the tests.
+
+The real program runs under `pulumi.runtime.set_mocks` with the stack file's config fed through
+`set_all_config`; every resource it registers is recorded with its inputs (secrets masked) and its
+resource options. Resource state is the inputs, plus the ids real providers compute, so nothing
+stays unknown (preview=False) and every check on an Output runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pulumi
+from pulumi.runtime import rpc
+
+from components.settings import NAMESPACE, StackFile
+from components.tools.planned import SECRET_MASK, PlannedResource, fake_image_id
+
+PROJECT = NAMESPACE
+
+
+PLACEHOLDER = "plan-placeholder-"
+
+
+def mask_secrets(value: Any) -> Any:
+    """What a reviewer may see of registered inputs.
+
+    The plan never holds a real secret: secure config values become placeholders (config_map).
+    So a property the SDK marked secret as a whole (an env list with one secret entry) is shown
+    with only the placeholders masked, and every other secret value is masked entirely.
+    Numbers cross the mock monitor as protobuf doubles; whole ones are shown as integers again.
+    """
+    if rpc.is_rpc_secret(value):
+        inner = rpc.unwrap_rpc_secret(value)
+        if isinstance(inner, list) and all(isinstance(v, str) for v in inner):
+            return [re.sub(PLACEHOLDER + r"[a-z_]+", SECRET_MASK, v) for v in inner]
+        return SECRET_MASK
+    if isinstance(value, dict):
+        return {k: mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    if isinstance(value, str) and PLACEHOLDER in value:
+        return re.sub(PLACEHOLDER + r"[a-z_]+", SECRET_MASK, value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def secret_inputs(inputs: dict[str, Any]) -> list[str]:
+    """The top-level inputs the SDK sends as secrets (they are encrypted in state)."""
+    return sorted(k for k, v in inputs.items() if rpc.is_rpc_secret(v))
+
+
+class PlanMocks(pulumi.runtime.Mocks):
+    """Resource state = its inputs (so nothing stays unknown), plus the ids real providers compute."""
+
+    def __init__(self) -> None:
+        self.inputs: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
+        self.inputs[(args.typ, args.name)] = args.inputs
+        state = dict(args.inputs)
+        if args.typ == "docker:index/remoteImage:RemoteImage":
+            state["imageId"] = fake_image_id(args.inputs["name"])
+            state["repoDigest"] = f"{args.inputs['name']}@{fake_image_id(args.inputs['name'])}"
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+class OptionsRecorder:
+    """Sees each resource's options as the program set them (the mock monitor is not told them)."""
+
+    def __init__(self) -> None:
+        self.names: dict[int, str] = {}
+        self.seen: list[tuple[str, str, pulumi.ResourceOptions]] = []
+
+    def __call__(self, args: pulumi.ResourceTransformationArgs) -> None:
+        self.names[id(args.resource)] = args.name
+        self.seen.append((args.type_, args.name, args.opts))
+        return None
+
+    def name_of(self, resource: Any) -> str | None:
+        return None if resource is None else self.names.get(id(resource))
+
+    def options(self, opts: pulumi.ResourceOptions) -> dict[str, Any]:
+        depends = opts.depends_on if isinstance(opts.depends_on, list) else [opts.depends_on] if opts.depends_on else []
+        out: dict[str, Any] = {
+            "protect": bool(opts.protect),
+            "retain_on_delete": bool(opts.retain_on_delete),
+            "delete_before_replace": bool(opts.delete_before_replace),
+            "depends_on": sorted(n for n in (self.name_of(d) for d in depends) if n),
+            "additional_secret_outputs": list(opts.additional_secret_outputs or []),
+        }
+        provider = self.name_of(opts.provider)
+        if provider:
+            out["provider"] = provider
+        return out
+
+
+def config_map(stack_file: StackFile) -> tuple[dict[str, str], list[str]]:
+    """The stack file's config as the engine hands it to a program: strings, structured values as JSON.
+
+    Secure values cannot be decrypted here; they become a placeholder, masked wherever it shows.
+    """
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for name, value in stack_file.values.items():
+        key = f"{NAMESPACE}:{name}"
+        if name in stack_file.secure:
+            config[key] = f"{PLACEHOLDER}{name}"
+            secret_keys.append(key)
+        else:
+            config[key] = value if isinstance(value, str) else json.dumps(value)
+    for key, value in stack_file.other.items():
+        config[key] = value if isinstance(value, str) else json.dumps(value)
+    return config, secret_keys
+
+
+def run_program(
+    stack: str,
+    config: dict[str, str],
+    secret_keys: Sequence[str],
+    program: Callable[[], dict[str, pulumi.Input[Any]]],
+) -> tuple[list[PlannedResource], dict[str, Any]]:
+    """Run `program` under fresh mocks with this config; the registered resources and resolved outputs."""
+    mocks = PlanMocks()
+    recorder = OptionsRecorder()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    pulumi.runtime.set_all_config(config, list(secret_keys))
+    outputs: dict[str, Any] = {}
+    try:
+
+        def body() -> pulumi.Output[None]:
+            pulumi.runtime.register_stack_transformation(recorder)
+            exported = program()
+            return pulumi.Output.all(**exported).apply(outputs.update)
+
+        pulumi.runtime.test(body)()  # type: ignore[no-untyped-call]  # the SDK's mock runner is untyped
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+    resources = [
+        PlannedResource(
+            type=typ,
+            name=name,
+            parent=recorder.name_of(opts.parent),
+            inputs=mask_secrets(mocks.inputs.get((typ, name), {})),
+            options={**recorder.options(opts), "secret_inputs": secret_inputs(mocks.inputs.get((typ, name), {}))},
+        )
+        for typ, name, opts in recorder.seen
+    ]
+    return resources, mask_secrets(outputs)

@@ -1,0 +1,238 @@
+"""`python -m components.plan STACK`: what `pulumi up` would create, without a Pulumi engine.
+
+The real program (components.program) runs under the Pulumi SDK's mocks, with the stack file's
+config fed through `set_all_config`; every resource it registers is recorded with its inputs
+(secrets masked) and its resource options. Exit codes: 0 ok, 1 invalid stack, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pulumi
+
+from components.planning.catalog import load_catalog
+from components.planning.rules import assess
+from components.program import CHECKS, deploy
+from components.settings import StackConfigError, StackFile, read_stack_file
+from components.settings.pulumi_config import load_from_pulumi
+from components.settings.stackfile import PROJECT_ROOT, stack_path
+from components.tools.mocks import PROJECT, config_map, run_program
+from components.tools.planned import Plan, PlannedResource, fake_image_id
+
+if TYPE_CHECKING:
+    from components.tools.review import Diff
+
+
+def plan_stack(stack_file: StackFile) -> Plan:
+    """Validate the stack file exactly as `pulumi up` would, then record what it deploys. Raises StackConfigError."""
+    config, secret_keys = config_map(stack_file)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    try:
+        loaded, secrets = load_from_pulumi(stack_file.path, CHECKS, stack_file)
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+    resources, outputs = run_program(
+        stack_file.stack, config, secret_keys, lambda: deploy(loaded, secrets, PROJECT, stack_file.stack)
+    )
+    s = loaded.settings
+    capacity = assess(s, load_catalog()).capacity
+    return Plan(
+        stack_file.stack,
+        stack_file.source,
+        resources,
+        outputs,
+        list(loaded.warnings),
+        capacity,
+        s.vllm.gpus,
+        s.host.gpu,
+    )
+
+
+def render_capacity(plan: Plan, width: int = 60) -> list[str]:
+    """One bar per GPU: weights, runtime reserve, KV cache, and the headroom gpu_memory_utilization leaves."""
+    c = plan.capacity
+    if c is None:
+        return []
+    parts = [
+        ("█", "weights", c.weights_gib_per_gpu),
+        ("▓", "runtime reserve", c.reserve_gib_per_gpu),
+        ("░", "KV cache", c.kv_cache_gib_per_gpu),
+        ("·", "headroom", c.gpu_memory_gib - c.usable_gib),
+    ]
+    cells, used = "", 0
+    for n, (char, _, gib) in enumerate(parts):
+        count = width - used if n == len(parts) - 1 else round(gib / c.gpu_memory_gib * width)
+        count = max(0, min(count, width - used))
+        cells += char * count
+        used += count
+    lines = [
+        f"GPU memory plan ({plan.gpu_name}, {c.gpu_memory_gib:.2f} GiB per GPU, {c.usable_gib:.2f} GiB usable, "
+        f"tensor parallel {c.tensor_parallel_size})"
+    ]
+    lines += [f"  GPU {i} |{cells}|" for i in plan.gpus]
+    lines.append("  " + "   ".join(f"{char} {label} {gib:.2f} GiB" for char, label, gib in parts))
+    lines.append(
+        f"  KV cache: {c.kv_cache_tokens:,} tokens ({c.kv_bytes_per_token_per_gpu / 1024:.0f} KiB per token per GPU); "
+        f"{c.max_concurrency:.2f} requests of max_model_len {c.max_model_len:,} at once; "
+        + ("fits" if c.fits else "DOES NOT FIT")
+    )
+    return lines
+
+
+# --------------------------------------------------------------------------- text view
+
+
+def _container_lines(r: PlannedResource, images: dict[str, str]) -> list[str]:
+    i = r.inputs
+    hc = i.get("healthcheck") or {}
+    lines = [
+        f"name: {i.get('name')}",
+        f"image: {images.get(i.get('image', ''), i.get('image'))}",
+        "command: " + " ".join(i.get("command") or []),
+        "devices: " + ", ".join(d["hostPath"] for d in i.get("devices") or []) if i.get("devices") else "devices: none",
+        "group_add: " + ", ".join(i.get("groupAdds") or []) if i.get("groupAdds") else "group_add: none",
+        f"shm_size: {i['shmSize']} MB" if i.get("shmSize") else "shm_size: docker default",
+        f"ipc: {i.get('ipcMode')}, privileged: {str(bool(i.get('privileged'))).lower()}",
+        "env: " + ", ".join(i.get("envs") or []),
+        "ports: " + ", ".join(f"{p.get('ip')}:{p.get('external')} -> {p['internal']}" for p in i.get("ports") or []),
+        "volumes: " + ", ".join(f"{v.get('volumeName')} -> {v.get('containerPath')}" for v in i.get("volumes") or []),
+        f"healthcheck: {' '.join(hc.get('tests', []))} (every {hc.get('interval')}, start period {hc.get('startPeriod')})",
+        f"wait: {i.get('wait')} (timeout {i.get('waitTimeout')} s), restart: {i.get('restart')} (max {i.get('maxRetryCount')})",
+        f"logs: {i.get('logDriver')} " + " ".join(f"{k}={v}" for k, v in sorted((i.get("logOpts") or {}).items())),
+        "labels: " + ", ".join(f"{lbl['label']}={lbl['value']}" for lbl in i.get("labels") or []),
+    ]
+    return lines
+
+
+def _flags(r: PlannedResource) -> str:
+    o = r.options
+    flags = [k for k in ("protect", "retain_on_delete", "delete_before_replace") if o.get(k)]
+    if o.get("depends_on"):
+        flags.append("depends on " + ", ".join(o["depends_on"]))
+    return f"  [{'; '.join(flags)}]" if flags else ""
+
+
+def _summary(r: PlannedResource) -> str:
+    i = r.inputs
+    if r.type.startswith("pulumi:providers:"):
+        return f"  host={i.get('host')}"
+    if r.type.endswith(":RemoteImage"):
+        return f"  {i.get('name')}"
+    if r.type.endswith(":Volume"):
+        return f"  name={i.get('name')}"
+    if r.type.startswith("command:"):
+        return f"  runs components/planning/preflight.sh with {i.get('create', '').removesuffix(' sh -s')}"
+    return ""
+
+
+def render_text(plan: Plan) -> str:
+    images = {fake_image_id(r.inputs["name"]): r.inputs["name"] for r in plan.of_type(":RemoteImage")}
+    out = [f"Plan for stack {plan.stack} ({plan.source}): {len(plan.resources)} resources", ""]
+    children: dict[str | None, list[PlannedResource]] = {}
+    for r in plan.resources:
+        children.setdefault(r.parent, []).append(r)
+
+    def walk(parent: str | None, indent: str) -> None:
+        kids = children.get(parent, [])
+        for n, r in enumerate(kids):
+            last = n == len(kids) - 1
+            branch = "" if parent is None else ("└─ " if last else "├─ ")
+            out.append(f"{indent}{branch}{r.name} ({r.type}){_summary(r)}{_flags(r)}")
+            deeper = indent + ("" if parent is None else ("   " if last else "│  "))
+            if r.type.endswith(":Container"):
+                out.extend(f"{deeper}    {line}" for line in _container_lines(r, images))
+            walk(r.name, deeper)
+
+    walk(None, "")
+    if plan.capacity:
+        out += ["", *render_capacity(plan)]
+    out += ["", "Outputs:"]
+    out += [f"  {k}: {v}" for k, v in sorted(plan.outputs.items())]
+    if plan.warnings:
+        out += ["", "Warnings:"] + [f"  {w}" for w in plan.warnings]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.plan", description=__doc__.splitlines()[0])
+    parser.add_argument("stack", nargs="?", help="stack name: plans Pulumi.STACK.yaml")
+    parser.add_argument("--file", help="plan this stack file instead")
+    parser.add_argument("--format", choices=["text", "json", "markdown", "compose"], default="text")
+    parser.add_argument("--against", metavar="REF", help="show what changes against the same stack at this git ref")
+    args = parser.parse_args(argv)
+    if not args.stack and not args.file:
+        parser.error("give a stack name (big-chat) or --file PATH")
+    path = Path(args.file) if args.file else stack_path(args.stack)
+    try:
+        plan = plan_stack(read_stack_file(path))
+    except StackConfigError as exc:
+        print("\n".join(exc.lines), file=sys.stderr)
+        return 1
+    # The review and compose views load only when asked for: the plain plan stays fast.
+    from components.tools.review import RefError, diff, plan_at_ref
+
+    change = None
+    if args.against:
+        try:
+            change = diff(plan_at_ref(args.against, plan.stack, PROJECT_ROOT), plan, args.against)
+        except RefError as exc:
+            print(f"plan: {exc}", file=sys.stderr)
+            return 2
+    if args.format == "json":
+        doc = plan.as_json()
+        if change is not None:
+            doc["diff"] = change.as_json()
+        print(json.dumps(doc, indent=2))
+    elif args.format == "markdown":
+        from components.tools.review import render_markdown
+
+        print(render_markdown(plan, render_capacity(plan), change))
+    elif args.format == "compose":
+        from components.tools.compose import render_compose
+
+        print(render_compose(plan), end="")
+    else:
+        print(render_text(plan))
+        if change is not None:
+            print(render_diff_text(change))
+    return 0
+
+
+def render_diff_text(change: Diff) -> str:
+    lines = ["", f"Changes against {change.ref}:"]
+    if change.old_missing:
+        lines.append(f"  {change.old_missing}")
+    elif not change.changes:
+        lines.append("  none")
+    for c in change.changes:
+        lines.append(f"  {c.kind:8} {c.name} ({c.type})")
+        lines += [f"           {s}" for s in c.settings]
+        if c.note:
+            lines.append(f"           ! {c.note}")
+    return "\n".join(lines)
+
+
+def cli() -> None:
+    """The command line: `python -m components.plan`."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends quietly
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The SDK's mock monitor leaves per-thread event loops that, finalized at interpreter exit, can
+    # print "Exception ignored in BaseEventLoop.__del__": nothing is left to clean up, so end here.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    cli()

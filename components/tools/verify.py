@@ -1,0 +1,219 @@
+"""`python -m components.verify STACK`: does a deployed stack answer as planned?
+
+Reads the stack outputs (`pulumi stack output --json --show-secrets`, or `--outputs FILE`), then
+checks each endpoint: /health; /v1/models lists the served model with the planned max_model_len;
+one short chat completion (latency, tokens per second) and one embedding succeed; requests without
+the API key are refused where a key is set. `--wait` first waits for /health with a progress line
+(a 70B load takes minutes). Exit 0 when every check passes, 1 otherwise, 2 on usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+TIMEOUT_S = 60
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int  # 0: no HTTP answer (refused, reset, timeout)
+    body: Any
+    ms: float
+    error: str = ""
+
+
+def request(method: str, url: str, payload: Any = None, key: str | None = None, timeout: float = TIMEOUT_S) -> Response:
+    data = json.dumps(payload).encode() if payload is not None else None
+    headers = {"Content-Type": "application/json"} if data else {}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, data=data, headers=headers, method=method), timeout=timeout
+        ) as r:
+            raw = r.read()
+            status = r.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read(), exc.code
+    except (OSError, urllib.error.URLError) as exc:
+        return Response(0, None, (time.perf_counter() - start) * 1000, str(getattr(exc, "reason", exc)))
+    ms = (time.perf_counter() - start) * 1000
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = raw.decode(errors="replace")
+    return Response(status, body, ms)
+
+
+def _root(base_url: str) -> str:
+    return base_url[: -len("/v1")] if base_url.rstrip("/").endswith("/v1") else base_url.rstrip("/")
+
+
+def wait_ready(urls: dict[str, str], timeout_s: float, say: Callable[[str], None]) -> bool:
+    """Poll each /health until it answers 200, saying how long it has been."""
+    start = time.monotonic()
+    pending = dict(urls)
+    last = ""
+    while pending:
+        for name, url in list(pending.items()):
+            r = request("GET", url, timeout=5)
+            if r.status == 200:
+                say(f"{name} ready after {time.monotonic() - start:.0f} s")
+                del pending[name]
+            else:
+                last = f"{name}: {r.error or f'HTTP {r.status}'}"
+        if not pending:
+            return True
+        elapsed = time.monotonic() - start
+        if elapsed > timeout_s:
+            say(f"gave up after {elapsed:.0f} s ({last})")
+            return False
+        say(f"waiting {int(elapsed) // 60}m{int(elapsed) % 60:02d}s for {', '.join(pending)} ({last})")
+        time.sleep(5)
+    return True
+
+
+def _key_check(name: str, method: str, url: str, payload: Any, key: str | None) -> Check:
+    if not key:
+        return Check(f"{name} without an API key", True, "no API key set: open to anyone who reaches the port")
+    r = request(method, url, payload)
+    return Check(f"{name} refuses requests without the API key", r.status == 401, f"HTTP {r.status or r.error}")
+
+
+def verify_vllm(out: dict[str, Any]) -> list[Check]:
+    base, model, key = out["openai_base_url"].rstrip("/"), out["served_model"], out.get("vllm_api_key")
+    checks = []
+    r = request("GET", _root(base) + "/health")
+    checks.append(Check("vLLM /health", r.status == 200, f"HTTP {r.status or r.error}", r.ms))
+    r = request("GET", base + "/models", key=key)
+    listed = {m.get("id"): m for m in (r.body or {}).get("data", [])} if isinstance(r.body, dict) else {}
+    entry = listed.get(model)
+    planned = out.get("max_model_len")
+    ok = r.status == 200 and entry is not None and (planned is None or entry.get("max_model_len") == planned)
+    detail = (
+        f"{model}, max_model_len {entry.get('max_model_len')}" + (f" (planned {planned})" if planned else "")
+        if entry
+        else f"HTTP {r.status or r.error}: {model} not in {sorted(listed)}"
+    )
+    checks.append(Check("vLLM /v1/models", ok, detail, r.ms))
+    chat = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Reply with OK."}],
+        "max_tokens": 8,
+        "temperature": 0,
+    }
+    r = request("POST", base + "/chat/completions", chat, key)
+    body = r.body if isinstance(r.body, dict) else {}
+    choices = body.get("choices") or []
+    tokens = (body.get("usage") or {}).get("completion_tokens", 0)
+    ok = r.status == 200 and bool(choices) and "message" in choices[0]
+    rate = f", {tokens / (r.ms / 1000):.1f} tokens/s" if ok and r.ms else ""
+    checks.append(Check("chat completion", ok, f"HTTP {r.status or r.error}, {tokens} tokens{rate}", r.ms))
+    checks.append(_key_check("vLLM /v1/models", "GET", base + "/models", None, key))
+    return checks
+
+
+def verify_embeddings(out: dict[str, Any]) -> list[Check]:
+    base, model, key = out["embeddings_base_url"].rstrip("/"), out["embeddings_model"], out.get("embeddings_api_key")
+    checks = []
+    r = request("GET", base + "/health")
+    checks.append(Check("embeddings /health", r.status == 200, f"HTTP {r.status or r.error}", r.ms))
+    payload = {"model": model, "input": ["rocm-inference verify"]}
+    r = request("POST", base + "/embeddings", payload, key)
+    data = (r.body or {}).get("data", []) if isinstance(r.body, dict) else []
+    vector = data[0].get("embedding") if data else None
+    ok = r.status == 200 and isinstance(vector, list) and len(vector) > 0
+    detail = f"{len(vector)} dimensions" if ok and vector else f"HTTP {r.status or r.error}"
+    checks.append(Check("embedding", ok, detail, r.ms))
+    checks.append(_key_check("embeddings", "POST", base + "/embeddings", payload, key))
+    return checks
+
+
+def stack_outputs(stack: str) -> dict[str, Any]:
+    try:
+        done = subprocess.run(
+            ["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", stack], capture_output=True, text=True
+        )
+    except FileNotFoundError:
+        raise SystemExit("verify: the pulumi CLI is not installed; pass --outputs FILE") from None
+    if done.returncode != 0:
+        raise SystemExit(f"verify: pulumi stack output failed: {done.stderr.strip()}")
+    outputs: dict[str, Any] = json.loads(done.stdout)
+    return outputs
+
+
+def run(outputs: dict[str, Any], wait_s: float | None, say: Callable[[str], None]) -> list[Check]:
+    has_vllm, has_emb = "openai_base_url" in outputs, "embeddings_base_url" in outputs
+    if wait_s is not None:
+        urls = {}
+        if has_vllm:
+            urls["vLLM"] = _root(outputs["openai_base_url"].rstrip("/")) + "/health"
+        if has_emb:
+            urls["embeddings"] = outputs["embeddings_base_url"].rstrip("/") + "/health"
+        if not wait_ready(urls, wait_s, say):
+            return [Check("ready", False, f"not healthy within {wait_s:.0f} s")]
+    return (verify_vllm(outputs) if has_vllm else []) + (verify_embeddings(outputs) if has_emb else [])
+
+
+def render(stack: str, checks: Sequence[Check]) -> str:
+    lines = [f"verify {stack}"]
+    for c in checks:
+        ms = f"{c.latency_ms:7.0f} ms" if c.latency_ms is not None else " " * 10
+        lines.append(f"  {'ok  ' if c.ok else 'FAIL'}  {c.name:48} {ms}  {c.detail}")
+    failed = [c for c in checks if not c.ok]
+    lines.append(f"{len(checks) - len(failed)} of {len(checks)} checks passed" + (": FAILED" if failed else ""))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.verify", description=__doc__.splitlines()[0])
+    parser.add_argument("stack", help="the stack whose outputs to read")
+    parser.add_argument("--outputs", metavar="FILE", help="read the outputs from this JSON file instead of pulumi")
+    parser.add_argument("--wait", nargs="?", type=float, const=1800.0, metavar="SECONDS", help="wait for /health first")
+    parser.add_argument("--format", choices=["text", "json"], default="text")
+    args = parser.parse_args(argv)
+    outputs = json.loads(Path(args.outputs).read_text()) if args.outputs else stack_outputs(args.stack)
+    if not any(k in outputs for k in ("openai_base_url", "embeddings_base_url")):
+        print("verify: the outputs have neither openai_base_url nor embeddings_base_url", file=sys.stderr)
+        return 1
+    checks = run(outputs, args.wait, lambda line: print(line, file=sys.stderr, flush=True))
+    if args.format == "json":
+        print(
+            json.dumps(
+                {"stack": args.stack, "passed": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]},
+                indent=2,
+            )
+        )
+    else:
+        print(render(args.stack, checks))
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def cli() -> None:
+    """The command line."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()
