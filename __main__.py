@@ -1,8 +1,10 @@
 """`pulumi up --stack <stack>`: deploy the configuration in Pulumi.<stack>.yaml."""
 
+import os
+
 import pulumi
 
 from components.program import run
 from components.settings.stackfile import stack_path
 
-run(stack_path(pulumi.get_stack()))
+run(stack_path(pulumi.get_stack()), ssh_agent=bool(os.environ.get("SSH_AUTH_SOCK")))

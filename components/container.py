@@ -3,10 +3,20 @@
 What a deployment that is left running needs beyond a compose file, in one place:
 - a healthcheck on /health with the image's own python (curl is not in every image), a start
   period long enough for a model load, and `wait=True` so `pulumi up` returns only when it serves;
-- `on-failure` restarts with a cap: `always` loops forever on a deterministic failure such as
-  a KV cache that does not fit (CIS Docker Benchmark 5.15 suggests 5);
+- `unless-stopped`: vLLM exits 0 when it shuts down gracefully, on SIGTERM (a daemon stop, a
+  reboot) and when its engine dies (vllm/entrypoints/launcher.py serve_http: the signal handler
+  cancels the server task, `terminate_if_errored` sets `should_exit`, and nothing calls sys.exit),
+  so `on-failure` would leave it down after a reboot or an engine death. Docker refuses a retry
+  count beside `unless-stopped`, and never resets one after a good run; its own backoff (100 ms,
+  doubling to 1 min, reset after 10 s of running: moby daemon/restartmanager/restartmanager.go)
+  paces a crash loop, the preflight and the rules catch deterministic failures before a deploy;
+- custom timeouts from the stack's own figures (see components/planning/timing.py): the health
+  wait runs inside the provider's create step, 20 minutes by default;
 - json-file logs with rotation (unbounded by default);
-- the model cache in a named volume that survives container replacement and is protected;
+- the model cache in a named volume that survives container replacement and is protected; it
+  carries only labels that never change for it (project, stack), and Pulumi ignores label changes
+  on it: labels force a volume replacement, which protection refuses, and the provider reads the
+  host's labels back (resource_docker_volume.go L48-53 and L309 at v4.5.0);
 - `delete_before_replace`: the container has a fixed name, a host port and maybe GPU memory, so
   pulumi-docker's default create-before-delete would fail (pulumi-docker issue #1356);
 - a private IPC namespace with an explicit /dev/shm size instead of `--ipc=host`, no `privileged`;
@@ -21,25 +31,33 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-# No start_interval: Docker Engine before v25 (Debian 12 ships 20.10) refuses it in compose, and a
-# 15 s interval finds a server ready soon enough without one.
-HEALTH_INTERVAL = "15s"
-HEALTH_TIMEOUT = "10s"
+from components.planning.timing import Timeouts, container_timeouts, go_duration, image_timeouts
+
+# No start_interval: Docker Engine before v25 (Debian 12 ships 20.10) refuses it in compose; the
+# interval (15 s by default, a stack setting) finds a server ready soon enough without one.
+HEALTH_TIMEOUT_S = 10
 HEALTH_RETRIES = 3
-RESTART_POLICY = "on-failure"
-RESTART_MAX_RETRIES = 5
+RESTART_POLICY = "unless-stopped"
 LOG_DRIVER = "json-file"
 LOG_OPTS = {"max-size": "100m", "max-file": "5"}
 LABEL_PREFIX = "rocm-inference"
 
 
 def health_test(port: int, path: str = "/health") -> list[str]:
-    """A Docker healthcheck that needs only python: exit 0 on HTTP 200, non-zero otherwise (503 raises)."""
+    """A Docker healthcheck that needs only python's standard library: exit 0 on HTTP 200, else non-zero.
+
+    `python3`, not `python`: every image here has it. The Infinity CPU image puts a stdlib venv
+    first on PATH (libs/infinity_emb/Dockerfile.cpu_auto: `ENV PATH=/app/.venv/bin:$PATH`), which
+    has python, python3 and python3.x; Ubuntu, which the ROCm images build on, ships /usr/bin/python3
+    but /usr/bin/python only with python-is-python3 (upstream vLLM's Dockerfile.rocm_base installs
+    it; the gfx906 image's recipe is not published). vLLM's own command keeps the seed's `python`,
+    which the seed proves in that image.
+    """
     code = (
         "import sys,urllib.request;"
         f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{port}{path}',timeout=5).status==200 else 1)"
     )
-    return ["CMD", "python", "-c", code]
+    return ["CMD", "python3", "-c", code]
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,8 @@ class ServiceSpec:
     cache_volume: str
     cache_path: str
     startup_timeout: int
+    pull_timeout: int
+    health_interval: int
     environment: Mapping[str, str] = field(default_factory=dict)
     secret_environment: Mapping[str, pulumi.Output[str] | None] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -63,6 +83,14 @@ class ServiceSpec:
     shm_size_mb: int | None = None
     stop_grace_seconds: int = 30
     depends_on: Sequence[pulumi.Resource] = ()
+
+
+# Labels a model cache volume carries: ones that never change for it (never GPUs, ports or models).
+VOLUME_LABELS = frozenset({f"{LABEL_PREFIX}.project", f"{LABEL_PREFIX}.stack"})
+
+
+def _custom(t: Timeouts) -> pulumi.CustomTimeouts:
+    return pulumi.CustomTimeouts(create=t.create, update=t.update, delete=t.delete)
 
 
 def container_envs(
@@ -81,6 +109,7 @@ class ServerArgs:
     provider: docker.Provider
     address: str
     bind: str
+    pull_timeout: int
     hf_token: pulumi.Output[str] | None = None
     api_key: pulumi.Output[str] | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -109,14 +138,21 @@ def service_resources(
         f"{name}-image",
         name=spec.image,
         keep_locally=True,
-        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(spec.depends_on))),
+        opts=pulumi.ResourceOptions.merge(
+            child,
+            pulumi.ResourceOptions(
+                depends_on=list(spec.depends_on), custom_timeouts=_custom(image_timeouts(spec.pull_timeout))
+            ),
+        ),
     )
     volume = docker.Volume(
         f"{name}-cache",
         name=spec.cache_volume,
-        labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(spec.labels.items())],
+        labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(spec.labels.items()) if k in VOLUME_LABELS],
         # A model cache is tens of GB of downloads: never deleted by a replacement, a destroy or a rename.
-        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(protect=True, retain_on_delete=True)),
+        opts=pulumi.ResourceOptions.merge(
+            child, pulumi.ResourceOptions(protect=True, retain_on_delete=True, ignore_changes=["labels"])
+        ),
     )
     container = docker.Container(
         f"{name}-container",
@@ -133,15 +169,14 @@ def service_resources(
         volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.cache_path)],
         healthcheck=docker.ContainerHealthcheckArgs(
             tests=health_test(spec.internal_port),
-            interval=HEALTH_INTERVAL,
-            timeout=HEALTH_TIMEOUT,
+            interval=go_duration(spec.health_interval),
+            timeout=go_duration(HEALTH_TIMEOUT_S),
             retries=HEALTH_RETRIES,
-            start_period=f"{spec.startup_timeout}s",
+            start_period=go_duration(spec.startup_timeout),
         ),
         wait=True,
         wait_timeout=spec.startup_timeout,
         restart=RESTART_POLICY,
-        max_retry_count=RESTART_MAX_RETRIES,
         log_driver=LOG_DRIVER,
         log_opts=dict(LOG_OPTS),
         labels=labels,
@@ -152,6 +187,7 @@ def service_resources(
                 delete_before_replace=True,
                 additional_secret_outputs=["envs"],
                 depends_on=list(spec.depends_on),
+                custom_timeouts=_custom(container_timeouts(spec.startup_timeout, spec.stop_grace_seconds)),
             ),
         ),
     )

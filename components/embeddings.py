@@ -47,6 +47,8 @@ class EmbeddingsServer(pulumi.ComponentResource):
             cache_volume=s.volume_name,
             cache_path=INFINITY_CACHE_PATH,
             startup_timeout=s.startup_timeout,
+            pull_timeout=args.pull_timeout,
+            health_interval=s.health_interval,
             environment={**s.environment, "DO_NOT_TRACK": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "false"},
             secret_environment={"HF_TOKEN": args.hf_token, "INFINITY_API_KEY": args.api_key},
             labels=dict(args.labels),

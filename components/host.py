@@ -60,11 +60,13 @@ class RocmHost(pulumi.ComponentResource):
         opts = pulumi.ResourceOptions(parent=self)
         s = self.settings
         if s.is_remote:
+            # The same user, host and port as Docker's ssh:// URL, and the host key pinned (the settings
+            # require both): pulumi-command's SSH client reads no ~/.ssh/config and no known_hosts.
             user, host, port = s.ssh_target
             return command.remote.Command(
                 f"{name}-preflight",
                 connection=command.remote.ConnectionArgs(
-                    host=host, user=user, port=port, private_key=p.ssh_private_key
+                    host=host, user=user, port=port, host_key=s.ssh_host_key, private_key=p.ssh_private_key
                 ),
                 create=p.command,
                 stdin=p.script,

@@ -12,7 +12,7 @@ from components.host import PreflightArgs, RocmHost, RocmHostArgs
 from components.planning.catalog import load_catalog
 from components.planning.preflight import preflight_spec, script_text
 from components.planning.rules import check_stack
-from components.settings import LoadedStack, StackConfigError
+from components.settings import Check, LoadedStack, Problem, StackConfigError, StackSettings
 from components.settings.pulumi_config import Secrets, load_from_pulumi
 from components.vllm import VllmServer, VllmServerArgs
 
@@ -37,6 +37,7 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
         "provider": host.provider,
         "address": s.host.address,
         "bind": s.host.bind,
+        "pull_timeout": s.host.pull_timeout,
         "hf_token": secrets.hf_token,
         "labels": labels,
         "depends_on": [host.preflight] if host.preflight else [],
@@ -74,10 +75,33 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
     return outputs
 
 
-def run(stack_file: Path) -> None:
-    """The Pulumi program: validate the stack (nothing is registered when it is invalid), deploy, export."""
+def ssh_auth_check(agent: bool) -> Check:
+    """An ssh:// host's preflight needs a key or an agent: pulumi-command's SSH client tries
+    private_key, then a password, then the agent at SSH_AUTH_SOCK, and reads no key files
+    (pulumi-command v1.2.1 provider/pkg/provider/remote/connection.go L106-145)."""
+
+    def check(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
+        if agent or s.has_secret("ssh_private_key") or not (s.host.is_remote and s.host.preflight):
+            return [], []
+        return [
+            Problem(
+                "host.docker",
+                f"is {s.host.docker!r}: the preflight logs in with pulumi-command's own SSH client, which needs "
+                "rocm-inference:ssh_private_key (pulumi config set --secret rocm-inference:ssh_private_key < KEYFILE) "
+                "or a running SSH agent (SSH_AUTH_SOCK), and neither is there",
+            )
+        ], []
+
+    return check
+
+
+def run(stack_file: Path, ssh_agent: bool) -> None:
+    """The Pulumi program: validate the stack (nothing is registered when it is invalid), deploy, export.
+
+    `ssh_agent`: whether an SSH agent is reachable (SSH_AUTH_SOCK), for an ssh:// host's preflight.
+    """
     try:
-        loaded, secrets = load_from_pulumi(stack_file, CHECKS)
+        loaded, secrets = load_from_pulumi(stack_file, (*CHECKS, ssh_auth_check(ssh_agent)))
     except StackConfigError as exc:
         # RunError ends the program with this message and no traceback.
         raise pulumi.RunError(str(exc)) from None

@@ -68,6 +68,8 @@ class VllmServer(pulumi.ComponentResource):
             cache_volume=s.volume_name,
             cache_path=VLLM_CACHE_PATH,
             startup_timeout=s.startup_timeout,
+            pull_timeout=args.pull_timeout,
+            health_interval=s.health_interval,
             environment={**s.environment, **args.devices.environment, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"},
             # vLLM reads VLLM_API_KEY itself: on the command line the key would show in logs and `docker inspect`.
             secret_environment={"HF_TOKEN": args.hf_token, "VLLM_API_KEY": args.api_key},

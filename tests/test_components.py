@@ -93,6 +93,7 @@ def _vllm(loaded: LoadedStack, secrets: Secrets, name: str = "vllm") -> VllmServ
             provider=host.provider,
             address=s.host.address,
             bind=s.host.bind,
+            pull_timeout=s.host.pull_timeout,
             hf_token=secrets.hf_token,
             api_key=secrets.vllm_api_key,
             labels={"rocm-inference.stack": "big-chat"},
@@ -133,10 +134,10 @@ def test_vllm_container_carries_the_seed_settings(mocks: PlanMocks) -> pulumi.Ou
         assert c["ports"] == [{"internal": 8000, "external": 8000, "ip": "127.0.0.1"}]
         assert c["volumes"] == [{"volumeName": "vllm-hf-cache", "containerPath": "/root/.cache/huggingface"}]
         hc = c["healthcheck"]
-        assert hc["tests"][:3] == ["CMD", "python", "-c"] and "http://127.0.0.1:8000/health" in hc["tests"][3]
-        assert hc["startPeriod"] == "1800s"
+        assert hc["tests"][:3] == ["CMD", "python3", "-c"] and "http://127.0.0.1:8000/health" in hc["tests"][3]
+        assert hc["startPeriod"] == "30m0s"
         assert c["wait"] is True and c["waitTimeout"] >= 1200
-        assert (c["restart"], c["maxRetryCount"]) == ("on-failure", 5)
+        assert c["restart"] == "unless-stopped" and "maxRetryCount" not in c
         assert c["logDriver"] == "json-file" and c["logOpts"] == {"max-size": "100m", "max-file": "5"}
         labels = {lbl["label"]: lbl["value"] for lbl in c["labels"]}
         assert labels["rocm-inference.gpus"] == "0,1"
@@ -166,6 +167,37 @@ def test_vllm_secrets_reach_the_environment_only_as_secrets(mocks: PlanMocks) ->
             assert VLLM_KEY not in _plain_text(inputs), f"{typ} {name} holds the API key in plain text"
 
     return server.container.urn.apply(check)
+
+
+SECRET_ALONE = [
+    ("hf_token", HF_TOKEN, "vllm-container", "HF_TOKEN"),
+    ("vllm_api_key", VLLM_KEY, "vllm-container", "VLLM_API_KEY"),
+    ("hf_token", HF_TOKEN, "embeddings-container", "HF_TOKEN"),
+    ("embeddings_api_key", EMB_KEY, "embeddings-container", "INFINITY_API_KEY"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "container", "env_name"), SECRET_ALONE)
+def test_each_secret_on_its_own_stays_a_secret(
+    mocks: PlanMocks, key: str, value: str, container: str, env_name: str
+) -> None:
+    """One secret entry makes the SDK send the whole env list as a secret, which would hide a plain
+    HF_TOKEN beside an API key: so each secret is set alone here."""
+
+    @pulumi.runtime.test
+    def run() -> pulumi.Output[Any]:
+        loaded, secrets = load("big-chat", {key: value})
+        outputs = deploy(loaded, secrets, "rocm-inference", "big-chat")
+        return pulumi.Output.all(*outputs.values()).apply(check)
+
+    def check(_: Any) -> None:
+        c = inputs_of(mocks, ":Container", container)
+        assert is_secret(c["envs"]), f"{env_name} alone must make the env list a secret"
+        assert env_dict(c["envs"]["value"])[env_name] == value
+        for (typ, name), inputs in mocks.inputs.items():
+            assert value not in _plain_text(inputs), f"{typ} {name} holds {key} in plain text"
+
+    run()
 
 
 def is_secret(value: Any) -> bool:
@@ -206,6 +238,7 @@ def test_embeddings_container_carries_the_seed_settings(mocks: PlanMocks) -> pul
             provider=host.provider,
             address=s.host.address,
             bind=s.host.bind,
+            pull_timeout=s.host.pull_timeout,
             api_key=secrets.embeddings_api_key,
         ),
     )
@@ -273,7 +306,7 @@ def test_invalid_stack_stops_the_program_before_any_resource(mocks: PlanMocks, t
         }
     )
     with pytest.raises(pulumi.RunError) as err:
-        run(bad)
+        run(bad, ssh_agent=False)
     assert str(err.value) == (
         "Pulumi.bad.yaml: rocm-inference:vllm.tensor_parallel_size must equal the number of GPUs in "
         "rocm-inference:vllm.gpus (2), got 3"

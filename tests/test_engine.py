@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +32,7 @@ from components.tools.planned import Plan
 from components.tools.verify import run as verify
 from tests.conftest import ROOT, STACKS
 from tests.engine.dockerd import Engine, EngineUnavailable, import_stub, mounts_under, processes_of, start_engine
-from tests.stacks import load, values_of
+from tests.stacks import load, set_key, values_of
 
 pytestmark = pytest.mark.engine
 
@@ -64,13 +66,31 @@ def engine() -> Iterator[Engine]:
         assert processes_of(root) == [] and mounts_under(root) == [], "the engine left processes or mounts behind"
 
 
+# The suite binds no well-known port on 127.0.0.1 (a user's own vLLM may serve there): the deployed
+# stacks publish on an address of their own, on free ports, through the stack files they deploy.
+BIND = "127.0.0.2"
+
+
+def free_port(host: str = BIND) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 def keyed_plan(stack: str, where: Path) -> Plan:
-    """The shipped stack with its three secrets set (as `pulumi config set --secret` would)."""
-    text = (ROOT / f"Pulumi.{stack}.yaml").read_text()
-    for key in SECRETS:
-        text += f"  rocm-inference:{key}:\n    secure: v1:AAAAAAAAAAAAAAAA:BBBBBBBBBBBBBBBBBBBB\n"
+    """The shipped stack with its three secrets set (as `pulumi config set --secret` would), published on
+    BIND at free ports, with healthchecks every second (the stack file's own health_interval)."""
+    values = values_of(stack)
+    values = set_key(values, "host.bind", BIND)
+    values = set_key(values, "host.address", BIND)
+    for service in ("vllm", "embeddings"):
+        values = set_key(values, f"{service}.port", free_port())
+        values = set_key(values, f"{service}.health_interval", 1)
+    config: dict[str, Any] = {f"rocm-inference:{k}": v for k, v in values.items()}
+    config |= {f"rocm-inference:{key}": {"secure": "v1:AAAAAAAAAAAAAAAA:BBBBBBBBBBBBBBBBBBBB"} for key in SECRETS}
     path = where / f"Pulumi.{stack}.yaml"
-    path.write_text(text)
+    path.write_text(yaml.safe_dump({"config": config}, sort_keys=False))
     return plan_stack(read_stack_file(path))
 
 
@@ -90,7 +110,7 @@ def fake_devices(engine: Engine, compose: dict[str, Any]) -> None:
 
 
 def report(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stub/report", timeout=10) as r:
+    with urllib.request.urlopen(f"http://{BIND}:{port}/stub/report", timeout=10) as r:
         body: dict[str, Any] = json.loads(r.read())
         return body
 
@@ -128,7 +148,7 @@ def test_stack_deploys_from_its_compose_export_and_verifies(engine: Engine, stac
 
         # What the servers were given, against the stack file itself (not the plan's own inputs, so a
         # wrong unit or mapping in a component cannot agree with itself).
-        settings = load(values_of(stack)).settings
+        settings = load(read_stack_file(tmp_path / f"Pulumi.{stack}.yaml").values).settings
         v, host = settings.vllm, settings.host
         vllm = report(v.port)
         assert vllm["argv"] == [
@@ -173,5 +193,69 @@ def test_stack_deploys_from_its_compose_export_and_verifies(engine: Engine, stac
             assert bindings == {f"{internal}/tcp": [{"HostIp": host.bind, "HostPort": str(external)}]}, (
                 "the published port"
             )
+    finally:
+        engine.docker(*project, "down", "--volumes", "--timeout", "5", env=COMPOSE_ENV, check=False)
+
+
+def state(engine: Engine, name: str) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(engine.docker("inspect", name, "--format", "{{json .State}}").stdout)
+    out["RestartCount"] = int(engine.docker("inspect", name, "--format", "{{.RestartCount}}").stdout)
+    return out
+
+
+def wait_for(what: str, predicate: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+
+
+def healthy(engine: Engine, name: str) -> bool:
+    s = state(engine, name)
+    return bool(s["Running"]) and (s.get("Health") or {}).get("Status") == "healthy"
+
+
+def test_servers_come_back_after_a_reboot_and_an_engine_exit_and_stay_stopped_when_stopped(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The restart policy a server that must survive reboots needs, on a real engine, with stubs that
+    exit 0 on SIGTERM and on engine death as vLLM 0.11 does (vllm/entrypoints/launcher.py serve_http).
+    Under on-failure (the policy before) the daemon's SIGTERM at shutdown left them exited 0, and down."""
+    stack = "small-chat"
+    plan = keyed_plan(stack, tmp_path)
+    compose = to_compose(plan)
+    fake_devices(engine, compose)
+    file = tmp_path / "compose.yaml"
+    file.write_text(yaml.safe_dump(compose, sort_keys=False))
+    project = ["compose", "--project-name", f"restart-{stack}", "--file", str(file)]
+    names = [s["container_name"] for s in compose["services"].values()]
+    vllm_port = int(compose["services"]["vllm"]["ports"][0].split(":")[1])
+    try:
+        up = engine.docker(*project, "up", "--detach", "--wait", "--wait-timeout", "60", env=COMPOSE_ENV, check=False)
+        assert up.returncode == 0, up.stderr
+
+        # A host shutdown: the daemon stops every container with SIGTERM (the stubs exit 0), then starts again.
+        engine.restart_daemon()
+        for name in names:
+            wait_for(f"{name} healthy again after the daemon restarted", lambda n=name: healthy(engine, n))
+
+        # vLLM's engine dies: the server shuts down gracefully and exits 0.
+        before = state(engine, "vllm")["RestartCount"]
+        urllib.request.urlopen(
+            urllib.request.Request(f"http://{BIND}:{vllm_port}/stub/exit", method="POST"), timeout=10
+        )
+        wait_for("vllm restarted after exiting 0", lambda: state(engine, "vllm")["RestartCount"] > before)
+        wait_for("vllm healthy after its restart", lambda: healthy(engine, "vllm"))
+        assert state(engine, "vllm")["ExitCode"] == 0
+
+        # An operator's `docker stop` is respected, across a daemon restart too.
+        engine.docker("stop", "--time", "5", "vllm")
+        time.sleep(2)
+        assert state(engine, "vllm")["Running"] is False and state(engine, "vllm")["ExitCode"] == 0
+        engine.restart_daemon()
+        wait_for("embeddings healthy after the second restart", lambda: healthy(engine, names[1]))
+        assert state(engine, "vllm")["Running"] is False, "a stopped server came back by itself"
     finally:
         engine.docker(*project, "down", "--volumes", "--timeout", "5", env=COMPOSE_ENV, check=False)

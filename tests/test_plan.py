@@ -144,8 +144,8 @@ def test_text_format_shows_tree_and_container_settings(capsys: pytest.CaptureFix
     assert main(["small-chat"]) == 0
     out = capsys.readouterr().out
     assert (
-        "└─ vllm-container (docker:index/container:Container)  [delete_before_replace; depends on host-preflight]"
-        in out
+        "└─ vllm-container (docker:index/container:Container)  [delete_before_replace; depends on host-preflight; "
+        "timeouts create 35m0s update 35m0s delete 3m0s]" in out
     )
     assert "devices: /dev/kfd, /dev/dri/card2, /dev/dri/renderD129" in out
     assert "HIP_VISIBLE_DEVICES=0" in out

@@ -39,6 +39,9 @@ esac
 """
 
 
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
 @pytest.fixture
 def fake_docker(tmp_path: Path) -> Path:
     bin_dir = tmp_path / "bin"
@@ -206,6 +209,7 @@ def test_every_image_and_container_depends_on_the_preflight() -> None:
 def test_an_ssh_host_runs_the_preflight_over_ssh(mocks: PlanMocks) -> pulumi.Output[Any]:
     sf = use_stack("big-chat")
     values = set_key(sf.values, "host.docker", "ssh://ops@gpu-box:2222")
+    values = set_key(values, "host.ssh_host_key", HOST_KEY)
     pulumi.runtime.set_all_config(
         {
             **{f"rocm-inference:{k}": json.dumps(v) for k, v in values.items()},
@@ -222,6 +226,7 @@ def test_an_ssh_host_runs_the_preflight_over_ssh(mocks: PlanMocks) -> pulumi.Out
         assert rpc.is_rpc_secret(cmd["connection"])
         connection = cmd["connection"]["value"]
         assert (connection["host"], connection["user"], connection["port"]) == ("gpu-box", "ops", 2222)
+        assert connection["hostKey"] == HOST_KEY, "the host key is pinned: without one the SSH client accepts any"
         assert connection["privateKey"].startswith("-----BEGIN")
         assert inputs_of(mocks, "providers:docker", "host-docker")["host"] == "ssh://ops@gpu-box:2222"
 

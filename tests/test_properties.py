@@ -26,7 +26,10 @@ def valid_stacks(draw: st.DrawFn) -> dict[str, Any]:
     port = draw(st.integers(min_value=1024, max_value=60000))
     values: dict[str, Any] = {
         "host": {
-            "docker": draw(st.sampled_from(["unix:///var/run/docker.sock", "ssh://ops@gpu-box", "ssh://gpu-box:2222"])),
+            "docker": draw(
+                st.sampled_from(["unix:///var/run/docker.sock", "ssh://ops@gpu-box", "ssh://ops@gpu-box:2222"])
+            ),
+            "ssh_host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
             "gpu": draw(st.sampled_from(["mi60", "mi50-32gb"])),
             "gpus": [{"index": i, "card": first_card + i, "render": 128 + i} for i in range(host_gpus)],
             "groups": {"video": draw(st.integers(0, 999)), "render": draw(st.integers(0, 999))},

@@ -76,13 +76,13 @@ def test_compose_format_is_yaml_with_the_hardening(capsys: pytest.CaptureFixture
     assert main(["small-chat", "--format", "compose"]) == 0
     doc = yaml.safe_load(capsys.readouterr().out)
     vllm = doc["services"]["vllm"]
-    assert vllm["restart"] == "on-failure:5" and vllm["ipc"] == "private" and vllm["privileged"] is False
+    assert vllm["restart"] == "unless-stopped" and vllm["ipc"] == "private" and vllm["privileged"] is False
     assert vllm["devices"] == [
         "/dev/kfd:/dev/kfd:rwm",
         "/dev/dri/card2:/dev/dri/card2:rwm",
         "/dev/dri/renderD129:/dev/dri/renderD129:rwm",
     ]
-    assert vllm["healthcheck"]["start_period"] == "1800s"
+    assert vllm["healthcheck"]["start_period"] == "30m0s"
     assert doc["volumes"] == {
         "vllm-hf-cache": {"name": "vllm-hf-cache"},
         "infinity-embeddings-cache": {"name": "infinity-embeddings-cache"},

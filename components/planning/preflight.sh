@@ -74,11 +74,30 @@ for pair in "video:${PREFLIGHT_VIDEO_GID:-}" "render:${PREFLIGHT_RENDER_GID:-}";
   fi
 done
 
-# 4. Docker answers.
+# 4. Daemon-wide log options. Docker merges daemon.json's log-opts into every container that uses the
+#    daemon's default driver (moby daemon/logs.go mergeAndVerifyLogConfig); pulumi-docker reads the
+#    merged map back and log_opts forces a new container (terraform-provider-docker v4.5.0
+#    resource_docker_container.go L894-899, _funcs.go L983-989): a key beyond the two this project
+#    sets would replace every container, and reload every model, on each `pulumi up`.
+daemon_json="${PREFLIGHT_DAEMON_JSON:-$R/etc/docker/daemon.json}"
+if [ -r "$daemon_json" ]; then
+  flat=$(tr -d '\n\r\t' < "$daemon_json")
+  driver=$(printf '%s' "$flat" | sed -n 's/.*"log-driver"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p')
+  opts=$(printf '%s' "$flat" | sed -n 's/.*"log-opts"[[:space:]]*:[[:space:]]*{\([^}]*\)}.*/\1/p')
+  extra=""
+  for key in $(printf '%s' "$opts" | grep -o '"[^"]*"[[:space:]]*:' | sed 's/[":[:blank:]]//g'); do
+    case "$key" in max-size|max-file) ;; *) extra="$extra $key" ;; esac
+  done
+  if [ -n "$extra" ] && [ "${driver:-json-file}" = json-file ]; then
+    fail "${daemon_json#"$R"} sets log-opts${extra}, which Docker merges into every json-file container; pulumi-docker reads them back and would replace the containers (and reload the models) on every pulumi up: remove them from daemon.json and restart Docker (max-size and max-file may stay: this project sets both)"
+  fi
+fi
+
+# 5. Docker answers.
 if ! server=$($DOCKER version --format '{{.Server.Version}}' 2>&1); then
   fail "Docker does not answer${DOCKER_HOST:+ at $DOCKER_HOST}: $(echo "$server" | tail -n 1); start it (systemctl start docker) or fix rocm-inference:host.docker"
 else
-  # 5. No running container of another stack holds these GPUs (ours carry labels; a hand-written
+  # 6. No running container of another stack holds these GPUs (ours carry labels; a hand-written
   #    compose deployment does not, but its device mappings show).
   for id in $($DOCKER ps -q 2>/dev/null); do
     info=$($DOCKER inspect --format '{{.Name}}|{{index .Config.Labels "rocm-inference.project"}}|{{index .Config.Labels "rocm-inference.stack"}}|{{range .HostConfig.Devices}}{{.PathOnHost}} {{end}}' "$id" 2>/dev/null) || continue
@@ -94,7 +113,7 @@ else
       esac
     done
   done
-  # 6. Room for the model cache.
+  # 7. Room for the model cache.
   need=5
   for entry in ${PREFLIGHT_VOLUMES:-}; do
     $DOCKER volume inspect "${entry%%:*}" >/dev/null 2>&1 || need=$((need + ${entry##*:}))

@@ -36,6 +36,8 @@ class _Model(BaseModel):
 
 
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
+# Seconds between two healthchecks; tests shorten it through the stack files they deploy.
+HealthInterval = Annotated[StrictInt, Field(ge=1, le=300)]
 NonNegative = Annotated[StrictInt, Field(ge=0)]
 
 _SIZE = re.compile(r"^(\d+)\s*(b|k|kb|m|mb|g|gb)?$", re.IGNORECASE)
@@ -87,6 +89,16 @@ class HostSettings(_Model):
     groups: Groups
     # Check the host (devices, groups, Docker, disk, GPUs held by others) before anything is pulled.
     preflight: StrictBool = True
+    # The ssh:// host's public key (`ssh-ed25519 AAAA...`), pinned for the preflight's SSH client,
+    # which reads no known_hosts file; `python -m components.discover --ssh` records it.
+    ssh_host_key: (
+        Annotated[
+            StrictStr, Field(pattern=r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?$")
+        ]
+        | None
+    ) = None
+    # Seconds `pulumi up` lets one image pull take (the gfx906 vLLM image is about 10 GB).
+    pull_timeout: Annotated[StrictInt, Field(ge=60, le=86400)] = 3600
 
     @field_validator("docker")
     @classmethod
@@ -122,12 +134,12 @@ class HostSettings(_Model):
         return self.docker.startswith("ssh://")
 
     @property
-    def ssh_target(self) -> tuple[str, str, int]:
-        """(user, host, port) of an ssh:// Docker host; user root and port 22 where the URL has none."""
+    def ssh_target(self) -> tuple[str | None, str, int]:
+        """(user, host, port) of an ssh:// Docker host: no user where the URL has none, port 22 by default."""
         match = re.match(r"^ssh://(?:([^@/\s]+)@)?([^@/\s:]+)(?::(\d+))?$", self.docker)
         if not match:
             raise ValueError(f"not an ssh:// Docker host: {self.docker}")
-        return match.group(1) or "root", match.group(2), int(match.group(3) or 22)
+        return match.group(1), match.group(2), int(match.group(3) or 22)
 
     @property
     def bind_is_loopback(self) -> bool:
@@ -195,6 +207,7 @@ class VllmSettings(_Model):
     container_name: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] = "vllm"
     cache_volume: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] | None = None
     startup_timeout: Annotated[StrictInt, Field(ge=60, le=7200)] = 1800
+    health_interval: HealthInterval = 15
     environment: Environment
     # The model's config.json facts, for a model that is not in the catalog (or to override it).
     architecture: Architecture | None = None
@@ -231,6 +244,7 @@ class EmbeddingsSettings(_Model):
     container_name: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] = "infinity-embeddings"
     cache_volume: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] | None = None
     startup_timeout: Annotated[StrictInt, Field(ge=60, le=7200)] = 1200
+    health_interval: HealthInterval = 15
     environment: Environment
 
     @property

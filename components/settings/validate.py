@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from components.settings.errors import NAMESPACE, Problem, StackConfigError, message, pydantic_key, unknown_key_message
-from components.settings.models import CONFIG_KEYS, StackSettings
+from components.settings.models import CONFIG_KEYS, HostSettings, StackSettings
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ def _cross_checks(s: StackSettings) -> list[Problem]:
                 f"must equal the number of GPUs in rocm-inference:vllm.gpus ({len(s.vllm.gpus)}), got {s.vllm.tensor_parallel_size}",
             )
         )
+    problems += _ssh_problems("host", s.host)
     published = [("vllm.port", s.vllm.port, "vllm_api_key")]
     if s.embeddings is not None:
         published.append(("embeddings.port", s.embeddings.port, "embeddings_api_key"))
@@ -59,6 +60,41 @@ def _cross_checks(s: StackSettings) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _ssh_problems(key: str, host: HostSettings) -> list[Problem]:
+    """The preflight reaches an ssh:// host with pulumi-command's own SSH client (Go's x/crypto/ssh).
+
+    It reads neither ~/.ssh/config nor known_hosts nor the default key files, defaults the user to
+    root, and skips host-key checking when no host_key is given (pulumi-command v1.2.1
+    provider/pkg/provider/remote/connection.go L57, L88-98, L106-145). So that it logs in where
+    Docker's OpenSSH does, as the same user, to the same verified host, the URL names the user and
+    the host key is pinned.
+    """
+    if not (host.is_remote and host.preflight):
+        return []
+    out = []
+    user, name, port = host.ssh_target
+    if user is None:
+        out.append(
+            Problem(
+                f"{key}.docker",
+                f"is {host.docker!r}, which names no user: the preflight's SSH client reads no ~/.ssh/config and "
+                f"would log in as root; write ssh://USER@{name}"
+                + (f":{port}" if port != 22 else "")
+                + " (or set preflight: false)",
+            )
+        )
+    if host.ssh_host_key is None:
+        out.append(
+            Problem(
+                f"{key}.ssh_host_key",
+                "is required for an ssh:// host while preflight is on: the preflight's SSH client reads no known_hosts "
+                f"and would accept any host key; run python -m components.discover --ssh USER@{name} --write STACK, "
+                "which records it (or set preflight: false)",
+            )
+        )
+    return out
 
 
 def _warnings(s: StackSettings) -> list[Problem]:

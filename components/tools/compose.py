@@ -64,7 +64,7 @@ def service(container: PlannedResource, image_names: dict[str, str]) -> dict[str
             if v is not None
         }
     if i.get("restart"):
-        retries = i.get("maxRetryCount")
+        retries = i.get("maxRetryCount")  # Docker takes a retry count only with on-failure
         svc["restart"] = f"{i['restart']}:{retries}" if i["restart"] == "on-failure" and retries else i["restart"]
     if i.get("logDriver"):
         svc["logging"] = {"driver": i["logDriver"], "options": dict(i.get("logOpts") or {})}

@@ -95,6 +95,8 @@ for d in $(ls "$R/sys/class/drm" 2>/dev/null); do
   for a in vendor device mem_info_vram_total product_name; do show "$p/$a"; done
 done
 show /etc/group
+show /etc/ssh/ssh_host_ed25519_key.pub
+exit 0
 """
 
 
@@ -169,6 +171,9 @@ class DiscoveredGpu:
 class DiscoveredHost:
     gpus: tuple[DiscoveredGpu, ...]
     groups: dict[str, int]
+    # The host's ed25519 public key as `type base64`, read over the ssh connection that OpenSSH has
+    # verified against known_hosts: what the preflight's SSH client pins (it reads no known_hosts).
+    ssh_host_key: str | None = None
 
 
 def _properties(text: str) -> dict[str, int]:
@@ -244,7 +249,8 @@ def discover(reader: HostReader) -> DiscoveredHost:
     missing = [g for g in ("video", "render") if g not in groups]
     if missing:
         raise DiscoveryError(f"/etc/group has no {' and no '.join(missing)} group: the ROCm device nodes need them")
-    return DiscoveredHost(tuple(gpus), groups)
+    key = (reader.read("/etc/ssh/ssh_host_ed25519_key.pub") or "").split()
+    return DiscoveredHost(tuple(gpus), groups, " ".join(key[:2]) if len(key) >= 2 else None)
 
 
 # --------------------------------------------------------------------------- the stack file's block
@@ -269,16 +275,19 @@ def match_gpu(gpu: DiscoveredGpu, catalog: Catalog) -> tuple[str, list[str]]:
 
 def host_block(host: DiscoveredHost, docker: str, address: str, catalog: Catalog) -> dict[str, object]:
     names = {match_gpu(g, catalog)[0] for g in host.gpus}
-    return {
+    block: dict[str, object] = {
         "docker": docker,
         "address": address,
         "gpu": sorted(names)[0] if len(names) == 1 else "mixed",
         "gpus": [{"index": g.index, "card": g.card, "render": g.render} for g in host.gpus],
         "groups": {"video": host.groups["video"], "render": host.groups["render"]},
     }
+    if host.ssh_host_key and docker.startswith("ssh://"):
+        block["ssh_host_key"] = host.ssh_host_key
+    return block
 
 
-DISCOVERED_KEYS = ("docker", "address", "gpu", "gpus", "groups")
+DISCOVERED_KEYS = ("docker", "address", "gpu", "gpus", "groups", "ssh_host_key")
 
 
 def render_yaml(
@@ -300,6 +309,8 @@ def render_yaml(
         learned = ", ".join(x for x in (g.gfx, f"{g.vram_gib:g} GiB", g.pci, g.product) if x)
         lines.append(f"      - {{index: {g.index}, card: {g.card}, render: {g.render}}}  # {learned}")
     lines.append(f"    groups: {{video: {host.groups['video']}, render: {host.groups['render']}}}")
+    if "ssh_host_key" in block:
+        lines.append(f"    ssh_host_key: {block['ssh_host_key']}  # pinned for the preflight's SSH client")
     for key, value in (kept or {}).items():
         lines.append(f"    {key}: {json.dumps(value)}")
     return "\n".join(lines) + "\n"

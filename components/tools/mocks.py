@@ -96,6 +96,13 @@ class OptionsRecorder:
             "depends_on": sorted(n for n in (self.name_of(d) for d in depends) if n),
             "additional_secret_outputs": list(opts.additional_secret_outputs or []),
         }
+        if opts.ignore_changes:
+            out["ignore_changes"] = list(opts.ignore_changes)
+        t = opts.custom_timeouts
+        if t is not None:
+            out["custom_timeouts"] = {
+                k: v for k, v in (("create", t.create), ("update", t.update), ("delete", t.delete)) if v
+            }
         provider = self.name_of(opts.provider)
         if provider:
             out["provider"] = provider

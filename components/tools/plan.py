@@ -105,7 +105,8 @@ def _container_lines(r: PlannedResource, images: dict[str, str]) -> list[str]:
         "ports: " + ", ".join(f"{p.get('ip')}:{p.get('external')} -> {p['internal']}" for p in i.get("ports") or []),
         "volumes: " + ", ".join(f"{v.get('volumeName')} -> {v.get('containerPath')}" for v in i.get("volumes") or []),
         f"healthcheck: {' '.join(hc.get('tests', []))} (every {hc.get('interval')}, start period {hc.get('startPeriod')})",
-        f"wait: {i.get('wait')} (timeout {i.get('waitTimeout')} s), restart: {i.get('restart')} (max {i.get('maxRetryCount')})",
+        f"wait: {i.get('wait')} (timeout {i.get('waitTimeout')} s), restart: {i.get('restart')}"
+        + (f" (max {i['maxRetryCount']})" if i.get("maxRetryCount") else ""),
         f"logs: {i.get('logDriver')} " + " ".join(f"{k}={v}" for k, v in sorted((i.get("logOpts") or {}).items())),
         "labels: " + ", ".join(f"{lbl['label']}={lbl['value']}" for lbl in i.get("labels") or []),
     ]
@@ -115,8 +116,12 @@ def _container_lines(r: PlannedResource, images: dict[str, str]) -> list[str]:
 def _flags(r: PlannedResource) -> str:
     o = r.options
     flags = [k for k in ("protect", "retain_on_delete", "delete_before_replace") if o.get(k)]
+    if o.get("ignore_changes"):
+        flags.append("ignores changes to " + ", ".join(o["ignore_changes"]))
     if o.get("depends_on"):
         flags.append("depends on " + ", ".join(o["depends_on"]))
+    if o.get("custom_timeouts"):
+        flags.append("timeouts " + " ".join(f"{k} {v}" for k, v in o["custom_timeouts"].items()))
     return f"  [{'; '.join(flags)}]" if flags else ""
 
 

@@ -84,6 +84,25 @@ class Engine:
             raise RuntimeError(f"docker {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
         return done
 
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until the daemon answers; raises EngineUnavailable when it exits or does not answer in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = (self.root / "dockerd.log").read_text(errors="replace")[-500:]
+                raise EngineUnavailable(f"dockerd exited ({self.process.returncode}): {tail}")
+            if self.docker("version", "--format", "{{.Server.Version}}", check=False, timeout=10).returncode == 0:
+                return
+            time.sleep(0.3)
+        raise EngineUnavailable(f"dockerd did not answer within {timeout} s")
+
+    def restart_daemon(self) -> None:
+        """Stop dockerd as a host shutdown does (SIGTERM: it stops the containers), then start it again."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        self.process = _spawn_dockerd(self.root)
+        self.wait_ready()
+
     def stop(self) -> None:
         """Remove its containers, stop dockerd by its pid, end whatever it started that outlived it,
         unmount what it left, remove its files."""
@@ -139,8 +158,18 @@ def start_engine(root: Path, timeout: float = 60) -> Engine:
     for sub in ("data", "exec", "config/cli-plugins"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "config" / "cli-plugins" / "docker-compose").symlink_to(compose_binary())
-    log = open(root / "dockerd.log", "wb")  # noqa: SIM115 - the engine writes to it until stop()
-    process = subprocess.Popen(
+    engine = Engine(root, _spawn_dockerd(root))
+    try:
+        engine.wait_ready(timeout)
+    except EngineUnavailable:
+        engine.stop()
+        raise
+    return engine
+
+
+def _spawn_dockerd(root: Path) -> subprocess.Popen[bytes]:
+    log = open(root / "dockerd.log", "ab")  # noqa: SIM115 - the engine writes to it until stop()
+    return subprocess.Popen(
         [
             "dockerd",
             "--data-root",
@@ -160,18 +189,6 @@ def start_engine(root: Path, timeout: float = 60) -> Engine:
         stderr=log,
         start_new_session=True,
     )
-    engine = Engine(root, process)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = (root / "dockerd.log").read_text(errors="replace")[-500:]
-            engine.stop()
-            raise EngineUnavailable(f"dockerd exited ({process.returncode}): {tail}")
-        if engine.docker("version", "--format", "{{.Server.Version}}", check=False, timeout=10).returncode == 0:
-            return engine
-        time.sleep(0.3)
-    engine.stop()
-    raise EngineUnavailable(f"dockerd did not answer within {timeout} s")
 
 
 def stub_rootfs() -> bytes:
@@ -206,6 +223,7 @@ def stub_rootfs() -> bytes:
         for script in sorted(STUBS.iterdir()):
             add_file(f"stub/{script.name}", script.read_bytes())
         add_link("usr/bin/python", "/stub/python")
+        add_link("usr/bin/python3", "/stub/python")
         add_link("usr/bin/infinity_emb", "/stub/infinity_emb")
         add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
         add_file("etc/group", b"root:x:0:\n", 0o644)

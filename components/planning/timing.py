@@ -1,0 +1,74 @@
+"""How long `pulumi up` waits, and how those durations are written: pure, free of Pulumi.
+
+pulumi-docker bridges kreuzwerker/terraform-provider-docker (v4.5.x), which reads every healthcheck
+duration back with Go's `time.Duration.String()` (internal/provider/resource_docker_container_funcs.go
+L960-970 at v4.5.0): `1800s` comes back as `30m0s`. A duration written any other way differs from
+state on every preview, so each one this project writes goes through `go_duration`.
+
+Its container and image resources give their create step 20 minutes by default
+(resource_docker_container.go L12-14 and L30-33, resource_docker_image.go L10-12 and L24-27), and the
+container's health wait (`wait_timeout`) runs inside that create step (resource_docker_container_funcs.go
+L590-621): a 70B load that takes 25 minutes would fail `pulumi up` with "container failed to be in
+healthy state". So each resource gets custom timeouts from the stack's own figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Beyond the health wait, a container's create step pulls nothing (the image is its own resource) but
+# creates, starts and inspects the container: a few minutes cover a slow daemon.
+CREATE_MARGIN_S = 300
+# Deleting a container waits its stop grace period; then Docker kills it.
+DELETE_MARGIN_S = 120
+
+
+def go_duration(seconds: int) -> str:
+    """A whole number of seconds as Go's time.Duration.String(): 15 -> 15s, 90 -> 1m30s, 1800 -> 30m0s, 3600 -> 1h0m0s."""
+    if seconds < 0:
+        raise ValueError(f"a negative duration: {seconds}")
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def parse_go_duration(text: str) -> int:
+    """The seconds of a Go duration made of h, m and s parts (the inverse of go_duration)."""
+    total, number = 0, ""
+    units = {"h": 3600, "m": 60, "s": 1}
+    for char in text:
+        if char.isdigit():
+            number += char
+        elif char in units and number:
+            total += int(number) * units[char]
+            number = ""
+        else:
+            raise ValueError(f"not a Go duration of whole seconds: {text!r}")
+    if number or not text:
+        raise ValueError(f"not a Go duration of whole seconds: {text!r}")
+    return total
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Custom timeouts of one resource, as Go durations (what Pulumi's CustomTimeouts takes)."""
+
+    create: str
+    update: str
+    delete: str
+
+
+def container_timeouts(startup_timeout: int, stop_grace_seconds: int) -> Timeouts:
+    """The health wait runs inside create (and inside the update that replaces a container)."""
+    wait = go_duration(startup_timeout + CREATE_MARGIN_S)
+    return Timeouts(create=wait, update=wait, delete=go_duration(stop_grace_seconds + DELETE_MARGIN_S))
+
+
+def image_timeouts(pull_timeout: int) -> Timeouts:
+    """A 10 GB ROCm image on a slow line takes longer than the provider's 20 minutes."""
+    pull = go_duration(pull_timeout)
+    return Timeouts(create=pull, update=pull, delete=go_duration(DELETE_MARGIN_S))
