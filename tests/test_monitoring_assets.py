@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.discover import DirectoryReader, discover
+from components.tools.discover import DirectoryReader, discover
 from tests.conftest import ROOT
 from tests.debian import PackageUnavailable, ensure_binary
 
