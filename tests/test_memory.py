@@ -22,8 +22,10 @@ def test_reproduces_published_startup_logs(log: object) -> None:
     p, r = log.predicted(), log.reported  # type: ignore[attr-defined]
     assert p.fits == r["fits"], "a wrong fit verdict"
     assert abs(p.kv_cache_tokens - r["kv_cache_tokens"]) / r["kv_cache_tokens"] < 0.10
-    assert abs(p.weights_gib_per_gpu - r["weights_gib"]) / r["weights_gib"] < 0.03
-    assert abs(p.max_concurrency - r["max_concurrency"]) / r["max_concurrency"] < 0.10
+    if "weights_gib" in r:
+        assert abs(p.weights_gib_per_gpu - r["weights_gib"]) / r["weights_gib"] < 0.03
+    if "max_concurrency" in r:
+        assert abs(p.max_concurrency - r["max_concurrency"]) / r["max_concurrency"] < 0.10
 
 
 def inputs(**changes: object) -> MemoryInputs:

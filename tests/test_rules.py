@@ -50,7 +50,7 @@ INVALID: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "unknown nested key",
         big(vllm__max_model_lenn=3),
         (),
-        "vllm.max_model_lenn is not a known key (did you mean 'max_model_len'?); allowed: architecture, cache_volume, container_name, dtype, environment, gpu_memory_utilization, gpus, health_interval, image, max_model_len, max_num_batched_tokens, max_num_seqs, model, port, served_model_name, shm_size, startup_timeout, tensor_parallel_size",
+        "vllm.max_model_lenn is not a known key (did you mean 'max_model_len'?); allowed: architecture, architecture_file, cache_volume, container_name, dtype, environment, gpu_memory_utilization, gpus, health_interval, image, max_model_len, max_num_batched_tokens, max_num_seqs, model, port, served_model_name, shm_size, startup_timeout, tensor_parallel_size",
     ),
     ("wrong type", big(vllm__max_model_len="32k"), (), "vllm.max_model_len must be an integer, got '32k'"),
     (
@@ -166,8 +166,14 @@ def test_unpinned_image_is_a_warning_not_an_error() -> None:
 
 def test_70b_on_one_mi60_is_refused_with_the_reason() -> None:
     [line] = errors(big(vllm__gpus=[0], vllm__tensor_parallel_size=1))
-    assert "rocm-inference:vllm.max_model_len cannot be served: the weights alone take 37.1 GiB per GPU" in line
-    assert "more GPUs (tensor_parallel_size)" in line
+    assert "rocm-inference:vllm.model does not fit: its weights alone take 37.1 GiB per GPU" in line
+    assert "the weights are the problem, not max_model_len" in line and "more GPUs (tensor_parallel_size)" in line
+
+
+def test_weights_that_do_not_fit_a_small_gpu_are_filed_under_the_model() -> None:
+    [line] = errors(big(host__gpu_memory_gib=16))
+    assert "rocm-inference:vllm.model does not fit: its weights alone take" in line
+    assert "rocm-inference:host.gpu_memory_gib 16" in line
 
 
 def test_bf16_on_gfx906_is_refused() -> None:
@@ -199,16 +205,21 @@ def test_awq_tensor_parallel_that_breaks_the_group_size_is_refused() -> None:
 def test_unknown_model_needs_its_architecture() -> None:
     [line] = errors(big(vllm__model="someone/some-model"))
     assert "rocm-inference:vllm.model is 'someone/some-model', which is not in the model catalog" in line
-    assert "rocm-inference:vllm.architecture (num_hidden_layers, hidden_size" in line
+    assert "its config.json, as it is, under rocm-inference:vllm.architecture" in line
+    assert "python -m components.model someone/some-model --write STACK" in line
 
 
-def test_inline_architecture_keys_are_checked() -> None:
-    arch = {**QWEN72_UNPADDED, "intermediate_size": 29696, "num_hidden_layer": 80}
+def test_inline_architecture_takes_config_json_as_it_is_and_names_a_missing_key() -> None:
+    # Unknown keys inside architecture are ignored (config.json has dozens the planner never reads)...
+    arch = {**QWEN72_UNPADDED, "intermediate_size": 29696, "rope_theta": 1e6, "num_experts_per_tok": 8}
+    assert load(big(vllm__model="x/y", vllm__architecture=arch)).settings.vllm.architecture is not None
+    # ...but a key the planner needs is named when it is missing.
+    del arch["num_hidden_layers"]
     [line] = errors(big(vllm__model="x/y", vllm__architecture=arch))
-    assert (
-        "rocm-inference:vllm.architecture.num_hidden_layer is not a known key (did you mean 'num_hidden_layers'?)"
-        in line
-    )
+    assert "rocm-inference:vllm.architecture.num_hidden_layers is required" in line
+    # Unknown keys elsewhere are still refused.
+    [line] = errors(big(vllm__max_model_lenn=3))
+    assert "vllm.max_model_lenn is not a known key" in line
 
 
 def test_max_model_len_beyond_the_models_positions_is_refused() -> None:
@@ -225,7 +236,8 @@ def test_kv_cache_too_small_says_what_fits_and_the_utilization_needed() -> None:
     assert "use max_model_len" in line and "or raise gpu_memory_utilization to 0.94" in line
     assert "holds 58176 tokens per GPU" in line and "use max_model_len 58176 or less" in line
     [line] = errors(big(vllm__max_model_len=131072))
-    assert "(no gpu_memory_utilization is enough)" in line
+    assert "use max_model_len 58176 or less; no gpu_memory_utilization makes room for 131072 tokens" in line
+    assert ", (" not in line
 
 
 def test_gpu_memory_override_changes_the_verdict() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 CATALOG_FILE = Path(__file__).with_name("catalog.yaml")
 
@@ -22,29 +22,121 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class QuantizationConfig(_Frozen):
-    """config.json's `quantization_config`, the keys that decide memory and tensor-parallel rules."""
+class _ConfigJson(BaseModel):
+    """A part of a Hugging Face config.json: the keys the planner reads are validated, the rest ignored."""
 
-    quant_method: Literal["awq", "gptq", "compressed-tensors", "fp8"]
-    bits: Annotated[StrictInt, Field(ge=2, le=16)] = 4
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class QuantizationConfig(_ConfigJson):
+    """config.json's `quantization_config`, the keys that decide memory and tensor-parallel rules.
+
+    compressed-tensors keeps its bits and group size under `config_groups.<group>.weights`
+    (`num_bits`, `group_size`); they are read from there when the top-level keys are absent.
+    """
+
+    quant_method: StrictStr
+    bits: Annotated[StrictInt, Field(ge=1, le=16)] = 4
     group_size: Annotated[StrictInt, Field(ge=-1)] = 128
     desc_act: StrictBool = False
+    # GPTQ `sym: true` checkpoints carry no zero points in vLLM's MoE path (moe_wna16.py: has_zp).
+    sym: StrictBool | None = None
+    zero_point: StrictBool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _compressed_tensors(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "config_groups" in data and "bits" not in data:
+            for group in (data.get("config_groups") or {}).values():
+                weights = (group or {}).get("weights") or {}
+                if "num_bits" in weights:
+                    data = {**data, "bits": weights["num_bits"]}
+                    if isinstance(weights.get("group_size"), int):
+                        data["group_size"] = weights["group_size"]
+                    break
+        return data
 
 
-class Architecture(_Frozen):
-    """The facts of a model's Hugging Face config.json, under config.json's own key names."""
+class VisionConfig(_ConfigJson):
+    """config.json's `vision_config` (Qwen2/2.5-VL, SigLIP as in Gemma 3, and like encoders)."""
 
+    model_type: StrictStr | None = None
+    num_hidden_layers: Positive = Field(validation_alias=AliasChoices("depth", "num_hidden_layers"))
+    hidden_size: Positive = Field(validation_alias=AliasChoices("hidden_size", "embed_dim"))
+    intermediate_size: Positive
+    num_attention_heads: Positive = Field(validation_alias=AliasChoices("num_heads", "num_attention_heads"))
+    patch_size: Positive = 14
+    temporal_patch_size: Positive = 1
+    spatial_merge_size: Positive = 1
+    in_channels: Positive = Field(3, validation_alias=AliasChoices("in_chans", "in_channels"))
+    out_hidden_size: Positive | None = None
+    image_size: Positive | None = None
+    hidden_act: StrictStr | None = None
+
+
+# config.json leaves out what the transformers config class defaults: these are those defaults
+# (transformers Gemma2Config / Gemma3TextConfig: tie_word_embeddings=True, sliding_window_pattern=6).
+_TIED_BY_DEFAULT = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
+_SLIDING_PATTERN_DEFAULT = {"gemma3": 6, "gemma3_text": 6, "gemma2": 2}
+
+
+class Architecture(_ConfigJson):
+    """A model's Hugging Face config.json, as it is: the keys the planner reads are validated, others ignored.
+
+    Nested `text_config` (Gemma 3, Llama 4, Qwen-VL) is read as the text model's keys; `vision_config`
+    describes the vision encoder. Experts go by any of their names (`num_experts`, `num_local_experts`,
+    `n_routed_experts`).
+    """
+
+    model_type: StrictStr | None = None
+    architectures: tuple[StrictStr, ...] = ()
     num_hidden_layers: Positive
     hidden_size: Positive
     num_attention_heads: Positive
     num_key_value_heads: Positive | None = None
     head_dim: Positive | None = None
-    intermediate_size: Positive
+    intermediate_size: Positive | None = None
     vocab_size: Positive
     max_position_embeddings: Positive
-    tie_word_embeddings: StrictBool = False
-    torch_dtype: Dtype = "float16"
+    tie_word_embeddings: StrictBool | None = None
+    torch_dtype: Dtype = Field("float16", validation_alias=AliasChoices("torch_dtype", "dtype"))
     quantization_config: QuantizationConfig | None = None
+    # Mixture of experts (vLLM FusedMoE; qwen2_moe.py/qwen3_moe.py/mixtral.py/deepseek_v2.py).
+    num_experts: Annotated[StrictInt, Field(ge=0)] | None = Field(
+        None, validation_alias=AliasChoices("num_experts", "num_local_experts", "n_routed_experts")
+    )
+    num_experts_per_tok: Positive | None = None
+    moe_intermediate_size: Positive | None = None
+    shared_expert_intermediate_size: Annotated[StrictInt, Field(ge=0)] | None = None
+    n_shared_experts: Annotated[StrictInt, Field(ge=0)] | None = None
+    decoder_sparse_step: Positive = 1
+    mlp_only_layers: tuple[StrictInt, ...] = ()
+    first_k_dense_replace: Annotated[StrictInt, Field(ge=0)] = 0
+    moe_layer_freq: Positive = 1
+    # Sliding window and hybrid attention.
+    sliding_window: Positive | None = None
+    use_sliding_window: StrictBool | None = None
+    sliding_window_pattern: Positive | None = None
+    layer_types: tuple[StrictStr, ...] | None = None
+    # Multi-head latent attention (DeepSeek V2/V3): not modelled, recognised to say so.
+    kv_lora_rank: Positive | None = None
+    vision_config: VisionConfig | None = None
+    mm_tokens_per_image: Positive | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_config(cls, data: Any) -> Any:
+        # Multimodal configs keep the language model's keys under text_config; the top level keeps
+        # what describes the whole checkpoint (quantization, vision tower, architectures).
+        if isinstance(data, dict) and isinstance(data.get("text_config"), dict):
+            text = data["text_config"]
+            merged = {k: v for k, v in data.items() if k != "text_config"}
+            for key, value in text.items():
+                if key == "model_type" and "model_type" in merged:
+                    continue
+                merged[key] = value
+            return merged
+        return data
 
     @property
     def kv_heads(self) -> int:
@@ -54,6 +146,89 @@ class Architecture(_Frozen):
     def head_size(self) -> int:
         # config.json's head_dim when present: it is not always hidden_size / heads.
         return self.head_dim or self.hidden_size // self.num_attention_heads
+
+    @property
+    def tied_embeddings(self) -> bool:
+        if self.tie_word_embeddings is not None:
+            return self.tie_word_embeddings
+        return (self.model_type or "") in _TIED_BY_DEFAULT
+
+    @property
+    def is_moe(self) -> bool:
+        return bool(self.num_experts)
+
+    @property
+    def expert_intermediate_size(self) -> int:
+        """The FFN width of one expert: `moe_intermediate_size`, or Mixtral's `intermediate_size`."""
+        size = self.moe_intermediate_size or self.intermediate_size
+        if size is None:
+            raise ValueError("a MoE config.json needs moe_intermediate_size or intermediate_size")
+        return size
+
+    def is_moe_layer(self, index: int) -> bool:
+        """Whether layer `index` has experts, by the model's own rule in vLLM."""
+        if not self.is_moe:
+            return False
+        if self.first_k_dense_replace:  # deepseek_v2.py DeepseekV2DecoderLayer
+            return index >= self.first_k_dense_replace and index % self.moe_layer_freq == 0
+        # qwen2_moe.py / qwen3_moe.py DecoderLayer: mlp_only_layers and decoder_sparse_step
+        return index not in self.mlp_only_layers and (index + 1) % self.decoder_sparse_step == 0
+
+    @property
+    def dense_mlp_layers(self) -> int:
+        return sum(1 for i in range(self.num_hidden_layers) if not self.is_moe_layer(i))
+
+    @property
+    def shared_expert_size(self) -> int:
+        """Width of the always-on shared expert MLP (Qwen2-MoE), or DeepSeek's n_shared_experts x expert."""
+        if self.shared_expert_intermediate_size:
+            return self.shared_expert_intermediate_size
+        if self.n_shared_experts:
+            return self.n_shared_experts * self.expert_intermediate_size
+        return 0
+
+    def layer_windows(self) -> tuple[int | None, ...]:
+        """The sliding window of each layer, None for full attention, as vLLM's models set it."""
+        n = self.num_hidden_layers
+        window = self.sliding_window
+        if window is None or self.use_sliding_window is False:
+            return (None,) * n
+        if self.layer_types is not None:
+            # gemma3.py / gemma2.py / llama.py / gpt_oss: config.layer_types[i] == "sliding_attention"
+            return tuple(window if t == "sliding_attention" else None for t in self.layer_types[:n])
+        pattern = self.sliding_window_pattern or _SLIDING_PATTERN_DEFAULT.get(self.model_type or "")
+        if pattern:
+            # transformers' layer_types default: sliding unless (i + 1) % pattern == 0
+            return tuple(None if (i + 1) % pattern == 0 else window for i in range(n))
+        if (self.model_type or "").startswith("gpt_oss"):
+            return tuple(window if i % 2 == 0 else None for i in range(n))  # gpt_oss.py: layer_idx % 2 == 0
+        # Mistral-style: every layer slides (vLLM's cache_config.sliding_window for all layers).
+        return (window,) * n
+
+    @property
+    def is_hybrid(self) -> bool:
+        return len(set(self.layer_windows())) > 1
+
+    @property
+    def has_sliding_window(self) -> bool:
+        return any(w is not None for w in self.layer_windows())
+
+    @property
+    def architecture_class(self) -> str:
+        """dense, moe, sliding-window or mla: the class the memory model treats it as."""
+        if self.kv_lora_rank is not None:
+            return "mla"
+        if self.is_moe:
+            return "moe"
+        if self.has_sliding_window:
+            return "sliding-window"
+        return "dense"
+
+    @model_validator(mode="after")
+    def _needs(self) -> Architecture:
+        if not self.is_moe and self.intermediate_size is None and self.kv_lora_rank is None:
+            raise ValueError("intermediate_size is required (the MLP width of a dense model)")
+        return self
 
 
 class Gpu(_Frozen):

@@ -28,6 +28,38 @@ Each piece, per GPU (one tensor-parallel rank each):
 - CUDA/HIP graphs: captured after the KV cache in vLLM 0.11 (so they come out of the headroom,
   not out of the KV cache); budgeted before it from vLLM 0.21 on.
 
+MoE, sliding window and vision, from the vLLM 0.11.2 code the gfx906 image runs (nlzy/vllm-gfx906
+tag v0.11.2+gfx906):
+- experts: FusedMoE (model_executor/layers/fused_moe/layer.py) keeps every expert on every rank and
+  splits each expert's FFN: intermediate_size_per_partition = moe_intermediate_size // TP; w13 is
+  (E, 2 x I/TP, H), w2 (E, H, I/TP). AWQ and GPTQ experts go through MoeWNA16Method.create_weights
+  (quantization/moe_wna16.py; awq.py and gptq.py route FusedMoE there in the gfx906 fork): packed
+  uint8 weights, fp16 scales per group, packed zeros when the checkpoint has them. The router
+  (`gate`, ReplicatedLinear) is replicated; Qwen2-MoE's shared expert is a tensor-parallel MLP plus a
+  1-wide gate. Dense layers: qwen2_moe/qwen3_moe `mlp_only_layers`, `decoder_sparse_step`;
+  deepseek_v2 `first_k_dense_replace`, `moe_layer_freq`.
+- sliding window: Attention.get_kv_cache_spec (attention/layer.py) gives sliding layers a
+  SlidingWindowSpec. kv_cache_utils.get_kv_cache_groups: one spec for all layers -> one group; full
+  and sliding layers with one page size -> _get_kv_cache_groups_uniform_page_size: group size = the
+  smaller layer count, each type split into cdiv(count, group size) groups (padding the last);
+  get_kv_cache_config_from_groups: num_blocks = available // page // group size;
+  _report_kv_cache_config: "GPU KV cache size" = num_blocks // number of groups x block_size.
+  check_enough_kv_cache_memory sums max_memory_usage_bytes over layers: full layers cdiv(L, 16)
+  pages, sliding layers (cdiv(min(window - 1 + max_num_batched_tokens, L), 16) + 1) pages
+  (kv_cache_interface.SlidingWindowSpec); estimate_max_model_len binary-searches the same sum.
+- vision: GPUModelRunner.profile_run (v1/worker/gpu_model_runner.py) runs the encoder on
+  max_items x the largest item and keeps its outputs, padded to the encoder budget
+  (max(max_num_batched_tokens, tokens of the largest item): encoder_cache_manager.
+  compute_mm_encoder_budget) x hidden_size, in the encoder cache until the text forward is done. The
+  encoder's own activations are an estimate (linear in patches: flash-style attention, unverified on
+  gfx906).
+- the profile run (profile_run -> _dummy_run(max_num_batched_tokens), then _dummy_sampler_run on
+  min(max_num_seqs, max_num_batched_tokens) rows of full-vocabulary logits, gathered on every rank);
+  KV memory = total x utilization - weights - torch peak increase - non-torch increase since the
+  worker's first snapshot (gpu_worker.determine_available_memory, utils/mem_utils.memory_profiling).
+  The snapshot is taken after RCCL/NCCL init, so only what grows after it counts. CUDA/HIP graphs are
+  captured after the KV cache in 0.11 (compile_or_warm_up_model), so they are not subtracted.
+
 Sources: vLLM's own startup logs ("Model loading took X GiB", "Available KV cache memory",
 "GPU KV cache size: N tokens", "Maximum concurrency for L tokens per request"), reproduced in
 tests/data/vllm_startup_logs.yaml and measured by bench/planner_error.py.
@@ -107,8 +139,16 @@ class Capacity:
     largest_max_model_len: int
     utilization_needed: float
     tensor_parallel_size: int
+    architecture_class: str = "dense"
+    encoder_weights_gib_per_gpu: float = 0.0
+    encoder_reserve_gib_per_gpu: float = 0.0
+    kv_groups: int = 1
+    sliding_layers: int = 0
+    modelled: str = ""
+    # Why the fit verdict is not given (an architecture or quantization the planner does not model).
+    unmodelled: str = ""
 
-    def as_json(self) -> dict[str, float | int | bool]:
+    def as_json(self) -> dict[str, float | int | bool | str]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
@@ -126,41 +166,191 @@ def _linear_bytes(in_features: int, out_features: int, quant: QuantizationConfig
     return packed + scales + zeros + g_idx
 
 
+def _expert_bytes(arch: Architecture, tp: int, dtype_bytes: int) -> float:
+    """One MoE layer's experts on one rank: FusedMoE w13 (E, 2 x I/TP, H) and w2 (E, H, I/TP)."""
+    e, h, i = arch.num_experts or 0, arch.hidden_size, arch.expert_intermediate_size // tp
+    q = arch.quantization_config
+    if q is None or q.quant_method == "fp8":
+        return e * (_linear_bytes(h, 2 * i, q, dtype_bytes) + _linear_bytes(i, h, q, dtype_bytes))
+    # moe_wna16.py MoeWNA16Method.create_weights: the group shrinks until it divides both I/TP and H.
+    group = q.group_size if q.group_size > 0 else h
+    while group > 1 and (i % group or h % group):
+        group //= 2
+    packed = (2 * i * h + h * i) * q.bits / 8
+    scales = (2 * i * (h // group) + h * (i // group)) * dtype_bytes
+    has_zp = q.zero_point if q.zero_point is not None else q.quant_method == "awq" or q.sym is False
+    zeros = (2 * i * (h // group) + h * (i // group)) * q.bits / 8 if has_zp else 0
+    return e * (packed + scales + zeros)
+
+
 def kv_heads_per_rank(arch: Architecture, tp: int) -> int:
     return max(1, arch.kv_heads // tp)
+
+
+def encoder_weights_bytes_per_rank(arch: Architecture, tp: int, dtype_bytes: int) -> float:
+    """The vision encoder: its blocks split by TP (Column/RowParallelLinear in qwen2_5_vl.py and
+    siglip.py), patch embedding and projector replicated, all in the model dtype (AWQ/GPTQ releases
+    leave the vision tower unquantized: modules_to_not_convert)."""
+    v = arch.vision_config
+    if v is None:
+        return 0.0
+    h, inter = v.hidden_size, v.intermediate_size
+    gated = (v.hidden_act or "") == "silu"  # Qwen2.5-VL's SwiGLU MLP; SigLIP/Qwen2-VL use fc1/fc2
+    block = (4 * h * h + (3 if gated else 2) * h * inter) / tp + 4 * h
+    patch = v.in_channels * v.temporal_patch_size * v.patch_size**2 * h
+    merge = v.spatial_merge_size**2
+    out = v.out_hidden_size or arch.hidden_size
+    projector = (h * merge) ** 2 + h * merge * out if merge > 1 else h * out
+    return (v.num_hidden_layers * block + patch + projector) * dtype_bytes
 
 
 def weights_bytes_per_rank(arch: Architecture, tp: int, dtype_bytes: int) -> float:
     h, hd, q = arch.hidden_size, arch.head_size, arch.quantization_config
     heads = arch.num_attention_heads // tp
     kv = kv_heads_per_rank(arch, tp)
-    inter = arch.intermediate_size // tp
     vocab = math.ceil(arch.vocab_size / 64) * 64 // tp
     embedding = vocab * h * dtype_bytes
-    lm_head = 0 if arch.tie_word_embeddings else embedding
-    layer = (
+    lm_head = 0 if arch.tied_embeddings else embedding
+    attention = (
         _linear_bytes(h, (heads + 2 * kv) * hd, q, dtype_bytes)  # qkv_proj (column parallel)
         + _linear_bytes(heads * hd, h, q, dtype_bytes)  # o_proj (row parallel)
-        + _linear_bytes(h, 2 * inter, q, dtype_bytes)  # gate_up_proj (column parallel)
-        + _linear_bytes(inter, h, q, dtype_bytes)  # down_proj (row parallel)
         + 2 * h * dtype_bytes  # two RMSNorms
     )
+
+    def mlp(width: int) -> float:
+        inter = width // tp
+        return _linear_bytes(h, 2 * inter, q, dtype_bytes) + _linear_bytes(inter, h, q, dtype_bytes)
+
+    dense_layers = arch.dense_mlp_layers
+    total = arch.num_hidden_layers * attention
+    if dense_layers:
+        total += dense_layers * mlp(arch.intermediate_size or arch.expert_intermediate_size)
+    moe_layers = arch.num_hidden_layers - dense_layers
+    if moe_layers:
+        shared = arch.shared_expert_size
+        router = h * (arch.num_experts or 0) * dtype_bytes  # ReplicatedLinear gate
+        moe = _expert_bytes(arch, tp, dtype_bytes) + router
+        if shared:
+            moe += mlp(shared) + h * dtype_bytes  # shared expert and its 1-wide gate
+        total += moe_layers * moe
     rotary = arch.max_position_embeddings * hd * dtype_bytes
-    return embedding + lm_head + arch.num_hidden_layers * layer + h * dtype_bytes + rotary
+    encoder = encoder_weights_bytes_per_rank(arch, tp, dtype_bytes)
+    return embedding + lm_head + total + h * dtype_bytes + rotary + encoder
+
+
+def encoder_tokens_per_item(arch: Architecture) -> int:
+    """Tokens the largest image becomes: Gemma 3's fixed mm_tokens_per_image, or, for Qwen-VL, the
+    processor's default max_pixels (12845056, Qwen2VLImageProcessor) over (patch x merge)^2."""
+    v = arch.vision_config
+    if v is None:
+        return 0
+    if arch.mm_tokens_per_image:
+        return arch.mm_tokens_per_image
+    if v.spatial_merge_size > 1:
+        return 12845056 // (v.patch_size * v.spatial_merge_size) ** 2
+    return ((v.image_size or 224) // v.patch_size) ** 2
+
+
+def encoder_reserve_bytes(i: MemoryInputs, dtype_bytes: int) -> float:
+    """What profile_run holds for the encoder: the cached outputs (budget x text hidden) and an
+    estimate of the encoder forward's own peak (patches x vision hidden x 8 live copies)."""
+    v = i.arch.vision_config
+    if v is None:
+        return 0.0
+    per_item = encoder_tokens_per_item(i.arch)
+    budget = max(i.max_num_batched_tokens, per_item)
+    items = max(1, budget // per_item)
+    cache = items * budget * i.arch.hidden_size * dtype_bytes
+    patches = per_item * v.spatial_merge_size**2
+    forward = items * patches * (8 * v.hidden_size + 2 * v.intermediate_size // i.tensor_parallel_size) * dtype_bytes
+    return cache + forward
 
 
 def activation_bytes_per_rank(i: MemoryInputs, dtype_bytes: int) -> float:
     arch, tp = i.arch, i.tensor_parallel_size
-    inter, h = arch.intermediate_size // tp, arch.hidden_size
-    forward = i.max_num_batched_tokens * dtype_bytes * (3 * inter + 3 * h)
-    if arch.quantization_config is not None and i.dequantizes_for_large_batches:
-        forward += h * 2 * inter * 2  # the largest layer (gate_up) dequantized to fp16
-    sampler = i.max_num_seqs * arch.vocab_size * i.profile.sampler_bytes_per_logit
-    return max(forward, sampler)
+    h, t = arch.hidden_size, i.max_num_batched_tokens
+    forward = 0.0
+    if arch.dense_mlp_layers:
+        inter = (arch.intermediate_size or arch.expert_intermediate_size) // tp
+        forward = t * dtype_bytes * (3 * inter + 3 * h)
+        if arch.quantization_config is not None and i.dequantizes_for_large_batches:
+            forward += h * 2 * inter * 2  # the largest layer (gate_up) dequantized to fp16
+    if arch.is_moe:
+        # fused_moe.py fused_experts_impl: cache13 (M, topk, max(2I/TP, H)) and cache2 (M, topk, I/TP)
+        inter, topk = arch.expert_intermediate_size // tp, arch.num_experts_per_tok or 1
+        forward = max(forward, t * dtype_bytes * (topk * (max(2 * inter, h) + inter) + 3 * h))
+    rows = min(i.max_num_seqs, t)
+    sampler = rows * arch.vocab_size * i.profile.sampler_bytes_per_logit
+    return max(forward, sampler) + encoder_reserve_bytes(i, dtype_bytes)
 
 
 def kv_bytes_per_token(arch: Architecture, tp: int, dtype_bytes: int) -> int:
+    """KV bytes per token of all layers on one rank, as if every layer held every token."""
     return 2 * arch.num_hidden_layers * kv_heads_per_rank(arch, tp) * arch.head_size * dtype_bytes
+
+
+@dataclass(frozen=True)
+class KvLayout:
+    """vLLM 0.11's KV cache layout for a model: layer page size and groups (kv_cache_utils)."""
+
+    page_bytes: int  # one block of one layer
+    layers: int  # layers sharing a pool (group size)
+    groups: int  # KV cache groups; "GPU KV cache size" = num_blocks // groups x block_size
+    windows: tuple[int | None, ...]
+
+    def tokens(self, available: float, block_size: int) -> int:
+        num_blocks = max(0, int(available // self.page_bytes // self.layers))
+        return num_blocks // self.groups * block_size
+
+    def needed_bytes(self, max_model_len: int, batched_tokens: int, block_size: int) -> int:
+        """check_enough_kv_cache_memory: the sum of every layer's max_memory_usage_bytes."""
+        total = 0
+        for window in self.windows:
+            if window is None:
+                total += math.ceil(max_model_len / block_size) * self.page_bytes
+            else:
+                tokens = min(window - 1 + batched_tokens, max_model_len)
+                total += (math.ceil(tokens / block_size) + 1) * self.page_bytes
+        return total
+
+    def max_concurrency(self, available: float, max_model_len: int, batched_tokens: int, block_size: int) -> float:
+        """get_max_concurrency_for_kv_cache_config, for one group of each window."""
+        num_blocks = max(0, int(available // self.page_bytes // self.layers))
+        per_group = {
+            w: math.ceil(self._group_usage(w, max_model_len, batched_tokens, block_size)) for w in self.windows
+        }
+        counts = {w: math.ceil(self.windows.count(w) / self.layers) for w in per_group}
+        blocks_per_request = sum(per_group[w] * counts[w] for w in per_group)
+        return num_blocks / blocks_per_request if blocks_per_request else 0.0
+
+    @staticmethod
+    def _group_usage(window: int | None, max_model_len: int, batched_tokens: int, block_size: int) -> int:
+        if window is None:
+            return math.ceil(max_model_len / block_size)
+        return math.ceil(min(window - 1 + batched_tokens, max_model_len) / block_size) + 1
+
+
+def kv_layout(arch: Architecture, tp: int, dtype_bytes: int, block_size: int) -> KvLayout:
+    page = block_size * 2 * kv_heads_per_rank(arch, tp) * arch.head_size * dtype_bytes
+    windows = arch.layer_windows()
+    counts = {w: windows.count(w) for w in set(windows)}
+    if len(counts) == 1:
+        return KvLayout(page, len(windows), 1, windows)  # _get_kv_cache_groups_uniform_spec
+    group = min(counts.values())  # _get_kv_cache_groups_uniform_page_size
+    groups = sum(math.ceil(c / group) for c in counts.values())
+    return KvLayout(page, group, groups, windows)
+
+
+def _largest_len(layout: KvLayout, available: float, i: MemoryInputs) -> int:
+    """estimate_max_model_len: the longest max_model_len whose KV need fits, by binary search."""
+    lo, hi, best = 1, i.arch.max_position_embeddings, 0
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if layout.needed_bytes(mid, i.max_num_batched_tokens, i.profile.block_size) <= available:
+            best, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    return best
 
 
 def plan(i: MemoryInputs) -> Capacity:
@@ -174,12 +364,27 @@ def plan(i: MemoryInputs) -> Capacity:
     graphs = p.cudagraph_gib * GiB
     reserve = activations + non_torch + graphs
     kv = usable - weights - reserve
-    per_token = kv_bytes_per_token(i.arch, tp, dtype_bytes)
-    block = p.block_size * per_token
-    blocks = max(0, math.floor(kv / block))
-    tokens = blocks * p.block_size
-    needed_kv = math.ceil(i.max_model_len / p.block_size) * block
-    needed = (weights + reserve + needed_kv) / total
+    return capacity_from_available(i, kv, weights, activations, non_torch, graphs)
+
+
+def capacity_from_available(
+    i: MemoryInputs,
+    kv: float,
+    weights: float = 0.0,
+    activations: float = 0.0,
+    non_torch: float = 0.0,
+    graphs: float = 0.0,
+) -> Capacity:
+    """What vLLM makes of `kv` bytes of available KV cache memory: tokens, fit, largest length."""
+    dtype_bytes = DTYPE_BYTES[i.dtype]
+    tp, p = i.tensor_parallel_size, i.profile
+    total = i.gpu_memory_gib * GiB
+    usable = total * i.gpu_memory_utilization
+    reserve = activations + non_torch + graphs
+    layout = kv_layout(i.arch, tp, dtype_bytes, p.block_size)
+    tokens = layout.tokens(max(0.0, kv), p.block_size)
+    needed_kv = layout.needed_bytes(i.max_model_len, i.max_num_batched_tokens, p.block_size)
+    needed = (weights + reserve + needed_kv) / total if total else 0.0
     return Capacity(
         gpu_memory_gib=i.gpu_memory_gib,
         usable_gib=usable / GiB,
@@ -189,12 +394,43 @@ def plan(i: MemoryInputs) -> Capacity:
         non_torch_gib_per_gpu=non_torch / GiB,
         cudagraph_gib_per_gpu=graphs / GiB,
         kv_cache_gib_per_gpu=max(0.0, kv) / GiB,
-        kv_bytes_per_token_per_gpu=per_token,
+        kv_bytes_per_token_per_gpu=kv_bytes_per_token(i.arch, tp, dtype_bytes),
         kv_cache_tokens=tokens,
         max_model_len=i.max_model_len,
-        max_concurrency=tokens / i.max_model_len,
-        fits=needed_kv <= kv,
-        largest_max_model_len=min(tokens, i.arch.max_position_embeddings),
+        max_concurrency=layout.max_concurrency(max(0.0, kv), i.max_model_len, i.max_num_batched_tokens, p.block_size),
+        fits=0 < needed_kv <= kv,
+        largest_max_model_len=_largest_len(layout, max(0.0, kv), i),
         utilization_needed=math.ceil(needed * 100) / 100,
         tensor_parallel_size=tp,
+        architecture_class=i.arch.architecture_class,
+        encoder_weights_gib_per_gpu=encoder_weights_bytes_per_rank(i.arch, tp, dtype_bytes) / GiB,
+        encoder_reserve_gib_per_gpu=encoder_reserve_bytes(i, dtype_bytes) / GiB,
+        kv_groups=layout.groups,
+        sliding_layers=sum(1 for w in layout.windows if w is not None),
+        modelled=describe(i.arch, layout),
     )
+
+
+def describe(arch: Architecture, layout: KvLayout) -> str:
+    """One line on what the memory model counted for this architecture."""
+    parts = [f"{arch.architecture_class} ({arch.model_type or 'decoder'}, {arch.num_hidden_layers} layers)"]
+    if arch.is_moe:
+        moe_layers = arch.num_hidden_layers - arch.dense_mlp_layers
+        shared = f", shared expert {arch.shared_expert_size}" if arch.shared_expert_size else ""
+        parts.append(
+            f"{arch.num_experts} experts of {arch.expert_intermediate_size} split by TP in {moe_layers} layers{shared}"
+            + (f", {arch.dense_mlp_layers} dense layers" if arch.dense_mlp_layers else "")
+        )
+    sliding = sum(1 for w in layout.windows if w is not None)
+    if sliding:
+        window = next(w for w in layout.windows if w is not None)
+        parts.append(
+            f"{sliding} sliding-window layers (window {window}) and {len(layout.windows) - sliding} full: "
+            f"{layout.groups} KV cache groups of {layout.layers} layers, tokens counted as vLLM 0.11 reports them"
+        )
+    if arch.vision_config is not None:
+        v = arch.vision_config
+        parts.append(
+            f"vision encoder ({v.num_hidden_layers} layers, hidden {v.hidden_size}) weights and its profiling reserve"
+        )
+    return "; ".join(parts)

@@ -7,6 +7,7 @@ Pure logic, free of Pulumi.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from components.planning.catalog import Architecture, Catalog, Gpu, Image, load_catalog
@@ -55,18 +56,20 @@ def _tensor_parallel_rules(arch: Architecture, tp: int, where: str) -> list[Prob
                 f"only when TP exceeds them), got {tp}",
             )
         )
-    if arch.intermediate_size % tp:
+    if arch.dense_mlp_layers and arch.intermediate_size and arch.intermediate_size % tp:
         out.append(Problem(key, f"must divide intermediate_size {arch.intermediate_size} ({where}), got {tp}"))
+    out += _moe_rules(arch, tp, where)
     q = arch.quantization_config
     if q is not None and q.quant_method in ("awq", "gptq", "compressed-tensors") and q.group_size > 0 and tp > 1:
         g = q.group_size
         # Row-parallel layers (down_proj, o_proj) get 1/TP of their input per GPU; packed weights
         # are grouped along the input, so each GPU's share must be whole groups.
+        dense = arch.intermediate_size if arch.dense_mlp_layers and arch.intermediate_size else 0
         for name, size in (
-            ("intermediate_size", arch.intermediate_size),
+            ("intermediate_size", dense),
             ("num_attention_heads x head_dim", arch.num_attention_heads * arch.head_size),
         ):
-            if size % tp == 0 and (size // tp) % g:
+            if size and size % tp == 0 and (size // tp) % g:
                 out.append(
                     Problem(
                         key,
@@ -76,6 +79,51 @@ def _tensor_parallel_rules(arch: Architecture, tp: int, where: str) -> list[Prob
                     )
                 )
     return out
+
+
+def _moe_rules(arch: Architecture, tp: int, where: str) -> list[Problem]:
+    """FusedMoE splits each expert's FFN by TP (layer.py: assert intermediate_size % tp_size == 0);
+    AWQ/GPTQ experts run on MoeWNA16, which halves the group size until it divides the per-GPU
+    width and hidden_size, and asserts it stays >= 32 (moe_wna16.py create_weights)."""
+    if not arch.is_moe:
+        return []
+    key, size = "vllm.tensor_parallel_size", arch.expert_intermediate_size
+    if size % tp:
+        return [Problem(key, f"must divide the experts' moe_intermediate_size {size} ({where}), got {tp}")]
+    q = arch.quantization_config
+    if q is None or q.quant_method not in ("awq", "gptq") or q.group_size <= 0:
+        return []
+    group, per_gpu = q.group_size, size // tp
+    while group >= 32 and (per_gpu % group or arch.hidden_size % group):
+        group //= 2
+    if group < 32:
+        return [
+            Problem(
+                key,
+                f"splits the experts' moe_intermediate_size {size} into {per_gpu} per GPU, which no {q.quant_method} "
+                f"group of 32 or more divides: vLLM's MoE kernel (moe_wna16) fails its group-size assertion, got {tp}",
+            )
+        ]
+    return []
+
+
+# vLLM refuses these in float16 (vllm/config/model.py _FLOAT16_NOT_SUPPORTED_MODELS); the gfx906 fork
+# (nlzy/vllm-gfx906 commit 326d4ba2a "ignore numerical instability") only warns and runs them in float16.
+FLOAT16_UNSTABLE = frozenset({"gemma2", "gemma3", "gemma3_text", "plamo2", "glm4"})
+MODELLED_QUANTIZATIONS = frozenset({"awq", "gptq", "compressed-tensors", "fp8"})
+
+
+def _unmodelled(arch: Architecture) -> str:
+    """Why the memory plan of this architecture is not trusted for a verdict, or ''."""
+    reasons = []
+    if arch.architecture_class == "mla":
+        reasons.append("multi-head latent attention (kv_lora_rank) KV cache")
+    q = arch.quantization_config
+    if q is not None and q.quant_method not in MODELLED_QUANTIZATIONS:
+        reasons.append(f"{q.quant_method} quantization")
+    if arch.layer_types is not None and any(t not in ("full_attention", "sliding_attention") for t in arch.layer_types):
+        reasons.append("layer types other than full and sliding attention (linear attention, Mamba)")
+    return ", ".join(reasons)
 
 
 def assess(s: StackSettings, catalog: Catalog) -> Assessment:
@@ -88,13 +136,13 @@ def assess(s: StackSettings, catalog: Catalog) -> Assessment:
         return Assessment([Problem("host.gpu", f"is {s.host.gpu!r}: not a GPU of the catalog{hint}")])
     arch, where = architecture_of(s, catalog)
     if arch is None:
-        keys = ", ".join(Architecture.model_fields)
         return Assessment(
             [
                 Problem(
                     "vllm.model",
-                    f"is {s.vllm.model!r}, which is not in the model catalog: give the facts of its config.json "
-                    f"under rocm-inference:vllm.architecture ({keys})",
+                    f"is {s.vllm.model!r}, which is not in the model catalog: give its config.json, as it is, under "
+                    f"rocm-inference:vllm.architecture or as a file in rocm-inference:vllm.architecture_file "
+                    f"(python -m components.model {s.vllm.model} --write STACK writes it)",
                 )
             ]
         )
@@ -130,9 +178,30 @@ def assess(s: StackSettings, catalog: Catalog) -> Assessment:
                 f"(vLLM refuses longer contexts), got {s.vllm.max_model_len}",
             )
         )
+    dtype = effective_dtype(s.vllm.dtype, arch, gpu)
+    if arch.torch_dtype == "bfloat16" and dtype == "float16" and (arch.model_type or "") in FLOAT16_UNSTABLE:
+        warnings.append(
+            Problem(
+                "vllm.model",
+                f"is a bfloat16-trained {arch.model_type} model that {gpu.product} runs in float16: upstream vLLM refuses "
+                "it ('numerical instability'), the gfx906 image only warns; activations can overflow to inf/NaN "
+                "(garbled or empty output)",
+            )
+        )
     if problems:
         return Assessment(problems, warnings)
     capacity = plan_capacity(s, gpu, arch, image)
+    unmodelled = _unmodelled(arch)
+    if unmodelled:
+        capacity = dataclasses.replace(capacity, unmodelled=unmodelled)
+        warnings.append(
+            Problem(
+                "vllm.model",
+                f"has {unmodelled}, which the memory planner does not model: the fit verdict is skipped "
+                f"(the plan's KV figures are a dense-model estimate)",
+            )
+        )
+        return Assessment(problems, warnings, capacity)
     if not capacity.fits:
         problems.append(_no_fit(s, capacity))
     return Assessment(problems, warnings, capacity)
@@ -149,6 +218,15 @@ def _quantization_rules(
             warnings.append(
                 Problem("vllm.model", "is not quantized: unquantized models are slow on gfx906 (use AWQ or GPTQ)")
             )
+        return []
+    if q.quant_method not in image.quantizations and q.quant_method not in MODELLED_QUANTIZATIONS:
+        warnings.append(
+            Problem(
+                "vllm.model",
+                f"is quantized with {q.quant_method}, which {s.vllm.image} is not known to run "
+                f"(it runs {', '.join(image.quantizations)}): check the image's issues before deploying",
+            )
+        )
         return []
     if q.quant_method not in image.quantizations:
         return [
@@ -191,23 +269,29 @@ def plan_capacity(s: StackSettings, gpu: Gpu, arch: Architecture, image: Image |
 def _no_fit(s: StackSettings, c: Capacity) -> Problem:
     per_request = s.vllm.max_model_len * c.kv_bytes_per_token_per_gpu / (1 << 30)
     if c.weights_gib_per_gpu + c.reserve_gib_per_gpu >= c.usable_gib:
+        memory = (
+            f"rocm-inference:host.gpu_memory_gib {s.host.gpu_memory_gib}"
+            if s.host.gpu_memory_gib
+            else f"{c.gpu_memory_gib:.1f} GiB"
+        )
         return Problem(
-            "vllm.max_model_len",
-            f"cannot be served: the weights alone take {c.weights_gib_per_gpu:.1f} GiB per GPU and the runtime "
-            f"{c.reserve_gib_per_gpu:.1f} GiB, more than the {c.usable_gib:.1f} GiB that gpu_memory_utilization "
-            f"{s.vllm.gpu_memory_utilization} leaves of {c.gpu_memory_gib:.1f} GiB: spread the model over more GPUs "
-            f"(tensor_parallel_size) or use a smaller or quantized model",
+            "vllm.model",
+            f"does not fit: its weights alone take {c.weights_gib_per_gpu:.1f} GiB per GPU (and the runtime "
+            f"{c.reserve_gib_per_gpu:.1f} GiB), more than the {c.usable_gib:.1f} GiB that gpu_memory_utilization "
+            f"{s.vllm.gpu_memory_utilization} leaves of {memory}, before any KV cache: the weights are the problem, "
+            f"not max_model_len. Spread the model over more GPUs (tensor_parallel_size) or use a smaller or "
+            f"quantized model",
         )
     util = (
-        f"or raise gpu_memory_utilization to {c.utilization_needed}"
+        f", or raise gpu_memory_utilization to {c.utilization_needed}"
         if c.utilization_needed <= 1
-        else "(no gpu_memory_utilization is enough)"
+        else f"; no gpu_memory_utilization makes room for {s.vllm.max_model_len} tokens on these GPUs"
     )
     return Problem(
         "vllm.max_model_len",
         f"is {s.vllm.max_model_len}, but the KV cache holds {c.kv_cache_tokens} tokens per GPU "
         f"({c.kv_cache_gib_per_gpu:.2f} GiB; one request needs {per_request:.2f} GiB) and vLLM refuses to start: "
-        f"use max_model_len {c.largest_max_model_len} or less, {util}",
+        f"use max_model_len {c.largest_max_model_len} or less{util}",
     )
 
 

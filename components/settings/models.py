@@ -8,9 +8,11 @@ Defaults live here and nowhere else.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -21,6 +23,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     field_validator,
+    model_validator,
 )
 
 from components.planning.catalog import Architecture
@@ -209,8 +212,35 @@ class VllmSettings(_Model):
     startup_timeout: Annotated[StrictInt, Field(ge=60, le=7200)] = 1800
     health_interval: HealthInterval = 15
     environment: Environment
-    # The model's config.json facts, for a model that is not in the catalog (or to override it).
+    # The model's config.json, as it is, for a model that is not in the catalog (or to override it);
+    # or the path of that config.json, relative to the project directory (where the stack file is).
     architecture: Architecture | None = None
+    architecture_file: StrictStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_architecture_file(cls, data: Any) -> Any:
+        # The file's content is validated as `architecture`, so a bad key is named there.
+        if isinstance(data, dict) and isinstance(data.get("architecture_file"), str) and "architecture" not in data:
+            try:
+                content = json.loads(Path(data["architecture_file"]).read_text())
+            except (OSError, ValueError):
+                return data  # _architecture_file names the problem
+            return {**data, "architecture": content}
+        return data
+
+    @field_validator("architecture_file")
+    @classmethod
+    def _architecture_file(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            json.loads(Path(value).read_text())
+        except OSError as exc:
+            raise _invalid(f"is {value!r}, which cannot be read beside the stack file: {exc.strerror}") from None
+        except ValueError as exc:
+            raise _invalid(f"is {value!r}, which is not a JSON config.json: {exc}") from None
+        return value
 
     @field_validator("gpus")
     @classmethod

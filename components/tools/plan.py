@@ -82,8 +82,9 @@ def render_capacity(plan: Plan, width: int = 60) -> list[str]:
     lines.append(
         f"  KV cache: {c.kv_cache_tokens:,} tokens ({c.kv_bytes_per_token_per_gpu / 1024:.0f} KiB per token per GPU); "
         f"{c.max_concurrency:.2f} requests of max_model_len {c.max_model_len:,} at once; "
-        + ("fits" if c.fits else "DOES NOT FIT")
+        + ("fit not judged" if c.unmodelled else "fits" if c.fits else "DOES NOT FIT")
     )
+    lines.append(f"  Model: {c.modelled}" + (f"; not modelled: {c.unmodelled}" if c.unmodelled else ""))
     return lines
 
 
