@@ -103,7 +103,9 @@ class Stub:
 
         self.server = ThreadingHTTPServer((HOST, 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name=f"stub-{self.name}", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, args=(0.05,), name=f"stub-{self.name}", daemon=True
+        )
         self.thread.start()
         return self
 

@@ -143,7 +143,16 @@ class Proxy:
             text = self.log.read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(text.splitlines()[-lines:]) if lines > 0 else ""
+
+    def exited(self) -> bool:
+        """Whether the proxy has exited, without reaping it: its pid, and so its group id, stay ours until stop()."""
+        if self.process.returncode is not None:
+            return True
+        try:
+            return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
 
     def _signal(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -151,18 +160,26 @@ class Proxy:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)  # its own session: the group id is its pid
 
+    def _wait(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while not self.exited():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM to the proxy and its process group, SIGKILL after grace seconds. Safe to call twice."""
-        if self.process.poll() is None:
-            self._signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
-                self.process.wait(timeout=grace)
-        # A child left in the group after the proxy exited.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
+        if self.process.returncode is None:
+            if not self.exited():
+                self._signal(signal.SIGTERM)
+                if not self._wait(grace):
+                    self._signal(signal.SIGKILL)
+                    self._wait(grace)
+            # Whatever is left in its group; the proxy is not reaped yet, so the group id is still its own.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+            self.process.wait(timeout=grace)
         self._log_file.close()
 
     def __enter__(self) -> Proxy:
@@ -209,7 +226,7 @@ def start_proxy(
     proxy = Proxy(url=f"http://{host}:{port}", process=process, log=log, _log_file=log_file)
     deadline = time.monotonic() + timeout
     while True:
-        if process.poll() is not None:
+        if proxy.exited():
             proxy.stop()
             raise ProxyFailed(f"litellm exited with {process.returncode} before it was ready:\n{proxy.log_tail()}")
         if _status(f"{proxy.url}/health/readiness", timeout=2) == 200:
