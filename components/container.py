@@ -62,19 +62,28 @@ def health_test(port: int, path: str = "/health") -> list[str]:
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """Everything a server component decides about its container."""
+    """Everything a service component decides about its container.
+
+    Every long-running service has a healthcheck on `health_path` of `internal_port` (the policy
+    pack requires one). The published port, the cache volume, networks and uploaded files are
+    each optional: the gateway has no cache, a server reached only over the gateway's network
+    would need no port.
+    """
 
     image: str
     container_name: str
     command: Sequence[str]
     internal_port: int
-    external_port: int
-    bind: str
-    cache_volume: str
-    cache_path: str
     startup_timeout: int
     pull_timeout: int
     health_interval: int
+    health_path: str = "/health"
+    external_port: int | None = None
+    bind: str = "127.0.0.1"
+    cache_volume: str | None = None
+    cache_path: str | None = None
+    networks: Sequence[pulumi.Input[str]] = ()
+    uploads: Mapping[str, str] = field(default_factory=dict)  # container path -> file content (no secrets)
     environment: Mapping[str, str] = field(default_factory=dict)
     secret_environment: Mapping[str, pulumi.Output[str] | None] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -104,7 +113,7 @@ def container_envs(
 
 @dataclass(frozen=True, kw_only=True)
 class ServerArgs:
-    """What every server component takes besides its own settings: where it runs and what it is given."""
+    """What every service component takes besides its own settings: where it runs and what it is given."""
 
     provider: docker.Provider
     address: str
@@ -113,13 +122,14 @@ class ServerArgs:
     hf_token: pulumi.Output[str] | None = None
     api_key: pulumi.Output[str] | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    networks: Sequence[pulumi.Input[str]] = ()
     depends_on: Sequence[pulumi.Resource] = ()
 
 
 @dataclass(frozen=True)
 class ServiceResources:
     image: docker.RemoteImage
-    volume: docker.Volume
+    volume: docker.Volume | None
     container: docker.Container
 
     def url(self, address: str, path: str = "") -> pulumi.Output[str]:
@@ -127,10 +137,27 @@ class ServiceResources:
         return self.container.ports.apply(lambda ports: f"http://{address}:{(ports or [])[0].external}{path}")
 
 
+class Service(pulumi.ComponentResource):
+    """A component that runs one service container: vLLM, Infinity, the gateway."""
+
+    base_url: pulumi.Output[str]
+    model: str
+    container_name: pulumi.Output[str]
+    container: docker.Container
+
+    def _serve(self, name: str, spec: ServiceSpec, args: ServerArgs, model: str, path: str = "") -> None:
+        res = service_resources(name, spec, self, args.provider)
+        self.container = res.container
+        self.model = model
+        self.base_url = res.url(args.address, path)
+        self.container_name = res.container.name
+        self.register_outputs({"base_url": self.base_url, "model": self.model, "container_name": self.container_name})
+
+
 def service_resources(
     name: str, spec: ServiceSpec, parent: pulumi.Resource, provider: docker.Provider
 ) -> ServiceResources:
-    """The image, cache volume and container of one server, children of `parent`, named from `name`."""
+    """The image, cache volume (if any) and container of one service, children of `parent`, named from `name`."""
     child = pulumi.ResourceOptions(parent=parent, provider=provider)
     labels = [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(spec.labels.items())]
     # Nothing is pulled before the host's preflight check has passed.
@@ -145,15 +172,19 @@ def service_resources(
             ),
         ),
     )
-    volume = docker.Volume(
-        f"{name}-cache",
-        name=spec.cache_volume,
-        labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(spec.labels.items()) if k in VOLUME_LABELS],
-        # A model cache is tens of GB of downloads: never deleted by a replacement, a destroy or a rename.
-        opts=pulumi.ResourceOptions.merge(
-            child, pulumi.ResourceOptions(protect=True, retain_on_delete=True, ignore_changes=["labels"])
-        ),
-    )
+    volume = None
+    if spec.cache_volume is not None and spec.cache_path is not None:
+        volume = docker.Volume(
+            f"{name}-cache",
+            name=spec.cache_volume,
+            labels=[
+                docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(spec.labels.items()) if k in VOLUME_LABELS
+            ],
+            # A model cache is tens of GB of downloads: never deleted by a replacement, a destroy or a rename.
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(protect=True, retain_on_delete=True, ignore_changes=["labels"])
+            ),
+        )
     container = docker.Container(
         f"{name}-container",
         name=spec.container_name,
@@ -165,10 +196,17 @@ def service_resources(
         shm_size=spec.shm_size_mb,
         ipc_mode="private",
         privileged=False,
-        ports=[docker.ContainerPortArgs(internal=spec.internal_port, external=spec.external_port, ip=spec.bind)],
-        volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.cache_path)],
+        ports=[docker.ContainerPortArgs(internal=spec.internal_port, external=spec.external_port, ip=spec.bind)]
+        if spec.external_port is not None
+        else None,
+        volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.cache_path)]
+        if volume is not None
+        else None,
+        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n) for n in spec.networks] or None,
+        uploads=[docker.ContainerUploadArgs(file=path, content=text) for path, text in sorted(spec.uploads.items())]
+        or None,
         healthcheck=docker.ContainerHealthcheckArgs(
-            tests=health_test(spec.internal_port),
+            tests=health_test(spec.internal_port, spec.health_path),
             interval=go_duration(spec.health_interval),
             timeout=go_duration(HEALTH_TIMEOUT_S),
             retries=HEALTH_RETRIES,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_docker as docker
 
-from components.container import ServerArgs, ServiceSpec, service_resources
+from components.container import ServerArgs, Service, ServiceSpec
 from components.settings import EmbeddingsSettings
 
 # Infinity's default port; its image's entrypoint is `infinity_emb` and it sets HF_HOME=/app/.cache/huggingface.
@@ -28,12 +27,7 @@ class EmbeddingsServerArgs(ServerArgs):
     settings: EmbeddingsSettings
 
 
-class EmbeddingsServer(pulumi.ComponentResource):
-    base_url: pulumi.Output[str]
-    model: str
-    container_name: pulumi.Output[str]
-    container: docker.Container
-
+class EmbeddingsServer(Service):
     def __init__(self, name: str, args: EmbeddingsServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rocm-inference:embeddings:EmbeddingsServer", name, None, opts)
         s = args.settings
@@ -49,14 +43,10 @@ class EmbeddingsServer(pulumi.ComponentResource):
             startup_timeout=s.startup_timeout,
             pull_timeout=args.pull_timeout,
             health_interval=s.health_interval,
+            networks=args.networks,
             environment={**s.environment, "DO_NOT_TRACK": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "false"},
             secret_environment={"HF_TOKEN": args.hf_token, "INFINITY_API_KEY": args.api_key},
             labels=dict(args.labels),
             depends_on=args.depends_on,
         )
-        res = service_resources(name, spec, self, args.provider)
-        self.container = res.container
-        self.model = s.model
-        self.base_url = res.url(args.address)
-        self.container_name = res.container.name
-        self.register_outputs({"base_url": self.base_url, "model": self.model, "container_name": self.container_name})
+        self._serve(name, spec, args, s.model)

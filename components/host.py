@@ -82,6 +82,12 @@ class RocmHost(pulumi.ComponentResource):
             opts=opts,
         )
 
+    def network(self, name: str, network_name: str) -> docker.Network:
+        """A user-defined bridge network on this host: containers on it reach each other by name."""
+        return docker.Network(
+            name, name=network_name, driver="bridge", opts=pulumi.ResourceOptions(parent=self, provider=self.provider)
+        )
+
     def gpu_devices(self, name: str, indices: Sequence[int]) -> GpuDevices:
         """The device mapping for these host GPUs (validated to be in the inventory), parented to this host."""
         return GpuDevices(

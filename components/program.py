@@ -1,4 +1,10 @@
-"""The whole deployment of one stack: settings in, components out. Shared by `pulumi up` and the plan."""
+"""The whole deployment of one stack: settings in, components out. Shared by `pulumi up` and the plan.
+
+A stack is a fleet: each host gets its RocmHost (its own Docker provider and preflight), each server
+its VllmServer under that host's provider, and the embeddings server and the gateway run on the
+hosts they name. The single-host form is the same fleet with one host named `host` and one server
+named `vllm`, so its resources keep their names.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_random as random
 
 from components.embeddings import EmbeddingsServer, EmbeddingsServerArgs
+from components.gateway import Gateway, GatewayArgs
 from components.host import PreflightArgs, RocmHost, RocmHostArgs
 from components.planning.catalog import load_catalog
+from components.planning.gateway import backend_key_env, litellm_config
 from components.planning.preflight import preflight_spec, script_text
 from components.planning.rules import check_stack
 from components.settings import Check, LoadedStack, Problem, StackConfigError, StackSettings
@@ -18,6 +27,15 @@ from components.vllm import VllmServer, VllmServerArgs
 
 # Everything a stack must pass beyond its own structure, for `pulumi up` and the plan alike.
 CHECKS = (check_stack,)
+BACKEND_KEY_LENGTH = 40
+
+
+def _backend_key(name: str, given: pulumi.Output[str] | None, generate: bool) -> pulumi.Output[str] | None:
+    """A server's own key: the stack's, else (behind a gateway, so no server is ever open) a generated one."""
+    if given is not None or not generate:
+        return given
+    key = random.RandomPassword(f"{name}-api-key", length=BACKEND_KEY_LENGTH, special=False)
+    return pulumi.Output.secret(key.result)
 
 
 def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> dict[str, pulumi.Input[Any]]:
@@ -26,53 +44,131 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
     for warning in loaded.warnings:
         pulumi.log.warn(warning)
     labels = {"rocm-inference.project": project, "rocm-inference.stack": stack}
-    preflight = None
-    if s.host.preflight:
-        spec = preflight_spec(s, load_catalog(), project, stack)
-        script = script_text()
-        preflight = PreflightArgs(spec.command(), script, spec.triggers(script), secrets.ssh_private_key)
-    host = RocmHost("host", RocmHostArgs(settings=s.host, preflight=preflight))
-    # Where the servers run and what they are given; nothing is pulled before the preflight passed.
-    common: dict[str, Any] = {
-        "provider": host.provider,
-        "address": s.host.address,
-        "bind": s.host.bind,
-        "pull_timeout": s.host.pull_timeout,
-        "hf_token": secrets.hf_token,
-        "labels": labels,
-        "depends_on": [host.preflight] if host.preflight else [],
-    }
-    vllm = VllmServer(
-        "vllm",
-        VllmServerArgs(
-            settings=s.vllm,
-            devices=host.gpu_devices("vllm-gpus", s.vllm.gpus),
-            api_key=secrets.vllm_api_key,
-            **common,
-        ),
-    )
-    outputs: dict[str, pulumi.Input[Any]] = {
-        "openai_base_url": vllm.base_url,
-        "served_model": vllm.model,
-        "max_model_len": s.vllm.max_model_len,
-        "vllm_container": vllm.container_name,
-    }
-    # The keys stay secrets in the outputs too; `components.tools.verify` reads them to test they are enforced.
-    if secrets.vllm_api_key is not None:
-        outputs["vllm_api_key"] = secrets.vllm_api_key
-    if s.embeddings is not None:
-        embeddings = EmbeddingsServer(
-            "embeddings",
-            EmbeddingsServerArgs(settings=s.embeddings, api_key=secrets.embeddings_api_key, **common),
+    catalog = load_catalog()
+    script = script_text()
+    hosts: dict[str, RocmHost] = {}
+    for name, h in s.hosts.items():
+        preflight = None
+        if h.preflight:
+            spec = preflight_spec(s, name, catalog, project, stack)
+            preflight = PreflightArgs(spec.command(), script, spec.triggers(script), secrets.ssh_private_key)
+        hosts[name] = RocmHost(name, RocmHostArgs(settings=h, preflight=preflight))
+    gateway_host = s.gateway.host if s.gateway is not None else None
+    # The gateway reaches the servers of its own host by container name on a network of their own.
+    network = hosts[gateway_host].network(f"{gateway_host}-gateway-net", f"{project}-{stack}") if gateway_host else None
+
+    def where(host: str | None) -> dict[str, Any]:
+        h = hosts[host or ""]
+        return {
+            "provider": h.provider,
+            "address": h.settings.address,
+            "bind": h.settings.bind,
+            "pull_timeout": h.settings.pull_timeout,
+            "hf_token": secrets.hf_token,
+            "labels": labels,
+            "networks": [network.name] if network is not None and host == gateway_host else [],
+            # Nothing is pulled or started on a host before its preflight passed.
+            "depends_on": [h.preflight] if h.preflight else [],
+        }
+
+    behind_gateway = s.gateway is not None
+    keys: dict[str, pulumi.Output[str]] = {}
+    servers: dict[str, VllmServer] = {}
+    for name, srv in s.servers.items():
+        key = _backend_key(name, secrets.server_api_keys.get(name) or secrets.vllm_api_key, behind_gateway)
+        if key is not None:
+            keys[name] = key
+        servers[name] = VllmServer(
+            name,
+            VllmServerArgs(
+                settings=srv,
+                devices=hosts[srv.host or ""].gpu_devices(f"{name}-gpus", srv.gpus),
+                api_key=key,
+                **where(srv.host),
+            ),
         )
-        outputs |= {
+    embeddings = None
+    if s.embeddings is not None:
+        key = _backend_key("embeddings", secrets.embeddings_api_key, behind_gateway)
+        if key is not None:
+            keys["embeddings"] = key
+        embeddings = EmbeddingsServer(
+            "embeddings", EmbeddingsServerArgs(settings=s.embeddings, api_key=key, **where(s.embeddings.host))
+        )
+    gateway = None
+    if s.gateway is not None:
+        gateway = Gateway(
+            "gateway",
+            GatewayArgs(
+                settings=s.gateway,
+                config=litellm_config(s),
+                api_key=secrets.gateway_api_key,
+                backend_keys={backend_key_env(service): key for service, key in keys.items()},
+                **{
+                    **where(s.gateway.host),
+                    "hf_token": None,
+                    # It routes to servers that are up: created after them, so `pulumi up` ends with one endpoint
+                    # that answers (a component as a dependency stands for all its children).
+                    "depends_on": [
+                        *where(s.gateway.host)["depends_on"],
+                        *servers.values(),
+                        *([embeddings] if embeddings else []),
+                    ],
+                },
+            ),
+        )
+    return _outputs(s, servers, embeddings, gateway, keys, secrets)
+
+
+def _outputs(
+    s: StackSettings,
+    servers: dict[str, VllmServer],
+    embeddings: EmbeddingsServer | None,
+    gateway: Gateway | None,
+    keys: dict[str, pulumi.Output[str]],
+    secrets: Secrets,
+) -> dict[str, pulumi.Input[Any]]:
+    """The stack outputs. The single-host form keeps its flat outputs; every form lists each server.
+
+    The keys stay secrets in the outputs too; `components.verify` reads them to test they are enforced.
+    """
+    out: dict[str, pulumi.Input[Any]] = {
+        "servers": {
+            name: {
+                "host": s.servers[name].host,
+                "base_url": v.base_url,
+                "model": v.model,
+                "max_model_len": s.servers[name].max_model_len,
+                "container": v.container_name,
+                **({"api_key": keys[name]} if name in keys else {}),
+            }
+            for name, v in servers.items()
+        }
+    }
+    if s.single:
+        v = servers["vllm"]
+        out |= {
+            "openai_base_url": v.base_url,
+            "served_model": v.model,
+            "max_model_len": s.servers["vllm"].max_model_len,
+            "vllm_container": v.container_name,
+        }
+        if "vllm" in keys:
+            out["vllm_api_key"] = keys["vllm"]
+    if embeddings is not None:
+        out |= {
             "embeddings_base_url": embeddings.base_url,
             "embeddings_model": embeddings.model,
             "embeddings_container": embeddings.container_name,
         }
-        if secrets.embeddings_api_key is not None:
-            outputs["embeddings_api_key"] = secrets.embeddings_api_key
-    return outputs
+        if "embeddings" in keys:
+            out["embeddings_api_key"] = keys["embeddings"]
+    if gateway is not None:
+        # One OpenAI base URL and one key for chat and embeddings, routed by model name.
+        out |= {"openai_base_url": gateway.base_url, "gateway_container": gateway.container_name}
+        if secrets.gateway_api_key is not None:
+            out["gateway_api_key"] = secrets.gateway_api_key
+    return out
 
 
 def ssh_auth_check(agent: bool) -> Check:
@@ -81,15 +177,17 @@ def ssh_auth_check(agent: bool) -> Check:
     (pulumi-command v1.2.1 provider/pkg/provider/remote/connection.go L106-145)."""
 
     def check(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
-        if agent or s.has_secret("ssh_private_key") or not (s.host.is_remote and s.host.preflight):
+        if agent or s.has_secret("ssh_private_key"):
             return [], []
         return [
             Problem(
-                "host.docker",
-                f"is {s.host.docker!r}: the preflight logs in with pulumi-command's own SSH client, which needs "
+                f"hosts.{name}.docker",
+                f"is {h.docker!r}: the preflight logs in with pulumi-command's own SSH client, which needs "
                 "rocm-inference:ssh_private_key (pulumi config set --secret rocm-inference:ssh_private_key < KEYFILE) "
                 "or a running SSH agent (SSH_AUTH_SOCK), and neither is there",
             )
+            for name, h in s.hosts.items()
+            if h.is_remote and h.preflight
         ], []
 
     return check

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_docker as docker
 
-from components.container import ServerArgs, ServiceSpec, service_resources
+from components.container import ServerArgs, Service, ServiceSpec
 from components.gpus import GpuDevices
-from components.settings import VllmSettings
+from components.settings import ServerSettings
 
 # vLLM's OpenAI server listens on 8000 by default; the image's python serves the healthcheck.
 VLLM_PORT = 8000
@@ -17,7 +16,7 @@ VLLM_PORT = 8000
 VLLM_CACHE_PATH = "/root/.cache/huggingface"
 
 
-def vllm_command(s: VllmSettings) -> list[str]:
+def vllm_command(s: ServerSettings) -> list[str]:
     """The full command line (the gfx906 image has no entrypoint that takes arguments)."""
     cmd = [
         "python",
@@ -45,22 +44,17 @@ def vllm_command(s: VllmSettings) -> list[str]:
 
 @dataclass(frozen=True, kw_only=True)
 class VllmServerArgs(ServerArgs):
-    settings: VllmSettings
+    settings: ServerSettings
     devices: GpuDevices
 
 
-class VllmServer(pulumi.ComponentResource):
-    base_url: pulumi.Output[str]
-    model: str
-    container_name: pulumi.Output[str]
-    container: docker.Container
-
+class VllmServer(Service):
     def __init__(self, name: str, args: VllmServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rocm-inference:vllm:VllmServer", name, None, opts)
         s = args.settings
         spec = ServiceSpec(
             image=s.image,
-            container_name=s.container_name,
+            container_name=s.container_name or name,
             command=vllm_command(s),
             internal_port=VLLM_PORT,
             external_port=s.port,
@@ -70,6 +64,7 @@ class VllmServer(pulumi.ComponentResource):
             startup_timeout=s.startup_timeout,
             pull_timeout=args.pull_timeout,
             health_interval=s.health_interval,
+            networks=args.networks,
             environment={**s.environment, **args.devices.environment, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"},
             # vLLM reads VLLM_API_KEY itself: on the command line the key would show in logs and `docker inspect`.
             secret_environment={"HF_TOKEN": args.hf_token, "VLLM_API_KEY": args.api_key},
@@ -80,10 +75,4 @@ class VllmServer(pulumi.ComponentResource):
             stop_grace_seconds=60,
             depends_on=args.depends_on,
         )
-        res = service_resources(name, spec, self, args.provider)
-        self.container = res.container
-        self.model = s.name_served
-        # Known only once the container is up and healthy (wait=True): the URL of a serving endpoint.
-        self.base_url = res.container.ports.apply(lambda ports: f"http://{args.address}:{(ports or [])[0].external}/v1")
-        self.container_name = res.container.name
-        self.register_outputs({"base_url": self.base_url, "model": self.model, "container_name": self.container_name})
+        self._serve(name, spec, args, s.name_served, "/v1")

@@ -6,8 +6,9 @@ import copy
 import re
 from typing import Any
 
+from components.planning.rules import ServerContext, server_contexts
 from components.program import CHECKS
-from components.settings import LoadedStack, StackConfigError, validate
+from components.settings import LoadedStack, StackConfigError, StackSettings, validate
 from tests.conftest import stack_file
 
 
@@ -40,3 +41,8 @@ def errors(values: dict[str, Any], secrets: tuple[str, ...] = ()) -> list[str]:
     except StackConfigError as exc:
         return exc.lines
     return []
+
+
+def vllm_context(s: StackSettings) -> ServerContext:
+    """The single-host form's one server, with its host, as the rules see it."""
+    return server_contexts(s)["vllm"]

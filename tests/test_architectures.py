@@ -11,7 +11,7 @@ from components.planning.catalog import Architecture, load_catalog
 from components.planning.memory import PROFILES, MemoryInputs, kv_layout, plan, weights_bytes_per_rank
 from components.planning.rules import assess
 from tests.conftest import DATA
-from tests.stacks import errors, load, values_of
+from tests.stacks import errors, load, values_of, vllm_context
 
 CONFIGS = DATA / "configs"
 # Quantization blocks for the tests' quantized variants: the recorded configs are the base releases
@@ -39,7 +39,7 @@ def test_every_recorded_config_json_is_read_as_it_is(name: str) -> None:
 
 def test_qwen3_30b_a3b_gptq_on_two_mi60_at_32k_plans_and_fits() -> None:
     loaded = load(stack("Qwen/Qwen3-30B-A3B-GPTQ-Int4", config("Qwen--Qwen3-30B-A3B", quantization_config=GPTQ4)))
-    a = assess(loaded.settings, load_catalog())
+    a = assess(vllm_context(loaded.settings), load_catalog())
     assert a.problems == [] and a.capacity is not None and a.capacity.fits
     c = a.capacity
     assert c.architecture_class == "moe" and "128 experts of 768 split by TP in 48 layers" in c.modelled
@@ -106,7 +106,7 @@ def test_gemma3_sliding_window_kv_is_counted_as_vllm_counts_it() -> None:
 def test_gemma3_27b_awq_on_two_mi60_at_32k_plans_with_a_float16_warning() -> None:
     arch = config("google--gemma-3-27b-it", quantization_config=AWQ4)
     loaded = load(stack("google/gemma-3-27b-it-AWQ", arch, max_model_len=32768))
-    a = assess(loaded.settings, load_catalog())
+    a = assess(vllm_context(loaded.settings), load_catalog())
     assert a.problems == [] and a.capacity is not None and a.capacity.fits
     assert "52 sliding-window layers (window 1024) and 10 full: 7 KV cache groups" in a.capacity.modelled
     assert any("runs in float16" in w.message and "inf/NaN" in w.message for w in a.warnings)
@@ -115,7 +115,7 @@ def test_gemma3_27b_awq_on_two_mi60_at_32k_plans_with_a_float16_warning() -> Non
 
 def test_vision_language_model_plans_with_its_encoder() -> None:
     loaded = load(stack("Qwen/Qwen2.5-VL-7B-Instruct", config("Qwen--Qwen2.5-VL-7B-Instruct"), max_model_len=32768))
-    c = assess(loaded.settings, load_catalog()).capacity
+    c = assess(vllm_context(loaded.settings), load_catalog()).capacity
     assert c is not None and c.fits
     assert "vision encoder (32 layers, hidden 1280)" in c.modelled
     # ~675M parameters in fp16; the 32 blocks split by TP 2, patch embedding and merger replicated
@@ -126,14 +126,14 @@ def test_vision_language_model_plans_with_its_encoder() -> None:
 def test_unmodelled_architecture_warns_and_skips_the_verdict() -> None:
     arch = config("Qwen--Qwen3-30B-A3B", quantization_config={"quant_method": "mxfp4"})
     loaded = load(stack("x/mxfp4-moe", arch))
-    a = assess(loaded.settings, load_catalog())
+    a = assess(vllm_context(loaded.settings), load_catalog())
     assert a.problems == [] and a.capacity is not None and a.capacity.unmodelled == "mxfp4 quantization"
     assert any("the fit verdict is skipped" in w.message for w in a.warnings)
 
 
 def test_shipped_plans_keep_their_figures() -> None:
-    big = assess(load(values_of("big-chat")).settings, load_catalog()).capacity
-    small = assess(load(values_of("small-chat")).settings, load_catalog()).capacity
+    big = assess(vllm_context(load(values_of("big-chat")).settings), load_catalog()).capacity
+    small = assess(vllm_context(load(values_of("small-chat")).settings), load_catalog()).capacity
     assert big is not None and small is not None
     assert (big.kv_cache_tokens, small.kv_cache_tokens) == (58176, 91584)
 
@@ -149,7 +149,7 @@ def test_architecture_file_beside_the_stack(tmp_path: Any, monkeypatch: pytest.M
     (tmp_path / "qwen3-14b.json").write_text((CONFIGS / "Qwen--Qwen3-14B.json").read_text())
     values = values_of("big-chat")
     values["vllm"] = {**values["vllm"], "model": "Qwen/Qwen3-14B", "architecture_file": "qwen3-14b.json"}
-    arch = load(values).settings.vllm.architecture
+    arch = load(values).settings.servers["vllm"].architecture
     assert arch is not None and arch.num_hidden_layers == 40
     values["vllm"]["architecture_file"] = "nope.json"
     [line] = errors(values)

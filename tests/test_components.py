@@ -46,7 +46,7 @@ def env_dict(envs: list[Any]) -> dict[str, str]:
 @pulumi.runtime.test
 def test_host_provider_and_gpu_devices_for_one_gpu(mocks: PlanMocks) -> pulumi.Output[Any]:
     loaded, _ = load("small-chat")
-    host = RocmHost("box", RocmHostArgs(settings=loaded.settings.host))
+    host = RocmHost("box", RocmHostArgs(settings=loaded.settings.hosts["host"]))
     gpus = host.gpu_devices("box-gpu1", [1])
     assert gpus.device_paths == ("/dev/kfd", "/dev/dri/card2", "/dev/dri/renderD129")
     assert gpus.environment == {"HIP_VISIBLE_DEVICES": "0"}
@@ -66,8 +66,8 @@ def test_host_provider_and_gpu_devices_for_one_gpu(mocks: PlanMocks) -> pulumi.O
 @pulumi.runtime.test
 def test_two_hosts_in_one_stack_do_not_collide(mocks: PlanMocks) -> pulumi.Output[Any]:
     loaded, _ = load("big-chat")
-    a = RocmHost("box-a", RocmHostArgs(settings=loaded.settings.host))
-    b = RocmHost("box-b", RocmHostArgs(settings=loaded.settings.host))
+    a = RocmHost("box-a", RocmHostArgs(settings=loaded.settings.hosts["host"]))
+    b = RocmHost("box-b", RocmHostArgs(settings=loaded.settings.hosts["host"]))
     ga, gb = a.gpu_devices("box-a-gpus", [0, 1]), b.gpu_devices("box-b-gpus", [0])
     return pulumi.Output.all(a.provider.urn, b.provider.urn, ga.urn, gb.urn).apply(
         lambda urns: _assert_distinct(urns, mocks)
@@ -84,16 +84,16 @@ def _assert_distinct(urns: list[str], mocks: PlanMocks) -> None:
 
 def _vllm(loaded: LoadedStack, secrets: Secrets, name: str = "vllm") -> VllmServer:
     s = loaded.settings
-    host = RocmHost(f"{name}-host", RocmHostArgs(settings=s.host))
+    host = RocmHost(f"{name}-host", RocmHostArgs(settings=s.hosts["host"]))
     return VllmServer(
         name,
         VllmServerArgs(
-            settings=s.vllm,
-            devices=host.gpu_devices(f"{name}-gpus", s.vllm.gpus),
+            settings=s.servers["vllm"],
+            devices=host.gpu_devices(f"{name}-gpus", s.servers["vllm"].gpus),
             provider=host.provider,
-            address=s.host.address,
-            bind=s.host.bind,
-            pull_timeout=s.host.pull_timeout,
+            address=s.hosts["host"].address,
+            bind=s.hosts["host"].bind,
+            pull_timeout=s.hosts["host"].pull_timeout,
             hf_token=secrets.hf_token,
             api_key=secrets.vllm_api_key,
             labels={"rocm-inference.stack": "big-chat"},
@@ -229,16 +229,16 @@ def test_plain_text_walker_finds_unwrapped_secrets() -> None:
 def test_embeddings_container_carries_the_seed_settings(mocks: PlanMocks) -> pulumi.Output[Any]:
     loaded, secrets = load("big-chat", {"embeddings_api_key": EMB_KEY})
     s = loaded.settings
-    host = RocmHost("h", RocmHostArgs(settings=s.host))
+    host = RocmHost("h", RocmHostArgs(settings=s.hosts["host"]))
     assert s.embeddings is not None
     server = EmbeddingsServer(
         "emb",
         EmbeddingsServerArgs(
             settings=s.embeddings,
             provider=host.provider,
-            address=s.host.address,
-            bind=s.host.bind,
-            pull_timeout=s.host.pull_timeout,
+            address=s.hosts["host"].address,
+            bind=s.hosts["host"].bind,
+            pull_timeout=s.hosts["host"].pull_timeout,
             api_key=secrets.embeddings_api_key,
         ),
     )

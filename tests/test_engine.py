@@ -149,7 +149,7 @@ def test_stack_deploys_from_its_compose_export_and_verifies(engine: Engine, stac
         # What the servers were given, against the stack file itself (not the plan's own inputs, so a
         # wrong unit or mapping in a component cannot agree with itself).
         settings = load(read_stack_file(tmp_path / f"Pulumi.{stack}.yaml").values).settings
-        v, host = settings.vllm, settings.host
+        v, host = settings.servers["vllm"], settings.hosts["host"]
         vllm = report(v.port)
         assert vllm["argv"] == [
             "--model", v.model,

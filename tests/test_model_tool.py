@@ -46,10 +46,10 @@ def test_writes_a_working_architecture_block_for_each_recorded_model(
     values: dict[str, Any] = written.values
     values["vllm"]["model"] = model
     # The written block passes the stack's validation (structure; the fit depends on the stack's GPUs).
-    arch = validate(values, (), "Pulumi.t.yaml").settings.vllm.architecture
+    arch = validate(values, (), "Pulumi.t.yaml").settings.servers["vllm"].architecture
     assert arch is not None and arch.num_hidden_layers > 0
     if _fits_small(model):
-        assert load(values).settings.vllm.architecture == arch
+        assert load(values).settings.servers["vllm"].architecture == arch
     assert _without_written(stack.read_text()) == (ROOT / "Pulumi.small-chat.yaml").read_text().splitlines()
 
 

@@ -120,10 +120,11 @@ def test_json_format(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["big-chat", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["stack"] == "big-chat"
-    assert set(doc) >= {"stack", "resources", "warnings"}
+    assert set(doc) >= {"stack", "file", "resources", "outputs", "warnings", "capacity"}
     assert all(set(r) >= {"type", "name", "parent", "inputs"} for r in doc["resources"])
     assert doc["outputs"]["openai_base_url"] == "http://localhost:8000/v1"
-    capacity = doc["capacity"]
+    assert set(doc["capacity"]) == {"vllm"}, "one memory plan per server, keyed by server name"
+    capacity = doc["capacity"]["vllm"]
     assert set(capacity) >= {
         "gpu_memory_gib", "usable_gib", "weights_gib_per_gpu", "reserve_gib_per_gpu", "kv_cache_gib_per_gpu",
         "kv_bytes_per_token_per_gpu", "kv_cache_tokens", "max_concurrency", "fits",

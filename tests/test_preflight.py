@@ -55,7 +55,7 @@ def big_chat_env(**changes: Any) -> dict[str, str]:
     values = values_of("big-chat")
     for key, value in changes.items():
         values = set_key(values, key, value)
-    spec = preflight_spec(load(values).settings, load_catalog(), "rocm-inference", "big-chat")
+    spec = preflight_spec(load(values).settings, "host", load_catalog(), "rocm-inference", "big-chat")
     return spec.environment()
 
 
@@ -172,7 +172,9 @@ def test_spec_for_big_chat() -> None:
         vllm_volume.startswith("vllm-hf-cache:") and 36 <= int(vllm_volume.split(":")[1]) <= 42
     )  # the 70B AWQ download
     assert embeddings_volume == "infinity-embeddings-cache:3"
-    small = preflight_spec(load(values_of("small-chat")).settings, load_catalog(), "rocm-inference", "small-chat")
+    small = preflight_spec(
+        load(values_of("small-chat")).settings, "host", load_catalog(), "rocm-inference", "small-chat"
+    )
     assert small.environment()["PREFLIGHT_GPUS"] == "1:2:129"
 
 

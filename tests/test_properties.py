@@ -58,7 +58,7 @@ def valid_stacks(draw: st.DrawFn) -> dict[str, Any]:
 @given(valid_stacks())
 def test_every_valid_generated_stack_loads(values: dict[str, Any]) -> None:
     loaded = load(values)
-    assert loaded.settings.vllm.tensor_parallel_size == len(loaded.settings.vllm.gpus)
+    assert loaded.settings.servers["vllm"].tensor_parallel_size == len(loaded.settings.servers["vllm"].gpus)
 
 
 # One field at a time into a value it must refuse.

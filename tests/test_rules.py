@@ -8,7 +8,7 @@ import pytest
 
 from components.planning.catalog import load_catalog
 from components.planning.rules import assess
-from tests.stacks import errors, load, set_key, values_of
+from tests.stacks import errors, load, set_key, values_of, vllm_context
 
 QWEN72_UNPADDED = {
     "num_hidden_layers": 80,
@@ -32,7 +32,7 @@ def big(**changes: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("stack", ["big-chat", "small-chat"])
 def test_shipped_stacks_are_valid_and_fit(stack: str) -> None:
     loaded = load(values_of(stack))
-    capacity = assess(loaded.settings, load_catalog()).capacity
+    capacity = assess(vllm_context(loaded.settings), load_catalog()).capacity
     assert capacity is not None and capacity.fits
     assert capacity.max_concurrency >= 1
     assert loaded.warnings == ()
@@ -44,13 +44,13 @@ INVALID: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "unknown top-level key",
         {**values_of("big-chat"), "vlm": {}},
         (),
-        "vlm is not a known key (did you mean 'vllm'?); allowed: embeddings, embeddings_api_key, hf_token, host, ssh_private_key, vllm, vllm_api_key",
+        "vlm is not a known key (did you mean 'vllm'?); allowed: embeddings, embeddings_api_key, gateway, gateway_api_key, hf_token, host, hosts, servers, ssh_private_key, vllm, vllm_api_key",
     ),
     (
         "unknown nested key",
         big(vllm__max_model_lenn=3),
         (),
-        "vllm.max_model_lenn is not a known key (did you mean 'max_model_len'?); allowed: architecture, architecture_file, cache_volume, container_name, dtype, environment, gpu_memory_utilization, gpus, health_interval, image, max_model_len, max_num_batched_tokens, max_num_seqs, model, port, served_model_name, shm_size, startup_timeout, tensor_parallel_size",
+        "vllm.max_model_lenn is not a known key (did you mean 'max_model_len'?); allowed: architecture, architecture_file, cache_volume, container_name, dtype, environment, gpu_memory_utilization, gpus, health_interval, host, image, max_model_len, max_num_batched_tokens, max_num_seqs, model, port, served_model_name, shm_size, startup_timeout, tensor_parallel_size",
     ),
     ("wrong type", big(vllm__max_model_len="32k"), (), "vllm.max_model_len must be an integer, got '32k'"),
     (
@@ -86,7 +86,7 @@ INVALID: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "host port twice",
         big(embeddings__port=8000),
         (),
-        "embeddings.port is host port 8000, which another service of this stack already publishes",
+        "embeddings.port is host port 8000, which rocm-inference:vllm already uses",
     ),
     (
         "render node twice in the host",
@@ -135,8 +135,8 @@ def test_bind_beyond_loopback_needs_the_api_keys() -> None:
     assert "rocm-inference:embeddings_api_key" in line
     [line] = errors(wide, ("vllm_api_key",))
     assert "vllm_api_key" not in line and "embeddings_api_key" in line
-    assert load(wide, ("vllm_api_key", "embeddings_api_key")).settings.host.bind == "0.0.0.0"
-    assert load(big(host__bind="127.0.0.2")).settings.host.bind_is_loopback
+    assert load(wide, ("vllm_api_key", "embeddings_api_key")).settings.hosts["host"].bind == "0.0.0.0"
+    assert load(big(host__bind="127.0.0.2")).settings.hosts["host"].bind_is_loopback
 
 
 def test_all_errors_of_a_file_at_once() -> None:
@@ -181,7 +181,7 @@ def test_bf16_on_gfx906_is_refused() -> None:
         "Pulumi.test.yaml: rocm-inference:vllm.dtype is 'bfloat16', which AMD Instinct MI60 (gfx906) does not run: "
         "allowed float16 or auto"
     ]
-    assert load(big(vllm__dtype="float16")).settings.vllm.dtype == "float16"
+    assert load(big(vllm__dtype="float16")).settings.servers["vllm"].dtype == "float16"
 
 
 def test_tp3_on_a_64_head_model_is_refused() -> None:
@@ -199,7 +199,7 @@ def test_awq_tensor_parallel_that_breaks_the_group_size_is_refused() -> None:
         "shape' (intermediate_size must be divisible by group_size x TP = 256), got 2"
     ]
     padded = {**QWEN72_UNPADDED, "intermediate_size": 29696}  # what Qwen's own AWQ release pads to
-    assert load(set_key(values, "vllm.architecture", padded)).settings.vllm.architecture is not None
+    assert load(set_key(values, "vllm.architecture", padded)).settings.servers["vllm"].architecture is not None
 
 
 def test_unknown_model_needs_its_architecture() -> None:
@@ -212,7 +212,7 @@ def test_unknown_model_needs_its_architecture() -> None:
 def test_inline_architecture_takes_config_json_as_it_is_and_names_a_missing_key() -> None:
     # Unknown keys inside architecture are ignored (config.json has dozens the planner never reads)...
     arch = {**QWEN72_UNPADDED, "intermediate_size": 29696, "rope_theta": 1e6, "num_experts_per_tok": 8}
-    assert load(big(vllm__model="x/y", vllm__architecture=arch)).settings.vllm.architecture is not None
+    assert load(big(vllm__model="x/y", vllm__architecture=arch)).settings.servers["vllm"].architecture is not None
     # ...but a key the planner needs is named when it is missing.
     del arch["num_hidden_layers"]
     [line] = errors(big(vllm__model="x/y", vllm__architecture=arch))
@@ -241,7 +241,7 @@ def test_kv_cache_too_small_says_what_fits_and_the_utilization_needed() -> None:
 
 
 def test_gpu_memory_override_changes_the_verdict() -> None:
-    assert load(big()).settings.host.gpu_memory_gib is None
+    assert load(big()).settings.hosts["host"].gpu_memory_gib is None
     [line] = errors(big(host__gpu_memory_gib=24))
     assert "rocm-inference:vllm.max_model_len" in line
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from components.planning.catalog import Catalog
 from components.planning.memory import DTYPE_BYTES, GiB, weights_bytes_per_rank
-from components.planning.rules import architecture_of, effective_dtype
+from components.planning.rules import architecture_of, effective_dtype, server_contexts
 from components.settings import GpuNode, Groups, StackSettings
 
 SCRIPT = Path(__file__).with_name("preflight.sh")
@@ -44,9 +44,9 @@ class PreflightSpec:
     def environment(self) -> dict[str, str]:
         return {
             "PREFLIGHT_GPUS": " ".join(f"{g.index}:{g.card}:{g.render}" for g in self.gpus),
-            "PREFLIGHT_GFX": str(gfx_version(self.gfx)),
+            "PREFLIGHT_GFX": str(gfx_version(self.gfx)) if self.gfx else "",
             "PREFLIGHT_GFX_NAME": self.gfx,
-            "PREFLIGHT_VRAM_BYTES": str(self.min_vram_bytes),
+            "PREFLIGHT_VRAM_BYTES": str(self.min_vram_bytes) if self.min_vram_bytes else "",
             "PREFLIGHT_VIDEO_GID": str(self.groups.video),
             "PREFLIGHT_RENDER_GID": str(self.groups.render),
             "PREFLIGHT_PROJECT": self.project,
@@ -68,20 +68,27 @@ def script_text() -> str:
     return SCRIPT.read_text()
 
 
-def preflight_spec(s: StackSettings, catalog: Catalog, project: str, stack: str) -> PreflightSpec:
-    gpu = catalog.gpus[s.host.gpu]
-    memory = s.host.gpu_memory_gib or gpu.memory_gib
-    arch, _ = architecture_of(s, catalog)
-    assert arch is not None, "the rules refuse a stack without an architecture before this runs"
-    checkpoint = weights_bytes_per_rank(arch, 1, DTYPE_BYTES[effective_dtype(s.vllm.dtype, arch, gpu)])
-    volumes = [(s.vllm.volume_name, math.ceil(checkpoint * 1.05 / GiB))]
-    if s.embeddings:
+def preflight_spec(s: StackSettings, host_name: str, catalog: Catalog, project: str, stack: str) -> PreflightSpec:
+    """What one host is checked for: the GPUs its servers own, and the caches its services download into."""
+    host = s.hosts[host_name]
+    gpu = catalog.gpus.get(host.gpu)
+    contexts = {n: c for n, c in server_contexts(s).items() if s.servers[n].host == host_name}
+    nodes: list[GpuNode] = []
+    volumes: list[tuple[str, int]] = []
+    for ctx in contexts.values():
+        nodes += host.nodes(ctx.vllm.gpus)
+        arch, _ = architecture_of(ctx, catalog)
+        assert arch is not None and gpu is not None, "the rules refuse a server without a known GPU and model first"
+        checkpoint = weights_bytes_per_rank(arch, 1, DTYPE_BYTES[effective_dtype(ctx.vllm.dtype, arch, gpu)])
+        volumes.append((ctx.vllm.volume_name, math.ceil(checkpoint * 1.05 / GiB)))
+    if s.embeddings and s.embeddings.host == host_name:
         volumes.append((s.embeddings.volume_name, EMBEDDINGS_MODEL_GIB))
+    memory = host.gpu_memory_gib or (gpu.memory_gib if gpu else 0)
     return PreflightSpec(
-        gpus=s.host.nodes(s.vllm.gpus),
-        gfx=gpu.gfx,
-        min_vram_bytes=int(memory * GiB) - (1 << 20),  # what the catalog says, less rounding
-        groups=s.host.groups,
+        gpus=tuple(nodes),
+        gfx=gpu.gfx if gpu else "",
+        min_vram_bytes=int(memory * GiB) - (1 << 20) if memory else 0,  # what the catalog says, less rounding
+        groups=host.groups,
         project=project,
         stack=stack,
         volumes=tuple(volumes),

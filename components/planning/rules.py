@@ -12,7 +12,24 @@ from dataclasses import dataclass, field
 
 from components.planning.catalog import Architecture, Catalog, Gpu, Image, load_catalog
 from components.planning.memory import DEFAULT_PROFILE, PROFILES, Capacity, MemoryInputs, default_batch, plan
-from components.settings import Problem, StackSettings, suggestion
+from components.settings import HostSettings, Problem, ServerSettings, StackSettings, suggestion
+
+
+@dataclass(frozen=True)
+class ServerContext:
+    """One vLLM server and the host it runs on. The rules key their problems `vllm.<field>` and
+    `host.<field>`; `server_key` and `host_key` are where those stand in the stack file."""
+
+    host: HostSettings
+    vllm: ServerSettings
+    server_key: str = "vllm"
+    host_key: str = "host"
+
+    def full_key(self, relative: str) -> str:
+        """`vllm.max_model_len` -> `servers.chat-a.max_model_len` (as the stack file writes it)."""
+        head, _, rest = relative.partition(".")
+        prefix = {"vllm": self.server_key, "host": self.host_key}.get(head)
+        return f"{prefix}.{rest}" if prefix else relative
 
 
 @dataclass(frozen=True)
@@ -29,10 +46,10 @@ def effective_dtype(requested: str, arch: Architecture, gpu: Gpu) -> str:
     return arch.torch_dtype if arch.torch_dtype in gpu.dtypes else "float16"
 
 
-def architecture_of(s: StackSettings, catalog: Catalog) -> tuple[Architecture | None, str]:
+def architecture_of(s: ServerContext, catalog: Catalog) -> tuple[Architecture | None, str]:
     """The model's architecture (inline, else from the catalog) and where it came from."""
     if s.vllm.architecture is not None:
-        return s.vllm.architecture, "rocm-inference:vllm.architecture"
+        return s.vllm.architecture, f"rocm-inference:{s.server_key}.architecture"
     return catalog.models.get(s.vllm.model), "the model catalog"
 
 
@@ -126,7 +143,7 @@ def _unmodelled(arch: Architecture) -> str:
     return ", ".join(reasons)
 
 
-def assess(s: StackSettings, catalog: Catalog) -> Assessment:
+def assess(s: ServerContext, catalog: Catalog) -> Assessment:
     """The model rules and the memory plan of a stack whose structure is already valid."""
     problems: list[Problem] = []
     warnings: list[Problem] = []
@@ -158,7 +175,7 @@ def assess(s: StackSettings, catalog: Catalog) -> Assessment:
         problems.append(
             Problem(
                 "vllm.image",
-                f"is built for {', '.join(image.gfx)}, but rocm-inference:host.gpu {s.host.gpu!r} is {gpu.gfx}",
+                f"is built for {', '.join(image.gfx)}, but rocm-inference:{s.host_key}.gpu {s.host.gpu!r} is {gpu.gfx}",
             )
         )
     if s.vllm.dtype != "auto" and s.vllm.dtype not in gpu.dtypes:
@@ -208,7 +225,7 @@ def assess(s: StackSettings, catalog: Catalog) -> Assessment:
 
 
 def _quantization_rules(
-    arch: Architecture, image: Image | None, s: StackSettings, warnings: list[Problem]
+    arch: Architecture, image: Image | None, s: ServerContext, warnings: list[Problem]
 ) -> list[Problem]:
     q = arch.quantization_config
     if image is None:
@@ -246,7 +263,7 @@ def _quantization_rules(
     return []
 
 
-def plan_capacity(s: StackSettings, gpu: Gpu, arch: Architecture, image: Image | None) -> Capacity:
+def plan_capacity(s: ServerContext, gpu: Gpu, arch: Architecture, image: Image | None) -> Capacity:
     memory = s.host.gpu_memory_gib or gpu.memory_gib
     tokens, seqs = default_batch(memory)
     profile = PROFILES[image.engine if image else DEFAULT_PROFILE]
@@ -266,7 +283,7 @@ def plan_capacity(s: StackSettings, gpu: Gpu, arch: Architecture, image: Image |
     )
 
 
-def _no_fit(s: StackSettings, c: Capacity) -> Problem:
+def _no_fit(s: ServerContext, c: Capacity) -> Problem:
     per_request = s.vllm.max_model_len * c.kv_bytes_per_token_per_gpu / (1 << 30)
     if c.weights_gib_per_gpu + c.reserve_gib_per_gpu >= c.usable_gib:
         memory = (
@@ -295,7 +312,26 @@ def _no_fit(s: StackSettings, c: Capacity) -> Problem:
     )
 
 
+def server_contexts(s: StackSettings) -> dict[str, ServerContext]:
+    """Each server of a valid stack with its host, keyed as the stack file writes them."""
+    return {
+        name: ServerContext(s.hosts[srv.host or ""], srv, s.key(f"servers.{name}"), s.key(f"hosts.{srv.host}"))
+        for name, srv in s.servers.items()
+    }
+
+
+def assess_stack(s: StackSettings, catalog: Catalog) -> dict[str, Assessment]:
+    """Each server's rules and memory plan, by server name."""
+    return {name: assess(ctx, catalog) for name, ctx in server_contexts(s).items()}
+
+
 def check_stack(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
-    """The model and memory rules, for settings.validate: (errors, warnings)."""
-    a = assess(s, load_catalog())
-    return a.problems, a.warnings
+    """The model and memory rules of every server, for settings.validate: (errors, warnings), in fleet keys."""
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    for name, a in assess_stack(s, load_catalog()).items():
+        srv = s.servers[name]
+        ctx = ServerContext(s.hosts[srv.host or ""], srv, f"servers.{name}", f"hosts.{srv.host}")
+        errors += [Problem(ctx.full_key(p.key), p.message) for p in a.problems]
+        warnings += [Problem(ctx.full_key(p.key), p.message) for p in a.warnings]
+    return errors, warnings

@@ -16,15 +16,16 @@ from components.settings.models import (
     CONFIG_KEYS,
     SECRET_KEYS,
     EmbeddingsSettings,
+    GatewaySettings,
     GpuNode,
     Groups,
     HostSettings,
+    ServerSettings,
     StackSettings,
-    VllmSettings,
     size_bytes,
 )
 from components.settings.stackfile import StackFile, plain_secret_problems, read_stack_file, stack_name
-from components.settings.validate import Check, LoadedStack, image_is_unpinned, validate
+from components.settings.validate import Check, LoadedStack, validate
 
 __all__ = [
     "CONFIG_KEYS",
@@ -32,16 +33,16 @@ __all__ = [
     "SECRET_KEYS",
     "Check",
     "EmbeddingsSettings",
+    "GatewaySettings",
     "GpuNode",
     "Groups",
     "HostSettings",
     "LoadedStack",
     "Problem",
+    "ServerSettings",
     "StackConfigError",
     "StackFile",
     "StackSettings",
-    "VllmSettings",
-    "image_is_unpinned",
     "plain_secret_problems",
     "read_stack_file",
     "size_bytes",

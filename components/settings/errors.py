@@ -6,7 +6,7 @@ import difflib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_core import PydanticCustomError
@@ -51,12 +51,15 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     from components.settings.models import StackSettings
 
     model: Any = StackSettings
+    keyed = False  # the part after a mapping field is one of its keys (a host or server name)
     for part in loc[:-1]:
-        if isinstance(part, int):
+        if isinstance(part, int) or keyed:
+            keyed = False
             continue
         info = model.model_fields.get(part)
         if info is None:
             return None
+        keyed = get_origin(info.annotation) is dict
         model = _inner_model(info.annotation)
         if model is None:
             return None
@@ -122,7 +125,8 @@ def message(err: Mapping[str, Any]) -> str:
     if kind == "extra_forbidden":
         model = _model_at(tuple(err["loc"]))
         allowed = model.model_fields.keys() if model else ()
-        return unknown_key_message(str(err["loc"][-1]), [a for a in allowed if a != "secrets"])
+        internal = {"secrets", "single"}
+        return unknown_key_message(str(err["loc"][-1]), [a for a in allowed if a not in internal])
     for prefix, words in _TYPE_WORDS.items():
         if kind in (f"{prefix}_type", f"{prefix}_parsing", f"{prefix}_from_float"):
             return f"must be {words}, got {got}"
@@ -137,6 +141,8 @@ class Problem:
 
     key: str
     message: str
+    # False for a key outside this project's namespace (a misspelled `rocm-inferance:vllm`)
+    namespaced: bool = True
 
     def line(self, source: str) -> str:
-        return f"{source}: {NAMESPACE}:{self.key} {self.message}"
+        return f"{source}: {NAMESPACE + ':' if self.namespaced else ''}{self.key} {self.message}"

@@ -27,11 +27,8 @@ from pydantic import (
 )
 
 from components.planning.catalog import Architecture
+from components.planning.secrets import looks_like_secret_name, looks_like_secret_value
 from components.settings.errors import invalid as _invalid
-
-# Keys whose values must be set with `pulumi config set --secret`; they are read with
-# `get_secret` and stay Outputs end to end, so they are not part of the models below.
-SECRET_KEYS: tuple[str, ...] = ("hf_token", "vllm_api_key", "embeddings_api_key", "ssh_private_key")
 
 
 class _Model(BaseModel):
@@ -81,6 +78,11 @@ class Groups(_Model):
     render: NonNegative
 
 
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
 class HostSettings(_Model):
     docker: StrictStr
     ssh_opts: tuple[StrictStr, ...] = ()
@@ -109,6 +111,20 @@ class HostSettings(_Model):
         if value.startswith("unix:///") or re.match(r"^ssh://([^@/\s]+@)?[^@/\s:]+(:\d+)?$", value):
             return value
         raise _invalid(f"must be unix:///path/to/docker.sock or ssh://user@host[:port], got {value!r}")
+
+    @field_validator("address")
+    @classmethod
+    def _host_name_or_ip(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+            return value
+        except ValueError:
+            pass
+        if _HOST_NAME.match(value):
+            return value
+        raise _invalid(
+            f"must be a host name or an IP address, without scheme, port or path (the URLs add those), got {value!r}"
+        )
 
     @field_validator("bind")
     @classmethod
@@ -177,12 +193,18 @@ MANAGED_ENV = frozenset({"HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VI
 
 
 def _environment(value: Mapping[str, str]) -> Mapping[str, str]:
-    for key in value:
+    for key, text in value.items():
         if not EnvName.match(key):
             raise _invalid(f"has {key!r}, which is not an environment variable name")
-        if re.search(r"(TOKEN|KEY|SECRET|PASSWORD)", key, re.IGNORECASE):
+        if looks_like_secret_name(key):
             raise _invalid(
                 f"has {key!r}, which looks like a secret: set secrets with `pulumi config set --secret` (see README)"
+            )
+        if looks_like_secret_value(text):
+            raise _invalid(
+                f"has {key!r} with a value that looks like a secret (a token or a long random string), which would "
+                "show in clear in the plan, the compose export and `docker inspect`: set secrets with "
+                "`pulumi config set --secret` (see README)"
             )
         if key in MANAGED_ENV:
             raise _invalid(f"has {key!r}, which this project sets itself (from the GPUs and secrets of the stack)")
@@ -192,9 +214,17 @@ def _environment(value: Mapping[str, str]) -> Mapping[str, str]:
 Environment = Annotated[dict[StrictStr, StrictStr], Field(default_factory=dict), AfterValidator(_environment)]
 Utilization = Annotated[float, AfterValidator(_utilization)]
 ShmSize = Annotated[StrictStr, AfterValidator(_shm)]
+DockerName = Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")]
+# Host and server names become resource and container names: lower case, digits and dashes.
+Name = Annotated[StrictStr, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")]
+StartupTimeout = Annotated[StrictInt, Field(ge=60, le=7200)]
+HostRef = Annotated[StrictStr, Field(min_length=1)]
 
 
-class VllmSettings(_Model):
+class ServerSettings(_Model):
+    """One vLLM server: `rocm-inference:vllm` in the single-host form, `rocm-inference:servers.<name>` in a fleet."""
+
+    host: HostRef | None = None  # the only host when the stack has one
     image: Image
     model: Annotated[StrictStr, Field(min_length=1)]
     served_model_name: StrictStr | None = None
@@ -207,9 +237,9 @@ class VllmSettings(_Model):
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     shm_size: ShmSize = "16g"
     port: Port = 8000
-    container_name: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] = "vllm"
-    cache_volume: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] | None = None
-    startup_timeout: Annotated[StrictInt, Field(ge=60, le=7200)] = 1800
+    container_name: DockerName | None = None  # the server's name
+    cache_volume: DockerName | None = None
+    startup_timeout: StartupTimeout = 1800
     health_interval: HealthInterval = 15
     environment: Environment
     # The model's config.json, as it is, for a model that is not in the catalog (or to override it);
@@ -265,15 +295,16 @@ class VllmSettings(_Model):
 
 
 class EmbeddingsSettings(_Model):
+    host: HostRef | None = None
     image: Image
     model: Annotated[StrictStr, Field(min_length=1)]
     device: Literal["cpu"] = "cpu"
     engine: Literal["torch", "optimum"] = "torch"
     batch_size: Annotated[StrictInt, Field(ge=1, le=4096)] | None = None
     port: Port = 7997
-    container_name: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] = "infinity-embeddings"
-    cache_volume: Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] | None = None
-    startup_timeout: Annotated[StrictInt, Field(ge=60, le=7200)] = 1200
+    container_name: DockerName = "infinity-embeddings"
+    cache_volume: DockerName | None = None
+    startup_timeout: StartupTimeout = 1200
     health_interval: HealthInterval = 15
     environment: Environment
 
@@ -282,16 +313,100 @@ class EmbeddingsSettings(_Model):
         return self.cache_volume or f"{self.container_name}-cache"
 
 
-class StackSettings(_Model):
-    """Everything a stack deploys. `secrets` names the secret keys that are set (their values stay Outputs)."""
+class GatewaySettings(_Model):
+    """The LiteLLM proxy: one OpenAI endpoint and one key in front of every server of the stack."""
 
-    host: HostSettings
-    vllm: VllmSettings
+    host: HostRef | None = None
+    image: Image
+    port: Port = 4000
+    container_name: DockerName = "litellm-gateway"
+    startup_timeout: StartupTimeout = 300
+    health_interval: HealthInterval = 15
+    environment: Environment
+    # LiteLLM's router: how replicas of one model share requests and how a failed one is skipped.
+    routing_strategy: Literal["simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing"] = (
+        "simple-shuffle"
+    )
+    num_retries: Annotated[StrictInt, Field(ge=0, le=10)] = 2
+    allowed_fails: Annotated[StrictInt, Field(ge=0, le=100)] = 0
+    cooldown_time: Annotated[StrictInt, Field(ge=1, le=3600)] = 30
+    request_timeout: Annotated[StrictInt, Field(ge=10, le=7200)] = 600
+
+
+# The single-host form's names for its one host and one server, in the fleet underneath.
+SINGLE_HOST = "host"
+SINGLE_SERVER = "vllm"
+RESERVED_NAMES = frozenset({"embeddings", "gateway", "monitoring"})
+
+
+class StackSettings(_Model):
+    """Everything a stack deploys, in the fleet form (the single-host form is its shorthand).
+
+    `secrets` names the secret keys that are set, nested ones by path (`servers.chat-a.api_key`);
+    their values stay Outputs. `single` says which form the file is written in, for its key names.
+    """
+
+    hosts: dict[Name, HostSettings]
+    servers: dict[Name, ServerSettings]
     embeddings: EmbeddingsSettings | None = None
+    gateway: GatewaySettings | None = None
     secrets: frozenset[str] = frozenset()
+    single: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_from_names(cls, data: Any) -> Any:
+        """A server's container is named after it; with one host, everything runs on it."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        hosts = data.get("hosts")
+        only = next(iter(hosts)) if isinstance(hosts, dict) and len(hosts) == 1 else None
+        servers = data.get("servers")
+        if isinstance(servers, dict):
+            filled = {}
+            for name, server in servers.items():
+                if isinstance(server, dict):
+                    server = {"container_name": name, **({"host": only} if only else {}), **server}
+                filled[name] = server
+            data["servers"] = filled
+        for key in ("embeddings", "gateway"):
+            if only and isinstance(data.get(key), dict) and "host" not in data[key]:
+                data[key] = {"host": only, **data[key]}
+        return data
 
     def has_secret(self, key: str) -> bool:
         return key in self.secrets
 
+    def key(self, fleet_key: str) -> str:
+        """A key as the stack file writes it: `servers.vllm.gpus` is `vllm.gpus` in the single-host form."""
+        if not self.single:
+            return fleet_key
+        return written_key(fleet_key)
 
-CONFIG_KEYS: tuple[str, ...] = ("host", "vllm", "embeddings", *SECRET_KEYS)
+    def on_host(self, host: str) -> dict[str, ServerSettings]:
+        return {name: s for name, s in self.servers.items() if s.host == host}
+
+
+def written_key(fleet_key: str) -> str:
+    """The single-host form's key for a fleet key (`hosts.host.gpus` -> `host.gpus`)."""
+    for prefix, short in ((f"hosts.{SINGLE_HOST}", SINGLE_HOST), (f"servers.{SINGLE_SERVER}", SINGLE_SERVER)):
+        if fleet_key == prefix or fleet_key.startswith((prefix + ".", prefix + "[")):
+            return short + fleet_key[len(prefix) :]
+    return fleet_key
+
+
+# Keys whose values must be set with `pulumi config set --secret`; they are read with
+# `get_secret` and stay Outputs end to end, so they are not part of the models above.
+SECRET_KEYS: tuple[str, ...] = (
+    "hf_token",
+    "vllm_api_key",
+    "embeddings_api_key",
+    "gateway_api_key",
+    "ssh_private_key",
+)
+# Nested secrets: a server's own backend key (`pulumi config set --secret --path 'rocm-inference:servers.NAME.api_key'`).
+NESTED_SECRET_FIELDS: tuple[str, ...] = ("api_key",)
+SINGLE_KEYS: tuple[str, ...] = ("host", "vllm")
+FLEET_KEYS: tuple[str, ...] = ("hosts", "servers")
+CONFIG_KEYS: tuple[str, ...] = (*SINGLE_KEYS, *FLEET_KEYS, "embeddings", "gateway", *SECRET_KEYS)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pulumi
 
 from components.settings.errors import NAMESPACE
 from components.settings.models import CONFIG_KEYS, SECRET_KEYS
-from components.settings.stackfile import StackFile, plain_secret_problems, read_stack_file
+from components.settings.stackfile import StackFile, nested_secret_paths, plain_secret_problems, read_stack_file
 from components.settings.validate import Check, LoadedStack, validate
 
 
@@ -23,7 +24,21 @@ class Secrets:
     hf_token: pulumi.Output[str] | None = None
     vllm_api_key: pulumi.Output[str] | None = None
     embeddings_api_key: pulumi.Output[str] | None = None
+    gateway_api_key: pulumi.Output[str] | None = None
     ssh_private_key: pulumi.Output[str] | None = None
+    # A server's own backend key (`servers.<name>.api_key`, a nested secret), by server name.
+    server_api_keys: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
+
+
+def _take_nested_secrets(values: dict[str, Any]) -> dict[str, pulumi.Output[str]]:
+    """Move each server's nested secret out of the plain values, into secret Outputs (before validation)."""
+    taken = {}
+    for path, server, name in nested_secret_paths(values):
+        entry = values["vllm"] if path.startswith("vllm.") else values["servers"][server]
+        value = entry.pop(name)
+        if isinstance(value, str):
+            taken[server] = pulumi.Output.secret(value)
+    return taken
 
 
 def load_from_pulumi(
@@ -33,8 +48,10 @@ def load_from_pulumi(
 
     Values come from `pulumi.Config` (so `--config`, ESC environments and `pulumi config set --path`
     all count); the stack file, when present, tells which keys were written (for unknown-key and
-    plain-text-secret errors; `written` when the caller has read it already). Raises StackConfigError
-    before any resource is registered.
+    plain-text-secret errors; `written` when the caller has read it already). A nested secret
+    (`--path 'rocm-inference:servers.chat-a.api_key'`) arrives decrypted inside its key's object: it
+    is taken out at once and kept as a secret Output. Raises StackConfigError before any resource
+    is registered.
     """
     config = pulumi.Config(NAMESPACE)
     if written is None and stack_file.exists():
@@ -47,9 +64,13 @@ def load_from_pulumi(
             value = config.get_object(name)
         except (pulumi.ConfigTypeError, json.JSONDecodeError):
             value = config.get(name)
+        if value is None and written is not None and name in written.values:
+            value = written.values[name]  # an empty section: refused by name, not silently dropped
         if value is not None:
-            values[name] = value
-    secrets = Secrets(**{key: config.get_secret(key) for key in SECRET_KEYS})
+            values[name] = copy.deepcopy(value)
+    nested = _take_nested_secrets(values)
+    secrets = Secrets(**{key: config.get_secret(key) for key in SECRET_KEYS}, server_api_keys=nested)
     present = [key for key in SECRET_KEYS if getattr(secrets, key) is not None]
-    found = plain_secret_problems(written) if written else []
+    present += [f"servers.{server}.api_key" for server in nested]
+    found = [*written.misspelled, *plain_secret_problems(written)] if written else []
     return validate(values, present, source, extra_checks, found), secrets

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from components.planning.catalog import load_yaml
 from components.settings.errors import NAMESPACE, Problem, StackConfigError
-from components.settings.models import SECRET_KEYS
+from components.settings.models import NESTED_SECRET_FIELDS, SECRET_KEYS
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,9 @@ class StackFile:
     path: Path
     stack: str
     values: dict[str, Any]
-    secure: frozenset[str]
+    secure: frozenset[str]  # secure keys, nested ones by path (`servers.chat-a.api_key`)
     other: dict[str, Any]
+    misspelled: tuple[Problem, ...] = ()  # keys of a namespace that looks like a typo of ours
 
     @property
     def source(self) -> str:
@@ -49,6 +50,45 @@ def stack_name(path: Path) -> str:
     return path.stem
 
 
+class _StackLoader(yaml.SafeLoader):
+    """YAML's safe loader that keeps every mapping key it sees twice (YAML itself lets the last one win)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[str, int, int]] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in lines:
+                self.duplicates.append((str(key), lines[key], line))
+            else:
+                lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _tab_indented(text: str) -> list[int]:
+    return [n for n, line in enumerate(text.splitlines(), 1) if "\t" in line[: len(line) - len(line.lstrip())]]
+
+
+def _secure_paths(value: Any, path: str) -> set[str]:
+    """Where a value holds `{secure: ...}`: the key itself, or nested ones (`servers.chat-a.api_key`)."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return {path}
+        return set().union(*(_secure_paths(v, f"{path}.{k}") for k, v in value.items()))
+    return set()
+
+
+def _misspelled_namespace(full: str) -> Problem | None:
+    ns, _, name = full.partition(":")
+    if name and ns != NAMESPACE and difflib.SequenceMatcher(a=ns, b=NAMESPACE).ratio() >= 0.8:
+        return Problem(full, f"is not a known key (did you mean {f'{NAMESPACE}:{name}'!r}?)", namespaced=False)
+    return None
+
+
 def read_stack_file(path: Path) -> StackFile:
     """Read a stack file. Raises StackConfigError naming the file when it cannot be read or parsed."""
     source = path.name
@@ -56,12 +96,28 @@ def read_stack_file(path: Path) -> StackFile:
         text = path.read_text()
     except OSError as exc:
         raise StackConfigError([f"{path}: cannot read the stack file: {exc.strerror}"]) from None
+    tabs = _tab_indented(text)
+    if tabs:
+        raise StackConfigError(
+            [f"{source}: line {n} is indented with a tab: YAML allows only spaces for indentation" for n in tabs]
+        )
+    loader = _StackLoader(text)
     try:
-        doc = load_yaml(text) or {}
+        doc = loader.get_single_data() or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise StackConfigError([f"{source}: is not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        raise StackConfigError(
+            [
+                f"{source}: key {key!r} is written twice, at lines {first} and {second}: YAML would silently keep "
+                "the last one; keep one"
+                for key, first, second in loader.duplicates
+            ]
+        )
     if not isinstance(doc, dict):
         raise StackConfigError([f"{source}: must be a mapping with a `config:` key, got {type(doc).__name__}"])
     config = doc.get("config") or {}
@@ -70,21 +126,46 @@ def read_stack_file(path: Path) -> StackFile:
     values: dict[str, Any] = {}
     other: dict[str, Any] = {}
     secure: set[str] = set()
+    misspelled: list[Problem] = []
     for full, value in config.items():
         ns, _, name = str(full).partition(":")
         if ns != NAMESPACE or not name:
             other[str(full)] = value
+            problem = _misspelled_namespace(str(full))
+            if problem:
+                misspelled.append(problem)
             continue
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            secure.add(name)
+        secure |= _secure_paths(value, name)
         values[name] = value
-    return StackFile(path, stack_name(path), values, frozenset(secure), other)
+    return StackFile(path, stack_name(path), values, frozenset(secure), other, tuple(misspelled))
+
+
+def nested_secret_paths(values: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(path, server, field) of each nested secret field that a server entry holds, in either form."""
+    out = []
+    servers = values.get("servers") if isinstance(values.get("servers"), dict) else {}
+    entries = [(f"servers.{n}", n, v) for n, v in (servers or {}).items()]
+    if isinstance(values.get("vllm"), dict):
+        entries.append(("vllm", "vllm", values["vllm"]))
+    for path, server, entry in entries:
+        if isinstance(entry, dict):
+            out += [(f"{path}.{f}", server, f) for f in NESTED_SECRET_FIELDS if f in entry]
+    return out
 
 
 def plain_secret_problems(stack_file: StackFile) -> list[Problem]:
     """Secret keys written in plain text: they would sit unencrypted in git and in state."""
-    return [
+    top = [
         Problem(key, f"is written in plain text: set it with `pulumi config set --secret {NAMESPACE}:{key} ...`")
         for key in SECRET_KEYS
         if key in stack_file.values and key not in stack_file.secure
     ]
+    nested = [
+        Problem(
+            path,
+            f"is written in plain text: set it with `pulumi config set --secret --path '{NAMESPACE}:{path}' ...`",
+        )
+        for path, _, _ in nested_secret_paths(stack_file.values)
+        if path not in stack_file.secure
+    ]
+    return top + nested

@@ -1,15 +1,42 @@
-"""Validation of a stack's values: structure (the models), then cross-key rules, then extra checks."""
+"""Validation of a stack's values: the form, the structure (the models), the rules across keys and hosts,
+then extra checks (the model and memory rules); every problem at once, each naming the full key.
+
+A stack is written in one of two forms. The fleet form names its hosts and servers
+(`rocm-inference:hosts`, `rocm-inference:servers`); the single-host form (`rocm-inference:host`,
+`rocm-inference:vllm`) is its shorthand for one host named `host` and one server named `vllm`, not a
+second code path: it is turned into the fleet form here, and problems are named back in its own keys.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
-from components.settings.errors import NAMESPACE, Problem, StackConfigError, message, pydantic_key, unknown_key_message
-from components.settings.models import CONFIG_KEYS, HostSettings, StackSettings
+from components.planning.secrets import image_is_unpinned
+from components.settings.errors import (
+    NAMESPACE,
+    Problem,
+    StackConfigError,
+    message,
+    pydantic_key,
+    suggestion,
+    unknown_key_message,
+)
+from components.settings.models import (
+    CONFIG_KEYS,
+    FLEET_KEYS,
+    RESERVED_NAMES,
+    SINGLE_HOST,
+    SINGLE_KEYS,
+    SINGLE_SERVER,
+    HostSettings,
+    StackSettings,
+    written_key,
+)
 
 
 @dataclass(frozen=True)
@@ -19,47 +46,208 @@ class LoadedStack:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
-# A check of a structurally valid stack: (errors, warnings).
+# A check of a structurally valid stack: (errors, warnings), keyed in the fleet form.
 Check = Callable[[StackSettings], tuple[list[Problem], list[Problem]]]
 
+DEFAULT_VLLM_PORT = 8000
 
-def _cross_checks(s: StackSettings) -> list[Problem]:
-    problems: list[Problem] = []
-    inventory = {g.index for g in s.host.gpus}
-    for i, index in enumerate(s.vllm.gpus):
-        if index not in inventory:
-            problems.append(
+
+def to_fleet(values: Mapping[str, Any]) -> tuple[dict[str, Any], bool, list[Problem]]:
+    """The fleet form of a stack's values, whether the file is written in the single-host form, and form errors."""
+    single = [k for k in SINGLE_KEYS if k in values]
+    fleet = [k for k in FLEET_KEYS if k in values]
+    data = {k: v for k, v in values.items() if k in ("embeddings", "gateway")}
+    if single and fleet:
+        keys = ", ".join(f"{NAMESPACE}:{k}" for k in single + fleet)
+        return (
+            data,
+            False,
+            [
                 Problem(
-                    f"vllm.gpus[{i}]",
-                    f"is GPU {index}, which is not in rocm-inference:host.gpus (indices {sorted(inventory)})",
+                    single[0],
+                    f"mixes the single-host form with the fleet form ({keys}): use rocm-inference:host and "
+                    "rocm-inference:vllm for one host and one server, or rocm-inference:hosts and "
+                    "rocm-inference:servers (a server named vllm on a host named host is the same deployment)",
                 )
-            )
-    if s.vllm.tensor_parallel_size != len(s.vllm.gpus):
-        problems.append(
-            Problem(
-                "vllm.tensor_parallel_size",
-                f"must equal the number of GPUs in rocm-inference:vllm.gpus ({len(s.vllm.gpus)}), got {s.vllm.tensor_parallel_size}",
-            )
+            ],
         )
-    problems += _ssh_problems("host", s.host)
-    published = [("vllm.port", s.vllm.port, "vllm_api_key")]
-    if s.embeddings is not None:
-        published.append(("embeddings.port", s.embeddings.port, "embeddings_api_key"))
-    ports = [p for _, p, _ in published]
-    for key, port, _ in published[1:]:
-        if ports.count(port) > 1:
-            problems.append(Problem(key, f"is host port {port}, which another service of this stack already publishes"))
-    if not s.host.bind_is_loopback:
-        missing = [secret for _, _, secret in published if not s.has_secret(secret)]
-        if missing:
-            problems.append(
+    if fleet or not single:
+        data |= {k: values[k] for k in FLEET_KEYS if k in values}
+        return data, False, []
+    if "host" in values:
+        data["hosts"] = {SINGLE_HOST: values["host"]}
+    if "vllm" in values:
+        data["servers"] = {SINGLE_SERVER: values["vllm"]}
+    return data, True, []
+
+
+def _missing_form_keys(data: Mapping[str, Any], single: bool) -> list[Problem]:
+    out = []
+    for fleet_key, short in (("hosts", SINGLE_HOST), ("servers", SINGLE_SERVER)):
+        if fleet_key not in data:
+            out.append(Problem(short if single else fleet_key, "is required"))
+    return out
+
+
+def _empty_sections(values: Mapping[str, Any]) -> list[Problem]:
+    """`rocm-inference:embeddings:` with nothing under it must not silently remove the server."""
+    out = []
+    for key in ("embeddings", "gateway"):
+        if key in values and values[key] in (None, {}):
+            out.append(
+                Problem(key, f"is empty: give its settings (image, model, ...), or remove the key for no {key} server")
+            )
+    return out
+
+
+def _host_refs(s: StackSettings) -> list[Problem]:
+    """Every service names a host of the stack; with several hosts, it must say which."""
+    out = []
+    services: list[tuple[str, str | None]] = [(f"servers.{n}", srv.host) for n, srv in s.servers.items()]
+    services += [(k, getattr(s, k).host) for k in ("embeddings", "gateway") if getattr(s, k) is not None]
+    for key, host in services:
+        if host is None:
+            out.append(
+                Problem(f"{key}.host", f"is required: the stack has {len(s.hosts)} hosts ({', '.join(s.hosts)})")
+            )
+        elif host not in s.hosts:
+            out.append(
                 Problem(
-                    "host.bind",
-                    f"is {s.host.bind}, which publishes the services beyond this host, so an API key is required: "
-                    + ", ".join(f"pulumi config set --secret {NAMESPACE}:{m} ..." for m in missing),
+                    f"{key}.host",
+                    f"is {host!r}, which is not a host of rocm-inference:hosts{suggestion(host, s.hosts)}",
                 )
             )
-    return problems
+    return out
+
+
+def _names(s: StackSettings) -> list[Problem]:
+    out = []
+    for name in s.servers:
+        if name in s.hosts:
+            out.append(Problem(f"servers.{name}", f"has the name of a host: name hosts and servers apart ({name!r})"))
+        if name in RESERVED_NAMES:
+            out.append(Problem(f"servers.{name}", f"is a reserved name ({', '.join(sorted(RESERVED_NAMES))})"))
+    return out
+
+
+def _server_gpus(s: StackSettings) -> list[Problem]:
+    out = []
+    owner: dict[tuple[str, int], str] = {}
+    for name, srv in s.servers.items():
+        host = s.hosts.get(srv.host or "")
+        if host is None:
+            continue
+        inventory = {g.index for g in host.gpus}
+        for i, index in enumerate(srv.gpus):
+            if index not in inventory:
+                out.append(
+                    Problem(
+                        f"servers.{name}.gpus[{i}]",
+                        f"is GPU {index}, which is not in {NAMESPACE}:{s.key(f'hosts.{srv.host}.gpus')} "
+                        f"(indices {sorted(inventory)})",
+                    )
+                )
+            elif (srv.host, index) in owner:
+                out.append(
+                    Problem(
+                        f"servers.{name}.gpus[{i}]",
+                        f"is GPU {index} of host {srv.host}, which {NAMESPACE}:{s.key('servers.' + owner[(srv.host or '', index)])} "
+                        "already has: a GPU serves one server",
+                    )
+                )
+            else:
+                owner[(srv.host or "", index)] = name
+        if srv.tensor_parallel_size != len(srv.gpus):
+            out.append(
+                Problem(
+                    f"servers.{name}.tensor_parallel_size",
+                    f"must equal the number of GPUs in {NAMESPACE}:{s.key(f'servers.{name}.gpus')} ({len(srv.gpus)}), "
+                    f"got {srv.tensor_parallel_size}",
+                )
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class _Published:
+    """One container of a host: its key, name, host port, cache volume and the secret that guards it."""
+
+    key: str
+    container: str
+    port: int
+    volume: str | None
+    guarded: bool
+
+
+def _containers_by_host(s: StackSettings) -> dict[str, list[_Published]]:
+    by_host: dict[str, list[_Published]] = defaultdict(list)
+    gateway = s.gateway is not None
+    for name, srv in s.servers.items():
+        keyed = gateway or s.has_secret("vllm_api_key") or s.has_secret(f"servers.{name}.api_key")
+        by_host[srv.host or ""].append(
+            _Published(f"servers.{name}", srv.container_name or name, srv.port, srv.volume_name, keyed)
+        )
+    if s.embeddings is not None:
+        e = s.embeddings
+        keyed = gateway or s.has_secret("embeddings_api_key")
+        by_host[e.host or ""].append(_Published("embeddings", e.container_name, e.port, e.volume_name, keyed))
+    if s.gateway is not None:
+        g = s.gateway
+        by_host[g.host or ""].append(_Published("gateway", g.container_name, g.port, None, True))
+    return by_host
+
+
+def _per_host(s: StackSettings) -> list[Problem]:
+    """On one host: distinct container names, host ports and cache volumes; keys beyond loopback."""
+    out = []
+    for host_name, published in _containers_by_host(s).items():
+        host = s.hosts.get(host_name)
+        if host is None:
+            continue
+        servers_here = [p for p in published if p.key.startswith("servers.")]
+        if len(servers_here) > 1:
+            for p in servers_here:
+                if "port" not in s.servers[p.key.split(".", 1)[1]].model_fields_set:
+                    out.append(
+                        Problem(
+                            f"{p.key}.port",
+                            f"is required: host {host_name} runs {len(servers_here)} servers, and each needs a host "
+                            f"port of its own (the default is {DEFAULT_VLLM_PORT})",
+                        )
+                    )
+        for attr, field_name, what in (
+            ("container", "container_name", "container name"),
+            ("port", "port", "host port"),
+            ("volume", "cache_volume", "cache volume"),
+        ):
+            seen: dict[Any, str] = {}
+            for p in published:
+                value = getattr(p, attr)
+                if value is None:
+                    continue
+                if value in seen:
+                    on = "" if s.single else f" on host {host_name}"
+                    out.append(
+                        Problem(
+                            f"{p.key}.{field_name}",
+                            f"is {what} {value!r}{on}, which {NAMESPACE}:{s.key(seen[value])} already uses",
+                        )
+                    )
+                else:
+                    seen[value] = p.key
+        if not host.bind_is_loopback:
+            open_ = [p for p in published if not p.guarded]
+            if open_:
+                keys = sorted({"embeddings_api_key" if p.key == "embeddings" else "vllm_api_key" for p in open_})
+                out.append(
+                    Problem(
+                        f"hosts.{host_name}.bind",
+                        f"is {host.bind}, which publishes the services beyond this host, so an API key is required: "
+                        + ", ".join(f"pulumi config set --secret {NAMESPACE}:{m} ..." for m in keys),
+                    )
+                )
+        out += _ssh_problems(f"hosts.{host_name}", host)
+    return out
 
 
 def _ssh_problems(key: str, host: HostSettings) -> list[Problem]:
@@ -97,24 +285,70 @@ def _ssh_problems(key: str, host: HostSettings) -> list[Problem]:
     return out
 
 
-def _warnings(s: StackSettings) -> list[Problem]:
-    out = []
-    images = [("vllm.image", s.vllm.image)]
-    if s.embeddings is not None:
-        images.append(("embeddings.image", s.embeddings.image))
-    for key, image in images:
-        if image_is_unpinned(image):
-            out.append(
-                Problem(key, f"is {image!r}, an unpinned tag that moves under you: pin a released tag or a digest")
+def _replicas(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
+    """Servers that share a served_model_name are replicas behind one model name: one model, alike."""
+    errors, warnings = [], []
+    first: dict[str, str] = {}
+    for name, srv in s.servers.items():
+        served = srv.name_served
+        if served not in first:
+            first[served] = name
+            continue
+        other = s.servers[first[served]]
+        ref = f"{NAMESPACE}:{s.key('servers.' + first[served])}"
+        if srv.model != other.model:
+            errors.append(
+                Problem(
+                    f"servers.{name}.model",
+                    f"is {srv.model!r}, but {ref} serves {other.model!r} under the same name {served!r}: replicas "
+                    "behind one model name must serve one model (give one of them another served_model_name)",
+                )
             )
-    return out
+        elif srv.max_model_len != other.max_model_len:
+            warnings.append(
+                Problem(
+                    f"servers.{name}.max_model_len",
+                    f"is {srv.max_model_len}, but its replica {ref} has {other.max_model_len}: a long request "
+                    "succeeds on one replica and fails on the other",
+                )
+            )
+    return errors, warnings
 
 
-def image_is_unpinned(image: str) -> bool:
-    if "@sha256:" in image:
-        return False
-    last = image.rsplit("/", 1)[-1]
-    return ":" not in last or last.endswith(":latest")
+def _gateway_key(s: StackSettings) -> list[Problem]:
+    if s.gateway is None or s.has_secret("gateway_api_key"):
+        return []
+    return [
+        Problem(
+            "gateway",
+            "needs rocm-inference:gateway_api_key, the key clients use: "
+            'pulumi config set --secret rocm-inference:gateway_api_key "sk-$(openssl rand -hex 24)"',
+        )
+    ]
+
+
+def _cross_checks(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
+    refs = _host_refs(s)
+    problems = refs + _names(s) + _gateway_key(s)
+    if refs:
+        return problems, []
+    problems += _server_gpus(s) + _per_host(s)
+    errors, warnings = _replicas(s)
+    return problems + errors, warnings
+
+
+def _warnings(s: StackSettings) -> list[Problem]:
+    images = [(f"servers.{n}.image", srv.image) for n, srv in s.servers.items()]
+    images += [(f"{k}.image", getattr(s, k).image) for k in ("embeddings", "gateway") if getattr(s, k) is not None]
+    return [
+        Problem(key, f"is {image!r}, an unpinned tag that moves under you: pin a released tag or a digest")
+        for key, image in images
+        if image_is_unpinned(image)
+    ]
+
+
+def _lines(problems: Iterable[Problem], single: bool, source: str) -> list[str]:
+    return [Problem(written_key(p.key) if single else p.key, p.message).line(source) for p in problems]
 
 
 def validate(
@@ -126,29 +360,44 @@ def validate(
 ) -> LoadedStack:
     """Validate the project's config values (keys without namespace). Raises StackConfigError with every problem.
 
-    `found` are problems the caller already knows of (plain-text secrets), reported with the rest.
+    `secrets_present` are the secret keys that are set, nested ones by path (`servers.chat-a.api_key`).
+    `found` are problems the caller already knows of (plain-text secrets, unknown namespaces), reported
+    with the rest, in the keys the file writes.
     """
-    problems: list[Problem] = list(found)
+    problems: list[Problem] = []
     for name in values:
         if name not in CONFIG_KEYS:
             problems.append(Problem(name, unknown_key_message(name, CONFIG_KEYS)))
-    data = {k: v for k, v in values.items() if k in ("host", "vllm", "embeddings") and v is not None}
+    problems += _empty_sections(values)
+    present = {k: v for k, v in values.items() if k in CONFIG_KEYS and v not in (None, {})}
+    data, single, form_problems = to_fleet(present)
+    problems += form_problems
+    if form_problems:
+        raise StackConfigError([p.line(source) for p in (*found, *problems)])
     data["secrets"] = frozenset(secrets_present)
+    data["single"] = single
+    missing = _missing_form_keys(data, single)
     try:
         settings = StackSettings.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(err["loc"])
+            if loc and loc[-1] in FLEET_KEYS and err["type"] == "missing":
+                continue  # reported in the form's own words below
             problems.append(Problem(pydantic_key(loc).split(":", 1)[1], message(err)))
-        raise StackConfigError([p.line(source) for p in problems]) from None
-    problems += _cross_checks(settings)
-    warnings = _warnings(settings)
+        raise StackConfigError(
+            [*(p.line(source) for p in found), *_lines(problems + missing, single, source)]
+        ) from None
+    errors, warnings = _cross_checks(settings)
+    problems += errors
+    warnings += _warnings(settings)
     # The model and memory rules assume a coherent stack (GPUs in the inventory, TP = GPUs given).
     if not problems:
         for check in extra_checks:
-            errors, found_warnings = check(settings)
-            problems += errors
+            found_errors, found_warnings = check(settings)
+            problems += found_errors
             warnings += found_warnings
-    if problems:
-        raise StackConfigError([p.line(source) for p in problems])
-    return LoadedStack(source, settings, tuple(w.line(source) for w in warnings))
+    found = list(found)
+    if problems or found:
+        raise StackConfigError([*(p.line(source) for p in found), *_lines(problems, single, source)])
+    return LoadedStack(source, settings, tuple(_lines(warnings, single, source)))

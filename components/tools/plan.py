@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING
 import pulumi
 
 from components.planning.catalog import load_catalog
-from components.planning.rules import assess
+from components.planning.gateway import litellm_config
+from components.planning.rules import assess_stack
 from components.program import CHECKS, deploy
 from components.settings import StackConfigError, StackFile, read_stack_file
 from components.settings.pulumi_config import load_from_pulumi
 from components.settings.stackfile import PROJECT_ROOT, stack_path
 from components.tools.mocks import PROJECT, config_map, run_program
-from components.tools.planned import Plan, PlannedResource, fake_image_id
+from components.tools.planned import Plan, PlannedResource, ServerPlan, fake_image_id
 
 if TYPE_CHECKING:
     from components.tools.review import Diff
@@ -43,22 +44,34 @@ def plan_stack(stack_file: StackFile) -> Plan:
         stack_file.stack, config, secret_keys, lambda: deploy(loaded, secrets, PROJECT, stack_file.stack)
     )
     s = loaded.settings
-    capacity = assess(s, load_catalog()).capacity
-    return Plan(
-        stack_file.stack,
-        stack_file.source,
-        resources,
-        outputs,
-        list(loaded.warnings),
-        capacity,
-        s.vllm.gpus,
-        s.host.gpu,
-    )
+    servers = {
+        name: ServerPlan(
+            s.servers[name].host or "", s.servers[name].gpus, s.hosts[s.servers[name].host or ""].gpu, a.capacity
+        )
+        for name, a in assess_stack(s, load_catalog()).items()
+    }
+    gateway = litellm_config(s) if s.gateway is not None else None
+    return Plan(stack_file.stack, stack_file.source, resources, outputs, list(loaded.warnings), servers, gateway)
 
 
-def render_capacity(plan: Plan, width: int = 60) -> list[str]:
+def render_capacities(plan: Plan) -> list[str]:
+    """Each server's GPU plan, grouped by host."""
+    lines: list[str] = []
+    hosts = sorted({sp.host for sp in plan.servers.values()})
+    for host in hosts:
+        for name, sp in plan.servers.items():
+            if sp.host != host:
+                continue
+            if lines:
+                lines.append("")
+            title = "" if set(plan.servers) == {"vllm"} else f"server {name} on host {host}: "
+            lines += render_capacity(sp, title)
+    return lines
+
+
+def render_capacity(sp: ServerPlan, title: str = "", width: int = 60) -> list[str]:
     """One bar per GPU: weights, runtime reserve, KV cache, and the headroom gpu_memory_utilization leaves."""
-    c = plan.capacity
+    c = sp.capacity
     if c is None:
         return []
     parts = [
@@ -74,10 +87,10 @@ def render_capacity(plan: Plan, width: int = 60) -> list[str]:
         cells += char * count
         used += count
     lines = [
-        f"GPU memory plan ({plan.gpu_name}, {c.gpu_memory_gib:.2f} GiB per GPU, {c.usable_gib:.2f} GiB usable, "
+        f"{title}GPU memory plan ({sp.gpu_name}, {c.gpu_memory_gib:.2f} GiB per GPU, {c.usable_gib:.2f} GiB usable, "
         f"tensor parallel {c.tensor_parallel_size})"
     ]
-    lines += [f"  GPU {i} |{cells}|" for i in plan.gpus]
+    lines += [f"  GPU {i} |{cells}|" for i in sp.gpus]
     lines.append("  " + "   ".join(f"{char} {label} {gib:.2f} GiB" for char, label, gib in parts))
     lines.append(
         f"  KV cache: {c.kv_cache_tokens:,} tokens ({c.kv_bytes_per_token_per_gpu / 1024:.0f} KiB per token per GPU); "
@@ -158,8 +171,8 @@ def render_text(plan: Plan) -> str:
             walk(r.name, deeper)
 
     walk(None, "")
-    if plan.capacity:
-        out += ["", *render_capacity(plan)]
+    if plan.servers:
+        out += ["", *render_capacities(plan)]
     out += ["", "Outputs:"]
     out += [f"  {k}: {v}" for k, v in sorted(plan.outputs.items())]
     if plan.warnings:
@@ -203,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.format == "markdown":
         from components.tools.review import render_markdown
 
-        print(render_markdown(plan, render_capacity(plan), change))
+        print(render_markdown(plan, render_capacities(plan), change))
     elif args.format == "compose":
         from components.tools.compose import render_compose
 

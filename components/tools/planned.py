@@ -39,6 +39,16 @@ class PlannedResource:
         }
 
 
+@dataclass(frozen=True)
+class ServerPlan:
+    """One vLLM server's memory plan, with where it runs."""
+
+    host: str
+    gpus: tuple[int, ...]
+    gpu_name: str
+    capacity: Capacity | None
+
+
 @dataclass
 class Plan:
     stack: str
@@ -46,9 +56,12 @@ class Plan:
     resources: list[PlannedResource]
     outputs: dict[str, Any]
     warnings: list[str]
-    capacity: Capacity | None = None
-    gpus: tuple[int, ...] = ()
-    gpu_name: str = ""
+    servers: dict[str, ServerPlan] = field(default_factory=dict)
+    gateway_config: dict[str, Any] | None = None
+
+    def capacity_of(self, server: str) -> Capacity | None:
+        sp = self.servers.get(server)
+        return sp.capacity if sp else None
 
     def by_name(self, name: str) -> PlannedResource:
         return next(r for r in self.resources if r.name == name)
@@ -63,5 +76,6 @@ class Plan:
             "resources": [r.as_json() for r in self.resources],
             "outputs": self.outputs,
             "warnings": self.warnings,
-            "capacity": self.capacity.as_json() if self.capacity else None,
+            # One memory plan per server, by server name ("vllm" in the single-host form).
+            "capacity": {name: sp.capacity.as_json() for name, sp in self.servers.items() if sp.capacity},
         }

@@ -58,7 +58,7 @@ class Change:
 class Diff:
     ref: str
     changes: list[Change]
-    old_capacity: dict[str, Any] | None
+    old_capacity: dict[str, dict[str, Any]] | None  # by server
     old_missing: str = ""  # why there is nothing to compare with at the ref
 
     def as_json(self) -> dict[str, Any]:
@@ -136,12 +136,22 @@ def downtime(holds_gpus: bool, capacity: dict[str, Any] | None) -> str:
     return f"the service is down about {EMBEDDINGS_START_S} s while it restarts (estimate)"
 
 
+def capacities(plan_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A JSON plan's memory plans by server, from either shape: one per server (now), or the one
+    server's plan itself (before the fleet form; that server is `vllm`)."""
+    c = plan_json.get("capacity")
+    if not c:
+        return {}
+    if "kv_cache_tokens" in c:
+        return {"vllm": c}
+    return dict(c)
+
+
 def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
     new_by = {(r.type, r.name): r for r in new.resources}
     if isinstance(old, str):
         return Diff(ref, [Change(r.name, r.type, "create") for r in new.resources], None, old)
     old_by = {(r["type"], r["name"]): r for r in old["resources"]}
-    capacity = new.capacity.as_json() if new.capacity else None
     changes: list[Change] = []
     for key in [*old_by, *(k for k in new_by if k not in old_by)]:
         typ, name = key
@@ -160,13 +170,14 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
         replaces = any(k not in IN_PLACE.get(kind_name, set()) for k, _ in settings) and after.custom
         change = Change(name, typ, "replace" if replaces else "update", [f"{k}: {v}" for k, v in settings + options])
         if replaces and kind_name == "Container":
-            change.note = downtime(bool(after.inputs.get("devices")), capacity)
+            capacity = new.capacity_of(after.parent or "")
+            change.note = downtime(bool(after.inputs.get("devices")), capacity.as_json() if capacity else None)
         if replaces and kind_name == "Volume":
             change.note = "the volume is protected: Pulumi refuses to replace it (the model cache would be lost)"
         if replaces and kind_name == "Command":
             change.note = "the host preflight check runs again"
         changes.append(change)
-    return Diff(ref, changes, old.get("capacity"))
+    return Diff(ref, changes, capacities(old))
 
 
 # --------------------------------------------------------------------------- the PR comment
@@ -214,10 +225,7 @@ def _settings_cell(r: Any) -> str:
     return ""
 
 
-def _capacity_table(plan: Plan, before: dict[str, Any] | None) -> list[str]:
-    c = plan.capacity.as_json() if plan.capacity else None
-    if c is None:
-        return []
+def _capacity_table(c: dict[str, Any], before: dict[str, Any] | None) -> list[str]:
     rows = [
         ("GPU memory (GiB)", "gpu_memory_gib"),
         ("usable (GiB)", "usable_gib"),
@@ -264,9 +272,15 @@ def render_markdown(plan: Plan, capacity_bars: list[str], change: Diff | None = 
                     cell += ("<br/>" if cell else "") + f"⚠️ {c.note}"
                 out.append(f"| `{c.name}` | {kind} | {cell} |")
             out.append("")
-    if plan.capacity is not None:
+    if plan.servers:
         out += ["**GPU memory plan**", "", "```", *capacity_bars, "```", ""]
-        out += [*_capacity_table(plan, change.old_capacity if change else None), ""]
+        before = (change.old_capacity or {}) if change else {}
+        for name, sp in plan.servers.items():
+            if sp.capacity is None:
+                continue
+            if len(plan.servers) > 1:
+                out += [f"Server `{name}` on host `{sp.host}`:", ""]
+            out += [*_capacity_table(sp.capacity.as_json(), before.get(name) if change else None), ""]
     if plan.warnings:
         out += ["**Warnings**", "", *(f"- {w}" for w in plan.warnings), ""]
     out += [

@@ -1,0 +1,107 @@
+"""What the LiteLLM gateway is told: its config file, made from the stack (pure, free of Pulumi).
+
+One `model_list` entry per vLLM server: servers that share a served_model_name are one model group,
+which LiteLLM's router load-balances, retries and cools down (router_settings). The embeddings
+server goes through LiteLLM's `infinity/` provider, which appends `/embeddings` to its api_base
+(litellm/llms/infinity/embedding/transformation.py). No secret is in the file: the master key and
+each backend's key reach the container as environment variables, named here (`os.environ/NAME`).
+
+The gateway reaches a server on its own host by container name over a user-defined Docker network
+(no host port involved), and a server on another host by that host's address and published port.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from components.settings import StackSettings
+
+GATEWAY_PORT = 4000
+CONFIG_PATH = "/app/config.yaml"
+MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
+VLLM_INTERNAL_PORT = 8000
+INFINITY_INTERNAL_PORT = 7997
+
+
+def backend_key_env(service: str) -> str:
+    """The environment variable that carries one backend's key into the gateway: BACKEND_KEY_CHAT_A."""
+    return "BACKEND_KEY_" + re.sub(r"[^A-Z0-9]", "_", service.upper())
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One server as the gateway reaches it."""
+
+    service: str  # server name, or "embeddings"
+    model_name: str  # what clients ask for
+    api_base: str
+    key_env: str
+    same_host: bool
+
+
+def backends(s: StackSettings) -> list[Backend]:
+    """Every server behind the gateway, and how the gateway reaches it."""
+    assert s.gateway is not None
+    here = s.gateway.host
+    out = []
+    for name, srv in s.servers.items():
+        host = s.hosts[srv.host or ""]
+        same = srv.host == here
+        base = (
+            f"http://{srv.container_name}:{VLLM_INTERNAL_PORT}/v1" if same else f"http://{host.address}:{srv.port}/v1"
+        )
+        out.append(Backend(name, srv.name_served, base, backend_key_env(name), same))
+    if s.embeddings is not None:
+        e = s.embeddings
+        same = e.host == here
+        host = s.hosts[e.host or ""]
+        base = f"http://{e.container_name}:{INFINITY_INTERNAL_PORT}" if same else f"http://{host.address}:{e.port}"
+        out.append(Backend("embeddings", e.model, base, backend_key_env("embeddings"), same))
+    return out
+
+
+def litellm_config(s: StackSettings) -> dict[str, Any]:
+    """The LiteLLM proxy's config.yaml, as data."""
+    assert s.gateway is not None
+    g = s.gateway
+    models: list[dict[str, Any]] = []
+    for b in backends(s):
+        if b.service == "embeddings":
+            models.append(
+                {
+                    "model_name": b.model_name,
+                    "litellm_params": {
+                        "model": f"infinity/{b.model_name}",
+                        "api_base": b.api_base,
+                        "api_key": f"os.environ/{b.key_env}",
+                    },
+                    "model_info": {"mode": "embedding"},
+                }
+            )
+        else:
+            models.append(
+                {
+                    "model_name": b.model_name,
+                    # hosted_vllm/ is LiteLLM's provider for vLLM's OpenAI server; the rest is the served name.
+                    "litellm_params": {
+                        "model": f"hosted_vllm/{b.model_name}",
+                        "api_base": b.api_base,
+                        "api_key": f"os.environ/{b.key_env}",
+                    },
+                    "model_info": {"id": b.service},
+                }
+            )
+    return {
+        "model_list": models,
+        "router_settings": {
+            "routing_strategy": g.routing_strategy,
+            "num_retries": g.num_retries,
+            "allowed_fails": g.allowed_fails,
+            "cooldown_time": g.cooldown_time,
+            "timeout": g.request_timeout,
+        },
+        "litellm_settings": {"request_timeout": g.request_timeout, "telemetry": False},
+        "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}"},
+    }
