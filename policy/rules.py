@@ -12,13 +12,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.planning.secrets import image_is_unpinned, looks_like_secret_name, looks_like_secret_value
+
 CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 GPU_NODE = re.compile(r"^/dev/kfd$|^/dev/dri/(card|renderD)\d+$")
-SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 SECRET_FLAG = re.compile(r"^--(api-key|hf-token|token|password)(=.*)?$")
-SECRET_VALUE = re.compile(r"\b(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{20,})\b")
-API_KEY_ENV = ("VLLM_API_KEY", "INFINITY_API_KEY")
+# The environment variables this project fills from Pulumi secrets: the names that may carry one.
+API_KEY_ENV = ("VLLM_API_KEY", "INFINITY_API_KEY", "LITELLM_MASTER_KEY")
+MANAGED_SECRET_ENV = re.compile(r"^(HF_TOKEN|VLLM_API_KEY|INFINITY_API_KEY|LITELLM_MASTER_KEY|BACKEND_KEY_[A-Z0-9_]+)$")
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,13 @@ def gpu_devices_only(typ: str, props: Mapping[str, Any], opts: Options) -> list[
     return out
 
 
+def _one_shot(props: Mapping[str, Any]) -> bool:
+    """A container that runs to completion (a download): no restart, not required to keep running."""
+    return props.get("mustRun") is False and props.get("restart", "no") == "no"
+
+
 def healthcheck_required(typ: str, props: Mapping[str, Any], opts: Options) -> list[str]:
-    if typ == CONTAINER and not (props.get("healthcheck") or {}).get("tests"):
+    if typ == CONTAINER and not _one_shot(props) and not (props.get("healthcheck") or {}).get("tests"):
         return [f"container {props.get('name')} has no healthcheck: pulumi up cannot wait for it to serve"]
     return []
 
@@ -74,10 +81,7 @@ def image_pinned(typ: str, props: Mapping[str, Any], opts: Options) -> list[str]
     if typ != REMOTE_IMAGE:
         return []
     name = str(props.get("name", ""))
-    if "@sha256:" in name:
-        return []
-    last = name.rsplit("/", 1)[-1]
-    if ":" not in last or last.endswith(":latest"):
+    if image_is_unpinned(name):
         return [f"image {name} is not pinned to a tag or digest: `latest` moves under a running deployment"]
     return []
 
@@ -103,7 +107,7 @@ def no_plain_secrets(typ: str, props: Mapping[str, Any], opts: Options) -> list[
     out = []
     command = [str(a) for a in props.get("command") or []]
     for n, arg in enumerate(command):
-        if SECRET_FLAG.match(arg) or SECRET_VALUE.search(arg):
+        if SECRET_FLAG.match(arg) or looks_like_secret_value(arg):
             shown = arg.split("=", 1)[0]
             follower = command[n + 1] if n + 1 < len(command) and "=" not in arg else ""
             out.append(
@@ -111,8 +115,18 @@ def no_plain_secrets(typ: str, props: Mapping[str, Any], opts: Options) -> list[
             )
     secret_output = "envs" in opts.additional_secret_outputs
     for key, value in _envs(props).items():
-        if (SECRET_NAME.search(key) or SECRET_VALUE.search(value)) and not secret_output:
-            out.append(f"environment variable {key} looks secret but the container's envs are not a secret output")
+        if MANAGED_SECRET_ENV.match(key):
+            if not secret_output:
+                out.append(
+                    f"environment variable {key} holds a secret but the container's envs are not a secret output"
+                )
+        elif looks_like_secret_name(key) or looks_like_secret_value(value):
+            # A secret under a name this project does not fill from a Pulumi secret was written in plain
+            # text in the stack (the env list being a secret output as a whole does not make it one).
+            out.append(
+                f"environment variable {key} looks like a secret in plain configuration: set it with "
+                "`pulumi config set --secret`"
+            )
     return out
 
 

@@ -77,7 +77,10 @@ def test_every_gpu_or_named_container_is_replaced_delete_first_and_caches_are_pr
     for r in containers:
         assert r.options["delete_before_replace"], r.name
         assert "envs" in r.options["additional_secret_outputs"], r.name
-        assert r.options["provider"] == "host-docker"
+        # Each container under its own host's Docker provider: the host its server names.
+        host = read_stack_file(stack_path(stack)).values.get("hosts", {"host": None})
+        providers = {f"{h}-docker" for h in host}
+        assert r.options["provider"] in providers, r.name
         assert r.inputs["image"].startswith("sha256:"), "the container must run the RemoteImage's id, not a tag"
     for r in plan.of_type(":Volume"):
         assert r.options["protect"] and r.options["retain_on_delete"], r.name
@@ -148,7 +151,10 @@ def test_text_format_shows_tree_and_container_settings(capsys: pytest.CaptureFix
         "└─ vllm-container (docker:index/container:Container)  [delete_before_replace; depends on host-preflight; "
         "timeouts create 35m0s update 35m0s delete 3m0s]" in out
     )
-    assert "devices: /dev/kfd, /dev/dri/card2, /dev/dri/renderD129" in out
+    assert (
+        "devices: /dev/kfd:/dev/kfd:rwm, /dev/dri/card2:/dev/dri/card2:rwm, /dev/dri/renderD129:/dev/dri/renderD129:rwm"
+        in out
+    )
     assert "HIP_VISIBLE_DEVICES=0" in out
 
 
@@ -181,8 +187,9 @@ def test_invalid_stack_exits_1_with_one_line_naming_file_and_key(tmp_path: Path)
 
 def test_missing_file_and_usage_errors() -> None:
     missing = run_cli("no-such-stack")
-    assert (
-        missing.returncode == 1 and "Pulumi.no-such-stack.yaml" in missing.stderr and "Traceback" not in missing.stderr
-    )
+    assert missing.returncode == 2 and "Pulumi.no-such-stack.yaml" in missing.stderr
+    assert "the stacks here: big-chat, fleet, small-chat" in missing.stderr and "Traceback" not in missing.stderr
+    unreadable = run_cli("--file", "no-such-file.yaml")
+    assert unreadable.returncode == 1 and "no-such-file.yaml: cannot read the stack file" in unreadable.stderr
     assert run_cli().returncode == 2
     assert run_cli("big-chat", "--format", "xml").returncode == 2

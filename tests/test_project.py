@@ -33,7 +33,15 @@ def test_runtime_requirements_are_pinned_exactly() -> None:
         if ln.strip() and not ln.startswith("#")
     ]
     names = {re.split(r"==", ln)[0].lower() for ln in lines}
-    assert names == {"pulumi", "pulumi-docker", "pulumi-command", "pulumi-random", "pydantic", "pyyaml", "huggingface_hub"}
+    assert names == {
+        "pulumi",
+        "pulumi-docker",
+        "pulumi-command",
+        "pulumi-random",
+        "pydantic",
+        "pyyaml",
+        "huggingface_hub",
+    }
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.]*", ln) for ln in lines), lines
 
 

@@ -79,9 +79,10 @@ def test_create_timeouts_outlast_the_health_wait_and_the_pull(stack: str) -> Non
         assert parse_go_duration(timeouts["create"]) > c.inputs["waitTimeout"], c.name
         assert parse_go_duration(timeouts["update"]) > c.inputs["waitTimeout"], c.name
         assert parse_go_duration(timeouts["delete"]) > c.inputs["destroyGraceSeconds"], c.name
-    pull = settings["host"].get("pull_timeout", 3600)
+    hosts = settings.get("hosts") or {"host": settings["host"]}
     for image in plan.of_type(":RemoteImage"):
-        assert parse_go_duration(image.options["custom_timeouts"]["create"]) == pull
+        host = image.options["provider"].removesuffix("-docker")
+        assert parse_go_duration(image.options["custom_timeouts"]["create"]) == hosts[host].get("pull_timeout", 3600)
 
 
 def test_a_25_minute_load_gets_more_than_20_minutes(tmp_path: Path) -> None:

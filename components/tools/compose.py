@@ -10,85 +10,61 @@ from typing import Any
 
 import yaml
 
-from components.tools.planned import SECRET_MASK, Plan, PlannedResource, fake_image_id
+from components.tools.planned import SECRET_MASK, Plan
+from components.tools.render import config_name, container_settings, image_names
 
 
-def _environment(envs: list[str]) -> dict[str, str]:
-    out = {}
-    for entry in envs:
-        key, _, value = entry.partition("=")
-        out[key] = f"${{{key}:?set {key} (a secret of the stack)}}" if SECRET_MASK in value else value
-    return out
+def _environment(env: dict[str, str]) -> dict[str, str]:
+    return {k: f"${{{k}:?set {k} (a secret of the stack)}}" if SECRET_MASK in v else v for k, v in env.items()}
 
 
-def service(container: PlannedResource, image_names: dict[str, str]) -> dict[str, Any]:
-    i = container.inputs
-    svc: dict[str, Any] = {
-        "container_name": i["name"],
-        "image": image_names.get(i["image"], i["image"]),
-        "command": list(i.get("command") or []),
-    }
-    if i.get("devices"):
-        svc["devices"] = [
-            f"{d['hostPath']}:{d.get('containerPath', d['hostPath'])}:{d.get('permissions', 'rwm')}"
-            for d in i["devices"]
-        ]
-    if i.get("groupAdds"):
-        svc["group_add"] = list(i["groupAdds"])
-    if i.get("shmSize"):
-        svc["shm_size"] = f"{i['shmSize']}m"  # pulumi-docker's shm_size is in MB
-    if i.get("ipcMode"):
-        svc["ipc"] = i["ipcMode"]
-    svc["privileged"] = bool(i.get("privileged"))
-    if i.get("envs"):
-        svc["environment"] = _environment(i["envs"])
-    if i.get("ports"):
-        svc["ports"] = [
-            f"{p['ip']}:{p['external']}:{p['internal']}" if p.get("ip") else f"{p['external']}:{p['internal']}"
-            for p in i["ports"]
-        ]
-    if i.get("volumes"):
-        svc["volumes"] = [f"{v['volumeName']}:{v['containerPath']}" for v in i["volumes"]]
-    hc = i.get("healthcheck")
-    if hc:
-        svc["healthcheck"] = {
-            k: v
-            for k, v in {
-                "test": hc.get("tests"),
-                "interval": hc.get("interval"),
-                "timeout": hc.get("timeout"),
-                "retries": hc.get("retries"),
-                "start_period": hc.get("startPeriod"),
-                "start_interval": hc.get("startInterval"),
-            }.items()
-            if v is not None
-        }
-    if i.get("restart"):
-        retries = i.get("maxRetryCount")  # Docker takes a retry count only with on-failure
-        svc["restart"] = f"{i['restart']}:{retries}" if i["restart"] == "on-failure" and retries else i["restart"]
-    if i.get("logDriver"):
-        svc["logging"] = {"driver": i["logDriver"], "options": dict(i.get("logOpts") or {})}
-    if i.get("labels"):
-        svc["labels"] = {lbl["label"]: lbl["value"] for lbl in i["labels"]}
-    if i.get("destroyGraceSeconds"):
-        svc["stop_grace_period"] = f"{i['destroyGraceSeconds']}s"
-    return svc
+def hosts_of(plan: Plan) -> list[str]:
+    """The hosts of a plan, by their Docker providers (`<host>-docker`)."""
+    return sorted(
+        r.name.removesuffix("-docker") for r in plan.resources if r.type.startswith("pulumi:providers:docker")
+    )
 
 
-def to_compose(plan: Plan) -> dict[str, Any]:
-    image_names = {fake_image_id(r.inputs["name"]): r.inputs["name"] for r in plan.of_type(":RemoteImage")}
-    services = {}
+def to_compose(plan: Plan, host: str | None = None) -> dict[str, Any]:
+    """The compose project of one host (of the only host when None)."""
+    hosts = hosts_of(plan)
+    host = host or hosts[0]
+    provider = f"{host}-docker"
+    images = image_names(plan)
+    services: dict[str, Any] = {}
+    configs: dict[str, Any] = {}
+    networks: dict[str, Any] = {}
+    volumes: dict[str, Any] = {}
     for container in plan.of_type(":Container"):
-        # The service is named after the component that owns the container (vllm, embeddings).
-        services[container.parent or container.name] = service(container, image_names)
-    volumes = {r.inputs["name"]: {"name": r.inputs["name"]} for r in plan.of_type(":Volume")}
-    return {"name": f"rocm-inference-{plan.stack}", "services": services, "volumes": volumes}
+        if container.options.get("provider") != provider:
+            continue
+        svc = container_settings(container, images)
+        if "environment" in svc:
+            svc["environment"] = _environment(svc["environment"])
+        # The service is named after the component that owns the container (vllm, embeddings, gateway).
+        services[container.parent or container.name] = svc
+        for upload in container.inputs.get("uploads") or []:
+            configs[config_name(container, upload["file"])] = {"content": upload["content"]}
+        for name in svc.get("networks", []):
+            networks[name] = {"name": name}
+    for r in plan.of_type(":Volume"):
+        if r.options.get("provider") == provider:
+            volumes[r.inputs["name"]] = {"name": r.inputs["name"]}
+    project = f"rocm-inference-{plan.stack}" + ("" if len(hosts) == 1 else f"-{host}")
+    doc: dict[str, Any] = {"name": project, "services": services, "volumes": volumes}
+    if networks:
+        doc["networks"] = networks
+    if configs:
+        doc["configs"] = configs
+    return doc
 
 
-def render_compose(plan: Plan) -> str:
+def render_compose(plan: Plan, host: str | None = None) -> str:
+    where = f" for host {host}" if host and len(hosts_of(plan)) > 1 else ""
+    flag = f" --host {host}" if where else ""
     header = (
-        f"# docker-compose file of stack {plan.stack} ({plan.source}), generated by\n"
-        f"# `python -m components.plan {plan.stack} --format compose` from the resources Pulumi would create.\n"
+        f"# docker-compose file of stack {plan.stack} ({plan.source}){where}, generated by\n"
+        f"# `python -m components.plan {plan.stack} --format compose{flag}` from the resources Pulumi would create.\n"
         "# Secrets come from the environment or an .env file: ${NAME:?...} stops compose when one is unset.\n"
     )
-    return header + yaml.safe_dump(to_compose(plan), sort_keys=False, width=200)
+    return header + yaml.safe_dump(to_compose(plan, host), sort_keys=False, width=200)

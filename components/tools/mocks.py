@@ -23,6 +23,7 @@ PROJECT = NAMESPACE
 
 
 PLACEHOLDER = "plan-placeholder-"
+_PLACEHOLDERS = re.compile(re.escape(PLACEHOLDER) + r"[A-Za-z0-9_.-]+")
 
 
 def mask_secrets(value: Any) -> Any:
@@ -36,14 +37,14 @@ def mask_secrets(value: Any) -> Any:
     if rpc.is_rpc_secret(value):
         inner = rpc.unwrap_rpc_secret(value)
         if isinstance(inner, list) and all(isinstance(v, str) for v in inner):
-            return [re.sub(PLACEHOLDER + r"[a-z_]+", SECRET_MASK, v) for v in inner]
+            return [_PLACEHOLDERS.sub(SECRET_MASK, v) for v in inner]
         return SECRET_MASK
     if isinstance(value, dict):
         return {k: mask_secrets(v) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_secrets(v) for v in value]
     if isinstance(value, str) and PLACEHOLDER in value:
-        return re.sub(PLACEHOLDER + r"[a-z_]+", SECRET_MASK, value)
+        return _PLACEHOLDERS.sub(SECRET_MASK, value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
@@ -63,6 +64,9 @@ class PlanMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
         self.inputs[(args.typ, args.name)] = args.inputs
         state = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            # The key a real provider generates: a placeholder, masked wherever it shows.
+            state["result"] = f"{PLACEHOLDER}generated-{args.name}"
         if args.typ == "docker:index/remoteImage:RemoteImage":
             state["imageId"] = fake_image_id(args.inputs["name"])
             state["repoDigest"] = f"{args.inputs['name']}@{fake_image_id(args.inputs['name'])}"
@@ -112,7 +116,8 @@ class OptionsRecorder:
 def config_map(stack_file: StackFile) -> tuple[dict[str, str], list[str]]:
     """The stack file's config as the engine hands it to a program: strings, structured values as JSON.
 
-    Secure values cannot be decrypted here; they become a placeholder, masked wherever it shows.
+    Secure values cannot be decrypted here; they become a placeholder, masked wherever it shows. A
+    nested secure value (`servers.chat-a.api_key`) makes its whole key a secret, as the engine does.
     """
     config: dict[str, str] = {}
     secret_keys: list[str] = []
@@ -121,8 +126,17 @@ def config_map(stack_file: StackFile) -> tuple[dict[str, str], list[str]]:
         if name in stack_file.secure:
             config[key] = f"{PLACEHOLDER}{name}"
             secret_keys.append(key)
-        else:
-            config[key] = value if isinstance(value, str) else json.dumps(value)
+            continue
+        nested = [p for p in stack_file.secure if p.startswith(name + ".")]
+        for path in nested:
+            *parents, last = path.split(".")[1:]
+            node = value
+            for part in parents:
+                node = node[part]
+            node[last] = f"{PLACEHOLDER}{path}"
+        if nested:
+            secret_keys.append(key)
+        config[key] = value if isinstance(value, str) else json.dumps(value)
     for key, value in stack_file.other.items():
         config[key] = value if isinstance(value, str) else json.dumps(value)
     return config, secret_keys

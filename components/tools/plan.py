@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pulumi
+import yaml
 
 from components.planning.catalog import load_catalog
 from components.planning.gateway import litellm_config
@@ -24,9 +25,10 @@ from components.planning.rules import assess_stack
 from components.program import CHECKS, deploy
 from components.settings import StackConfigError, StackFile, read_stack_file
 from components.settings.pulumi_config import load_from_pulumi
-from components.settings.stackfile import PROJECT_ROOT, stack_path
+from components.settings.stackfile import PROJECT_ROOT, stack_names, stack_path
 from components.tools.mocks import PROJECT, config_map, run_program
-from components.tools.planned import Plan, PlannedResource, ServerPlan, fake_image_id
+from components.tools.planned import Plan, PlannedResource, ServerPlan
+from components.tools.render import container_settings, image_names, settings_lines
 
 if TYPE_CHECKING:
     from components.tools.review import Diff
@@ -106,25 +108,8 @@ def render_capacity(sp: ServerPlan, title: str = "", width: int = 60) -> list[st
 
 def _container_lines(r: PlannedResource, images: dict[str, str]) -> list[str]:
     i = r.inputs
-    hc = i.get("healthcheck") or {}
-    lines = [
-        f"name: {i.get('name')}",
-        f"image: {images.get(i.get('image', ''), i.get('image'))}",
-        "command: " + " ".join(i.get("command") or []),
-        "devices: " + ", ".join(d["hostPath"] for d in i.get("devices") or []) if i.get("devices") else "devices: none",
-        "group_add: " + ", ".join(i.get("groupAdds") or []) if i.get("groupAdds") else "group_add: none",
-        f"shm_size: {i['shmSize']} MB" if i.get("shmSize") else "shm_size: docker default",
-        f"ipc: {i.get('ipcMode')}, privileged: {str(bool(i.get('privileged'))).lower()}",
-        "env: " + ", ".join(i.get("envs") or []),
-        "ports: " + ", ".join(f"{p.get('ip')}:{p.get('external')} -> {p['internal']}" for p in i.get("ports") or []),
-        "volumes: " + ", ".join(f"{v.get('volumeName')} -> {v.get('containerPath')}" for v in i.get("volumes") or []),
-        f"healthcheck: {' '.join(hc.get('tests', []))} (every {hc.get('interval')}, start period {hc.get('startPeriod')})",
-        f"wait: {i.get('wait')} (timeout {i.get('waitTimeout')} s), restart: {i.get('restart')}"
-        + (f" (max {i['maxRetryCount']})" if i.get("maxRetryCount") else ""),
-        f"logs: {i.get('logDriver')} " + " ".join(f"{k}={v}" for k, v in sorted((i.get("logOpts") or {}).items())),
-        "labels: " + ", ".join(f"{lbl['label']}={lbl['value']}" for lbl in i.get("labels") or []),
-    ]
-    return lines
+    wait = f"wait: {str(bool(i.get('wait'))).lower()} (up to {i.get('waitTimeout')} s for the healthcheck)"
+    return settings_lines(container_settings(r, images), wait)
 
 
 def _flags(r: PlannedResource) -> str:
@@ -153,7 +138,7 @@ def _summary(r: PlannedResource) -> str:
 
 
 def render_text(plan: Plan) -> str:
-    images = {fake_image_id(r.inputs["name"]): r.inputs["name"] for r in plan.of_type(":RemoteImage")}
+    images = image_names(plan)
     out = [f"Plan for stack {plan.stack} ({plan.source}): {len(plan.resources)} resources", ""]
     children: dict[str | None, list[PlannedResource]] = {}
     for r in plan.resources:
@@ -187,17 +172,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.plan", description=__doc__.splitlines()[0])
     parser.add_argument("stack", nargs="?", help="stack name: plans Pulumi.STACK.yaml")
     parser.add_argument("--file", help="plan this stack file instead")
-    parser.add_argument("--format", choices=["text", "json", "markdown", "compose"], default="text")
+    parser.add_argument("--format", choices=["text", "json", "markdown", "compose", "gateway"], default="text")
     parser.add_argument("--against", metavar="REF", help="show what changes against the same stack at this git ref")
+    parser.add_argument("--host", help="with --format compose: the compose file of this host")
+    parser.add_argument(
+        "--output", metavar="DIR", help="with --format compose: write one compose file per host into DIR"
+    )
     args = parser.parse_args(argv)
+    stacks = stack_names()
     if not args.stack and not args.file:
-        parser.error("give a stack name (big-chat) or --file PATH")
+        parser.error(f"give a stack name or --file PATH; the stacks here: {', '.join(stacks)}")
+    if args.stack and args.file:
+        parser.error(
+            f"give a stack name or --file, not both: {args.stack} names Pulumi.{args.stack}.yaml, not {args.file}"
+        )
+    if args.stack and args.stack not in stacks:
+        parser.error(
+            f"no stack {args.stack!r} here (no Pulumi.{args.stack}.yaml); the stacks here: {', '.join(stacks)}"
+        )
+    if (args.host or args.output) and args.format != "compose":
+        parser.error("--host and --output go with --format compose")
     path = Path(args.file) if args.file else stack_path(args.stack)
     try:
         plan = plan_stack(read_stack_file(path))
     except StackConfigError as exc:
         print("\n".join(exc.lines), file=sys.stderr)
         return 1
+    if args.format == "compose":
+        return _compose(plan, args.host, args.output, parser)
+    if args.format == "gateway":
+        if plan.gateway_config is None:
+            print(f"plan: stack {plan.stack} has no rocm-inference:gateway", file=sys.stderr)
+            return 1
+        print(render_gateway(plan), end="")
+        return 0
     # The review and compose views load only when asked for: the plain plan stays fast.
     from components.tools.review import RefError, diff, plan_at_ref
 
@@ -217,15 +225,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         from components.tools.review import render_markdown
 
         print(render_markdown(plan, render_capacities(plan), change))
-    elif args.format == "compose":
-        from components.tools.compose import render_compose
-
-        print(render_compose(plan), end="")
     else:
         print(render_text(plan))
         if change is not None:
             print(render_diff_text(change))
     return 0
+
+
+def _compose(plan: Plan, host: str | None, output: str | None, parser: argparse.ArgumentParser) -> int:
+    from components.tools.compose import hosts_of, render_compose
+
+    hosts = hosts_of(plan)
+    if host is not None and host not in hosts:
+        parser.error(f"no host {host!r} in stack {plan.stack}; its hosts: {', '.join(hosts)}")
+    if output is not None:
+        out = Path(output)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in hosts:
+            (out / f"compose.{name}.yaml").write_text(render_compose(plan, name))
+            print(f"wrote {out / f'compose.{name}.yaml'}", file=sys.stderr)
+        return 0
+    if host is None and len(hosts) > 1:
+        parser.error(
+            f"stack {plan.stack} has hosts {', '.join(hosts)}: give --host NAME, or --output DIR for one file each"
+        )
+    print(render_compose(plan, host), end="")
+    return 0
+
+
+def render_gateway(plan: Plan) -> str:
+    """The gateway's config.yaml as the container gets it (it holds no secret: keys are os.environ/NAME)."""
+    header = (
+        f"# LiteLLM config of stack {plan.stack}'s gateway: what the container reads at /app/config.yaml.\n"
+        "# Keys are not in it: os.environ/NAME names the variable that carries each (a Pulumi secret).\n"
+    )
+    return header + yaml.safe_dump(plan.gateway_config, sort_keys=False, width=200)
 
 
 def render_diff_text(change: Diff) -> str:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from components.settings.stackfile import stack_path
-from components.tools.planned import Plan
+from components.tools.planned import Plan, PlannedResource
+from components.tools.render import container_settings, image_names
 
 # pulumi-docker's Container is bridged from the Terraform docker provider, where nearly every
 # argument forces a new container; these few are applied in place (or only steer the provider).
@@ -104,9 +105,28 @@ def plan_at_ref(ref: str, stack: str, root: Path) -> dict[str, Any] | str:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=root, capture_output=True)
 
 
-def _short(value: Any, limit: int = 80) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def changed_parts(old: Any, new: Any, limit: int = 80, context: int = 20) -> tuple[str, str]:
+    """The two values, each cut to the part where they differ (with a little context), never before it."""
+    a, b = _text(old), _text(new)
+    if len(a) <= limit and len(b) <= limit:
+        return a, b
+    start = 0
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    end = 0
+    while end < min(len(a), len(b)) - start and a[len(a) - 1 - end] == b[len(b) - 1 - end]:
+        end += 1
+    lo = max(0, start - context)
+
+    def cut(text: str) -> str:
+        hi = min(len(text), len(text) - end + context)
+        return ("…" if lo else "") + text[lo:hi] + ("…" if hi < len(text) else "")
+
+    return cut(a), cut(b)
 
 
 def _setting_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str]]:
@@ -123,7 +143,8 @@ def _setting_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str
                     parts.append(f"{' '.join(a[i1:i2]) or '∅'} → {' '.join(b[j1:j2]) or '∅'}")
             out.append((key, "; ".join(parts)))
         else:
-            out.append((key, f"{_short(a) if a is not None else '∅'} → {_short(b) if b is not None else '∅'}"))
+            before, after = changed_parts(a, b) if a is not None and b is not None else (_text(a), _text(b))
+            out.append((key, f"{before if a is not None else '∅'} → {after if b is not None else '∅'}"))
     return out
 
 
@@ -203,18 +224,20 @@ def _mermaid(plan: Plan) -> list[str]:
     return lines
 
 
-def _settings_cell(r: Any) -> str:
+# What the pull-request comment shows of a container, in the renderer's (compose's) words.
+CELL_KEYS = ("container_name", "devices", "ports", "networks", "shm_size", "command")
+
+
+def _settings_cell(r: PlannedResource, images: dict[str, str]) -> str:
     i = r.inputs
     if r.type.endswith(":Container"):
-        parts = [f"`{i.get('name')}`"]
-        if i.get("devices"):
-            parts.append("devices " + ", ".join(f"`{d['hostPath']}`" for d in i["devices"]))
-        parts.append(
-            "ports " + ", ".join(f"`{p.get('ip')}:{p['external']}→{p['internal']}`" for p in i.get("ports") or [])
-        )
-        if i.get("shmSize"):
-            parts.append(f"shm `{i['shmSize']} MB`")
-        parts.append("cmd `" + " ".join(i.get("command") or []) + "`")
+        svc = container_settings(r, images)
+        parts = []
+        for key in CELL_KEYS:
+            value = svc.get(key)
+            if value:
+                shown = " ".join(value) if key == "command" else ", ".join(value) if isinstance(value, list) else value
+                parts.append(f"{key} `{shown}`")
         return "<br/>".join(parts)
     if r.type.endswith(":RemoteImage"):
         return f"`{i.get('name')}`"
@@ -289,7 +312,8 @@ def render_markdown(plan: Plan, capacity_bars: list[str], change: Diff | None = 
         "| resource | type | parent | settings |",
     ]
     out.append("|---|---|---|---|")
+    images = image_names(plan)
     for r in plan.resources:
-        out.append(f"| `{r.name}` | `{r.type}` | {r.parent or ''} | {_settings_cell(r)} |")
+        out.append(f"| `{r.name}` | `{r.type}` | {r.parent or ''} | {_settings_cell(r, images)} |")
     out += ["", *_mermaid(plan), "", "</details>", ""]
     return "\n".join(out)

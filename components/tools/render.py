@@ -1,0 +1,109 @@
+"""The one renderer of a planned container's settings, in docker-compose's words.
+
+The text plan, the pull-request comment and the compose export all show a container through
+`container_settings`, so they cannot disagree about what Pulumi would create. Secrets show as the
+plan's mask; the compose export turns them into `${NAME:?...}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components.tools.planned import Plan, PlannedResource, fake_image_id
+
+
+def image_names(plan: Plan) -> dict[str, str]:
+    """The image id the plan gives each RemoteImage -> the image reference it stands for."""
+    return {fake_image_id(r.inputs["name"]): r.inputs["name"] for r in plan.of_type(":RemoteImage")}
+
+
+def config_name(container: PlannedResource, path: str) -> str:
+    """The compose config that carries one uploaded file: `gateway-config` for /app/config.yaml."""
+    stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return f"{container.parent or container.name}-{stem}"
+
+
+def container_settings(container: PlannedResource, images: dict[str, str]) -> dict[str, Any]:
+    """A container's inputs as a compose service (compose's key names and units)."""
+    i = container.inputs
+    svc: dict[str, Any] = {
+        "container_name": i["name"],
+        "image": images.get(i["image"], i["image"]),
+        "command": list(i.get("command") or []),
+    }
+    if i.get("devices"):
+        svc["devices"] = [
+            f"{d['hostPath']}:{d.get('containerPath', d['hostPath'])}:{d.get('permissions', 'rwm')}"
+            for d in i["devices"]
+        ]
+    if i.get("groupAdds"):
+        svc["group_add"] = list(i["groupAdds"])
+    if i.get("shmSize"):
+        svc["shm_size"] = f"{i['shmSize']}m"  # pulumi-docker's shm_size is in MB
+    if i.get("ipcMode"):
+        svc["ipc"] = i["ipcMode"]
+    svc["privileged"] = bool(i.get("privileged"))
+    if i.get("envs"):
+        svc["environment"] = dict(entry.partition("=")[::2] for entry in i["envs"])
+    if i.get("ports"):
+        svc["ports"] = [
+            f"{p['ip']}:{p['external']}:{p['internal']}" if p.get("ip") else f"{p['external']}:{p['internal']}"
+            for p in i["ports"]
+        ]
+    if i.get("volumes"):
+        svc["volumes"] = [f"{v['volumeName']}:{v['containerPath']}" for v in i["volumes"]]
+    if i.get("networksAdvanced"):
+        svc["networks"] = [n["name"] for n in i["networksAdvanced"]]
+    if i.get("uploads"):
+        svc["configs"] = [{"source": config_name(container, u["file"]), "target": u["file"]} for u in i["uploads"]]
+    hc = i.get("healthcheck")
+    if hc:
+        svc["healthcheck"] = {
+            k: v
+            for k, v in {
+                "test": hc.get("tests"),
+                "interval": hc.get("interval"),
+                "timeout": hc.get("timeout"),
+                "retries": hc.get("retries"),
+                "start_period": hc.get("startPeriod"),
+                "start_interval": hc.get("startInterval"),
+            }.items()
+            if v is not None
+        }
+    if i.get("restart"):
+        retries = i.get("maxRetryCount")  # Docker takes a retry count only with on-failure
+        svc["restart"] = f"{i['restart']}:{retries}" if i["restart"] == "on-failure" and retries else i["restart"]
+    if i.get("logDriver"):
+        svc["logging"] = {"driver": i["logDriver"], "options": dict(i.get("logOpts") or {})}
+    if i.get("labels"):
+        svc["labels"] = {lbl["label"]: lbl["value"] for lbl in i["labels"]}
+    if i.get("destroyGraceSeconds"):
+        svc["stop_grace_period"] = f"{i['destroyGraceSeconds']}s"
+    return svc
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_text(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_text(v) if not isinstance(v, str) else v for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def settings_lines(svc: dict[str, Any], wait: str) -> list[str]:
+    """The text plan's lines for one container: every setting, one line each."""
+    lines = []
+    for key, value in svc.items():
+        if key == "command":
+            lines.append("command: " + " ".join(value))
+        elif key == "healthcheck":
+            lines.append(
+                f"healthcheck: {' '.join(value.get('test', []))} (every {value.get('interval')}, "
+                f"timeout {value.get('timeout')}, start period {value.get('start_period')})"
+            )
+        elif key == "configs":
+            lines.append("configs: " + ", ".join(f"{c['source']} -> {c['target']}" for c in value))
+        else:
+            lines.append(f"{key}: {_text(value)}")
+    lines.append(wait)
+    return lines
