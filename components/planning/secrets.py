@@ -9,7 +9,7 @@ from collections import Counter
 
 # Names that say "secret"; values that are one whatever their name says: Hugging Face and OpenAI-style
 # tokens, GitHub and GitLab tokens, Slack tokens, AWS access key ids, and long random strings.
-SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.IGNORECASE)
+SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD)", re.IGNORECASE)
 SECRET_PREFIX = re.compile(
     r"(^|[^A-Za-z0-9])(hf_[A-Za-z0-9]{16,}|sk-[A-Za-z0-9_-]{16,}|ghp_[A-Za-z0-9]{20,}|glpat-[A-Za-z0-9_-]{16,}|xox[abpr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16})"
 )

@@ -64,10 +64,10 @@ def load_from_pulumi(
             value = config.get_object(name)
         except (pulumi.ConfigTypeError, json.JSONDecodeError):
             value = config.get(name)
-        if value is None and written is not None and name in written.values:
-            value = written.values[name]  # an empty section: refused by name, not silently dropped
         if value is not None:
             values[name] = copy.deepcopy(value)
+        elif written is not None and name in written.values:
+            values[name] = written.values[name]  # an empty section: refused by name, not silently dropped
     nested = _take_nested_secrets(values)
     secrets = Secrets(**{key: config.get_secret(key) for key in SECRET_KEYS}, server_api_keys=nested)
     present = [key for key in SECRET_KEYS if getattr(secrets, key) is not None]

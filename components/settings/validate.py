@@ -205,9 +205,11 @@ def _per_host(s: StackSettings) -> list[Problem]:
         if host is None:
             continue
         servers_here = [p for p in published if p.key.startswith("servers.")]
+        unset_port = set()
         if len(servers_here) > 1:
             for p in servers_here:
                 if "port" not in s.servers[p.key.split(".", 1)[1]].model_fields_set:
+                    unset_port.add(p.key)
                     out.append(
                         Problem(
                             f"{p.key}.port",
@@ -223,8 +225,8 @@ def _per_host(s: StackSettings) -> list[Problem]:
             seen: dict[Any, str] = {}
             for p in published:
                 value = getattr(p, attr)
-                if value is None:
-                    continue
+                if value is None or (attr == "port" and p.key in unset_port):
+                    continue  # a port that must be given is reported as such, not as a clash with the default
                 if value in seen:
                     on = "" if s.single else f" on host {host_name}"
                     out.append(
