@@ -5,7 +5,7 @@ VENV := venv
 PY := $(VENV)/bin/python
 STACK ?= big-chat
 
-.PHONY: plan test lint install clean bench verify
+.PHONY: plan test lint install clean bench verify schema
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ bench: $(VENV)/.installed
 # After `pulumi up`: does the deployment answer as planned? (make verify STACK=big-chat WAIT=1)
 verify: $(VENV)/.installed
 	$(PY) -m components.verify $(STACK) $(if $(WAIT),--wait)
+
+# The stack files' JSON schema for editors, from the settings models (tests/test_schema.py checks it).
+schema: $(VENV)/.installed
+	$(PY) -m components.settings.schema > stack.schema.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

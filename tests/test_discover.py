@@ -122,3 +122,30 @@ def test_write_replaces_only_the_host_block_and_keeps_other_keys(tmp_path: Path)
 
     assert outside(after) == outside(edited), "lines outside the host block changed"
     assert after.split("  rocm-inference:vllm:")[1] == original.split("  rocm-inference:vllm:")[1]
+
+
+def test_write_host_replaces_one_host_of_a_fleet_and_keeps_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import components.tools.discover as d
+    from components.settings import read_stack_file
+
+    stack = tmp_path / "Pulumi.fleet.yaml"
+    shutil.copy(ROOT / "Pulumi.fleet.yaml", stack)
+    before = read_stack_file(stack).values
+    monkeypatch.setattr(d, "stack_path", lambda name: tmp_path / f"Pulumi.{name}.yaml")
+    assert d.main(["--root", str(HOSTS / "quad-gfx906-intel"), "--write", "fleet", "--host", "gpu-b"]) == 0
+    assert d.main(["--root", str(HOSTS / "quad-gfx906-intel"), "--write", "fleet"]) == 2, "a fleet needs --host"
+    after = read_stack_file(stack).values
+    assert after["hosts"]["gpu-a"] == before["hosts"]["gpu-a"]
+    assert after["servers"] == before["servers"] and after["gateway"] == before["gateway"]
+    b = after["hosts"]["gpu-b"]
+    assert [g["render"] for g in b["gpus"]] == [129, 130, 131, 132] and b["groups"] == {"video": 39, "render": 109}
+    # what a local reading cannot learn stays as the stack had it
+    assert (b["bind"], b["ssh_host_key"], b["docker"]) == (
+        before["hosts"]["gpu-b"]["bind"],
+        before["hosts"]["gpu-b"]["ssh_host_key"],
+        before["hosts"]["gpu-b"]["docker"],
+    )

@@ -287,53 +287,70 @@ def host_block(host: DiscoveredHost, docker: str, address: str, catalog: Catalog
     return block
 
 
-DISCOVERED_KEYS = ("docker", "address", "gpu", "gpus", "groups", "ssh_host_key")
+def block_header(fleet_host: str | None) -> str:
+    """The line a host block starts with: `rocm-inference:host:`, or a host's name under `rocm-inference:hosts:`."""
+    return f"    {fleet_host}:" if fleet_host else f"  {NAMESPACE}:host:"
 
 
 def render_yaml(
-    host: DiscoveredHost, block: dict[str, object], catalog: Catalog, kept: dict[str, object] | None = None
+    host: DiscoveredHost,
+    block: dict[str, object],
+    catalog: Catalog,
+    kept: dict[str, object] | None = None,
+    fleet_host: str | None = None,
 ) -> str:
     """The block as it stands in a stack file, with what was learned per GPU as comments."""
     _, others = match_gpu(host.gpus[0], catalog)
     gpu_note = f"  # also fits: {', '.join(others)} (same gfx and memory): check the board" if others else ""
     if block["gpu"] == "mixed":
         gpu_note = "  # the GPUs differ: give each server GPUs of one model"
+    pad = " " * (len(block_header(fleet_host)) - len(block_header(fleet_host).lstrip()) + 2)
     lines = [
-        f"  {NAMESPACE}:host:",
-        f"    docker: {block['docker']}",
-        f"    address: {block['address']}",
-        f"    gpu: {block['gpu']}{gpu_note}",
-        "    gpus:",
+        block_header(fleet_host),
+        f"{pad}docker: {block['docker']}",
+        f"{pad}address: {block['address']}",
+        f"{pad}gpu: {block['gpu']}{gpu_note}",
+        f"{pad}gpus:",
     ]
     for g in host.gpus:
         learned = ", ".join(x for x in (g.gfx, f"{g.vram_gib:g} GiB", g.pci, g.product) if x)
-        lines.append(f"      - {{index: {g.index}, card: {g.card}, render: {g.render}}}  # {learned}")
-    lines.append(f"    groups: {{video: {host.groups['video']}, render: {host.groups['render']}}}")
+        lines.append(f"{pad}  - {{index: {g.index}, card: {g.card}, render: {g.render}}}  # {learned}")
+    lines.append(f"{pad}groups: {{video: {host.groups['video']}, render: {host.groups['render']}}}")
     if "ssh_host_key" in block:
-        lines.append(f"    ssh_host_key: {block['ssh_host_key']}  # pinned for the preflight's SSH client")
+        lines.append(f"{pad}ssh_host_key: {block['ssh_host_key']}  # pinned for the preflight's SSH client")
     for key, value in (kept or {}).items():
-        lines.append(f"    {key}: {json.dumps(value)}")
+        lines.append(f"{pad}{key}: {json.dumps(value)}")
     return "\n".join(lines) + "\n"
 
 
-def existing_block(stack_path: Path) -> dict[str, object]:
-    block = read_stack_file(stack_path).values.get("host")
+def existing_block(stack_path: Path, fleet_host: str | None = None) -> dict[str, object]:
+    values = read_stack_file(stack_path).values
+    hosts = values.get("hosts") if fleet_host else {None: values.get("host")}
+    block = hosts.get(fleet_host) if isinstance(hosts, dict) else None
     return dict(block) if isinstance(block, dict) else {}
 
 
-def write_block(stack_path: Path, block_text: str) -> None:
-    """Replace the `rocm-inference:host:` block of a stack file, leaving every other line as it was."""
+def write_block(stack_path: Path, block_text: str, fleet_host: str | None = None) -> None:
+    """Replace one host's block of a stack file (`rocm-inference:host:`, or `NAME:` under
+    `rocm-inference:hosts:`), leaving every other line as it was."""
     lines = stack_path.read_text().splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == f"  {NAMESPACE}:host:"), None)
+    header = block_header(fleet_host)
+    indent = len(header) - len(header.lstrip())
+    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == header), None)
     if start is None:
-        at = next((i + 1 for i, ln in enumerate(lines) if ln.rstrip() == "config:"), None)
+        parent = f"  {NAMESPACE}:hosts:" if fleet_host else "config:"
+        at = next((i + 1 for i, ln in enumerate(lines) if ln.rstrip() == parent), None)
         if at is None:
-            lines += ["config:\n"]
-            at = len(lines)
+            if fleet_host and not any(ln.rstrip() == "config:" for ln in lines):
+                lines += ["config:\n"]
+            at = next((i + 1 for i, ln in enumerate(lines) if ln.rstrip() == "config:"), len(lines))
+            if fleet_host:
+                lines[at:at] = [parent + "\n"]
+                at += 1
         lines[at:at] = [block_text]
     else:
         end = start + 1
-        while end < len(lines) and (lines[end].startswith("    ") or not lines[end].strip()):
+        while end < len(lines) and (lines[end].startswith(" " * (indent + 2)) or not lines[end].strip()):
             end += 1
         while end > start + 1 and not lines[end - 1].strip():
             end -= 1  # keep blank lines that separate the next key
@@ -348,7 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     where.add_argument("--root", metavar="DIR", help="read a recorded tree under DIR instead of /")
     parser.add_argument("--format", choices=["yaml", "json"], default="yaml")
     parser.add_argument("--write", metavar="STACK", help="update the host block of Pulumi.STACK.yaml")
+    parser.add_argument("--host", metavar="NAME", help="with --write: the block of this host of a fleet stack")
     args = parser.parse_args(argv)
+    if args.host and not args.write:
+        parser.error("--host goes with --write STACK")
     catalog = load_catalog()
     try:
         reader: HostReader = ssh_snapshot(args.ssh) if args.ssh else DirectoryReader(Path(args.root or "/"))
@@ -361,10 +381,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"discover: {path.name} does not exist", file=sys.stderr)
         return 1
     try:
-        existing = existing_block(path) if path else {}
+        values = read_stack_file(path).values if path else {}
+        existing = existing_block(path, args.host) if path else {}
     except StackConfigError as exc:
         print("\n".join(exc.lines), file=sys.stderr)
         return 1
+    if path is not None and "hosts" in values and not args.host:
+        names = ", ".join(values["hosts"]) if isinstance(values["hosts"], dict) else ""
+        print(f"discover: {path.name} is a fleet: say which host with --host NAME ({names})", file=sys.stderr)
+        return 2
+    if path is not None and args.host and "host" in values:
+        print(f"discover: {path.name} has one host (rocm-inference:host): drop --host", file=sys.stderr)
+        return 2
     if args.ssh:
         docker, address = f"ssh://{args.ssh}", args.ssh.rsplit("@", 1)[-1]
     else:
@@ -372,11 +400,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         docker = str(existing.get("docker", "unix:///var/run/docker.sock"))
         address = str(existing.get("address", "localhost"))
     block = host_block(host, docker, address, catalog)
-    kept = {k: v for k, v in existing.items() if k not in DISCOVERED_KEYS}
-    text = render_yaml(host, block, catalog, kept)
+    # Keep what discovery did not learn this time (bind, preflight, a host key a local reading cannot see).
+    kept = {k: v for k, v in existing.items() if k not in block}
+    text = render_yaml(host, block, catalog, kept, args.host)
     if path is not None:
-        write_block(path, text)
-        print(f"updated {NAMESPACE}:host in {path.name}", file=sys.stderr)
+        write_block(path, text, args.host)
+        key = f"hosts.{args.host}" if args.host else "host"
+        print(f"updated {NAMESPACE}:{key} in {path.name}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps({f"{NAMESPACE}:host": block, "discovered": [asdict(g) for g in host.gpus]}, indent=2))
     else:
