@@ -38,16 +38,16 @@ class _Config(BaseModel):
     """The keys of `config:` in this project's namespace; other namespaces (providers') are allowed."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
-    host: HostSettings | None = Field(None, alias=f"{NAMESPACE}:host", description="single-host form: the host")
-    vllm: ServerSettings | None = Field(None, alias=f"{NAMESPACE}:vllm", description="single-host form: the server")
+    host: HostSettings | None = Field(None, alias="rocm-inference:host", description="single-host form: the host")
+    vllm: ServerSettings | None = Field(None, alias="rocm-inference:vllm", description="single-host form: the server")
     hosts: dict[str, HostSettings] | None = Field(
-        None, alias=f"{NAMESPACE}:hosts", description="fleet form: hosts by name"
+        None, alias="rocm-inference:hosts", description="fleet form: hosts by name"
     )
     servers: dict[str, ServerSettings] | None = Field(
-        None, alias=f"{NAMESPACE}:servers", description="fleet form: vLLM servers by name"
+        None, alias="rocm-inference:servers", description="fleet form: vLLM servers by name"
     )
-    embeddings: EmbeddingsSettings | None = Field(None, alias=f"{NAMESPACE}:embeddings")
-    gateway: GatewaySettings | None = Field(None, alias=f"{NAMESPACE}:gateway")
+    embeddings: EmbeddingsSettings | None = Field(None, alias="rocm-inference:embeddings")
+    gateway: GatewaySettings | None = Field(None, alias="rocm-inference:gateway")
 
 
 class _StackFile(BaseModel):
