@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -30,11 +27,14 @@ from components.tools.compose import to_compose
 from components.tools.plan import plan_stack
 from components.tools.planned import Plan
 from components.tools.verify import run as verify
-from tests.conftest import ROOT, STACKS
-from tests.engine.dockerd import Engine, EngineUnavailable, import_stub, mounts_under, processes_of, start_engine
+from tests.conftest import ROOT
+from tests.engine.dockerd import Bridge, Engine, import_stub, running_engine
+from tests.engine.litellm import free_port
 from tests.stacks import load, set_key, values_of
 
 pytestmark = pytest.mark.engine
+# The single-host stacks; the fleet deploys on two engines (tests/test_engine_fleet.py).
+STACKS = ["big-chat", "small-chat"]
 
 SECRETS = {"vllm_api_key": "vk-3b1f0c9e", "embeddings_api_key": "ek-77a2d4c0", "hf_token": "hf_stubtoken1234567890"}
 COMPOSE_ENV = {
@@ -46,36 +46,18 @@ COMPOSE_ENV = {
 
 @pytest.fixture(scope="session")
 def engine() -> Iterator[Engine]:
-    root = Path(tempfile.mkdtemp(prefix="rocm-engine-"))  # short: a unix socket path has 108 bytes
-    try:
-        engine = start_engine(root)
-    except EngineUnavailable as exc:
-        shutil.rmtree(root, ignore_errors=True)
-        if os.environ.get("ROCM_INFERENCE_REQUIRE_ENGINE"):
-            pytest.fail(f"no Docker engine, and this run requires one: {exc}")
-        pytest.skip(f"no Docker engine can start here: {exc}")
-    try:
+    require = bool(os.environ.get("ROCM_INFERENCE_REQUIRE_ENGINE"))
+    with running_engine("rocm-engine-", Bridge("rit-br0", "10.231.0.1/24", "10.232.0.0/20"), require) as engine:
         for stack in STACKS:
-            for r in keyed_plan(stack, root).of_type(":RemoteImage"):
+            for r in keyed_plan(stack, engine.root).of_type(":RemoteImage"):
                 # The real Infinity image's entrypoint is infinity_emb; the vLLM image takes a full command.
                 import_stub(engine, r.inputs["name"], "infinity_emb" if r.parent == "embeddings" else None)
         yield engine
-    finally:
-        engine.stop()
-        assert not root.exists(), f"{root} was left behind"
-        assert processes_of(root) == [] and mounts_under(root) == [], "the engine left processes or mounts behind"
 
 
 # The suite binds no well-known port on 127.0.0.1 (a user's own vLLM may serve there): the deployed
 # stacks publish on an address of their own, on free ports, through the stack files they deploy.
 BIND = "127.0.0.2"
-
-
-def free_port(host: str = BIND) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def keyed_plan(stack: str, where: Path) -> Plan:
@@ -85,7 +67,7 @@ def keyed_plan(stack: str, where: Path) -> Plan:
     values = set_key(values, "host.bind", BIND)
     values = set_key(values, "host.address", BIND)
     for service in ("vllm", "embeddings"):
-        values = set_key(values, f"{service}.port", free_port())
+        values = set_key(values, f"{service}.port", free_port(BIND))
         values = set_key(values, f"{service}.health_interval", 1)
     config: dict[str, Any] = {f"rocm-inference:{k}": v for k, v in values.items()}
     config |= {f"rocm-inference:{key}": {"secure": "v1:AAAAAAAAAAAAAAAA:BBBBBBBBBBBBBBBBBBBB"} for key in SECRETS}
@@ -132,11 +114,13 @@ def test_stack_deploys_from_its_compose_export_and_verifies(engine: Engine, stac
         assert up.returncode == 0, f"the stack did not come up healthy with its own healthchecks:\n{up.stderr}"
 
         # verify, against the stack's own output URLs
+        # As `pulumi stack output --json --show-secrets` gives them: the keys in clear.
         outputs = {
             **plan.outputs,
             "vllm_api_key": SECRETS["vllm_api_key"],
             "embeddings_api_key": SECRETS["embeddings_api_key"],
         }
+        outputs["servers"]["vllm"]["api_key"] = SECRETS["vllm_api_key"]
         checks = verify(outputs, 60, lambda line: None)
         assert [c.name for c in checks if not c.ok] == [], [c for c in checks if not c.ok]
         (tmp_path / "outputs.json").write_text(json.dumps(outputs))

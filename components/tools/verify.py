@@ -100,22 +100,7 @@ def _key_check(name: str, method: str, url: str, payload: Any, key: str | None) 
     return Check(f"{name} refuses requests without the API key", r.status == 401, f"HTTP {r.status or r.error}")
 
 
-def verify_vllm(out: dict[str, Any]) -> list[Check]:
-    base, model, key = out["openai_base_url"].rstrip("/"), out["served_model"], out.get("vllm_api_key")
-    checks = []
-    r = request("GET", _root(base) + "/health")
-    checks.append(Check("vLLM /health", r.status == 200, f"HTTP {r.status or r.error}", r.ms))
-    r = request("GET", base + "/models", key=key)
-    listed = {m.get("id"): m for m in (r.body or {}).get("data", [])} if isinstance(r.body, dict) else {}
-    entry = listed.get(model)
-    planned = out.get("max_model_len")
-    ok = r.status == 200 and entry is not None and (planned is None or entry.get("max_model_len") == planned)
-    detail = (
-        f"{model}, max_model_len {entry.get('max_model_len')}" + (f" (planned {planned})" if planned else "")
-        if entry
-        else f"HTTP {r.status or r.error}: {model} not in {sorted(listed)}"
-    )
-    checks.append(Check("vLLM /v1/models", ok, detail, r.ms))
+def _chat(base: str, model: str, key: str | None, label: str) -> Check:
     chat = {
         "model": model,
         "messages": [{"role": "user", "content": "Reply with OK."}],
@@ -128,8 +113,39 @@ def verify_vllm(out: dict[str, Any]) -> list[Check]:
     tokens = (body.get("usage") or {}).get("completion_tokens", 0)
     ok = r.status == 200 and bool(choices) and "message" in choices[0]
     rate = f", {tokens / (r.ms / 1000):.1f} tokens/s" if ok and r.ms else ""
-    checks.append(Check("chat completion", ok, f"HTTP {r.status or r.error}, {tokens} tokens{rate}", r.ms))
-    checks.append(_key_check("vLLM /v1/models", "GET", base + "/models", None, key))
+    return Check(label, ok, f"HTTP {r.status or r.error}, {tokens} tokens{rate}", r.ms)
+
+
+def _embedding(base: str, model: str, key: str | None, label: str) -> tuple[Check, dict[str, Any]]:
+    payload = {"model": model, "input": ["rocm-inference verify"]}
+    r = request("POST", base + "/embeddings", payload, key)
+    body = r.body if isinstance(r.body, dict) else {}
+    data = body.get("data", [])
+    vector = data[0].get("embedding") if data else None
+    ok = r.status == 200 and isinstance(vector, list) and len(vector) > 0
+    detail = f"{len(vector)} dimensions" if ok and vector else f"HTTP {r.status or r.error}"
+    return Check(label, ok, detail, r.ms), body
+
+
+def verify_vllm(name: str, server: dict[str, Any], prefix: str = "") -> list[Check]:
+    """One vLLM server, directly: health, its model and context length, a chat, and its key."""
+    base, model, key = server["base_url"].rstrip("/"), server["model"], server.get("api_key")
+    checks = []
+    r = request("GET", _root(base) + "/health")
+    checks.append(Check(f"{prefix}vLLM /health", r.status == 200, f"HTTP {r.status or r.error}", r.ms))
+    r = request("GET", base + "/models", key=key)
+    listed = {m.get("id"): m for m in (r.body or {}).get("data", [])} if isinstance(r.body, dict) else {}
+    entry = listed.get(model)
+    planned = server.get("max_model_len")
+    ok = r.status == 200 and entry is not None and (planned is None or entry.get("max_model_len") == planned)
+    detail = (
+        f"{model}, max_model_len {entry.get('max_model_len')}" + (f" (planned {planned})" if planned else "")
+        if entry
+        else f"HTTP {r.status or r.error}: {model} not in {sorted(listed)}"
+    )
+    checks.append(Check(f"{prefix}vLLM /v1/models", ok, detail, r.ms))
+    checks.append(_chat(base, model, key, f"{prefix}chat completion"))
+    checks.append(_key_check(f"{prefix}vLLM /v1/models", "GET", base + "/models", None, key))
     return checks
 
 
@@ -138,15 +154,70 @@ def verify_embeddings(out: dict[str, Any]) -> list[Check]:
     checks = []
     r = request("GET", base + "/health")
     checks.append(Check("embeddings /health", r.status == 200, f"HTTP {r.status or r.error}", r.ms))
-    payload = {"model": model, "input": ["rocm-inference verify"]}
-    r = request("POST", base + "/embeddings", payload, key)
-    data = (r.body or {}).get("data", []) if isinstance(r.body, dict) else []
-    vector = data[0].get("embedding") if data else None
-    ok = r.status == 200 and isinstance(vector, list) and len(vector) > 0
-    detail = f"{len(vector)} dimensions" if ok and vector else f"HTTP {r.status or r.error}"
-    checks.append(Check("embedding", ok, detail, r.ms))
-    checks.append(_key_check("embeddings", "POST", base + "/embeddings", payload, key))
+    check, body = _embedding(base, model, key, "embedding")
+    checks.append(check)
+    answered = body.get("model")
+    checks.append(
+        Check(
+            "embeddings model name",
+            check.ok and answered in (None, model),
+            f"{answered or '(not named in the answer)'}, planned {model}",
+        )
+    )
+    checks.append(_key_check("embeddings", "POST", base + "/embeddings", {"model": model, "input": ["x"]}, key))
     return checks
+
+
+def verify_gateway(out: dict[str, Any], servers: dict[str, dict[str, Any]]) -> list[Check]:
+    """Through the gateway, with its key: a chat for each model name, the embeddings, and 401 without the key."""
+    base, key = out["openai_base_url"].rstrip("/"), out.get("gateway_api_key")
+    checks = []
+    r = request("GET", _root(base) + "/health/readiness")
+    checks.append(Check("gateway /health/readiness", r.status == 200, f"HTTP {r.status or r.error}", r.ms))
+    for model in sorted({s["model"] for s in servers.values()}):
+        checks.append(_chat(base, model, key, f"gateway: chat with {model}"))
+    if "embeddings_model" in out:
+        check, _ = _embedding(base, out["embeddings_model"], key, f"gateway: embedding with {out['embeddings_model']}")
+        checks.append(check)
+    checks.append(_key_check("gateway", "GET", base + "/models", None, key))
+    return checks
+
+
+def servers_of(outputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each vLLM server's outputs, by name (stacks deployed before the fleet form had only the flat ones)."""
+    if isinstance(outputs.get("servers"), dict):
+        return dict(outputs["servers"])
+    if "openai_base_url" in outputs:
+        return {
+            "vllm": {
+                "base_url": outputs["openai_base_url"],
+                "model": outputs["served_model"],
+                "max_model_len": outputs.get("max_model_len"),
+                "api_key": outputs.get("vllm_api_key"),
+            }
+        }
+    return {}
+
+
+class OutputsError(Exception):
+    """The stack outputs cannot be read: no pulumi CLI, a missing or broken file."""
+
+
+def _parse(text: str, where: str) -> dict[str, Any]:
+    try:
+        outputs = json.loads(text)
+    except ValueError as exc:
+        raise OutputsError(f"{where} is not JSON ({exc})") from None
+    if not isinstance(outputs, dict):
+        raise OutputsError(f"{where} is not a JSON object of stack outputs")
+    return outputs
+
+
+def read_outputs(path: Path) -> dict[str, Any]:
+    try:
+        return _parse(path.read_text(), str(path))
+    except OSError as exc:
+        raise OutputsError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def stack_outputs(stack: str) -> dict[str, Any]:
@@ -155,24 +226,48 @@ def stack_outputs(stack: str) -> dict[str, Any]:
             ["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", stack], capture_output=True, text=True
         )
     except FileNotFoundError:
-        raise SystemExit("verify: the pulumi CLI is not installed; pass --outputs FILE") from None
+        raise OutputsError("the pulumi CLI is not installed; pass --outputs FILE") from None
     if done.returncode != 0:
-        raise SystemExit(f"verify: pulumi stack output failed: {done.stderr.strip()}")
-    outputs: dict[str, Any] = json.loads(done.stdout)
-    return outputs
+        raise OutputsError(f"pulumi stack output failed: {done.stderr.strip()}")
+    return _parse(done.stdout, "pulumi stack output")
+
+
+def missing_outputs(outputs: dict[str, Any]) -> list[str]:
+    """The outputs verify needs that are absent (empty when everything it checks is named)."""
+    missing = []
+    servers = servers_of(outputs)
+    if not servers and "embeddings_base_url" not in outputs:
+        return ["servers (or openai_base_url) and embeddings_base_url"]
+    for name, server in servers.items():
+        missing += [
+            f"servers.{name}.{k}" for k in ("base_url", "model") if not isinstance(server, dict) or k not in server
+        ]
+    if "embeddings_base_url" in outputs and "embeddings_model" not in outputs:
+        missing.append("embeddings_model")
+    if "gateway_container" in outputs and "openai_base_url" not in outputs:
+        missing.append("openai_base_url")
+    return missing
 
 
 def run(outputs: dict[str, Any], wait_s: float | None, say: Callable[[str], None]) -> list[Check]:
-    has_vllm, has_emb = "openai_base_url" in outputs, "embeddings_base_url" in outputs
+    servers = servers_of(outputs)
+    has_emb, has_gateway = "embeddings_base_url" in outputs, "gateway_container" in outputs
     if wait_s is not None:
-        urls = {}
-        if has_vllm:
-            urls["vLLM"] = _root(outputs["openai_base_url"].rstrip("/")) + "/health"
+        urls = {f"{name} (vLLM)": _root(s["base_url"].rstrip("/")) + "/health" for name, s in servers.items()}
         if has_emb:
             urls["embeddings"] = outputs["embeddings_base_url"].rstrip("/") + "/health"
+        if has_gateway:
+            urls["gateway"] = _root(outputs["openai_base_url"].rstrip("/")) + "/health/readiness"
         if not wait_ready(urls, wait_s, say):
             return [Check("ready", False, f"not healthy within {wait_s:.0f} s")]
-    return (verify_vllm(outputs) if has_vllm else []) + (verify_embeddings(outputs) if has_emb else [])
+    checks: list[Check] = []
+    for name, server in servers.items():
+        checks += verify_vllm(name, server, "" if len(servers) == 1 and not has_gateway else f"{name}: ")
+    if has_emb:
+        checks += verify_embeddings(outputs)
+    if has_gateway:
+        checks += verify_gateway(outputs, servers)
+    return checks
 
 
 def render(stack: str, checks: Sequence[Check]) -> str:
@@ -192,10 +287,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--wait", nargs="?", type=float, const=1800.0, metavar="SECONDS", help="wait for /health first")
     parser.add_argument("--format", choices=["text", "json"], default="text")
     args = parser.parse_args(argv)
-    outputs = json.loads(Path(args.outputs).read_text()) if args.outputs else stack_outputs(args.stack)
-    if not any(k in outputs for k in ("openai_base_url", "embeddings_base_url")):
-        print("verify: the outputs have neither openai_base_url nor embeddings_base_url", file=sys.stderr)
-        return 1
+    try:
+        outputs = read_outputs(Path(args.outputs)) if args.outputs else stack_outputs(args.stack)
+        missing = missing_outputs(outputs)
+    except OutputsError as exc:
+        print(f"verify: {exc}", file=sys.stderr)
+        return 2
+    if missing:
+        print(
+            f"verify: the stack outputs lack {', '.join(missing)}: was the stack deployed with this code?",
+            file=sys.stderr,
+        )
+        return 2
     checks = run(outputs, args.wait, lambda line: print(line, file=sys.stderr, flush=True))
     if args.format == "json":
         print(

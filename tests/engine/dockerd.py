@@ -15,7 +15,9 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,10 +63,45 @@ def compose_binary() -> Path:
     return binary
 
 
+@dataclass(frozen=True)
+class Bridge:
+    """A Linux bridge of the engine's own, with its own subnet, made by the test and removed after it.
+
+    Two engines on Docker's default docker0 share it and hand out the same container addresses: a
+    request to one engine's port was answered by the other's container. An existing docker0 is
+    never touched. `pool` is where the engine takes user-defined networks' subnets from.
+    """
+
+    name: str
+    cidr: str  # the bridge's own address, e.g. 10.231.1.1/24
+    pool: str  # e.g. 10.232.1.0/24
+
+    def create(self) -> None:
+        if shutil.which("ip") is None:
+            raise EngineUnavailable("iproute2's ip is missing (it makes the engine's own bridge)")
+        self.remove()
+        for cmd in (
+            ["ip", "link", "add", "name", self.name, "type", "bridge"],
+            ["ip", "addr", "add", self.cidr, "dev", self.name],
+            ["ip", "link", "set", self.name, "up"],
+        ):
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise EngineUnavailable(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
+
+    def remove(self) -> None:
+        if Path(f"/sys/class/net/{self.name}").exists():
+            subprocess.run(["ip", "link", "delete", self.name, "type", "bridge"], capture_output=True)
+
+    def exists(self) -> bool:
+        return Path(f"/sys/class/net/{self.name}").exists()
+
+
 @dataclass
 class Engine:
     root: Path
     process: subprocess.Popen[bytes]
+    bridge: Bridge | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -100,7 +137,7 @@ class Engine:
         """Stop dockerd as a host shutdown does (SIGTERM: it stops the containers), then start it again."""
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=60)
-        self.process = _spawn_dockerd(self.root)
+        self.process = _spawn_dockerd(self.root, self.bridge)
         self.wait_ready()
 
     def stop(self) -> None:
@@ -124,6 +161,32 @@ class Engine:
         for mount in reversed(mounts_under(self.root)):
             subprocess.run(["umount", "-l", mount], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.bridge is not None:
+            self.bridge.remove()
+
+
+@contextlib.contextmanager
+def running_engine(prefix: str, bridge: Bridge, require: bool) -> Iterator[Engine]:
+    """A private engine for the duration of the block; skipped (or failed, when `require`) where none can
+    start. Afterwards no process, mount, directory or bridge of it is left."""
+    import pytest
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))  # short: a unix socket path has 108 bytes
+    try:
+        engine = start_engine(root, bridge)
+    except EngineUnavailable as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        bridge.remove()
+        if require:
+            pytest.fail(f"no Docker engine, and this run requires one: {exc}")
+        pytest.skip(f"no Docker engine can start here: {exc}")
+    try:
+        yield engine
+    finally:
+        engine.stop()
+        assert not root.exists(), f"{root} was left behind"
+        assert processes_of(root) == [] and mounts_under(root) == [], "the engine left processes or mounts behind"
+        assert not bridge.exists(), f"the bridge {bridge.name} was left behind"
 
 
 def processes_of(root: Path) -> list[int]:
@@ -149,7 +212,7 @@ def mounts_under(root: Path) -> list[str]:
         return [line.split()[1] for line in f if line.split()[1].startswith(prefix)]
 
 
-def start_engine(root: Path, timeout: float = 60) -> Engine:
+def start_engine(root: Path, bridge: Bridge, timeout: float = 60) -> Engine:
     if shutil.which("dockerd") is None or shutil.which("busybox") is None:
         _install_packages()
     if shutil.which("docker") is None:
@@ -158,7 +221,8 @@ def start_engine(root: Path, timeout: float = 60) -> Engine:
     for sub in ("data", "exec", "config/cli-plugins"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "config" / "cli-plugins" / "docker-compose").symlink_to(compose_binary())
-    engine = Engine(root, _spawn_dockerd(root))
+    bridge.create()
+    engine = Engine(root, _spawn_dockerd(root, bridge), bridge)
     try:
         engine.wait_ready(timeout)
     except EngineUnavailable:
@@ -167,7 +231,8 @@ def start_engine(root: Path, timeout: float = 60) -> Engine:
     return engine
 
 
-def _spawn_dockerd(root: Path) -> subprocess.Popen[bytes]:
+def _spawn_dockerd(root: Path, bridge: Bridge | None) -> subprocess.Popen[bytes]:
+    network = [f"--bridge={bridge.name}", f"--default-address-pool=base={bridge.pool},size=28"] if bridge else []
     log = open(root / "dockerd.log", "ab")  # noqa: SIM115 - the engine writes to it until stop()
     return subprocess.Popen(
         [
@@ -184,6 +249,7 @@ def _spawn_dockerd(root: Path) -> subprocess.Popen[bytes]:
             "--ip-forward=false",
             "--ip-masq=false",
             "--storage-driver=vfs",
+            *network,
         ],
         stdout=log,
         stderr=log,
