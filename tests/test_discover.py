@@ -40,7 +40,7 @@ def test_dual_mi60_prints_exactly_the_host_block_of_big_chat() -> None:
     assert result.returncode == 0, result.stderr
     big_chat = yaml.safe_load((ROOT / "Pulumi.big-chat.yaml").read_text())["config"]["rocm-inference:host"]
     assert parse_block(result.stdout) == big_chat
-    assert "# gfx906, 31.98 GiB, 0000:03:00.0, Radeon Instinct MI60 32GB" in result.stdout
+    assert '{index: 0, card: 1, render: 128, pci: "0000:03:00.0"}  # gfx906, 31.98 GiB, Radeon Instinct MI60 32GB' in result.stdout
 
 
 def test_quad_gfx906_maps_every_discrete_gpu_in_rocm_order_and_leaves_the_intel_gpu_out() -> None:
@@ -58,8 +58,8 @@ def test_json_format_carries_what_was_learned() -> None:
     result = run("--root", str(HOSTS / "dual-mi60"), "--format", "json")
     doc = json.loads(result.stdout)
     assert doc["rocm-inference:host"]["gpus"] == [
-        {"index": 0, "card": 1, "render": 128},
-        {"index": 1, "card": 2, "render": 129},
+        {"index": 0, "card": 1, "render": 128, "pci": "0000:03:00.0"},
+        {"index": 1, "card": 2, "render": 129, "pci": "0000:83:00.0"},
     ]
     assert doc["discovered"][1] == {
         "index": 1, "card": 2, "render": 129, "gfx": "gfx906", "vram_gib": 31.98, "pci": "0000:83:00.0",
@@ -104,7 +104,7 @@ def test_gfx_names() -> None:
 def test_write_replaces_only_the_host_block_and_keeps_other_keys(tmp_path: Path) -> None:
     original = (ROOT / "Pulumi.big-chat.yaml").read_text()
     edited = original.replace("    address: localhost", "    address: gpu-box\n    bind: 0.0.0.0").replace(
-        "render: 129}", "render: 130}"
+        'render: 129, pci: "0000:83:00.0"}', 'render: 130, pci: "0000:83:00.0"}'
     )
     path = tmp_path / "Pulumi.big-chat.yaml"
     path.write_text(edited)
@@ -113,7 +113,7 @@ def test_write_replaces_only_the_host_block_and_keeps_other_keys(tmp_path: Path)
     write_block(path, render_yaml(host, block, load_catalog(), {"bind": "0.0.0.0"}))
     after = path.read_text()
     config = yaml.safe_load(after)["config"]
-    assert config["rocm-inference:host"]["gpus"][1] == {"index": 1, "card": 2, "render": 129}
+    assert config["rocm-inference:host"]["gpus"][1] == {"index": 1, "card": 2, "render": 129, "pci": "0000:83:00.0"}
     assert config["rocm-inference:host"]["bind"] == "0.0.0.0"
     assert config["rocm-inference:host"]["address"] == "gpu-box"
 

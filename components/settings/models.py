@@ -64,11 +64,13 @@ Image = Annotated[StrictStr, Field(min_length=1), AfterValidator(_check_image)]
 
 
 class GpuNode(_Model):
-    """One GPU of the host: its ROCm index and its DRM nodes (`/dev/dri/cardN`, `/dev/dri/renderDN`)."""
+    """One GPU of the host: its ROCm index, its DRM nodes (`/dev/dri/cardN`, `/dev/dri/renderDN`) and
+    its PCI address (how the host's hwmon sensors name it; `discover` writes it)."""
 
     index: NonNegative
     card: NonNegative
     render: Annotated[StrictInt, Field(ge=128, le=255)]
+    pci: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")] | None = None
 
 
 class Groups(_Model):

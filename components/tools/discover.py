@@ -279,7 +279,7 @@ def host_block(host: DiscoveredHost, docker: str, address: str, catalog: Catalog
         "docker": docker,
         "address": address,
         "gpu": sorted(names)[0] if len(names) == 1 else "mixed",
-        "gpus": [{"index": g.index, "card": g.card, "render": g.render} for g in host.gpus],
+        "gpus": [{"index": g.index, "card": g.card, "render": g.render, "pci": g.pci} for g in host.gpus],
         "groups": {"video": host.groups["video"], "render": host.groups["render"]},
     }
     if host.ssh_host_key and docker.startswith("ssh://"):
@@ -313,8 +313,8 @@ def render_yaml(
         f"{pad}gpus:",
     ]
     for g in host.gpus:
-        learned = ", ".join(x for x in (g.gfx, f"{g.vram_gib:g} GiB", g.pci, g.product) if x)
-        lines.append(f"{pad}  - {{index: {g.index}, card: {g.card}, render: {g.render}}}  # {learned}")
+        learned = ", ".join(x for x in (g.gfx, f"{g.vram_gib:g} GiB", g.product) if x)
+        lines.append(f'{pad}  - {{index: {g.index}, card: {g.card}, render: {g.render}, pci: "{g.pci}"}}  # {learned}')
     lines.append(f"{pad}groups: {{video: {host.groups['video']}, render: {host.groups['render']}}}")
     if "ssh_host_key" in block:
         lines.append(f"{pad}ssh_host_key: {block['ssh_host_key']}  # pinned for the preflight's SSH client")
