@@ -40,7 +40,10 @@ def test_dual_mi60_prints_exactly_the_host_block_of_big_chat() -> None:
     assert result.returncode == 0, result.stderr
     big_chat = yaml.safe_load((ROOT / "Pulumi.big-chat.yaml").read_text())["config"]["rocm-inference:host"]
     assert parse_block(result.stdout) == big_chat
-    assert '{index: 0, card: 1, render: 128, pci: "0000:03:00.0"}  # gfx906, 31.98 GiB, Radeon Instinct MI60 32GB' in result.stdout
+    assert (
+        '{index: 0, card: 1, render: 128, pci: "0000:03:00.0"}  # gfx906, 31.98 GiB, Radeon Instinct MI60 32GB'
+        in result.stdout
+    )
 
 
 def test_quad_gfx906_maps_every_discrete_gpu_in_rocm_order_and_leaves_the_intel_gpu_out() -> None:
