@@ -335,10 +335,39 @@ class GatewaySettings(_Model):
     request_timeout: Annotated[StrictInt, Field(ge=10, le=7200)] = 600
 
 
+Retention = Annotated[StrictStr, Field(pattern=r"^[0-9]+(h|d|w|y)$")]
+
+
+class AlertmanagerSettings(_Model):
+    """Where alerts go. The webhook URL is a nested secret (it carries a token):
+    `pulumi config set --secret --path 'rocm-inference:monitoring.alertmanager.webhook_url' https://...`."""
+
+    image: Image = "quay.io/prometheus/alertmanager:v0.28.1"
+    port: Port = 9093
+    repeat_interval: Retention = "4h"
+
+
+class MonitoringSettings(_Model):
+    """Prometheus, Grafana and node-exporter: metrics, dashboards and alerts for the whole stack."""
+
+    host: HostRef | None = None  # where Prometheus, Grafana and Alertmanager run
+    prometheus_image: Image = "quay.io/prometheus/prometheus:v2.55.1"  # 2.x, the major version promtool tests
+    grafana_image: Image = "grafana/grafana:12.4.0"
+    node_exporter_image: Image = "quay.io/prometheus/node-exporter:v1.9.1"
+    prometheus_port: Port = 9090
+    grafana_port: Port = 3000
+    node_exporter_port: Port = 9100
+    scrape_interval: Annotated[StrictInt, Field(ge=5, le=300)] = 15
+    retention: Retention = "30d"
+    alertmanager: AlertmanagerSettings | None = None
+
+
 # The single-host form's names for its one host and one server, in the fleet underneath.
 SINGLE_HOST = "host"
 SINGLE_SERVER = "vllm"
-RESERVED_NAMES = frozenset({"embeddings", "gateway", "monitoring"})
+# The optional services, each on one host of the stack.
+SECTIONS: tuple[str, ...] = ("embeddings", "gateway", "monitoring")
+RESERVED_NAMES = frozenset(SECTIONS)
 
 
 class StackSettings(_Model):
@@ -352,6 +381,7 @@ class StackSettings(_Model):
     servers: dict[Name, ServerSettings]
     embeddings: EmbeddingsSettings | None = None
     gateway: GatewaySettings | None = None
+    monitoring: MonitoringSettings | None = None
     secrets: frozenset[str] = frozenset()
     single: bool = False
 
@@ -372,7 +402,7 @@ class StackSettings(_Model):
                     server = {"container_name": name, **({"host": only} if only else {}), **server}
                 filled[name] = server
             data["servers"] = filled
-        for key in ("embeddings", "gateway"):
+        for key in SECTIONS:
             if only and isinstance(data.get(key), dict) and "host" not in data[key]:
                 data[key] = {"host": only, **data[key]}
         return data
@@ -405,10 +435,11 @@ SECRET_KEYS: tuple[str, ...] = (
     "vllm_api_key",
     "embeddings_api_key",
     "gateway_api_key",
+    "grafana_admin_password",
     "ssh_private_key",
 )
 # Nested secrets: a server's own backend key (`pulumi config set --secret --path 'rocm-inference:servers.NAME.api_key'`).
 NESTED_SECRET_FIELDS: tuple[str, ...] = ("api_key",)
 SINGLE_KEYS: tuple[str, ...] = ("host", "vllm")
 FLEET_KEYS: tuple[str, ...] = ("hosts", "servers")
-CONFIG_KEYS: tuple[str, ...] = (*SINGLE_KEYS, *FLEET_KEYS, "embeddings", "gateway", *SECRET_KEYS)
+CONFIG_KEYS: tuple[str, ...] = (*SINGLE_KEYS, *FLEET_KEYS, *SECTIONS, *SECRET_KEYS)

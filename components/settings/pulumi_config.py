@@ -26,18 +26,24 @@ class Secrets:
     embeddings_api_key: pulumi.Output[str] | None = None
     gateway_api_key: pulumi.Output[str] | None = None
     ssh_private_key: pulumi.Output[str] | None = None
+    grafana_admin_password: pulumi.Output[str] | None = None
     # A server's own backend key (`servers.<name>.api_key`, a nested secret), by server name.
     server_api_keys: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
+    # `monitoring.alertmanager.webhook_url`, a nested secret.
+    alert_webhook_url: pulumi.Output[str] | None = None
 
 
 def _take_nested_secrets(values: dict[str, Any]) -> dict[str, pulumi.Output[str]]:
-    """Move each server's nested secret out of the plain values, into secret Outputs (before validation)."""
+    """Move each nested secret out of the plain values, into secret Outputs (before validation), by path."""
     taken = {}
     for path, server, name in nested_secret_paths(values):
-        entry = values["vllm"] if path.startswith("vllm.") else values["servers"][server]
+        if path.startswith("monitoring."):
+            entry = values["monitoring"]["alertmanager"]
+        else:
+            entry = values["vllm"] if path.startswith("vllm.") else values["servers"][server]
         value = entry.pop(name)
         if isinstance(value, str):
-            taken[server] = pulumi.Output.secret(value)
+            taken[path] = pulumi.Output.secret(value)
     return taken
 
 
@@ -69,8 +75,18 @@ def load_from_pulumi(
         elif written is not None and name in written.values:
             values[name] = written.values[name]  # an empty section: refused by name, not silently dropped
     nested = _take_nested_secrets(values)
-    secrets = Secrets(**{key: config.get_secret(key) for key in SECRET_KEYS}, server_api_keys=nested)
+    server_keys = {
+        path.split(".")[-2] if path.startswith("servers.") else "vllm": v
+        for path, v in nested.items()
+        if path.endswith(".api_key")
+    }
+    secrets = Secrets(
+        **{key: config.get_secret(key) for key in SECRET_KEYS},
+        server_api_keys=server_keys,
+        alert_webhook_url=nested.get("monitoring.alertmanager.webhook_url"),
+    )
     present = [key for key in SECRET_KEYS if getattr(secrets, key) is not None]
-    present += [f"servers.{server}.api_key" for server in nested]
+    present += [f"servers.{server}.api_key" for server in server_keys]
+    present += [path for path in nested if path.startswith("monitoring.")]
     found = [*written.misspelled, *plain_secret_problems(written)] if written else []
     return validate(values, present, source, extra_checks, found), secrets

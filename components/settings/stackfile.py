@@ -141,7 +141,8 @@ def read_stack_file(path: Path) -> StackFile:
 
 
 def nested_secret_paths(values: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(path, server, field) of each nested secret field that a server entry holds, in either form."""
+    """(path, server, field) of each nested secret a stack holds: a server's own key (in either form),
+    and the alert webhook's URL (server "")."""
     out = []
     servers = values.get("servers") if isinstance(values.get("servers"), dict) else {}
     entries = [(f"servers.{n}", n, v) for n, v in (servers or {}).items()]
@@ -150,6 +151,10 @@ def nested_secret_paths(values: dict[str, Any]) -> list[tuple[str, str, str]]:
     for path, server, entry in entries:
         if isinstance(entry, dict):
             out += [(f"{path}.{f}", server, f) for f in NESTED_SECRET_FIELDS if f in entry]
+    monitoring = values.get("monitoring")
+    alertmanager = monitoring.get("alertmanager") if isinstance(monitoring, dict) else None
+    if isinstance(alertmanager, dict) and "webhook_url" in alertmanager:
+        out.append(("monitoring.alertmanager.webhook_url", "", "webhook_url"))
     return out
 
 

@@ -28,6 +28,7 @@ from components.settings.errors import (
 )
 from components.settings.models import (
     CONFIG_KEYS,
+    SECTIONS,
     FLEET_KEYS,
     RESERVED_NAMES,
     SINGLE_HOST,
@@ -56,7 +57,7 @@ def to_fleet(values: Mapping[str, Any]) -> tuple[dict[str, Any], bool, list[Prob
     """The fleet form of a stack's values, whether the file is written in the single-host form, and form errors."""
     single = [k for k in SINGLE_KEYS if k in values]
     fleet = [k for k in FLEET_KEYS if k in values]
-    data = {k: v for k, v in values.items() if k in ("embeddings", "gateway")}
+    data = {k: v for k, v in values.items() if k in SECTIONS}
     if single and fleet:
         keys = ", ".join(f"{NAMESPACE}:{k}" for k in single + fleet)
         return (
@@ -92,7 +93,7 @@ def _missing_form_keys(data: Mapping[str, Any], single: bool) -> list[Problem]:
 def _empty_sections(values: Mapping[str, Any]) -> list[Problem]:
     """`rocm-inference:embeddings:` with nothing under it must not silently remove the server."""
     out = []
-    for key in ("embeddings", "gateway"):
+    for key in SECTIONS:
         if key in values and values[key] in (None, {}):
             out.append(
                 Problem(key, f"is empty: give its settings (image, model, ...), or remove the key for no {key} server")
@@ -104,7 +105,7 @@ def _host_refs(s: StackSettings) -> list[Problem]:
     """Every service names a host of the stack; with several hosts, it must say which."""
     out = []
     services: list[tuple[str, str | None]] = [(f"servers.{n}", srv.host) for n, srv in s.servers.items()]
-    services += [(k, getattr(s, k).host) for k in ("embeddings", "gateway") if getattr(s, k) is not None]
+    services += [(k, getattr(s, k).host) for k in SECTIONS if getattr(s, k) is not None]
     for key, host in services:
         if host is None:
             out.append(
@@ -194,6 +195,18 @@ def _containers_by_host(s: StackSettings) -> dict[str, list[_Published]]:
     if s.gateway is not None:
         g = s.gateway
         by_host[g.host or ""].append(_Published("gateway", g.container_name, g.port, None, True))
+    if s.monitoring is not None:
+        m = s.monitoring
+        # node-exporter on every host, guarded by basic auth; Prometheus and Grafana by their own logins
+        for host in s.hosts:
+            by_host[host].append(
+                _Published("monitoring.node_exporter", "node-exporter", m.node_exporter_port, None, True)
+            )
+        here = by_host[m.host or ""]
+        here.append(_Published("monitoring.prometheus", "prometheus", m.prometheus_port, "prometheus-data", True))
+        here.append(_Published("monitoring.grafana", "grafana", m.grafana_port, "grafana-data", True))
+        if m.alertmanager is not None:
+            here.append(_Published("monitoring.alertmanager", "alertmanager", m.alertmanager.port, None, True))
     return by_host
 
 
@@ -317,6 +330,20 @@ def _replicas(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
     return errors, warnings
 
 
+def _monitoring_secrets(s: StackSettings) -> list[Problem]:
+    out = []
+    if s.monitoring is not None and s.monitoring.alertmanager is not None:
+        if not s.has_secret("monitoring.alertmanager.webhook_url"):
+            out.append(
+                Problem(
+                    "monitoring.alertmanager",
+                    "needs the webhook alerts go to, a secret (its URL carries a token): pulumi config set --secret "
+                    "--path 'rocm-inference:monitoring.alertmanager.webhook_url' https://...",
+                )
+            )
+    return out
+
+
 def _gateway_key(s: StackSettings) -> list[Problem]:
     if s.gateway is None or s.has_secret("gateway_api_key"):
         return []
@@ -331,7 +358,7 @@ def _gateway_key(s: StackSettings) -> list[Problem]:
 
 def _cross_checks(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
     refs = _host_refs(s)
-    problems = refs + _names(s) + _gateway_key(s)
+    problems = refs + _names(s) + _gateway_key(s) + _monitoring_secrets(s)
     if refs:
         return problems, []
     problems += _server_gpus(s) + _per_host(s)
@@ -342,6 +369,11 @@ def _cross_checks(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
 def _warnings(s: StackSettings) -> list[Problem]:
     images = [(f"servers.{n}.image", srv.image) for n, srv in s.servers.items()]
     images += [(f"{k}.image", getattr(s, k).image) for k in ("embeddings", "gateway") if getattr(s, k) is not None]
+    if s.monitoring is not None:
+        m = s.monitoring
+        images += [
+            (f"monitoring.{k}", getattr(m, k)) for k in ("prometheus_image", "grafana_image", "node_exporter_image")
+        ]
     return [
         Problem(key, f"is {image!r}, an unpinned tag that moves under you: pin a released tag or a digest")
         for key, image in images
