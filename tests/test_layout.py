@@ -17,6 +17,7 @@ PURE = [
     "components.planning.devices",
     "components.planning.preflight",
     "components.planning.startup_logs",
+    "components.planning.monitoring",
     "components.tools.discover",
     "components.tools.compose",
     "components.tools.verify",
