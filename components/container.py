@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-from components.planning.timing import Timeouts, container_timeouts, go_duration, image_timeouts
+from components.planning.timing import Timeouts, container_timeouts, download_timeouts, go_duration, image_timeouts
 
 # No start_interval: Docker Engine before v25 (Debian 12 ships 20.10) refuses it in compose; the
 # interval (15 s by default, a stack setting) finds a server ready soon enough without one.
@@ -61,6 +61,18 @@ def health_test(port: int, path: str = "/health") -> list[str]:
 
 
 @dataclass(frozen=True)
+class Prefetch:
+    """A one-shot container, from the service's own image and with its cache volume, that runs to completion
+    before the service container is (re)created: the model download, while the old server keeps serving."""
+
+    command: Sequence[str]
+    what: str  # what it fetches, for the error
+    timeout_s: int
+    environment: Mapping[str, str] = field(default_factory=dict)
+    secret_environment: Mapping[str, pulumi.Output[str] | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """Everything a service component decides about its container.
 
@@ -78,12 +90,20 @@ class ServiceSpec:
     pull_timeout: int
     health_interval: int
     health_path: str = "/health"
+    # A check of its own (the vLLM progress check); else a GET of health_path.
+    health_check: Sequence[str] | None = None
+    # docker-init as PID 1: it forwards a signal the healthcheck sends to PID 1 to the server.
+    init: bool = False
+    prefetch: Prefetch | None = None
     external_port: int | None = None
     bind: str = "127.0.0.1"
     cache_volume: str | None = None
     cache_path: str | None = None
     networks: Sequence[pulumi.Input[str]] = ()
-    uploads: Mapping[str, str] = field(default_factory=dict)  # container path -> file content (no secrets)
+    # container path -> file content; a secret content stays a secret Output
+    uploads: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # host path -> container path, read-only (node-exporter reads the host's /proc and /sys)
+    host_mounts: Mapping[str, str] = field(default_factory=dict)
     environment: Mapping[str, str] = field(default_factory=dict)
     secret_environment: Mapping[str, pulumi.Output[str] | None] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -185,28 +205,45 @@ def service_resources(
                 child, pulumi.ResourceOptions(protect=True, retain_on_delete=True, ignore_changes=["labels"])
             ),
         )
+    depends_on = list(spec.depends_on)
+    if spec.prefetch is not None:
+        if volume is None or spec.cache_path is None:
+            raise ValueError("a prefetch fills the service's cache volume: give it one")
+        fetch = _prefetch(name, spec, spec.prefetch, image, volume, child)
+        depends_on.append(fetch)
+        # pulumi-docker records a one-shot container's exit code and nothing more (must_run=False):
+        # a failed download stops `pulumi up` here, before the old server is touched.
+        what, fetcher = spec.prefetch.what, fetch_name(spec)
+        fetched = fetch.exit_code.apply(lambda code: _fetched(code, what, fetcher))
+        labels.append(docker.ContainerLabelArgs(label=f"{LABEL_PREFIX}.prefetched", value=fetched))
     container = docker.Container(
         f"{name}-container",
         name=spec.container_name,
         image=image.image_id,
-        command=list(spec.command),
+        command=list(spec.command) or None,  # none: the image's own CMD
         envs=container_envs(spec.environment, spec.secret_environment),
         devices=list(spec.devices) or None,
         group_adds=list(spec.group_adds) or None,
         shm_size=spec.shm_size_mb,
         ipc_mode="private",
         privileged=False,
+        init=True if spec.init else None,
         ports=[docker.ContainerPortArgs(internal=spec.internal_port, external=spec.external_port, ip=spec.bind)]
         if spec.external_port is not None
         else None,
-        volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.cache_path)]
-        if volume is not None
-        else None,
+        volumes=[
+            *([docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.cache_path)] if volume else []),
+            *(
+                docker.ContainerVolumeArgs(host_path=src, container_path=dst, read_only=True)
+                for src, dst in sorted(spec.host_mounts.items())
+            ),
+        ]
+        or None,
         networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n) for n in spec.networks] or None,
         uploads=[docker.ContainerUploadArgs(file=path, content=text) for path, text in sorted(spec.uploads.items())]
         or None,
         healthcheck=docker.ContainerHealthcheckArgs(
-            tests=health_test(spec.internal_port, spec.health_path),
+            tests=list(spec.health_check) if spec.health_check else health_test(spec.internal_port, spec.health_path),
             interval=go_duration(spec.health_interval),
             timeout=go_duration(HEALTH_TIMEOUT_S),
             retries=HEALTH_RETRIES,
@@ -224,9 +261,55 @@ def service_resources(
             pulumi.ResourceOptions(
                 delete_before_replace=True,
                 additional_secret_outputs=["envs"],
-                depends_on=list(spec.depends_on),
+                depends_on=depends_on,
                 custom_timeouts=_custom(container_timeouts(spec.startup_timeout, spec.stop_grace_seconds)),
             ),
         ),
     )
     return ServiceResources(image, volume, container)
+
+
+def fetch_name(spec: ServiceSpec) -> str:
+    return f"{spec.container_name}-prefetch"
+
+
+def _fetched(code: int | None, what: str, container: str) -> str:
+    if code not in (0, None):  # None: not known yet (a preview)
+        raise RuntimeError(
+            f"the download of {what} failed (exit {code}): see `docker logs {container}`; the running server "
+            "was not touched"
+        )
+    return what
+
+
+def _prefetch(
+    name: str,
+    spec: ServiceSpec,
+    p: Prefetch,
+    image: docker.RemoteImage,
+    volume: docker.Volume,
+    child: pulumi.ResourceOptions,
+) -> docker.Container:
+    return docker.Container(
+        f"{name}-prefetch",
+        name=fetch_name(spec),
+        image=image.image_id,
+        command=list(p.command),
+        envs=container_envs(p.environment, p.secret_environment),
+        volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.cache_path)],
+        # Runs to completion: the provider attaches, waits for the exit and keeps the exit code.
+        must_run=False,
+        attach=True,
+        logs=True,
+        restart="no",
+        labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(spec.labels.items())],
+        opts=pulumi.ResourceOptions.merge(
+            child,
+            pulumi.ResourceOptions(
+                delete_before_replace=True,
+                additional_secret_outputs=["envs"],
+                depends_on=list(spec.depends_on),
+                custom_timeouts=_custom(download_timeouts(p.timeout_s)),
+            ),
+        ),
+    )

@@ -12,15 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_docker as docker
 import pulumi_random as random
 
 from components.embeddings import EmbeddingsServer, EmbeddingsServerArgs
 from components.gateway import Gateway, GatewayArgs
 from components.host import PreflightArgs, RocmHost, RocmHostArgs
+from components.monitoring import Monitoring, MonitoringArgs
 from components.planning.catalog import load_catalog
 from components.planning.gateway import backend_key_env, litellm_config
+from components.planning.monitoring import alertmanager_config, grafana_files, prometheus_config, rules_text
 from components.planning.preflight import preflight_spec, script_text
-from components.planning.rules import check_stack
+from components.planning.rules import check_stack, server_contexts, server_stall_seconds
 from components.settings import Check, LoadedStack, Problem, StackConfigError, StackSettings
 from components.settings.pulumi_config import Secrets, load_from_pulumi
 from components.vllm import VllmServer, VllmServerArgs
@@ -54,8 +57,13 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
             preflight = PreflightArgs(spec.command(), script, spec.triggers(script), secrets.ssh_private_key)
         hosts[name] = RocmHost(name, RocmHostArgs(settings=h, preflight=preflight))
     gateway_host = s.gateway.host if s.gateway is not None else None
-    # The gateway reaches the servers of its own host by container name on a network of their own.
-    network = hosts[gateway_host].network(f"{gateway_host}-gateway-net", f"{project}-{stack}") if gateway_host else None
+    monitoring_host = s.monitoring.host if s.monitoring is not None else None
+    # The gateway and Prometheus reach the services of their own host by container name, on a network
+    # of the stack's on that host (no host port involved); other hosts' by address and published port.
+    networks = {
+        h: hosts[h].network(f"{h}-network", f"{project}-{stack}")
+        for h in sorted(h for h in (gateway_host, monitoring_host) if h is not None)
+    }
 
     def where(host: str | None) -> dict[str, Any]:
         h = hosts[host or ""]
@@ -66,12 +74,13 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
             "pull_timeout": h.settings.pull_timeout,
             "hf_token": secrets.hf_token,
             "labels": labels,
-            "networks": [network.name] if network is not None and host == gateway_host else [],
+            "networks": [networks[host].name] if host in networks else [],
             # Nothing is pulled or started on a host before its preflight passed.
             "depends_on": [h.preflight] if h.preflight else [],
         }
 
     behind_gateway = s.gateway is not None
+    contexts = server_contexts(s)
     keys: dict[str, pulumi.Output[str]] = {}
     servers: dict[str, VllmServer] = {}
     for name, srv in s.servers.items():
@@ -84,6 +93,7 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
                 settings=srv,
                 devices=hosts[srv.host or ""].gpu_devices(f"{name}-gpus", srv.gpus),
                 api_key=key,
+                stall_seconds=server_stall_seconds(contexts[name], catalog),
                 **where(srv.host),
             ),
         )
@@ -117,7 +127,49 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
                 },
             ),
         )
-    return _outputs(s, servers, embeddings, gateway, keys, secrets)
+    outputs = _outputs(s, servers, embeddings, gateway, keys, secrets)
+    if s.monitoring is not None:
+        outputs |= _monitoring(s, hosts, networks, labels, secrets)
+    return outputs
+
+
+def _monitoring(
+    s: StackSettings,
+    hosts: dict[str, RocmHost],
+    networks: dict[str, docker.Network],
+    labels: dict[str, str],
+    secrets: Secrets,
+) -> dict[str, pulumi.Input[Any]]:
+    assert s.monitoring is not None
+    # Scrapes cross hosts, so node-exporter answers only with basic auth; Prometheus has the password.
+    node_password = random.RandomPassword("node-exporter-password", length=32, special=False)
+    grafana_password = secrets.grafana_admin_password or pulumi.Output.secret(
+        random.RandomPassword("grafana-admin-password", length=24, special=False).result
+    )
+    monitoring = Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            settings=s.monitoring,
+            hosts=hosts,
+            prometheus_config=prometheus_config(s),
+            alertmanager_config=alertmanager_config(s) if s.monitoring.alertmanager else None,
+            grafana_files=grafana_files(s),
+            rules=rules_text(),
+            node_exporter_password=pulumi.Output.secret(node_password.result),
+            node_exporter_password_hash=pulumi.Output.secret(node_password.bcrypt_hash),
+            grafana_admin_password=grafana_password,
+            gateway_api_key=secrets.gateway_api_key if s.gateway is not None else None,
+            alert_webhook_url=secrets.alert_webhook_url,
+            networks={h: [n.name] for h, n in networks.items()},
+            labels=labels,
+            depends_on={name: [h.preflight] for name, h in hosts.items() if h.preflight},
+        ),
+    )
+    return {
+        "prometheus_url": monitoring.prometheus_url,
+        "grafana_url": monitoring.grafana_url,
+        "grafana_admin_password": grafana_password,
+    }
 
 
 def _outputs(

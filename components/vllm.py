@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.container import ServerArgs, Service, ServiceSpec
+from components.container import Prefetch, ServerArgs, Service, ServiceSpec
 from components.gpus import GpuDevices
+from components.planning.health import progress_check
 from components.settings import ServerSettings
 
 # vLLM's OpenAI server listens on 8000 by default; the image's python serves the healthcheck.
@@ -31,8 +32,11 @@ def vllm_command(s: ServerSettings) -> list[str]:
         "--gpu-memory-utilization",
         str(s.gpu_memory_utilization),
     ]
-    if s.served_model_name:
-        cmd += ["--served-model-name", s.served_model_name]
+    # Always: offline, vLLM replaces --model with the local snapshot path (engine/arg_utils.py, HF_HUB_OFFLINE),
+    # and without a served name /v1/models, the metric labels and the gateway's routing would show that path.
+    cmd += ["--served-model-name", s.name_served]
+    if s.model_revision:
+        cmd += ["--revision", s.model_revision]
     if s.dtype != "auto":
         cmd += ["--dtype", s.dtype]
     if s.max_num_seqs is not None:
@@ -42,10 +46,22 @@ def vllm_command(s: ServerSettings) -> list[str]:
     return cmd
 
 
+def download_command(s: ServerSettings) -> list[str]:
+    """The model download, with the image's own huggingface_hub (which CLI the image has is unverified:
+    huggingface-cli is gone in huggingface_hub 1.0, `hf` exists from 0.34), into the server's cache."""
+    code = (
+        "from huggingface_hub import snapshot_download;"
+        f"print(snapshot_download(repo_id={s.model!r}, revision={s.model_revision!r}))"
+    )
+    return ["python3", "-c", code]
+
+
 @dataclass(frozen=True, kw_only=True)
 class VllmServerArgs(ServerArgs):
     settings: ServerSettings
     devices: GpuDevices
+    # Seconds without progress while holding requests before the server counts as hung (components/planning/health.py).
+    stall_seconds: int
 
 
 class VllmServer(Service):
@@ -64,8 +80,24 @@ class VllmServer(Service):
             startup_timeout=s.startup_timeout,
             pull_timeout=args.pull_timeout,
             health_interval=s.health_interval,
+            health_check=["CMD", "python3", "-c", progress_check(VLLM_PORT, args.stall_seconds)],
+            init=True,
+            prefetch=Prefetch(
+                command=download_command(s),
+                what=f"{s.model}@{s.model_revision or 'main'}",
+                timeout_s=s.download_timeout,
+                environment={"HF_HUB_DISABLE_PROGRESS_BARS": "1", "DO_NOT_TRACK": "1"},
+                secret_environment={"HF_TOKEN": args.hf_token},
+            ),
             networks=args.networks,
-            environment={**s.environment, **args.devices.environment, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"},
+            environment={
+                **s.environment,
+                **args.devices.environment,
+                "VLLM_NO_USAGE_STATS": "1",
+                "DO_NOT_TRACK": "1",
+                # The weights came in before the start (the prefetch): a restart needs no Hub.
+                "HF_HUB_OFFLINE": "1",
+            },
             # vLLM reads VLLM_API_KEY itself: on the command line the key would show in logs and `docker inspect`.
             secret_environment={"HF_TOKEN": args.hf_token, "VLLM_API_KEY": args.api_key},
             labels={**args.labels, "rocm-inference.gpus": ",".join(map(str, args.devices.host_indices))},

@@ -20,7 +20,12 @@ GPU_NODE = re.compile(r"^/dev/kfd$|^/dev/dri/(card|renderD)\d+$")
 SECRET_FLAG = re.compile(r"^--(api-key|hf-token|token|password)(=.*)?$")
 # The environment variables this project fills from Pulumi secrets: the names that may carry one.
 API_KEY_ENV = ("VLLM_API_KEY", "INFINITY_API_KEY", "LITELLM_MASTER_KEY")
-MANAGED_SECRET_ENV = re.compile(r"^(HF_TOKEN|VLLM_API_KEY|INFINITY_API_KEY|LITELLM_MASTER_KEY|BACKEND_KEY_[A-Z0-9_]+)$")
+MANAGED_SECRET_ENV = re.compile(
+    r"^(HF_TOKEN|VLLM_API_KEY|INFINITY_API_KEY|LITELLM_MASTER_KEY|BACKEND_KEY_[A-Z0-9_]+|GF_SECURITY_ADMIN_PASSWORD)$"
+)
+# A container that guards its port otherwise than with an API key says how (node-exporter: basic auth
+# from its web config; Grafana: its login).
+AUTH_LABEL = "rocm-inference.auth"
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,8 @@ def wide_ports_need_api_key(typ: str, props: Mapping[str, Any], opts: Options) -
     if typ != CONTAINER:
         return []
     envs = _envs(props)
-    keyed = any(envs.get(name) for name in API_KEY_ENV)
+    labels = {lbl.get("label"): lbl.get("value") for lbl in props.get("labels") or []}
+    keyed = any(envs.get(name) for name in API_KEY_ENV) or bool(labels.get(AUTH_LABEL))
     out = []
     for port in props.get("ports") or []:
         ip = port.get("ip") or "0.0.0.0"

@@ -97,6 +97,7 @@ def _vllm(loaded: LoadedStack, secrets: Secrets, name: str = "vllm") -> VllmServ
             hf_token=secrets.hf_token,
             api_key=secrets.vllm_api_key,
             labels={"rocm-inference.stack": "big-chat"},
+            stall_seconds=600,
         ),
     )
 
@@ -119,6 +120,8 @@ def test_vllm_container_carries_the_seed_settings(mocks: PlanMocks) -> pulumi.Ou
             "--tensor-parallel-size", "2",
             "--max-model-len", "32768",
             "--gpu-memory-utilization", "0.9",
+            # offline, vLLM would name the model by its snapshot path: the served name is always given
+            "--served-model-name", "casperhansen/llama-3.3-70b-instruct-awq",
         ]  # fmt: skip
         assert [(d["hostPath"], d["containerPath"], d["permissions"]) for d in c["devices"]] == [
             (p, p, "rwm")
@@ -133,8 +136,17 @@ def test_vllm_container_carries_the_seed_settings(mocks: PlanMocks) -> pulumi.Ou
         assert env["VLLM_NO_USAGE_STATS"] == "1"
         assert c["ports"] == [{"internal": 8000, "external": 8000, "ip": "127.0.0.1"}]
         assert c["volumes"] == [{"volumeName": "vllm-hf-cache", "containerPath": "/root/.cache/huggingface"}]
+        assert env["HF_HUB_OFFLINE"] == "1", "the weights came in before the start: a restart needs no Hub"
+        assert c["init"] is True, "docker-init as PID 1 hands the healthcheck's signal to the server"
         hc = c["healthcheck"]
-        assert hc["tests"][:3] == ["CMD", "python3", "-c"] and "http://127.0.0.1:8000/health" in hc["tests"][3]
+        assert hc["tests"][:3] == ["CMD", "python3", "-c"] and "B='http://127.0.0.1:8000'" in hc["tests"][3]
+        assert "vllm:generation_tokens_total" in hc["tests"][3] and "S=600;" in hc["tests"][3]
+        fetch = inputs_of(mocks, ":Container", "vllm-prefetch")
+        assert fetch["mustRun"] is False and fetch["attach"] is True and fetch["restart"] == "no"
+        assert fetch["volumes"] == c["volumes"] and fetch["image"] == c["image"]
+        assert (
+            "snapshot_download(repo_id='casperhansen/llama-3.3-70b-instruct-awq', revision=None)" in fetch["command"][2]
+        )
         assert hc["startPeriod"] == "30m0s"
         assert c["wait"] is True and c["waitTimeout"] >= 1200
         assert c["restart"] == "unless-stopped" and "maxRetryCount" not in c
@@ -280,8 +292,13 @@ def test_deploy_registers_the_same_tree_for_each_stack(mocks: PlanMocks, stack: 
         assert out["openai_base_url"] == "http://localhost:8000/v1"
         assert out["embeddings_base_url"] == "http://localhost:8080"
         names = {n for (_, n) in mocks.inputs}
-        assert {"host", "host-docker", "host-preflight", "vllm-gpus", "vllm", "vllm-image", "vllm-cache", "vllm-container",
-                "embeddings", "embeddings-image", "embeddings-cache", "embeddings-container"} == names  # fmt: skip
+        serving = {"host", "host-docker", "host-preflight", "vllm-gpus", "vllm", "vllm-image", "vllm-cache",
+                   "vllm-prefetch", "vllm-container", "embeddings", "embeddings-image", "embeddings-cache",
+                   "embeddings-container"}  # fmt: skip
+        monitoring = {"host-network", "node-exporter-password", "grafana-admin-password", "monitoring",
+                      "host-node-exporter-image", "host-node-exporter-container", "prometheus-image", "prometheus-cache",
+                      "prometheus-container", "grafana-image", "grafana-cache", "grafana-container"}  # fmt: skip
+        assert names == (serving | monitoring if stack == "big-chat" else serving)
 
     run()
 

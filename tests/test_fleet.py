@@ -53,13 +53,18 @@ def test_fleet_plan_shows_both_hosts_each_container_under_its_hosts_provider_and
     for server, host in (("chat-a", "gpu-a"), ("chat-b", "gpu-b"), ("coder", "gpu-b")):
         assert f"server {server} on host {host}: GPU memory plan (mi60" in out
     plan = fleet()
-    providers = {r.name: r.options.get("provider") for r in plan.of_type(":Container")}
+    providers = {r.name: r.options.get("provider") for r in plan.services}
     assert providers == {
         "chat-a-container": "gpu-a-docker",
         "chat-b-container": "gpu-b-docker",
         "coder-container": "gpu-b-docker",
         "embeddings-container": "gpu-b-docker",
         "gateway-container": "gpu-a-docker",
+        # monitoring: node-exporter on every host, Prometheus and Grafana on gpu-a
+        "gpu-a-node-exporter-container": "gpu-a-docker",
+        "gpu-b-node-exporter-container": "gpu-b-docker",
+        "prometheus-container": "gpu-a-docker",
+        "grafana-container": "gpu-a-docker",
     }
     assert set(plan.as_json()["capacity"]) == {"chat-a", "chat-b", "coder"}
     # each host's preflight checks the GPUs its own servers own
@@ -84,11 +89,11 @@ def test_gateway_format_shows_the_two_replicas_under_one_model_name(capsys: pyte
 
 def test_the_gateway_reaches_servers_of_its_own_host_over_a_network_of_their_own() -> None:
     plan = fleet()
-    net = plan.by_name("gpu-a-gateway-net")
+    net = plan.by_name("gpu-a-network")
     assert net.parent == "gpu-a" and net.options["provider"] == "gpu-a-docker"
-    for name in ("chat-a-container", "gateway-container"):
+    for name in ("chat-a-container", "gateway-container", "prometheus-container", "gpu-a-node-exporter-container"):
         assert plan.by_name(name).inputs["networksAdvanced"] == [{"name": "rocm-inference-fleet"}]
-    for name in ("chat-b-container", "coder-container", "embeddings-container"):
+    for name in ("chat-b-container", "coder-container", "embeddings-container", "gpu-b-node-exporter-container"):
         assert "networksAdvanced" not in plan.by_name(name).inputs
     gateway = plan.by_name("gateway-container").inputs
     assert gateway["uploads"][0]["file"] == "/app/config.yaml"
@@ -108,29 +113,53 @@ def test_the_gateway_reaches_servers_of_its_own_host_over_a_network_of_their_own
 def test_every_backend_behind_the_gateway_has_a_generated_key_and_no_server_is_open() -> None:
     plan = fleet()
     generated = {r.name for r in plan.of_type(":RandomPassword")}
-    assert generated == {"chat-a-api-key", "chat-b-api-key", "coder-api-key", "embeddings-api-key"}
-    for r in plan.of_type(":Container"):
+    assert generated - {"node-exporter-password", "grafana-admin-password"} == {
+        "chat-a-api-key",
+        "chat-b-api-key",
+        "coder-api-key",
+        "embeddings-api-key",
+    }
+    for r in plan.services:
         env = dict(e.split("=", 1) for e in r.inputs["envs"])
-        if r.name != "gateway-container":
+        if r.parent in ("chat-a", "chat-b", "coder", "embeddings"):
             assert {"VLLM_API_KEY", "INFINITY_API_KEY"} & set(env), f"{r.name} would be open on {r.inputs['ports']}"
-        assert r.options["secret_inputs"] == ["envs"]
+            assert r.options["secret_inputs"] == ["envs"]
 
 
 @pytest.mark.parametrize("stack", ["big-chat", "small-chat"])
 def test_no_key_is_generated_without_a_gateway(stack: str) -> None:
     plan = plan_stack(read_stack_file(stack_path(stack)))
-    assert plan.of_type(":RandomPassword") == [] and plan.of_type(":Network") == []
+    keys = [r.name for r in plan.of_type(":RandomPassword") if r.name.endswith("-api-key")]
+    assert keys == [] and all(r.name.startswith(("node-exporter", "grafana")) for r in plan.of_type(":RandomPassword"))
 
 
 def test_each_hosts_compose_file_holds_its_own_services(tmp_path: Path) -> None:
     plan = fleet()
     a, b = to_compose(plan, "gpu-a"), to_compose(plan, "gpu-b")
-    assert set(a["services"]) == {"chat-a", "gateway"} and set(b["services"]) == {"chat-b", "coder", "embeddings"}
+    assert set(a["services"]) == {
+        "chat-a-prefetch",
+        "chat-a",
+        "gateway",
+        "gpu-a-node-exporter",
+        "prometheus",
+        "grafana",
+    }
+    assert set(b["services"]) == {
+        "chat-b-prefetch",
+        "chat-b",
+        "coder-prefetch",
+        "coder",
+        "embeddings",
+        "gpu-b-node-exporter",
+    }
+    assert a["services"]["chat-a"]["depends_on"] == {"chat-a-prefetch": {"condition": "service_completed_successfully"}}
+    assert a["services"]["gateway"]["depends_on"] == {"chat-a": {"condition": "service_healthy"}}
     assert a["networks"] == {"rocm-inference-fleet": {"name": "rocm-inference-fleet"}}
     assert a["services"]["gateway"]["configs"] == [{"source": "gateway-config", "target": "/app/config.yaml"}]
     assert yaml.safe_load(a["configs"]["gateway-config"]["content"]) == plan.gateway_config
     assert a["services"]["gateway"]["environment"]["LITELLM_MASTER_KEY"].startswith("${LITELLM_MASTER_KEY:?")
     assert set(b["volumes"]) == {"chat-b-hf-cache", "coder-hf-cache", "infinity-embeddings-cache"}
+    assert set(a["volumes"]) == {"chat-a-hf-cache", "prometheus-data", "grafana-data"}
     assert main(["fleet", "--format", "compose", "--output", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["compose.gpu-a.yaml", "compose.gpu-b.yaml"]
     with pytest.raises(SystemExit) as usage:
@@ -243,6 +272,7 @@ def test_the_single_host_form_is_the_fleet_form_with_one_of_each() -> None:
         "hosts": {"host": values_of("big-chat")["host"]},
         "servers": {"vllm": values_of("big-chat")["vllm"]},
         "embeddings": values_of("big-chat")["embeddings"],
+        "monitoring": values_of("big-chat")["monitoring"],
     }
     fleet_form = load(as_fleet).settings
     assert single.single and not fleet_form.single
@@ -346,7 +376,7 @@ def test_the_plan_masks_a_nested_secret(tmp_path: Path) -> None:
 def _repo(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("components", "Pulumi.yaml", "Pulumi.fleet.yaml"):
+    for name in ("components", "monitoring", "Pulumi.yaml", "Pulumi.fleet.yaml"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
@@ -376,7 +406,7 @@ def test_the_gpu_label_moves_no_other_servers_container() -> None:
     plan = fleet()
     labels = {
         r.name: {lbl["label"]: lbl["value"] for lbl in r.inputs["labels"]}.get("rocm-inference.gpus")
-        for r in plan.of_type(":Container")
+        for r in plan.services
     }
     assert labels["chat-b-container"] == "0,1" and labels["coder-container"] == "2"
 

@@ -44,7 +44,8 @@ def test_big_chat_plan_carries_every_value_of_the_seed_compose_file() -> None:
     for entry in s["environment"]:
         key, value = entry.split("=", 1)
         assert env(vllm)[key] == value
-    assert vllm["command"] == s["command"]
+    # The seed's command, and the served name (offline, vLLM would name the model by its snapshot path).
+    assert vllm["command"] == [*s["command"], "--served-model-name", s["command"][s["command"].index("--model") + 1]]
 
     s = seed["embeddings"]
     assert emb["name"] == s["container_name"]
@@ -72,7 +73,7 @@ def test_small_chat_maps_only_host_gpu_1_as_device_0() -> None:
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_gpu_or_named_container_is_replaced_delete_first_and_caches_are_protected(stack: str) -> None:
     plan = plan_of(stack)
-    containers = plan.of_type(":Container")
+    containers = plan.services
     assert containers
     for r in containers:
         assert r.options["delete_before_replace"], r.name
@@ -96,13 +97,26 @@ def test_parents_form_the_component_tree() -> None:
         "host-preflight": "host",
         "vllm-gpus": "host",
         "vllm": None,
+        "host-network": "host",
         "vllm-image": "vllm",
         "vllm-cache": "vllm",
+        "vllm-prefetch": "vllm",
         "vllm-container": "vllm",
         "embeddings": None,
         "embeddings-image": "embeddings",
         "embeddings-cache": "embeddings",
         "embeddings-container": "embeddings",
+        "node-exporter-password": None,
+        "grafana-admin-password": None,
+        "monitoring": None,
+        "host-node-exporter-image": "monitoring",
+        "host-node-exporter-container": "monitoring",
+        "prometheus-image": "monitoring",
+        "prometheus-cache": "monitoring",
+        "prometheus-container": "monitoring",
+        "grafana-image": "monitoring",
+        "grafana-cache": "monitoring",
+        "grafana-container": "monitoring",
     }
 
 
@@ -148,8 +162,8 @@ def test_text_format_shows_tree_and_container_settings(capsys: pytest.CaptureFix
     assert main(["small-chat"]) == 0
     out = capsys.readouterr().out
     assert (
-        "└─ vllm-container (docker:index/container:Container)  [delete_before_replace; depends on host-preflight; "
-        "timeouts create 35m0s update 35m0s delete 3m0s]" in out
+        "└─ vllm-container (docker:index/container:Container)  [delete_before_replace; depends on host-preflight, "
+        "vllm-prefetch; timeouts create 35m0s update 35m0s delete 3m0s]" in out
     )
     assert (
         "devices: /dev/kfd:/dev/kfd:rwm, /dev/dri/card2:/dev/dri/card2:rwm, /dev/dri/renderD129:/dev/dri/renderD129:rwm"

@@ -25,7 +25,7 @@ from components.tools.compose import to_compose
 from components.tools.discover import DirectoryReader, discover
 from components.tools.mocks import PlanMocks
 from components.tools.plan import plan_stack
-from components.tools.planned import Plan
+from components.tools.planned import Plan, fake_image_id
 from tests.conftest import ROOT, STACKS
 from tests.stacks import errors, set_key, values_of
 
@@ -72,7 +72,7 @@ def test_create_timeouts_outlast_the_health_wait_and_the_pull(stack: str) -> Non
     RemoteImage's create step has the same 20 minutes (resource_docker_image.go L10-12, L24-27)."""
     plan = plan_of(stack)
     settings = read_stack_file(stack_path(stack)).values
-    containers = plan.of_type(":Container")
+    containers = plan.services
     assert containers
     for c in containers:
         timeouts = c.options["custom_timeouts"]
@@ -166,11 +166,11 @@ def test_servers_restart_unless_stopped_without_a_retry_count(stack: str) -> Non
     calls sys.exit), and on-failure never restarts an exit 0 (moby restartmanager.go L86-90). Docker
     refuses a retry count beside unless-stopped (api/types/container/hostconfig.go L322-328)."""
     plan = plan_of(stack)
-    for c in plan.of_type(":Container"):
+    for c in plan.services:
         assert c.inputs["restart"] == "unless-stopped"
         assert "maxRetryCount" not in c.inputs
-    for service in to_compose(plan)["services"].values():
-        assert service["restart"] == "unless-stopped"
+    for name, service in to_compose(plan)["services"].items():
+        assert service["restart"] == ("no" if name.endswith("-prefetch") else "unless-stopped"), name
 
 
 # --------------------------------------------------------------------------- 5. the remote preflight
@@ -247,9 +247,18 @@ def test_discover_over_ssh_records_the_host_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize("stack", STACKS)
 def test_healthchecks_use_python3(stack: str) -> None:
     """Ubuntu (the ROCm images' base) has /usr/bin/python3, /usr/bin/python only with python-is-python3;
-    Infinity's CPU image puts a stdlib venv with both first on PATH (Dockerfile.cpu_auto L98)."""
-    for c in plan_of(stack).of_type(":Container"):
-        assert c.inputs["healthcheck"]["tests"][:2] == ["CMD", "python3"]
+    Infinity's CPU image puts a stdlib venv with both first on PATH (Dockerfile.cpu_auto L98). The
+    Prometheus images are busybox-based: wget, no python."""
+    for c in plan_of(stack).services:
+        busybox = c.inputs["image"] in {
+            fake_image_id(r.inputs["name"])
+            for r in plan_of(stack).of_type(":RemoteImage")
+            if "prometheus/" in r.inputs["name"] or "grafana/" in r.inputs["name"]
+        }
+        tests = c.inputs["healthcheck"]["tests"]
+        assert tests[:2] == (["CMD-SHELL", tests[1]] if busybox else ["CMD", "python3"]), c.name
+        if busybox:
+            assert tests[1].startswith("wget "), c.name
 
 
 # --------------------------------------------------------------------------- 7. daemon-wide log options

@@ -107,7 +107,7 @@ def _repo_with_big_chat(tmp_path: Path) -> Path:
     """A git repository holding this project's code and stacks, one commit."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("components", "Pulumi.yaml", "Pulumi.big-chat.yaml", "Pulumi.small-chat.yaml"):
+    for name in ("components", "monitoring", "Pulumi.yaml", "Pulumi.big-chat.yaml", "Pulumi.small-chat.yaml"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]

@@ -236,6 +236,7 @@ class Gpu(_Frozen):
     gfx: StrictStr
     memory_gib: Annotated[float, Field(gt=0)]
     dtypes: tuple[Dtype, ...]
+    fp16_tflops: Annotated[float, Field(gt=0)]
 
 
 class Image(_Frozen):

@@ -335,3 +335,16 @@ def check_stack(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
         errors += [Problem(ctx.full_key(p.key), p.message) for p in a.problems]
         warnings += [Problem(ctx.full_key(p.key), p.message) for p in a.warnings]
     return errors, warnings
+
+
+def server_stall_seconds(ctx: ServerContext, catalog: Catalog) -> int:
+    """The server's stall window (components/planning/health.py), from its model, context and GPUs."""
+    from components.planning.health import stall_seconds
+
+    if ctx.vllm.stall_timeout is not None:
+        return ctx.vllm.stall_timeout
+    arch, _ = architecture_of(ctx, catalog)
+    gpu = catalog.gpus.get(ctx.host.gpu)
+    if arch is None or gpu is None:
+        raise ValueError("the rules refuse a server without a known GPU and model first")
+    return stall_seconds(arch, ctx.vllm.max_model_len, ctx.vllm.tensor_parallel_size, gpu)

@@ -72,3 +72,9 @@ def image_timeouts(pull_timeout: int) -> Timeouts:
     """A 10 GB ROCm image on a slow line takes longer than the provider's 20 minutes."""
     pull = go_duration(pull_timeout)
     return Timeouts(create=pull, update=pull, delete=go_duration(DELETE_MARGIN_S))
+
+
+def download_timeouts(download_timeout: int) -> Timeouts:
+    """A one-shot download runs inside its container's create step (the provider attaches and waits)."""
+    wait = go_duration(download_timeout + CREATE_MARGIN_S)
+    return Timeouts(create=wait, update=wait, delete=go_duration(DELETE_MARGIN_S))

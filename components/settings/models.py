@@ -229,6 +229,8 @@ class ServerSettings(_Model):
     host: HostRef | None = None  # the only host when the stack has one
     image: Image
     model: Annotated[StrictStr, Field(min_length=1)]
+    # A Hub revision (commit or tag) of the model: the download and the server both use it.
+    model_revision: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9._/-]+$")] | None = None
     served_model_name: StrictStr | None = None
     gpus: tuple[NonNegative, ...]
     tensor_parallel_size: Annotated[StrictInt, Field(ge=1)]
@@ -242,6 +244,11 @@ class ServerSettings(_Model):
     container_name: DockerName | None = None  # the server's name
     cache_volume: DockerName | None = None
     startup_timeout: StartupTimeout = 1800
+    # Seconds the download before a (re)start may take: weights come in before the old server stops.
+    download_timeout: Annotated[StrictInt, Field(ge=300, le=86400)] = 7200
+    # Seconds a server may hold requests without producing a token before it is restarted; by default
+    # longer than the longest prefill at max_model_len (components/planning/health.py).
+    stall_timeout: Annotated[StrictInt, Field(ge=5, le=7200)] | None = None
     health_interval: HealthInterval = 15
     environment: Environment
     # The model's config.json, as it is, for a model that is not in the catalog (or to override it);

@@ -20,6 +20,7 @@ from components.settings.models import (
     EmbeddingsSettings,
     GatewaySettings,
     HostSettings,
+    MonitoringSettings,
     ServerSettings,
 )
 from components.settings.stackfile import PROJECT_ROOT
@@ -48,6 +49,7 @@ class _Config(BaseModel):
     )
     embeddings: EmbeddingsSettings | None = Field(None, alias="rocm-inference:embeddings")
     gateway: GatewaySettings | None = Field(None, alias="rocm-inference:gateway")
+    monitoring: MonitoringSettings | None = Field(None, alias="rocm-inference:monitoring")
 
 
 class _StackFile(BaseModel):
@@ -62,6 +64,10 @@ def stack_schema() -> dict[str, Any]:
     config = defs["_Config"]
     for key in SECRET_KEYS:
         config["properties"][f"{NAMESPACE}:{key}"] = {"$ref": "#/$defs/Secure"}
+    defs["AlertmanagerSettings"]["properties"]["webhook_url"] = {
+        "$ref": "#/$defs/Secure",
+        "description": "pulumi config set --secret --path 'rocm-inference:monitoring.alertmanager.webhook_url' https://...",
+    }
     for field in NESTED_SECRET_FIELDS:
         defs["ServerSettings"]["properties"][field] = {
             "$ref": "#/$defs/Secure",

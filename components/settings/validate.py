@@ -28,9 +28,9 @@ from components.settings.errors import (
 )
 from components.settings.models import (
     CONFIG_KEYS,
-    SECTIONS,
     FLEET_KEYS,
     RESERVED_NAMES,
+    SECTIONS,
     SINGLE_HOST,
     SINGLE_KEYS,
     SINGLE_SERVER,
@@ -332,15 +332,18 @@ def _replicas(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
 
 def _monitoring_secrets(s: StackSettings) -> list[Problem]:
     out = []
-    if s.monitoring is not None and s.monitoring.alertmanager is not None:
-        if not s.has_secret("monitoring.alertmanager.webhook_url"):
-            out.append(
-                Problem(
-                    "monitoring.alertmanager",
-                    "needs the webhook alerts go to, a secret (its URL carries a token): pulumi config set --secret "
-                    "--path 'rocm-inference:monitoring.alertmanager.webhook_url' https://...",
-                )
+    if (
+        s.monitoring is not None
+        and s.monitoring.alertmanager is not None
+        and not s.has_secret("monitoring.alertmanager.webhook_url")
+    ):
+        out.append(
+            Problem(
+                "monitoring.alertmanager",
+                "needs the webhook alerts go to, a secret (its URL carries a token): pulumi config set --secret "
+                "--path 'rocm-inference:monitoring.alertmanager.webhook_url' https://...",
             )
+        )
     return out
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from components.tools.planned import SECRET_MASK, Plan
-from components.tools.render import config_name, container_settings, image_names
+from components.tools.render import config_name, container_settings, image_names, service_name
 
 
 def _environment(env: dict[str, str]) -> dict[str, str]:
@@ -35,16 +35,32 @@ def to_compose(plan: Plan, host: str | None = None) -> dict[str, Any]:
     configs: dict[str, Any] = {}
     networks: dict[str, Any] = {}
     volumes: dict[str, Any] = {}
-    for container in plan.of_type(":Container"):
-        if container.options.get("provider") != provider:
-            continue
+    containers = [c for c in plan.of_type(":Container") if c.options.get("provider") == provider]
+    # A container waits for what it depends on: a download to complete, the servers to be healthy.
+    by_resource = {c.name: c for c in containers} | {
+        c.parent: c for c in containers if c.parent and c.name.endswith("-container")
+    }
+    for container in containers:
         svc = container_settings(container, images)
         if "environment" in svc:
             svc["environment"] = _environment(svc["environment"])
-        # The service is named after the component that owns the container (vllm, embeddings, gateway).
-        services[container.parent or container.name] = svc
+        waits = {}
+        for dep in container.options.get("depends_on", []):
+            other = by_resource.get(dep)
+            if other is not None and other is not container:
+                one_shot = other.inputs.get("mustRun") is False
+                waits[service_name(other)] = {
+                    "condition": "service_completed_successfully" if one_shot else "service_healthy"
+                }
+        if waits:
+            svc["depends_on"] = waits
+        services[service_name(container)] = svc
         for upload in container.inputs.get("uploads") or []:
-            configs[config_name(container, upload["file"])] = {"content": upload["content"]}
+            name = config_name(container, upload["file"])
+            secret = SECRET_MASK in str(upload.get("content", SECRET_MASK))
+            # compose makes a secret file's content from an environment variable, like the other secrets
+            env_name = name.upper().replace("-", "_")
+            configs[name] = {"environment": env_name} if secret else {"content": upload["content"]}
         for name in svc.get("networks", []):
             networks[name] = {"name": name}
     for r in plan.of_type(":Volume"):

@@ -29,16 +29,15 @@ _PLACEHOLDERS = re.compile(re.escape(PLACEHOLDER) + r"[A-Za-z0-9_.-]+")
 def mask_secrets(value: Any) -> Any:
     """What a reviewer may see of registered inputs.
 
-    The plan never holds a real secret: secure config values become placeholders (config_map).
-    So a property the SDK marked secret as a whole (an env list with one secret entry) is shown
-    with only the placeholders masked, and every other secret value is masked entirely.
+    The plan never holds a real secret: secure config values and generated keys become placeholders
+    (config_map, PlanMocks). So a property the SDK marked secret as a whole (an env list with one
+    secret entry, a container's uploaded files with one secret file) is shown with only the
+    placeholders masked; a secret value without a placeholder in it is masked entirely.
     Numbers cross the mock monitor as protobuf doubles; whole ones are shown as integers again.
     """
     if rpc.is_rpc_secret(value):
         inner = rpc.unwrap_rpc_secret(value)
-        if isinstance(inner, list) and all(isinstance(v, str) for v in inner):
-            return [_PLACEHOLDERS.sub(SECRET_MASK, v) for v in inner]
-        return SECRET_MASK
+        return mask_secrets(inner) if PLACEHOLDER in json.dumps(inner, default=str) else SECRET_MASK
     if isinstance(value, dict):
         return {k: mask_secrets(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -67,6 +66,9 @@ class PlanMocks(pulumi.runtime.Mocks):
         if args.typ == "random:index/randomPassword:RandomPassword":
             # The key a real provider generates: a placeholder, masked wherever it shows.
             state["result"] = f"{PLACEHOLDER}generated-{args.name}"
+            state["bcryptHash"] = f"$2a$10${PLACEHOLDER}hash-{args.name}"
+        if args.typ == "docker:index/container:Container" and args.inputs.get("mustRun") is False:
+            state["exitCode"] = 0  # a one-shot container that ran to completion, as the provider records it
         if args.typ == "docker:index/remoteImage:RemoteImage":
             state["imageId"] = fake_image_id(args.inputs["name"])
             state["repoDigest"] = f"{args.inputs['name']}@{fake_image_id(args.inputs['name'])}"

@@ -108,7 +108,10 @@ def render_capacity(sp: ServerPlan, title: str = "", width: int = 60) -> list[st
 
 def _container_lines(r: PlannedResource, images: dict[str, str]) -> list[str]:
     i = r.inputs
-    wait = f"wait: {str(bool(i.get('wait'))).lower()} (up to {i.get('waitTimeout')} s for the healthcheck)"
+    if i.get("mustRun") is False:
+        wait = "runs once, to completion: `pulumi up` waits for its exit and stops on a failure"
+    else:
+        wait = f"wait: {str(bool(i.get('wait'))).lower()} (up to {i.get('waitTimeout')} s for the healthcheck)"
     return settings_lines(container_settings(r, images), wait)
 
 

@@ -69,6 +69,11 @@ class Plan:
     def of_type(self, suffix: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type.endswith(suffix)]
 
+    @property
+    def services(self) -> list[PlannedResource]:
+        """The long-running containers (not the one-shot downloads that run before them)."""
+        return [r for r in self.of_type(":Container") if r.inputs.get("mustRun") is not False]
+
     def as_json(self) -> dict[str, Any]:
         return {
             "stack": self.stack,

@@ -17,10 +17,15 @@ def image_names(plan: Plan) -> dict[str, str]:
     return {fake_image_id(r.inputs["name"]): r.inputs["name"] for r in plan.of_type(":RemoteImage")}
 
 
+def service_name(container: PlannedResource) -> str:
+    """A container's compose service: its resource name less `-container` (vllm, vllm-prefetch, gateway)."""
+    return container.name.removesuffix("-container")
+
+
 def config_name(container: PlannedResource, path: str) -> str:
     """The compose config that carries one uploaded file: `gateway-config` for /app/config.yaml."""
     stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    return f"{container.parent or container.name}-{stem}"
+    return f"{service_name(container)}-{stem}"
 
 
 def container_settings(container: PlannedResource, images: dict[str, str]) -> dict[str, Any]:
@@ -43,6 +48,8 @@ def container_settings(container: PlannedResource, images: dict[str, str]) -> di
     if i.get("ipcMode"):
         svc["ipc"] = i["ipcMode"]
     svc["privileged"] = bool(i.get("privileged"))
+    if i.get("init"):
+        svc["init"] = True
     if i.get("envs"):
         svc["environment"] = dict(entry.partition("=")[::2] for entry in i["envs"])
     if i.get("ports"):
@@ -51,7 +58,10 @@ def container_settings(container: PlannedResource, images: dict[str, str]) -> di
             for p in i["ports"]
         ]
     if i.get("volumes"):
-        svc["volumes"] = [f"{v['volumeName']}:{v['containerPath']}" for v in i["volumes"]]
+        svc["volumes"] = [
+            f"{v.get('volumeName') or v['hostPath']}:{v['containerPath']}" + (":ro" if v.get("readOnly") else "")
+            for v in i["volumes"]
+        ]
     if i.get("networksAdvanced"):
         svc["networks"] = [n["name"] for n in i["networksAdvanced"]]
     if i.get("uploads"):
@@ -97,8 +107,9 @@ def settings_lines(svc: dict[str, Any], wait: str) -> list[str]:
         if key == "command":
             lines.append("command: " + " ".join(value))
         elif key == "healthcheck":
+            test = [f"<a script of {t.count(chr(10))} lines>" if "\n" in t else t for t in value.get("test", [])]
             lines.append(
-                f"healthcheck: {' '.join(value.get('test', []))} (every {value.get('interval')}, "
+                f"healthcheck: {' '.join(test)} (every {value.get('interval')}, "
                 f"timeout {value.get('timeout')}, start period {value.get('start_period')})"
             )
         elif key == "configs":

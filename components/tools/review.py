@@ -153,7 +153,10 @@ def downtime(holds_gpus: bool, capacity: dict[str, Any] | None) -> str:
     if holds_gpus and capacity:
         weights = capacity["weights_gib_per_gpu"] * capacity.get("tensor_parallel_size", 1)
         seconds = ENGINE_START_S + weights / LOAD_GIB_PER_S
-        return f"the OpenAI endpoint is down about {round(seconds / 60)} min while {weights:.0f} GiB of weights load (estimate)"
+        return (
+            f"the OpenAI endpoint is down about {round(seconds / 60)} min while {weights:.0f} GiB of weights load "
+            "(estimate); a new model is downloaded before, while the old server keeps serving"
+        )
     return f"the service is down about {EMBEDDINGS_START_S} s while it restarts (estimate)"
 
 

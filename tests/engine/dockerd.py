@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import io
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STUBS = Path(__file__).resolve().parent / "stubs"
-PACKAGES = ("docker.io", "busybox-static")
+PACKAGES = ("docker.io", "busybox-static", "python3-minimal")
 
 
 class EngineUnavailable(Exception):
@@ -213,7 +214,7 @@ def mounts_under(root: Path) -> list[str]:
 
 
 def start_engine(root: Path, bridge: Bridge, timeout: float = 60) -> Engine:
-    if shutil.which("dockerd") is None or shutil.which("busybox") is None:
+    if shutil.which("dockerd") is None or shutil.which("busybox") is None or not PYTHON.exists():
         _install_packages()
     if shutil.which("docker") is None:
         raise EngineUnavailable("the docker CLI is missing")
@@ -257,8 +258,45 @@ def _spawn_dockerd(root: Path, bridge: Bridge | None) -> subprocess.Popen[bytes]
     )
 
 
+# A real Python in the stub images, so that the healthchecks and the model download run as written:
+# Debian's python3.11 (python3-minimal), the libraries it links, and its standard library less what a
+# check never imports. `python` stays the stub shim (vLLM's `python -m vllm...` entry).
+PYTHON = Path("/usr/bin/python3.11")
+STDLIB = Path("/usr/lib/python3.11")
+STDLIB_SKIP = {
+    "test",
+    "lib2to3",
+    "idlelib",
+    "tkinter",
+    "ensurepip",
+    "distutils",
+    "pydoc_data",
+    "__pycache__",
+    "site-packages",
+    "dist-packages",
+}
+
+
+def _python_files() -> list[tuple[str, Path]]:
+    """(path in the image, path here) of the interpreter, its shared libraries and its standard library."""
+    if not PYTHON.exists():
+        raise EngineUnavailable(f"{PYTHON} is missing (Debian's python3-minimal)")
+    files = [("usr/bin/python3", PYTHON)]
+    ldd = subprocess.run(["ldd", str(PYTHON)], capture_output=True, text=True, check=True).stdout
+    for lib in re.findall(r"(/\S+\.so[.\d]*)", ldd):
+        files.append((lib.lstrip("/"), Path(lib).resolve()))
+    for path in sorted(STDLIB.rglob("*")):
+        rel = path.relative_to(STDLIB)
+        if path.is_file() and not STDLIB_SKIP & set(rel.parts) and not rel.parts[0].startswith("config-"):
+            files.append((f"usr/lib/python3.11/{rel}", path))
+    for path in sorted((STUBS / "site").rglob("*.py")):
+        files.append((f"usr/lib/python3/dist-packages/{path.relative_to(STUBS / 'site')}", path))
+    return files
+
+
 def stub_rootfs() -> bytes:
-    """A FROM-scratch root filesystem: static busybox, the stub scripts, `python` and `infinity_emb` on PATH."""
+    """A FROM-scratch root filesystem: static busybox, the stub scripts, `python` and `infinity_emb` on PATH,
+    and a real python3."""
     busybox = _static_busybox()
     applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
     buf = io.BytesIO()
@@ -286,10 +324,18 @@ def stub_rootfs() -> bytes:
         for applet in applets:
             if applet != "busybox":
                 add_link(f"bin/{applet}", "busybox")
-        for script in sorted(STUBS.iterdir()):
+        for script in sorted(p for p in STUBS.iterdir() if p.is_file()):
             add_file(f"stub/{script.name}", script.read_bytes())
         add_link("usr/bin/python", "/stub/python")
-        add_link("usr/bin/python3", "/stub/python")
+        made = {"bin", "usr", "usr/bin", "stub", "etc", "root", "tmp"}
+        for target, source in _python_files():
+            parts = target.split("/")
+            for n in range(1, len(parts)):
+                parent = "/".join(parts[:n])
+                if parent not in made:
+                    add_dir(parent)
+                    made.add(parent)
+            add_file(target, source.read_bytes(), 0o755 if target.startswith("usr/bin/") or ".so" in target else 0o644)
         add_link("usr/bin/infinity_emb", "/stub/infinity_emb")
         add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
         add_file("etc/group", b"root:x:0:\n", 0o644)

@@ -1,0 +1,206 @@
+"""Metrics, dashboards and alerts: node-exporter on every host, Prometheus, Grafana and Alertmanager on one.
+
+node-exporter runs with its `drm` collector (off by default: busy %, VRAM) and `hwmon` (edge,
+junction and memory temperature, power), reading the host's /sys and /proc read-only; it answers
+only with basic auth (its web config), since scrapes cross hosts. Prometheus keeps its data in a
+protected volume; Grafana has its datasource and dashboards provisioned from files, anonymous
+access off and its admin password a secret. Every file comes from components/planning/monitoring.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import yaml
+
+from components.container import ServiceSpec, service_resources
+from components.host import RocmHost
+from components.planning.monitoring import (
+    ALERTMANAGER_CONFIG,
+    ALERTMANAGER_CONTAINER,
+    ALERTMANAGER_PORT,
+    ALERTMANAGER_WEBHOOK_FILE,
+    GATEWAY_KEY_FILE,
+    GRAFANA_CONTAINER,
+    GRAFANA_PORT,
+    NODE_EXPORTER_CONTAINER,
+    NODE_EXPORTER_PASSWORD_FILE,
+    NODE_EXPORTER_PORT,
+    PROMETHEUS_CONFIG,
+    PROMETHEUS_CONTAINER,
+    PROMETHEUS_PORT,
+    RULES_FILE,
+    node_exporter_web_config,
+)
+from components.settings import MonitoringSettings
+
+NODE_EXPORTER_WEB_CONFIG = "/etc/node-exporter/web.yml"
+# Prometheus and Alertmanager have no login: on loopback of their host only (Grafana, with its login,
+# is the way in from elsewhere; or an ssh tunnel). node-exporter answers other hosts with basic auth.
+LOOPBACK = "127.0.0.1"
+AUTH_LABEL = "rocm-inference.auth"
+# The Prometheus images are busybox-based: wget is there, python is not.
+WGET = "wget -q -O /dev/null"
+
+
+def wget_check(port: int, path: str) -> list[str]:
+    return ["CMD-SHELL", f"{WGET} http://127.0.0.1:{port}{path} || exit 1"]
+
+
+def node_exporter_check(port: int) -> list[str]:
+    """node-exporter answers only with basic auth: alive is its 401 to a request without it."""
+    return ["CMD-SHELL", f"wget -q -S -O /dev/null http://127.0.0.1:{port}/metrics 2>&1 | grep -q ' 401 '"]
+
+
+@dataclass(frozen=True)
+class MonitoringArgs:
+    settings: MonitoringSettings
+    hosts: Mapping[str, RocmHost]
+    # What every container is told, from components/planning/monitoring.py (no secret in them).
+    prometheus_config: Mapping[str, object]
+    alertmanager_config: Mapping[str, object] | None
+    grafana_files: Mapping[str, str]
+    rules: str
+    # node-exporter's basic-auth password, and its bcrypt hash for node-exporter's web config.
+    node_exporter_password: pulumi.Output[str]
+    node_exporter_password_hash: pulumi.Output[str]
+    grafana_admin_password: pulumi.Output[str]
+    gateway_api_key: pulumi.Output[str] | None = None
+    alert_webhook_url: pulumi.Output[str] | None = None
+    networks: Mapping[str, Sequence[pulumi.Input[str]]] = field(default_factory=dict)  # by host
+    labels: Mapping[str, str] = field(default_factory=dict)
+    depends_on: Mapping[str, Sequence[pulumi.Resource]] = field(default_factory=dict)  # by host: its preflight
+
+
+class Monitoring(pulumi.ComponentResource):
+    prometheus_url: pulumi.Output[str]
+    grafana_url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("rocm-inference:monitoring:Monitoring", name, None, opts)
+        m = args.settings
+        here = args.hosts[m.host or ""]
+        h = here.settings
+        for host_name, host in args.hosts.items():
+            self._node_exporter(host_name, host, args)
+        secret_files: dict[str, pulumi.Input[str]] = {NODE_EXPORTER_PASSWORD_FILE: args.node_exporter_password}
+        if args.gateway_api_key is not None:
+            secret_files[GATEWAY_KEY_FILE] = args.gateway_api_key
+
+        def common(bind: str = LOOPBACK, auth: str = "") -> dict[str, object]:
+            return {
+                "startup_timeout": 300,
+                "pull_timeout": h.pull_timeout,
+                "health_interval": 15,
+                "bind": bind,
+                "networks": list(args.networks.get(m.host or "", [])),
+                "labels": {**args.labels, **({AUTH_LABEL: auth} if auth else {})},
+                "depends_on": list(args.depends_on.get(m.host or "", [])),
+            }
+
+        prometheus = service_resources(
+            "prometheus",
+            ServiceSpec(
+                image=m.prometheus_image,
+                container_name=PROMETHEUS_CONTAINER,
+                command=[
+                    f"--config.file={PROMETHEUS_CONFIG}",
+                    "--storage.tsdb.path=/prometheus",
+                    f"--storage.tsdb.retention.time={m.retention}",
+                    f"--web.listen-address=:{PROMETHEUS_PORT}",
+                ],
+                internal_port=PROMETHEUS_PORT,
+                health_check=wget_check(PROMETHEUS_PORT, "/-/ready"),
+                external_port=m.prometheus_port,
+                cache_volume="prometheus-data",
+                cache_path="/prometheus",
+                uploads={
+                    PROMETHEUS_CONFIG: yaml.safe_dump(dict(args.prometheus_config), sort_keys=False),
+                    RULES_FILE: args.rules,
+                    **secret_files,
+                },
+                **common(),  # type: ignore[arg-type]
+            ),
+            self,
+            here.provider,
+        )
+        grafana = service_resources(
+            "grafana",
+            ServiceSpec(
+                image=m.grafana_image,
+                container_name=GRAFANA_CONTAINER,
+                command=[],
+                internal_port=GRAFANA_PORT,
+                health_check=wget_check(GRAFANA_PORT, "/api/health"),
+                external_port=m.grafana_port,
+                cache_volume="grafana-data",
+                cache_path="/var/lib/grafana",
+                uploads=dict(args.grafana_files),
+                environment={
+                    "GF_AUTH_ANONYMOUS_ENABLED": "false",
+                    "GF_USERS_ALLOW_SIGN_UP": "false",
+                    "GF_ANALYTICS_REPORTING_ENABLED": "false",
+                    "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
+                },
+                secret_environment={"GF_SECURITY_ADMIN_PASSWORD": args.grafana_admin_password},
+                **common(h.bind, "login"),  # type: ignore[arg-type]
+            ),
+            self,
+            here.provider,
+        )
+        if m.alertmanager is not None and args.alertmanager_config is not None:
+            service_resources(
+                "alertmanager",
+                ServiceSpec(
+                    image=m.alertmanager.image,
+                    container_name=ALERTMANAGER_CONTAINER,
+                    command=[f"--config.file={ALERTMANAGER_CONFIG}", "--storage.path=/alertmanager"],
+                    internal_port=ALERTMANAGER_PORT,
+                    health_check=wget_check(ALERTMANAGER_PORT, "/-/ready"),
+                    external_port=m.alertmanager.port,
+                    uploads={
+                        ALERTMANAGER_CONFIG: yaml.safe_dump(dict(args.alertmanager_config), sort_keys=False),
+                        **({ALERTMANAGER_WEBHOOK_FILE: args.alert_webhook_url} if args.alert_webhook_url else {}),
+                    },
+                    **common(),  # type: ignore[arg-type]
+                ),
+                self,
+                here.provider,
+            )
+        # On the monitoring host's loopback: from elsewhere through Grafana, or `ssh -L 9090:127.0.0.1:9090`.
+        self.prometheus_url = prometheus.url(LOOPBACK)
+        self.grafana_url = grafana.url(h.address)
+        self.register_outputs({"prometheus_url": self.prometheus_url, "grafana_url": self.grafana_url})
+
+    def _node_exporter(self, host_name: str, host: RocmHost, args: MonitoringArgs) -> None:
+        m, h = args.settings, host.settings
+        service_resources(
+            f"{host_name}-node-exporter",
+            ServiceSpec(
+                image=m.node_exporter_image,
+                container_name=NODE_EXPORTER_CONTAINER,
+                command=[
+                    "--path.procfs=/host/proc",
+                    "--path.sysfs=/host/sys",
+                    "--collector.drm",  # off by default: amdgpu busy %, VRAM (it only scans card[0-9])
+                    f"--web.listen-address=:{NODE_EXPORTER_PORT}",
+                    f"--web.config.file={NODE_EXPORTER_WEB_CONFIG}",
+                ],
+                internal_port=NODE_EXPORTER_PORT,
+                health_check=node_exporter_check(NODE_EXPORTER_PORT),
+                external_port=m.node_exporter_port,
+                bind=h.bind,
+                host_mounts={"/proc": "/host/proc", "/sys": "/host/sys"},
+                uploads={NODE_EXPORTER_WEB_CONFIG: args.node_exporter_password_hash.apply(node_exporter_web_config)},
+                startup_timeout=120,
+                pull_timeout=h.pull_timeout,
+                health_interval=15,
+                networks=list(args.networks.get(host_name, [])),
+                labels={**args.labels, AUTH_LABEL: "basic-auth"},
+                depends_on=list(args.depends_on.get(host_name, [])),
+            ),
+            self,
+            host.provider,
+        )

@@ -1,0 +1,72 @@
+"""How a vLLM server's healthcheck tells a hung engine from a busy one, and ends a hung one: pure.
+
+vLLM 0.11's /health reports only an engine that has already died (AsyncLLM.check_health raises only
+when `errored`), so a wedged engine answers 200 for ever; and Docker restarts on exit, never on
+"unhealthy" (moby #28400). So the healthcheck judges progress from the server's own /metrics: while
+requests are running or waiting, the token counters must move. vLLM 0.11 counts prompt tokens only
+when a prefill completes, and `vllm:iteration_tokens_total` observes the same per-step stats
+(vllm/v1/metrics/stats.py IterationStats, vllm/v1/engine/async_llm.py: stats exist only for steps
+with outputs), so no counter moves during one long prefill: the stall window exceeds the longest
+prefill at max_model_len, estimated here. When the window passes without progress, the check
+sends SIGTERM to PID 1 (the container runs with `init: true`, so that is docker-init, which hands it
+to vLLM for a graceful exit), and SIGKILL to the server if it is still there a minute later; the
+container exits and the restart policy brings it back. The state it keeps between checks is keyed by
+PID 1's start time: a restarted container starts counting afresh. VllmStalled (monitoring/alerts.rules.yml)
+fires at about 5 minutes, before this restart, so the hang is seen, not hidden.
+"""
+
+from __future__ import annotations
+
+import math
+
+from components.planning.catalog import Architecture, Gpu
+from components.planning.memory import weights_bytes_per_rank
+
+# The alert fires at about 5 minutes of stall; the restart comes after it, within 10 minutes.
+STALL_MIN_S = 420
+RESTART_DEADLINE_S = 600
+# A second signal when the first does not end the server (an engine stuck in a collective).
+KILL_AFTER_S = 60
+# The share of a gfx906 board's peak FP16 rate a prefill reaches (no matrix cores, RCCL between GPUs).
+PREFILL_EFFICIENCY = 0.25
+STATE_FILE = "/tmp/rocm-inference-progress"
+
+
+def parameters(arch: Architecture) -> float:
+    """The model's parameter count, from its layer shapes (every expert counted)."""
+    return weights_bytes_per_rank(arch.model_copy(update={"quantization_config": None}), 1, 1)
+
+
+def prefill_seconds(arch: Architecture, tokens: int, tp: int, gpu: Gpu) -> float:
+    """An upper estimate of one prefill of `tokens`: 2 FLOPs per parameter per token, plus attention."""
+    flops = 2 * parameters(arch) * tokens + 2 * arch.num_hidden_layers * arch.hidden_size * tokens * tokens
+    return flops / (tp * gpu.fp16_tflops * 1e12 * PREFILL_EFFICIENCY)
+
+
+def stall_seconds(arch: Architecture, max_model_len: int, tp: int, gpu: Gpu) -> int:
+    """How long a server may hold requests without a counter moving before it counts as hung."""
+    return max(STALL_MIN_S, math.ceil(1.2 * prefill_seconds(arch, max_model_len, tp, gpu)))
+
+
+def progress_check(port: int, stall_s: int) -> str:
+    """The healthcheck's python (standard library only): unhealthy on a failed /health; on a stall, the end."""
+    return (
+        "import json,os,re,signal,sys,time,urllib.request as u\n"
+        f"B='http://127.0.0.1:{port}';F='{STATE_FILE}';S={stall_s};K={KILL_AFTER_S}\n"
+        "if u.urlopen(B+'/health',timeout=5).status!=200:sys.exit(1)\n"
+        "t=u.urlopen(B+'/metrics',timeout=5).read().decode()\n"
+        "v=lambda n:sum(float(x) for x in re.findall('^'+re.escape(n)+r'(?:\\{[^}]*\\})? (\\S+)$',t,re.M))\n"
+        "busy=v('vllm:num_requests_running')+v('vllm:num_requests_waiting')>0\n"
+        "done=v('vllm:generation_tokens_total')+v('vllm:prompt_tokens_total')\n"
+        "now=time.time();boot=open('/proc/1/stat').read().split()[21]\n"
+        "try:last,since,b=json.load(open(F))\n"
+        "except Exception:last,since,b=None,now,boot\n"
+        "if done!=last or not busy or b!=boot:since=now\n"
+        "json.dump([done,since,boot],open(F,'w'))\n"
+        "if now-since<S:sys.exit(0)\n"
+        "print(f'no progress for {now-since:.0f} s with requests in flight: ending the server',flush=True)\n"
+        "os.kill(1,signal.SIGTERM)\n"
+        "if now-since>S+K:\n"
+        " [os.kill(int(p),signal.SIGKILL) for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1,os.getpid())]\n"
+        "sys.exit(1)\n"
+    )
