@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components.planning.catalog import load_catalog
 from components.settings import read_stack_file, size_bytes
 from components.tools.compose import to_compose
 from components.tools.plan import plan_stack
@@ -76,6 +77,19 @@ def keyed_plan(stack: str, where: Path) -> Plan:
     return plan_stack(read_stack_file(path))
 
 
+MONITORING = ("prometheus", "grafana", "alertmanager", "node-exporter")
+
+
+def serving_compose(plan: Plan, host: str | None = None) -> dict[str, Any]:
+    """The compose export less the monitoring services: those run for real, as Debian's Prometheus and
+    node-exporter, in tests/test_engine_fleet.py; the stub images here stand for the model servers."""
+    compose = to_compose(plan, host)
+    compose["services"] = {n: svc for n, svc in compose["services"].items() if not n.endswith(MONITORING)}
+    compose["volumes"] = {n: v for n, v in compose["volumes"].items() if not n.startswith(("prometheus", "grafana"))}
+    compose.pop("configs", None)
+    return compose
+
+
 def fake_devices(engine: Engine, compose: dict[str, Any]) -> None:
     """Map each planned host device to a character device made with mknod in the engine's temp dir."""
     for service in compose["services"].values():
@@ -104,7 +118,7 @@ def env_of(rep: dict[str, Any]) -> dict[str, str]:
 @pytest.mark.parametrize("stack", STACKS)
 def test_stack_deploys_from_its_compose_export_and_verifies(engine: Engine, stack: str, tmp_path: Path) -> None:
     plan = keyed_plan(stack, tmp_path)
-    compose = to_compose(plan)
+    compose = serving_compose(plan)
     fake_devices(engine, compose)
     file = tmp_path / "compose.yaml"
     file.write_text(yaml.safe_dump(compose, sort_keys=False))
@@ -140,6 +154,7 @@ def test_stack_deploys_from_its_compose_export_and_verifies(engine: Engine, stac
             "--tensor-parallel-size", str(v.tensor_parallel_size),
             "--max-model-len", str(v.max_model_len),
             "--gpu-memory-utilization", str(v.gpu_memory_utilization),
+            "--served-model-name", v.name_served,
         ], "the vLLM command line"  # fmt: skip
         env = env_of(vllm)
         assert env["HIP_VISIBLE_DEVICES"] == ",".join(str(i) for i in range(len(v.gpus))), (
@@ -209,12 +224,12 @@ def test_servers_come_back_after_a_reboot_and_an_engine_exit_and_stay_stopped_wh
     Under on-failure (the policy before) the daemon's SIGTERM at shutdown left them exited 0, and down."""
     stack = "small-chat"
     plan = keyed_plan(stack, tmp_path)
-    compose = to_compose(plan)
+    compose = serving_compose(plan)
     fake_devices(engine, compose)
     file = tmp_path / "compose.yaml"
     file.write_text(yaml.safe_dump(compose, sort_keys=False))
     project = ["compose", "--project-name", f"restart-{stack}", "--file", str(file)]
-    names = [s["container_name"] for s in compose["services"].values()]
+    names = [s["container_name"] for n, s in compose["services"].items() if not n.endswith("-prefetch")]
     vllm_port = int(compose["services"]["vllm"]["ports"][0].split(":")[1])
     try:
         up = engine.docker(*project, "up", "--detach", "--wait", "--wait-timeout", "60", env=COMPOSE_ENV, check=False)
@@ -243,3 +258,99 @@ def test_servers_come_back_after_a_reboot_and_an_engine_exit_and_stay_stopped_wh
         assert state(engine, "vllm")["Running"] is False, "a stopped server came back by itself"
     finally:
         engine.docker(*project, "down", "--volumes", "--timeout", "5", env=COMPOSE_ENV, check=False)
+
+
+def deploy_values(engine: Engine, tmp_path: Path, values: dict[str, Any], project: str) -> tuple[Plan, list[str]]:
+    """Plan these stack values (written to a stack file), deploy the serving part, return the plan and the compose command."""
+    config: dict[str, Any] = {f"rocm-inference:{k}": v for k, v in values.items()}
+    config |= {f"rocm-inference:{key}": {"secure": "v1:AAAAAAAAAAAAAAAA:BBBBBBBBBBBBBBBBBBBB"} for key in SECRETS}
+    path = tmp_path / f"Pulumi.{project}.yaml"
+    path.write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+    plan = plan_stack(read_stack_file(path))
+    for r in plan.of_type(":RemoteImage"):
+        import_stub(engine, r.inputs["name"], "infinity_emb" if r.parent == "embeddings" else None)
+    compose = serving_compose(plan)
+    compose["services"].pop("embeddings", None)
+    fake_devices(engine, compose)
+    file = tmp_path / f"compose.{project}.yaml"
+    file.write_text(yaml.safe_dump(compose, sort_keys=False))
+    return plan, ["compose", "--project-name", project, "--file", str(file)]
+
+
+def small_vllm(tmp_path: Path, **changes: Any) -> dict[str, Any]:
+    """small-chat as keyed_plan deploys it (its own address, free ports, fast checks), with these changes."""
+    keyed_plan("small-chat", tmp_path)
+    values = {k: v for k, v in read_stack_file(tmp_path / "Pulumi.small-chat.yaml").values.items() if k not in SECRETS}
+    for key, value in changes.items():
+        values = set_key(values, key, value)
+    return values
+
+
+def mode(port: int, name: str) -> None:
+    urllib.request.urlopen(urllib.request.Request(f"http://{BIND}:{port}/stub/mode/{name}", method="POST"), timeout=10)
+
+
+def test_a_hung_server_is_restarted_and_a_slow_one_left_alone(engine: Engine, tmp_path: Path) -> None:
+    """The progress healthcheck (components/planning/health.py) runs for real, in the stub image's real python3:
+    with a request in flight and no token for stall_timeout, it ends the server (SIGTERM to docker-init, PID 1),
+    and unless-stopped brings it back; a server that keeps producing tokens is left alone."""
+    values = small_vllm(tmp_path, **{"vllm.stall_timeout": 4})
+    plan, project = deploy_values(engine, tmp_path, values, "stall")
+    assert "S=4;" in plan.by_name("vllm-container").inputs["healthcheck"]["tests"][3]
+    port = int(values["vllm"]["port"])
+    try:
+        up = engine.docker(*project, "up", "--detach", "--wait", "--wait-timeout", "60", env=COMPOSE_ENV, check=False)
+        assert up.returncode == 0, up.stderr
+        assert state(engine, "vllm")["RestartCount"] == 0
+
+        mode(port, "progress")  # running 1, a token more at every look: slow, but progressing
+        time.sleep(9)
+        assert state(engine, "vllm")["RestartCount"] == 0, "a progressing server was restarted"
+        assert healthy(engine, "vllm")
+
+        mode(port, "stall")  # running 1, no token any more: hung
+        started = time.monotonic()
+        wait_for("the hung server restarted", lambda: state(engine, "vllm")["RestartCount"] >= 1, timeout=30)
+        took = time.monotonic() - started
+        assert 4 <= took <= 20, f"restarted after {took:.0f} s, the window is 4 s"
+        wait_for("the restarted server healthy", lambda: healthy(engine, "vllm"))
+        assert state(engine, "vllm")["ExitCode"] == 0, "ended gracefully through docker-init"
+        # after the restart it counts afresh: a fresh server with nothing in flight stays up
+        time.sleep(6)
+        assert state(engine, "vllm")["RestartCount"] == 1
+    finally:
+        engine.docker(*project, "down", "--volumes", "--timeout", "2", env=COMPOSE_ENV, check=False)
+
+
+def test_the_model_is_downloaded_before_the_server_and_served_offline(engine: Engine, tmp_path: Path) -> None:
+    """The one-shot download fills the server's cache volume (the stub image's huggingface_hub lays out the
+    Hub cache), then the server starts with HF_HUB_OFFLINE=1 from it; a failed download stops the deployment
+    before the server starts."""
+    values = small_vllm(tmp_path, **{"vllm.model_revision": "v1.2"})
+    plan, project = deploy_values(engine, tmp_path, values, "prefetch")
+    fetch = plan.by_name("vllm-prefetch").inputs
+    assert "revision='v1.2'" in fetch["command"][2]
+    try:
+        up = engine.docker(*project, "up", "--detach", "--wait", "--wait-timeout", "60", env=COMPOSE_ENV, check=False)
+        assert up.returncode == 0, up.stderr
+        assert state(engine, "vllm-prefetch")["ExitCode"] == 0
+        listing = engine.docker("run", "--rm", "-v", "vllm-hf-cache:/c", "--entrypoint", "/bin/sh", values["vllm"]["image"],
+                                "-c", "ls /c/hub/models--Qwen--Qwen2.5-14B-Instruct-AWQ/refs").stdout.split()  # fmt: skip
+        assert listing == ["v1.2"], "the download used the pinned revision"
+        rep = report(int(values["vllm"]["port"]))
+        assert env_of(rep)["HF_HUB_OFFLINE"] == "1" and rep["argv"][-2:] == ["--revision", "v1.2"]
+    finally:
+        engine.docker(*project, "down", "--volumes", "--timeout", "2", env=COMPOSE_ENV, check=False)
+
+    arch = load_catalog().models["Qwen/Qwen2.5-14B-Instruct-AWQ"].model_dump(exclude_none=True)
+    broken = small_vllm(tmp_path, **{"vllm.model": "Qwen/missing-model", "vllm.architecture": arch})
+    _, project = deploy_values(engine, tmp_path, broken, "prefetch-fails")
+    try:
+        up = engine.docker(*project, "up", "--detach", "--wait", "--wait-timeout", "60", env=COMPOSE_ENV, check=False)
+        assert up.returncode != 0
+        assert state(engine, "vllm-prefetch")["ExitCode"] == 1
+        assert engine.docker("inspect", "vllm", check=False).returncode != 0 or not state(engine, "vllm")["Running"], (
+            "the server started although its download failed"
+        )
+    finally:
+        engine.docker(*project, "down", "--volumes", "--timeout", "2", env=COMPOSE_ENV, check=False)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from components.planning.monitoring import GATEWAY_KEY_FILE, NODE_EXPORTER_PASSWORD_FILE, node_exporter_web_config
 from components.settings import read_stack_file
-from components.tools.compose import to_compose
 from components.tools.plan import plan_stack
 from components.tools.planned import Plan
 from components.tools.verify import request
@@ -29,11 +31,12 @@ from components.tools.verify import run as verify
 from tests.engine.dockerd import Bridge, Engine, import_stub, running_engine
 from tests.engine.litellm import Proxy, ProxyUnavailable, free_port, proxy_venv, start_proxy
 from tests.stacks import set_key, values_of
-from tests.test_engine import fake_devices
+from tests.test_engine import fake_devices, serving_compose
 
 pytestmark = pytest.mark.engine
 
 HOSTS = {"gpu-a": "127.0.0.2", "gpu-b": "127.0.0.3", "edge": "127.0.0.4"}
+FIXTURE_ROOT = Path(__file__).resolve().parent / "fixtures" / "hosts"
 SECRETS = {"vllm_api_key": "vk-fleet-5e1d", "embeddings_api_key": "ek-fleet-9a0c", "gateway_api_key": "sk-fleet-77b3"}
 COMPOSE_ENV = {"VLLM_API_KEY": SECRETS["vllm_api_key"], "INFINITY_API_KEY": SECRETS["embeddings_api_key"]}
 REQUIRE = bool(os.environ.get("ROCM_INFERENCE_REQUIRE_ENGINE"))
@@ -58,6 +61,9 @@ def fleet_plan(where: Path) -> Plan:
     values = set_key(values, "gateway.host", "edge")
     values = set_key(values, "gateway.port", free_port(HOSTS["edge"]))
     values = set_key(values, "gateway.num_retries", 5)  # a dead replica drawn again on retry still leaves four more
+    values = set_key(values, "monitoring.host", "edge")
+    values = set_key(values, "monitoring.scrape_interval", 5)
+    values = set_key(values, "monitoring.node_exporter_port", free_port(HOSTS["gpu-a"]))
     config: dict[str, Any] = {f"rocm-inference:{k}": v for k, v in values.items()}
     config |= {f"rocm-inference:{key}": {"secure": "v1:AAAAAAAAAAAAAAAA:BBBBBBBB"} for key in SECRETS}
     path = where / "Pulumi.fleet.yaml"
@@ -114,7 +120,7 @@ def test_one_endpoint_routes_by_model_balances_replicas_and_survives_one_down(
     projects: dict[str, list[str]] = {}
     try:
         for name, engine in engines.items():
-            compose = to_compose(plan, name)
+            compose = serving_compose(plan, name)
             for service in compose["services"].values():
                 import_stub(
                     engine,
@@ -181,3 +187,74 @@ def test_one_endpoint_routes_by_model_balances_replicas_and_survives_one_down(
             leftover.stop()
         for name, project in projects.items():
             engines[name].docker(*project, "down", "--volumes", "--timeout", "2", env=COMPOSE_ENV, check=False)
+
+
+FIXTURES = {"gpu-a": "dual-mi60", "gpu-b": "quad-gfx906-intel"}
+
+
+def check_prometheus(plan: Plan, tmp_path: Path) -> None:
+    """Debian's Prometheus with the very config the plan generates (its container paths laid out under a
+    temp dir), scraping the stub servers, the gateway and Debian's node-exporter on each GPU host's
+    recorded sysfs, behind the basic auth of the generated web config: the targets are up, a vLLM metric is
+    queryable, and the GPU series carry gpu and server. The monitoring host's own node-exporter target is
+    a container name on its Docker network, which a host process cannot resolve: it is left out."""
+    from tests.test_monitoring_assets import tool
+    from tests.test_monitoring_config import PASSWORD, PASSWORD_HASH, lay_out, query, stop, wait_for
+
+    try:
+        node_exporter = tool("prometheus-node-exporter", "prometheus-node-exporter")
+        prometheus = tool("prometheus", "prometheus")
+    except pytest.skip.Exception:
+        if REQUIRE:
+            raise
+        return
+    config = plan.prometheus_config
+    assert config is not None
+    port = plan.by_name("gpu-a-node-exporter-container").inputs["ports"][0]["external"]
+    processes = []
+    try:
+        web = tmp_path / "node-web.yml"
+        web.write_text(node_exporter_web_config(PASSWORD_HASH))
+        for host, fixture in FIXTURES.items():
+            address = f"{HOSTS[host]}:{port}"
+            process = subprocess.Popen(
+                [node_exporter, "--collector.disable-defaults", "--collector.drm", "--collector.hwmon",
+                 f"--path.sysfs={FIXTURE_ROOT / fixture / 'sys'}", f"--web.listen-address={address}",
+                 f"--web.config.file={web}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            processes.append(process)
+            wait_for(process, f"http://{address}/metrics", status=401)
+        path = lay_out(json.loads(json.dumps(config)), tmp_path / "prom")
+        (tmp_path / "prom" / GATEWAY_KEY_FILE.lstrip("/")).write_text(SECRETS["gateway_api_key"])
+        assert (tmp_path / "prom" / NODE_EXPORTER_PASSWORD_FILE.lstrip("/")).read_text() == PASSWORD
+        address = f"{HOSTS['edge']}:{free_port(HOSTS['edge'])}"
+        process = subprocess.Popen(
+            [prometheus, f"--config.file={path}", f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+             f"--web.listen-address={address}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        processes.append(process)
+        wait_for(process, f"http://{address}/-/ready")
+        expected = {("vllm", "chat-a"), ("vllm", "chat-b"), ("vllm", "coder"), ("embeddings", "gpu-b"),
+                    ("gateway", "edge"), ("node", "gpu-a"), ("node", "gpu-b")}  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            up = {
+                (r["metric"]["job"], r["metric"].get("server") if r["metric"]["job"] == "vllm" else r["metric"]["host"])
+                for r in query(address, "up == 1")
+            }
+            if expected <= up or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert expected <= up, f"targets not up: {sorted(expected - up)}"
+        running = query(address, 'vllm:num_requests_running{job="vllm"}')
+        assert {r["metric"]["server"] for r in running} == {"chat-a", "chat-b", "coder"}
+        assert {r["metric"]["model_name"] for r in running} == {"llama-3.3-70b", "qwen2.5-7b"}
+        busy = query(address, 'node_drm_gpu_busy_percent{job="node"}')
+        assert {(r["metric"]["host"], r["metric"]["gpu"], r["metric"]["server"]) for r in busy} >= {
+            ("gpu-a", "0", "chat-a"), ("gpu-a", "1", "chat-a"), ("gpu-b", "0", "chat-b"), ("gpu-b", "2", "coder"),
+        }  # fmt: skip
+    finally:
+        for process in processes:
+            stop(process)

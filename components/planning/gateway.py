@@ -102,6 +102,11 @@ def litellm_config(s: StackSettings) -> dict[str, Any]:
             "cooldown_time": g.cooldown_time,
             "timeout": g.request_timeout,
         },
-        "litellm_settings": {"request_timeout": g.request_timeout, "telemetry": False},
+        "litellm_settings": {
+            "request_timeout": g.request_timeout,
+            "telemetry": False,
+            # /metrics for Prometheus (open source since 2025-11; behind the master key in 1.108.5)
+            **({"callbacks": ["prometheus"]} if s.monitoring is not None else {}),
+        },
         "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}"},
     }

@@ -248,7 +248,7 @@ class ServerSettings(_Model):
     download_timeout: Annotated[StrictInt, Field(ge=300, le=86400)] = 7200
     # Seconds a server may hold requests without producing a token before it is restarted; by default
     # longer than the longest prefill at max_model_len (components/planning/health.py).
-    stall_timeout: Annotated[StrictInt, Field(ge=5, le=7200)] | None = None
+    stall_timeout: Annotated[StrictInt, Field(ge=1, le=7200)] | None = None
     health_interval: HealthInterval = 15
     environment: Environment
     # The model's config.json, as it is, for a model that is not in the catalog (or to override it);

@@ -21,6 +21,7 @@ import yaml
 
 from components.planning.catalog import load_catalog
 from components.planning.gateway import litellm_config
+from components.planning.monitoring import prometheus_config
 from components.planning.rules import assess_stack
 from components.program import CHECKS, deploy
 from components.settings import StackConfigError, StackFile, read_stack_file
@@ -53,7 +54,10 @@ def plan_stack(stack_file: StackFile) -> Plan:
         for name, a in assess_stack(s, load_catalog()).items()
     }
     gateway = litellm_config(s) if s.gateway is not None else None
-    return Plan(stack_file.stack, stack_file.source, resources, outputs, list(loaded.warnings), servers, gateway)
+    prometheus = prometheus_config(s) if s.monitoring is not None else None
+    return Plan(
+        stack_file.stack, stack_file.source, resources, outputs, list(loaded.warnings), servers, gateway, prometheus
+    )
 
 
 def render_capacities(plan: Plan) -> list[str]:

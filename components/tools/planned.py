@@ -58,6 +58,7 @@ class Plan:
     warnings: list[str]
     servers: dict[str, ServerPlan] = field(default_factory=dict)
     gateway_config: dict[str, Any] | None = None
+    prometheus_config: dict[str, Any] | None = None
 
     def capacity_of(self, server: str) -> Capacity | None:
         sp = self.servers.get(server)
