@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,18 @@ import pytest
 from components.settings import NAMESPACE, StackFile, read_stack_file
 from components.settings.stackfile import stack_path
 from components.tools.mocks import PROJECT, PlanMocks, config_map
+from components.tools.plan import plan_stack
+from components.tools.planned import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+
+
+@functools.cache
+def shipped_plan(stack: str) -> Plan:
+    """The plan of a shipped stack file, made once per test session: tests read it, never change it."""
+    return plan_stack(read_stack_file(stack_path(stack)))
 
 
 def stack_file(stack: str) -> StackFile:

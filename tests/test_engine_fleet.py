@@ -33,7 +33,7 @@ from tests.engine.litellm import Proxy, ProxyUnavailable, free_port, proxy_venv,
 from tests.stacks import set_key, values_of
 from tests.test_engine import fake_devices, serving_compose
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine")]
 
 HOSTS = {"gpu-a": "127.0.0.2", "gpu-b": "127.0.0.3", "edge": "127.0.0.4"}
 FIXTURE_ROOT = Path(__file__).resolve().parent / "fixtures" / "hosts"

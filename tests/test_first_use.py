@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 
 from components.settings import read_stack_file
-from components.settings.stackfile import stack_path
 from components.tools.plan import main, plan_stack
 from components.tools.review import diff
 from rules import CONTAINER, Options, no_plain_secrets
-from tests.conftest import ROOT
+from tests.conftest import ROOT, shipped_plan
 from tests.stacks import errors, set_key, values_of
 
 BIG = (ROOT / "Pulumi.big-chat.yaml").read_text()
@@ -144,7 +143,7 @@ def test_7_a_stack_name_and_a_file_conflict(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_8_against_shows_the_part_of_a_long_value_that_differs(tmp_path: Path) -> None:
-    old = plan_stack(read_stack_file(stack_path("big-chat"))).as_json()
+    old = shipped_plan("big-chat").as_json()
     path = tmp_path / "Pulumi.big-chat.yaml"
     path.write_text(BIG.replace("    shm_size: 16g\n", "    shm_size: 16g\n    health_interval: 30\n"))
     new = plan_stack(read_stack_file(path))

@@ -17,17 +17,16 @@ from components.planning.gateway import litellm_config
 from components.program import deploy
 from components.settings import read_stack_file
 from components.settings.pulumi_config import load_from_pulumi
-from components.settings.stackfile import stack_path
 from components.tools.compose import to_compose
 from components.tools.mocks import PlanMocks
 from components.tools.plan import main, plan_stack
 from components.tools.planned import Plan
-from tests.conftest import ROOT, inputs_of, use_stack
+from tests.conftest import ROOT, inputs_of, shipped_plan, use_stack
 from tests.stacks import errors, load, set_key, values_of
 
 
 def fleet() -> Plan:
-    return plan_stack(read_stack_file(stack_path("fleet")))
+    return shipped_plan("fleet")
 
 
 FLEET_SECRETS = ("gateway_api_key",)
@@ -128,7 +127,7 @@ def test_every_backend_behind_the_gateway_has_a_generated_key_and_no_server_is_o
 
 @pytest.mark.parametrize("stack", ["big-chat", "small-chat"])
 def test_no_key_is_generated_without_a_gateway(stack: str) -> None:
-    plan = plan_stack(read_stack_file(stack_path(stack)))
+    plan = shipped_plan(stack)
     keys = [r.name for r in plan.of_type(":RandomPassword") if r.name.endswith("-api-key")]
     assert keys == [] and all(r.name.startswith(("node-exporter", "grafana")) for r in plan.of_type(":RandomPassword"))
 
@@ -277,7 +276,7 @@ def test_the_single_host_form_is_the_fleet_form_with_one_of_each() -> None:
     fleet_form = load(as_fleet).settings
     assert single.single and not fleet_form.single
     assert single.model_dump(exclude={"single"}) == fleet_form.model_dump(exclude={"single"})
-    plan_a = plan_stack(read_stack_file(stack_path("big-chat")))
+    plan_a = shipped_plan("big-chat")
     assert [r.name for r in plan_a.resources][:3] == ["host", "host-docker", "host-preflight"]
 
 

@@ -15,11 +15,11 @@ from components.settings import read_stack_file
 from components.settings.stackfile import stack_path
 from components.tools.plan import main, plan_stack
 from components.tools.planned import SECRET_MASK, Plan
-from tests.conftest import DATA, ROOT, STACKS
+from tests.conftest import DATA, ROOT, STACKS, shipped_plan
 
 
 def plan_of(stack: str) -> Plan:
-    return plan_stack(read_stack_file(stack_path(stack)))
+    return shipped_plan(stack)
 
 
 def container(plan: Plan, name: str) -> dict[str, Any]:

@@ -11,13 +11,12 @@ import pytest
 from pulumi_policy import PolicyResourceOptions, ResourceValidationArgs
 
 from components.settings import read_stack_file
-from components.settings.stackfile import stack_path
 from components.tools.mocks import run_program
 from components.tools.plan import plan_stack
 from components.tools.planned import PlannedResource
 from pack import POLICIES
 from rules import CONTAINER, REMOTE_IMAGE, Options, violations
-from tests.conftest import ROOT, STACKS
+from tests.conftest import ROOT, STACKS, shipped_plan
 
 GOOD_CONTAINER: dict[str, Any] = {
     "name": "vllm",
@@ -81,7 +80,7 @@ def run_pack(resources: list[PlannedResource]) -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_shipped_stack_passes_the_pack(stack: str) -> None:
-    plan = plan_stack(read_stack_file(stack_path(stack)))
+    plan = shipped_plan(stack)
     assert run_pack(plan.resources) == []
     assert len(POLICIES) == 7
 

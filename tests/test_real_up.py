@@ -26,15 +26,16 @@ from components.tools.discover import DirectoryReader, discover
 from components.tools.mocks import PlanMocks
 from components.tools.plan import plan_stack
 from components.tools.planned import Plan, fake_image_id
-from tests.conftest import ROOT, STACKS
+from tests.conftest import ROOT, STACKS, shipped_plan
 from tests.stacks import errors, set_key, values_of
 
 HOSTS = Path(__file__).resolve().parent / "fixtures" / "hosts"
+BUSYBOX_IMAGES = ("quay.io/prometheus/", "grafana/")
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 
 
 def plan_of(stack: str) -> Plan:
-    return plan_stack(read_stack_file(stack_path(stack)))
+    return shipped_plan(stack)
 
 
 def plan_values(values: dict[str, Any], tmp_path: Path, where: str = "variant") -> Plan:

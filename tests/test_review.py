@@ -13,15 +13,14 @@ import pytest
 import yaml
 
 from components.settings import read_stack_file, size_bytes
-from components.settings.stackfile import stack_path
 from components.tools.compose import to_compose
 from components.tools.plan import main, plan_stack
 from components.tools.review import diff
-from tests.conftest import DATA, ROOT
+from tests.conftest import DATA, ROOT, shipped_plan
 
 
 def compose_of(stack: str) -> dict[str, Any]:
-    return to_compose(plan_stack(read_stack_file(stack_path(stack))))
+    return to_compose(shipped_plan(stack))
 
 
 def _devices(values: list[str]) -> list[tuple[str, str]]:

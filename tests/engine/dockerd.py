@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.debian import PackageUnavailable, install
+
 STUBS = Path(__file__).resolve().parent / "stubs"
 PACKAGES = ("docker.io", "busybox-static", "python3-minimal")
 
@@ -31,16 +33,10 @@ class EngineUnavailable(Exception):
 
 
 def _install_packages() -> None:
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise EngineUnavailable("dockerd is not installed, and installing Debian's docker.io needs root and apt-get")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
-    ):
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-        if done.returncode != 0:
-            raise EngineUnavailable(f"{' '.join(cmd[:2])} failed: {done.stderr.strip()[-200:]}")
+    try:
+        install(PACKAGES)
+    except PackageUnavailable as exc:
+        raise EngineUnavailable(f"dockerd is not installed: {exc}") from None
 
 
 def _static_busybox() -> str:
@@ -277,6 +273,28 @@ STDLIB_SKIP = {
 }
 
 
+# What the healthchecks and the download import: their modules, and what those import in turn.
+STDLIB_ROOTS = (
+    "encodings, encodings.idna, encodings.ascii, encodings.latin_1, stringprep, unicodedata, json, os, re, "
+    "signal, sys, time, urllib.request, pathlib, site, sitecustomize"
+)
+
+
+def _stdlib_used() -> list[Path]:
+    """The standard library files the checks need (found by importing them here): a few MB, not 50."""
+    code = (
+        "import importlib,sys\n"
+        f"for m in '{STDLIB_ROOTS}'.split(', '):\n"
+        " try: importlib.import_module(m)\n"
+        " except ImportError: pass\n"
+        "print('\\n'.join(sorted({getattr(x,'__file__',None) or '' for x in list(sys.modules.values())})))"
+    )
+    done = subprocess.run([str(PYTHON), "-c", code], capture_output=True, text=True, check=True)
+    used = {Path(p) for p in done.stdout.split() if p.startswith(str(STDLIB))}
+    used |= {STDLIB / "os.py", STDLIB / "site.py", STDLIB / "_sitebuiltins.py"}
+    return sorted(p for p in used if p.exists())
+
+
 def _python_files() -> list[tuple[str, Path]]:
     """(path in the image, path here) of the interpreter, its shared libraries and its standard library."""
     if not PYTHON.exists():
@@ -285,10 +303,8 @@ def _python_files() -> list[tuple[str, Path]]:
     ldd = subprocess.run(["ldd", str(PYTHON)], capture_output=True, text=True, check=True).stdout
     for lib in re.findall(r"(/\S+\.so[.\d]*)", ldd):
         files.append((lib.lstrip("/"), Path(lib).resolve()))
-    for path in sorted(STDLIB.rglob("*")):
-        rel = path.relative_to(STDLIB)
-        if path.is_file() and not STDLIB_SKIP & set(rel.parts) and not rel.parts[0].startswith("config-"):
-            files.append((f"usr/lib/python3.11/{rel}", path))
+    for path in _stdlib_used():
+        files.append((f"usr/lib/python3.11/{path.relative_to(STDLIB)}", path))
     for path in sorted((STUBS / "site").rglob("*.py")):
         files.append((f"usr/lib/python3/dist-packages/{path.relative_to(STUBS / 'site')}", path))
     return files
@@ -343,9 +359,13 @@ def stub_rootfs() -> bytes:
 
 
 def import_stub(engine: Engine, tag: str, entrypoint: str | None) -> None:
-    """`docker import` the stub root filesystem as `tag` (the real image's entrypoint, if it has one)."""
-    tar = engine.root / "stub.tar"
-    if not tar.exists():
-        tar.write_bytes(stub_rootfs())
-    changes = ["--change", f'ENTRYPOINT ["{entrypoint}"]'] if entrypoint else []
-    engine.docker("import", *changes, str(tar), tag)
+    """The stub root filesystem as `tag` (with the real image's entrypoint, if it has one): imported once
+    per entrypoint, then tagged (an import copies the whole tree under the vfs driver; a tag is free)."""
+    base = f"rocm-inference-stub:{entrypoint or 'none'}"
+    if engine.docker("image", "inspect", base, check=False).returncode != 0:
+        tar = engine.root / "stub.tar"
+        if not tar.exists():
+            tar.write_bytes(stub_rootfs())
+        changes = ["--change", f'ENTRYPOINT ["{entrypoint}"]'] if entrypoint else []
+        engine.docker("import", *changes, str(tar), base)
+    engine.docker("tag", base, tag)
