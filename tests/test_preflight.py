@@ -32,7 +32,7 @@ case "$1" in
   version) echo 28.2.2 ;;
   ps) echo "${FAKE_DOCKER_PS:-}" ;;
   inspect) for id; do :; done; eval "echo \"\${FAKE_DOCKER_INSPECT_$id:-}\"" ;;
-  volume) case " ${FAKE_DOCKER_VOLUMES:-} " in *" $3 "*) exit 0 ;; *) exit 1 ;; esac ;;
+  volume) case " ${FAKE_DOCKER_VOLUMES:-} " in *" $3 "*) echo "/var/lib/docker/volumes/$3/_data" ;; *) exit 1 ;; esac ;;
   info) echo "${FAKE_DOCKER_ROOT:-/}" ;;
   *) exit 2 ;;
 esac
@@ -71,7 +71,7 @@ def check(
             "PATH": f"{fake_docker}:{os.environ['PATH']}",
             "ROCM_ROOT": str(HOSTS / tree),
             # warm caches unless a test says otherwise: this machine's free disk is not the point
-            **(env if env is not None else {**big_chat_env(), "PREFLIGHT_VOLUMES": "vllm-hf-cache:0"}),
+            **(env if env is not None else {**big_chat_env(), "PREFLIGHT_VOLUMES": "vllm-hf-cache:0:"}),
             **extra,
         },
     )
@@ -149,11 +149,28 @@ def test_docker_does_not_answer(fake_docker: Path) -> None:
 
 
 def test_not_enough_disk_for_a_cold_cache(fake_docker: Path, tmp_path: Path) -> None:
-    env = {**big_chat_env(), "PREFLIGHT_VOLUMES": "vllm-hf-cache:100000000 infinity-embeddings-cache:3"}
+    env = {**big_chat_env(), "PREFLIGHT_VOLUMES": "vllm-hf-cache:100000000: infinity-embeddings-cache:3:"}
     result = check(fake_docker, env=env)
     assert result.returncode == 1 and "the model cache needs about 100000008 GiB" in result.stderr
     warm = check(fake_docker, env=env, FAKE_DOCKER_VOLUMES="vllm-hf-cache infinity-embeddings-cache")
     assert warm.returncode == 0, warm.stderr
+
+
+def test_a_model_change_counts_the_download_into_a_warm_cache(fake_docker: Path, tmp_path: Path) -> None:
+    """The new model is downloaded beside the old one before the server is replaced: its size counts unless
+    the cache already holds it."""
+    import shutil
+
+    root = tmp_path / "host"
+    shutil.copytree(HOSTS / "dual-mi60", root, symlinks=True)
+    volumes = "vllm-hf-cache:100000000:models--Org--New infinity-embeddings-cache:3:"
+    env = {**big_chat_env(), "PREFLIGHT_VOLUMES": volumes, "ROCM_ROOT": str(root)}
+    warm = {"FAKE_DOCKER_VOLUMES": "vllm-hf-cache infinity-embeddings-cache"}
+    other_model = check(fake_docker, env=env, **warm)
+    assert other_model.returncode == 1 and "the model cache needs about 100000005 GiB" in other_model.stderr
+    (root / "var/lib/docker/volumes/vllm-hf-cache/_data/hub/models--Org--New/snapshots").mkdir(parents=True)
+    same_model = check(fake_docker, env=env, **warm)
+    assert same_model.returncode == 0, same_model.stderr
 
 
 def test_a_host_without_rocm_fails_every_gpu_check(fake_docker: Path) -> None:
@@ -169,9 +186,11 @@ def test_spec_for_big_chat() -> None:
     assert (env["PREFLIGHT_GFX"], env["PREFLIGHT_VIDEO_GID"], env["PREFLIGHT_RENDER_GID"]) == ("90006", "44", "992")
     vllm_volume, embeddings_volume = env["PREFLIGHT_VOLUMES"].split()
     assert (
-        vllm_volume.startswith("vllm-hf-cache:") and 36 <= int(vllm_volume.split(":")[1]) <= 42
+        vllm_volume.startswith("vllm-hf-cache:")
+        and 36 <= int(vllm_volume.split(":")[1]) <= 42
+        and vllm_volume.endswith(":models--casperhansen--llama-3.3-70b-instruct-awq")
     )  # the 70B AWQ download
-    assert embeddings_volume == "infinity-embeddings-cache:3"
+    assert embeddings_volume == "infinity-embeddings-cache:3:"
     small = preflight_spec(
         load(values_of("small-chat")).settings, "host", load_catalog(), "rocm-inference", "small-chat"
     )

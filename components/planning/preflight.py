@@ -39,7 +39,8 @@ class PreflightSpec:
     groups: Groups
     project: str
     stack: str
-    volumes: tuple[tuple[str, int], ...]  # model cache volume, GiB its model downloads into it
+    # model cache volume, GiB its model downloads into it, and the model's directory in the Hub cache ("": any)
+    volumes: tuple[tuple[str, int, str], ...]
 
     def environment(self) -> dict[str, str]:
         return {
@@ -51,7 +52,7 @@ class PreflightSpec:
             "PREFLIGHT_RENDER_GID": str(self.groups.render),
             "PREFLIGHT_PROJECT": self.project,
             "PREFLIGHT_STACK": self.stack,
-            "PREFLIGHT_VOLUMES": " ".join(f"{name}:{gib}" for name, gib in self.volumes),
+            "PREFLIGHT_VOLUMES": " ".join(f"{name}:{gib}:{repo}" for name, gib, repo in self.volumes),
         }
 
     def command(self) -> str:
@@ -74,15 +75,17 @@ def preflight_spec(s: StackSettings, host_name: str, catalog: Catalog, project: 
     gpu = catalog.gpus.get(host.gpu)
     contexts = {n: c for n, c in server_contexts(s).items() if s.servers[n].host == host_name}
     nodes: list[GpuNode] = []
-    volumes: list[tuple[str, int]] = []
+    volumes: list[tuple[str, int, str]] = []
     for ctx in contexts.values():
         nodes += host.nodes(ctx.vllm.gpus)
         arch, _ = architecture_of(ctx, catalog)
         assert arch is not None and gpu is not None, "the rules refuse a server without a known GPU and model first"
         checkpoint = weights_bytes_per_rank(arch, 1, DTYPE_BYTES[effective_dtype(ctx.vllm.dtype, arch, gpu)])
-        volumes.append((ctx.vllm.volume_name, math.ceil(checkpoint * 1.05 / GiB)))
+        # The download happens before the server is replaced: a model the cache does not hold yet adds its size.
+        repo = "models--" + ctx.vllm.model.replace("/", "--")
+        volumes.append((ctx.vllm.volume_name, math.ceil(checkpoint * 1.05 / GiB), repo))
     if s.embeddings and s.embeddings.host == host_name:
-        volumes.append((s.embeddings.volume_name, EMBEDDINGS_MODEL_GIB))
+        volumes.append((s.embeddings.volume_name, EMBEDDINGS_MODEL_GIB, ""))
     memory = host.gpu_memory_gib or (gpu.memory_gib if gpu else 0)
     return PreflightSpec(
         gpus=tuple(nodes),

@@ -8,7 +8,8 @@
 # PREFLIGHT_VRAM_BYTES  VRAM each must have at least (mem_info_vram_total)
 # PREFLIGHT_VIDEO_GID, PREFLIGHT_RENDER_GID   the group ids the stack gives the containers
 # PREFLIGHT_PROJECT, PREFLIGHT_STACK          who is deploying (containers carry these labels)
-# PREFLIGHT_VOLUMES     "volume:GiB ..." the model cache volumes and what each downloads when cold
+# PREFLIGHT_VOLUMES     "volume:GiB:repo ..." the model cache volumes, what each model downloads, and its
+#                       directory in the Hub cache (models--ORG--NAME; empty: any content will do)
 # ROCM_ROOT             read sysfs, /dev and /etc under this directory instead of / (recorded trees)
 set -u
 R="${ROCM_ROOT:-}"
@@ -116,7 +117,13 @@ else
   # 7. Room for the model cache.
   need=5
   for entry in ${PREFLIGHT_VOLUMES:-}; do
-    $DOCKER volume inspect "${entry%%:*}" >/dev/null 2>&1 || need=$((need + ${entry##*:}))
+    name=${entry%%:*}; rest=${entry#*:}; gib=${rest%%:*}; repo=${rest#*:}
+    [ "$repo" = "$rest" ] && repo=""
+    if ! mount=$($DOCKER volume inspect "$name" --format '{{.Mountpoint}}' 2>/dev/null); then
+      need=$((need + gib))  # a cold cache
+    elif [ -n "$repo" ] && [ ! -d "$R$mount/hub/$repo/snapshots" ]; then
+      need=$((need + gib))  # a model the cache does not hold yet (or a volume this user cannot read)
+    fi
   done
   dir=$($DOCKER info --format '{{.DockerRootDir}}' 2>/dev/null)
   free_kb=$(df -Pk "$R${dir:-/}" 2>/dev/null | awk 'NR == 2 { print $4 }')

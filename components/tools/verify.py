@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -183,6 +185,90 @@ def verify_gateway(out: dict[str, Any], servers: dict[str, dict[str, Any]]) -> l
     return checks
 
 
+@dataclass(frozen=True)
+class LoadReport:
+    """A bounded smoke test of the endpoint under load: not a benchmark suite."""
+
+    model: str
+    concurrency: int
+    seconds: float
+    requests: int
+    failed: int
+    output_tokens: int
+    p50_ms: float
+    p95_ms: float
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.output_tokens / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        return (
+            f"load {self.model}: {self.concurrency} concurrent chats for {self.seconds:.0f} s: {self.requests} requests "
+            f"({self.failed} failed), {self.requests_per_s:.2f} requests/s, {self.tokens_per_s:.1f} output tokens/s, "
+            f"latency p50 {self.p50_ms:.0f} ms, p95 {self.p95_ms:.0f} ms"
+        )
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-quantile by nearest rank (0 for no values)."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def load_test(
+    base: str, model: str, key: str | None, concurrency: int, seconds: float, max_tokens: int = 32
+) -> LoadReport:
+    """`concurrency` workers send chats back to back until `seconds` have passed; each request is bounded by
+    the request timeout, so the test ends within seconds + TIMEOUT_S."""
+    chat = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Write one sentence about GPUs."}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
+    deadline = time.monotonic() + seconds
+    latencies: list[float] = []
+    tokens = failed = 0
+    lock = threading.Lock()
+
+    def worker() -> None:
+        nonlocal tokens, failed
+        while time.monotonic() < deadline:
+            r = request("POST", base.rstrip("/") + "/chat/completions", chat, key)
+            body = r.body if isinstance(r.body, dict) else {}
+            with lock:
+                if r.status == 200:
+                    latencies.append(r.ms)
+                    tokens += int((body.get("usage") or {}).get("completion_tokens", 0))
+                else:
+                    failed += 1
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=seconds + TIMEOUT_S + 5)
+    elapsed = time.monotonic() - start
+    return LoadReport(
+        model,
+        concurrency,
+        elapsed,
+        len(latencies) + failed,
+        failed,
+        tokens,
+        percentile(latencies, 0.5),
+        percentile(latencies, 0.95),
+    )
+
+
 def servers_of(outputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each vLLM server's outputs, by name (stacks deployed before the fleet form had only the flat ones)."""
     if isinstance(outputs.get("servers"), dict):
@@ -286,7 +372,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--outputs", metavar="FILE", help="read the outputs from this JSON file instead of pulumi")
     parser.add_argument("--wait", nargs="?", type=float, const=1800.0, metavar="SECONDS", help="wait for /health first")
     parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--load", type=int, metavar="N", help="then N concurrent chats for --duration seconds, per model"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=30.0, metavar="SECONDS", help="how long --load runs (default 30)"
+    )
     args = parser.parse_args(argv)
+    if args.load is not None and not 1 <= args.load <= 256:
+        parser.error("--load takes 1 to 256 concurrent chats")
+    if not 1 <= args.duration <= 600:
+        parser.error("--duration takes 1 to 600 seconds")
     try:
         outputs = read_outputs(Path(args.outputs)) if args.outputs else stack_outputs(args.stack)
         missing = missing_outputs(outputs)
@@ -300,16 +396,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     checks = run(outputs, args.wait, lambda line: print(line, file=sys.stderr, flush=True))
+    loads = []
+    if args.load is not None and all(c.ok for c in checks):
+        base, key = outputs["openai_base_url"], outputs.get("gateway_api_key")
+        servers = servers_of(outputs)
+        if "gateway_container" not in outputs:  # straight to the one server
+            key = next(iter(servers.values())).get("api_key") if servers else None
+        for model in sorted({s["model"] for s in servers.values()}):
+            loads.append(load_test(base, model, key, args.load, args.duration))
+    loads_ok = all(r.failed == 0 and r.requests > 0 for r in loads)
     if args.format == "json":
-        print(
-            json.dumps(
-                {"stack": args.stack, "passed": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]},
-                indent=2,
-            )
-        )
+        doc = {
+            "stack": args.stack,
+            "passed": all(c.ok for c in checks) and loads_ok,
+            "checks": [asdict(c) for c in checks],
+        }
+        if loads:
+            doc["load"] = [
+                asdict(r) | {"requests_per_s": round(r.requests_per_s, 3), "tokens_per_s": round(r.tokens_per_s, 3)}
+                for r in loads
+            ]
+        print(json.dumps(doc, indent=2))
     else:
         print(render(args.stack, checks))
-    return 0 if all(c.ok for c in checks) else 1
+        for r in loads:
+            print(r.line())
+    return 0 if all(c.ok for c in checks) and loads_ok else 1
 
 
 def cli() -> None:

@@ -1,0 +1,117 @@
+"""`python -m components.verify`: its own errors, the embeddings name check, and --load, against a small local
+OpenAI-style server (127.0.0.8, a free port: never a well-known one on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.tools.verify import main, percentile, run
+
+HOST = "127.0.0.8"
+MODEL = "qwen2.5-7b"
+EMB = "nomic-ai/nomic-embed-text-v1.5"
+
+
+class Handler(BaseHTTPRequestHandler):
+    embeddings_model = EMB
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+    def _reply(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        if self.path in ("/health", "/v1/../health"):
+            return self._reply(200, {})
+        if self.path == "/v1/models":
+            return self._reply(200, {"data": [{"id": MODEL, "max_model_len": 16384}]})
+        self._reply(404, {})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        if self.path == "/v1/chat/completions":
+            return self._reply(200, {"choices": [{"message": {"content": "OK"}}], "usage": {"completion_tokens": 5}})
+        if self.path == "/embeddings":
+            return self._reply(200, {"model": self.embeddings_model, "data": [{"embedding": [0.1, 0.2]}]})
+        self._reply(404, {})
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer((HOST, 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{HOST}:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def outputs(base: str) -> dict[str, Any]:
+    return {
+        "servers": {"vllm": {"base_url": base + "/v1", "model": MODEL, "max_model_len": 16384}},
+        "openai_base_url": base + "/v1",
+        "embeddings_base_url": base,
+        "embeddings_model": EMB,
+    }
+
+
+def test_verify_passes_and_load_reports_rates_and_latencies(
+    server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "outputs.json"
+    file.write_text(json.dumps(outputs(server)))
+    assert main(["s", "--outputs", str(file), "--load", "4", "--duration", "1"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("load "))
+    assert line.startswith(f"load {MODEL}: 4 concurrent chats for 1 s: ") and "requests/s" in line and "p95" in line
+    assert "(0 failed)" in line
+
+
+def test_the_embeddings_model_name_must_match(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Handler, "embeddings_model", "BAAI/bge-m3")
+    checks = {c.name: c for c in run(outputs(server), None, lambda line: None)}
+    assert checks["embedding"].ok and not checks["embeddings model name"].ok
+    assert checks["embeddings model name"].detail == f"BAAI/bge-m3, planned {EMB}"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "verify: cannot read"),
+        ("{not json", "is not JSON"),
+        ("[1, 2]", "is not a JSON object of stack outputs"),
+        (json.dumps({"servers": {"vllm": {"model": MODEL}}}), "lack servers.vllm.base_url"),
+        (json.dumps({"embeddings_base_url": "http://x"}), "lack embeddings_model"),
+    ],
+)
+def test_a_missing_or_broken_outputs_file_is_a_clear_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, message: str
+) -> None:
+    file = tmp_path / "outputs.json"
+    if content is not None:
+        file.write_text(content)
+    assert main(["s", "--outputs", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_percentile_by_nearest_rank() -> None:
+    assert percentile([], 0.5) == 0.0
+    assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 0.5) == 3.0
+    assert percentile([float(i) for i in range(1, 101)], 0.95) == 95.0
