@@ -329,3 +329,47 @@ def test_invalid_stack_stops_the_program_before_any_resource(mocks: PlanMocks, t
         "rocm-inference:vllm.gpus (2), got 3"
     )
     assert mocks.inputs == {}
+
+
+class FailingDownload(PlanMocks):
+    """The provider as it records a download that exited 1 (must_run=False keeps only the exit code)."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
+        resource_id, state = super().new_resource(args)
+        if args.name.endswith("-prefetch"):
+            state["exitCode"] = 1
+        return resource_id, state
+
+
+def test_a_failed_download_stops_the_deployment_before_the_server_is_touched() -> None:
+    mocks = FailingDownload()
+    pulumi.runtime.set_mocks(mocks, project="rocm-inference", stack="small-chat", preview=False)
+    try:
+
+        @pulumi.runtime.test
+        def run() -> pulumi.Output[Any]:
+            loaded, secrets = load("small-chat")
+            outputs = deploy(loaded, secrets, "rocm-inference", "small-chat")
+            return pulumi.Output.all(*outputs.values())
+
+        with pytest.raises(Exception, match=r"the download of Qwen/Qwen2.5-14B-Instruct-AWQ@main failed \(exit 1\)"):
+            run()
+        names = {n for (_, n) in mocks.inputs}
+        assert "vllm-prefetch" in names and "vllm-container" not in names, "the server was registered anyway"
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+
+
+@pulumi.runtime.test
+def test_the_server_waits_for_its_download(mocks: PlanMocks) -> pulumi.Output[Any]:
+    loaded, secrets = load("small-chat")
+    outputs = deploy(loaded, secrets, "rocm-inference", "small-chat")
+
+    def check(_: Any) -> None:
+        c = inputs_of(mocks, ":Container", "vllm-container")
+        labels = {lbl["label"]: lbl["value"] for lbl in c["labels"]}
+        assert labels["rocm-inference.prefetched"] == "Qwen/Qwen2.5-14B-Instruct-AWQ@main", (
+            "known only after the download"
+        )
+
+    return pulumi.Output.all(*outputs.values()).apply(check)

@@ -106,18 +106,18 @@ def test_gfx_names() -> None:
 
 def test_write_replaces_only_the_host_block_and_keeps_other_keys(tmp_path: Path) -> None:
     original = (ROOT / "Pulumi.big-chat.yaml").read_text()
-    edited = original.replace("    address: localhost", "    address: gpu-box\n    bind: 0.0.0.0").replace(
+    edited = original.replace("    address: localhost", "    address: gpu-box\n    bind: 10.0.0.5").replace(
         'render: 129, pci: "0000:83:00.0"}', 'render: 130, pci: "0000:83:00.0"}'
     )
     path = tmp_path / "Pulumi.big-chat.yaml"
     path.write_text(edited)
     host = discover(DirectoryReader(HOSTS / "dual-mi60"))
     block = host_block(host, "unix:///var/run/docker.sock", "gpu-box", load_catalog())
-    write_block(path, render_yaml(host, block, load_catalog(), {"bind": "0.0.0.0"}))
+    write_block(path, render_yaml(host, block, load_catalog(), {"bind": "10.0.0.5"}))
     after = path.read_text()
     config = yaml.safe_load(after)["config"]
     assert config["rocm-inference:host"]["gpus"][1] == {"index": 1, "card": 2, "render": 129, "pci": "0000:83:00.0"}
-    assert config["rocm-inference:host"]["bind"] == "0.0.0.0"
+    assert config["rocm-inference:host"]["bind"] == "10.0.0.5"
     assert config["rocm-inference:host"]["address"] == "gpu-box"
 
     def outside(text: str) -> list[str]:

@@ -89,7 +89,7 @@ def test_a_keyed_stack_published_wide_passes(tmp_path: Any) -> None:
     text = (
         (ROOT / "Pulumi.big-chat.yaml")
         .read_text()
-        .replace("    address: localhost", "    address: gpu-box\n    bind: 0.0.0.0")
+        .replace("    address: localhost", "    address: gpu-box\n    bind: 10.0.0.5")
     )
     for key in ("vllm_api_key", "embeddings_api_key"):
         text += f"  rocm-inference:{key}:\n    secure: v1:AAAA:BBBB\n"

@@ -129,13 +129,13 @@ def test_invalid_stacks_give_one_clear_line(
 
 
 def test_bind_beyond_loopback_needs_the_api_keys() -> None:
-    wide = big(host__bind="0.0.0.0")
+    wide = big(host__bind="10.0.0.5")
     [line] = errors(wide)
-    assert "rocm-inference:host.bind is 0.0.0.0" in line and "rocm-inference:vllm_api_key" in line
+    assert "rocm-inference:host.bind is 10.0.0.5" in line and "rocm-inference:vllm_api_key" in line
     assert "rocm-inference:embeddings_api_key" in line
     [line] = errors(wide, ("vllm_api_key",))
     assert "vllm_api_key" not in line and "embeddings_api_key" in line
-    assert load(wide, ("vllm_api_key", "embeddings_api_key")).settings.hosts["host"].bind == "0.0.0.0"
+    assert load(wide, ("vllm_api_key", "embeddings_api_key")).settings.hosts["host"].bind == "10.0.0.5"
     assert load(big(host__bind="127.0.0.2")).settings.hosts["host"].bind_is_loopback
 
 

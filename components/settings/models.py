@@ -132,9 +132,15 @@ class HostSettings(_Model):
     @classmethod
     def _bind_ip(cls, value: str) -> str:
         try:
-            ipaddress.ip_address(value)
+            address = ipaddress.ip_address(value)
         except ValueError:
             raise _invalid(f"must be an IP address such as 127.0.0.1, got {value!r}") from None
+        if address.is_unspecified:
+            # vLLM's /metrics (and /health, /tokenize...) are open by design, whatever its API key.
+            raise _invalid(
+                f"is {value}, every interface: vLLM's /metrics is open by design, so publish on loopback or on "
+                "the host's private address (e.g. 10.0.0.5), never on all interfaces"
+            )
         return value
 
     @field_validator("gpus")
