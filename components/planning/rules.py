@@ -329,12 +329,30 @@ def check_stack(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
     """The model and memory rules of every server, for settings.validate: (errors, warnings), in fleet keys."""
     errors: list[Problem] = []
     warnings: list[Problem] = []
-    for name, a in assess_stack(s, load_catalog()).items():
+    catalog = load_catalog()
+    for name, a in assess_stack(s, catalog).items():
         srv = s.servers[name]
         ctx = ServerContext(s.hosts[srv.host or ""], srv, f"servers.{name}", f"hosts.{srv.host}")
         errors += [Problem(ctx.full_key(p.key), p.message) for p in a.problems]
         warnings += [Problem(ctx.full_key(p.key), p.message) for p in a.warnings]
+        if not a.problems:
+            warnings += _stall_warning(ctx, catalog, f"servers.{name}")
     return errors, warnings
+
+
+def _stall_warning(ctx: ServerContext, catalog: Catalog, key: str) -> list[Problem]:
+    from components.planning.health import RESTART_DEADLINE_S
+
+    stall = server_stall_seconds(ctx, catalog)
+    if ctx.vllm.stall_timeout is None and stall > RESTART_DEADLINE_S:
+        return [
+            Problem(
+                f"{key}.max_model_len",
+                f"allows a prefill estimated long enough that a hung server is restarted only after {stall} s of "
+                f"stall (beyond {RESTART_DEADLINE_S // 60} minutes); VllmStalled still fires at 5 minutes",
+            )
+        ]
+    return []
 
 
 def server_stall_seconds(ctx: ServerContext, catalog: Catalog) -> int:
