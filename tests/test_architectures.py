@@ -157,3 +157,17 @@ def test_architecture_file_beside_the_stack(tmp_path: Any, monkeypatch: pytest.M
     (tmp_path / "bad.json").write_text('{"hidden_size": 5120}')
     values["vllm"]["architecture_file"] = "bad.json"
     assert any("rocm-inference:vllm.architecture.num_hidden_layers is required" in ln for ln in errors(values))
+
+
+def test_the_catalog_holds_the_models_gfx906_users_run_each_with_its_source() -> None:
+    import yaml as _yaml
+
+    from components.planning.catalog import CATALOG_FILE
+
+    models = load_catalog().models
+    sources = _yaml.safe_load((DATA / "configs" / "SOURCES.yaml").read_text())
+    assert len(models) >= 12
+    for model in models:
+        assert model in sources and sources[model].get("gfx906"), f"{model} has no recorded source"
+    text = CATALOG_FILE.read_text()
+    assert "nlzy/vllm-gfx906 commit cf3b073ea" in text, "the catalog says who runs each model on gfx906"
