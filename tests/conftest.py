@@ -15,6 +15,7 @@ from components.settings.stackfile import stack_path
 from components.tools.mocks import PROJECT, PlanMocks, config_map
 from components.tools.plan import plan_stack
 from components.tools.planned import Plan
+from tests.debian import tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -55,3 +56,41 @@ def inputs_of(mocks: PlanMocks, typ_suffix: str, name: str) -> dict[str, Any]:
     matches = [v for (t, n), v in mocks.inputs.items() if n == name and t.endswith(typ_suffix)]
     assert len(matches) == 1, f"{typ_suffix} {name} registered {len(matches)} times"
     return matches[0]
+
+
+# Debian's monitoring tools, run for real (installed when missing: tests/debian.py).
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    return tool("promtool", "prometheus")
+
+
+@pytest.fixture(scope="module")
+def prometheus() -> str:
+    return tool("prometheus", "prometheus")
+
+
+@pytest.fixture(scope="module")
+def node_exporter() -> str:
+    return tool("prometheus-node-exporter", "prometheus-node-exporter")
+
+
+@pytest.fixture(scope="module")
+def amtool() -> str:
+    return tool("amtool", "prometheus-alertmanager")
+
+
+def git_repo_with(tmp_path: Path, *names: str) -> Path:
+    """A git repository holding this project's code, its monitoring files and these stack files, one commit."""
+    import shutil
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("components", "monitoring", "Pulumi.yaml", *names):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
+    return repo

@@ -64,3 +64,16 @@ def ensure_binary(binary: str, package: str) -> str:
     if found is None:
         raise PackageUnavailable(f"Debian's {package} installed, but {binary} is not on PATH")
     return found
+
+
+def tool(binary: str, package: str) -> str:
+    """`binary` for a test: installed when missing; the test is skipped with the reason when it cannot be,
+    or fails where the run requires the tools (ROCM_INFERENCE_REQUIRE_ENGINE, as CI sets)."""
+    import pytest
+
+    try:
+        return ensure_binary(binary, package)
+    except PackageUnavailable as exc:
+        if os.environ.get("ROCM_INFERENCE_REQUIRE_ENGINE"):
+            pytest.fail(f"{binary} is needed and cannot be installed: {exc}")
+        pytest.skip(f"{binary} cannot be installed here: {exc}")

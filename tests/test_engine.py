@@ -90,6 +90,14 @@ def serving_compose(plan: Plan, host: str | None = None) -> dict[str, Any]:
     return compose
 
 
+def compose_project(engine: Engine, compose: dict[str, Any], where: Path, name: str) -> list[str]:
+    """Write this compose project (its devices mapped to the engine's fake nodes); the compose command."""
+    fake_devices(engine, compose)
+    file = where / f"compose.{name}.yaml"
+    file.write_text(yaml.safe_dump(compose, sort_keys=False))
+    return ["compose", "--project-name", name, "--file", str(file)]
+
+
 def fake_devices(engine: Engine, compose: dict[str, Any]) -> None:
     """Map each planned host device to a character device made with mknod in the engine's temp dir."""
     for service in compose["services"].values():
@@ -118,11 +126,7 @@ def env_of(rep: dict[str, Any]) -> dict[str, str]:
 @pytest.mark.parametrize("stack", STACKS)
 def test_stack_deploys_from_its_compose_export_and_verifies(engine: Engine, stack: str, tmp_path: Path) -> None:
     plan = keyed_plan(stack, tmp_path)
-    compose = serving_compose(plan)
-    fake_devices(engine, compose)
-    file = tmp_path / "compose.yaml"
-    file.write_text(yaml.safe_dump(compose, sort_keys=False))
-    project = ["compose", "--project-name", f"test-{stack}", "--file", str(file)]
+    project = compose_project(engine, serving_compose(plan), tmp_path, f"test-{stack}")
     try:
         up = engine.docker(*project, "up", "--detach", "--wait", "--wait-timeout", "90", env=COMPOSE_ENV, check=False)
         assert up.returncode == 0, f"the stack did not come up healthy with its own healthchecks:\n{up.stderr}"
@@ -225,10 +229,7 @@ def test_servers_come_back_after_a_reboot_and_an_engine_exit_and_stay_stopped_wh
     stack = "small-chat"
     plan = keyed_plan(stack, tmp_path)
     compose = serving_compose(plan)
-    fake_devices(engine, compose)
-    file = tmp_path / "compose.yaml"
-    file.write_text(yaml.safe_dump(compose, sort_keys=False))
-    project = ["compose", "--project-name", f"restart-{stack}", "--file", str(file)]
+    project = compose_project(engine, compose, tmp_path, f"restart-{stack}")
     names = [s["container_name"] for n, s in compose["services"].items() if not n.endswith("-prefetch")]
     vllm_port = int(compose["services"]["vllm"]["ports"][0].split(":")[1])
     try:
@@ -271,10 +272,7 @@ def deploy_values(engine: Engine, tmp_path: Path, values: dict[str, Any], projec
         import_stub(engine, r.inputs["name"], "infinity_emb" if r.parent == "embeddings" else None)
     compose = serving_compose(plan)
     compose["services"].pop("embeddings", None)
-    fake_devices(engine, compose)
-    file = tmp_path / f"compose.{project}.yaml"
-    file.write_text(yaml.safe_dump(compose, sort_keys=False))
-    return plan, ["compose", "--project-name", project, "--file", str(file)]
+    return plan, compose_project(engine, compose, tmp_path, project)
 
 
 def small_vllm(tmp_path: Path, **changes: Any) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from components.tools.verify import run as verify
 from tests.engine.dockerd import Bridge, Engine, import_stub, running_engine
 from tests.engine.litellm import Proxy, ProxyUnavailable, free_port, proxy_venv, start_proxy
 from tests.stacks import set_key, values_of
-from tests.test_engine import fake_devices, serving_compose
+from tests.test_engine import compose_project, serving_compose
 
 pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine")]
 
@@ -127,10 +127,7 @@ def test_one_endpoint_routes_by_model_balances_replicas_and_survives_one_down(
                     service["image"],
                     "infinity_emb" if service["container_name"] == "infinity-embeddings" else None,
                 )
-            fake_devices(engine, compose)
-            file = tmp_path / f"compose.{name}.yaml"
-            file.write_text(yaml.safe_dump(compose, sort_keys=False))
-            projects[name] = ["compose", "--project-name", f"fleet-{name}", "--file", str(file)]
+            projects[name] = compose_project(engine, compose, tmp_path, f"fleet-{name}")
             up = engine.docker(
                 *projects[name], "up", "--detach", "--wait", "--wait-timeout", "60", env=COMPOSE_ENV, check=False
             )
@@ -198,7 +195,7 @@ def check_prometheus(plan: Plan, tmp_path: Path) -> None:
     recorded sysfs, behind the basic auth of the generated web config: the targets are up, a vLLM metric is
     queryable, and the GPU series carry gpu and server. The monitoring host's own node-exporter target is
     a container name on its Docker network, which a host process cannot resolve: it is left out."""
-    from tests.test_monitoring_assets import tool
+    from tests.debian import tool
     from tests.test_monitoring_config import PASSWORD, PASSWORD_HASH, lay_out, query, stop, wait_for
 
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from components.tools.compose import to_compose
 from components.tools.mocks import PlanMocks
 from components.tools.plan import main, plan_stack
 from components.tools.planned import Plan
-from tests.conftest import ROOT, inputs_of, shipped_plan, use_stack
+from tests.conftest import ROOT, git_repo_with, inputs_of, shipped_plan, use_stack
 from tests.stacks import errors, load, set_key, values_of
 
 
@@ -373,16 +372,7 @@ def test_the_plan_masks_a_nested_secret(tmp_path: Path) -> None:
 
 
 def _repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("components", "monitoring", "Pulumi.yaml", "Pulumi.fleet.yaml"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
-    return repo
+    return git_repo_with(tmp_path, "Pulumi.fleet.yaml")
 
 
 def test_a_change_to_one_server_replaces_no_container_of_another(tmp_path: Path) -> None:

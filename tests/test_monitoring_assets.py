@@ -16,7 +16,6 @@ tests skip with the reason, or fail when ROCM_INFERENCE_REQUIRE_ENGINE is set (C
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -30,7 +29,6 @@ import yaml
 
 from components.tools.discover import DirectoryReader, discover
 from tests.conftest import ROOT
-from tests.debian import PackageUnavailable, ensure_binary
 
 MONITORING = ROOT / "monitoring"
 RULES = MONITORING / "alerts.rules.yml"
@@ -129,25 +127,6 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(match.group(0))
     return names
-
-
-def tool(binary: str, package: str) -> str:
-    try:
-        return ensure_binary(binary, package)
-    except PackageUnavailable as exc:
-        if os.environ.get("ROCM_INFERENCE_REQUIRE_ENGINE"):
-            pytest.fail(f"{binary} is needed and cannot be installed: {exc}")
-        pytest.skip(f"{binary} cannot be installed here: {exc}")
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    return tool("promtool", "prometheus")
-
-
-@pytest.fixture(scope="module")
-def node_exporter() -> str:
-    return tool("prometheus-node-exporter", "prometheus-node-exporter")
 
 
 def load_yaml(path: Path) -> Any:

@@ -54,7 +54,7 @@ from components.planning.monitoring import (
 from components.settings import StackSettings
 from components.tools.discover import DirectoryReader, discover
 from tests.stacks import load, set_key, values_of
-from tests.test_monitoring_assets import DASHBOARDS, HOSTS, RULES, free_port, tool
+from tests.test_monitoring_assets import DASHBOARDS, HOSTS, RULES, free_port
 
 FLEET_SECRETS = ("gateway_api_key",)
 ALERTMANAGER_SECRETS = ("monitoring.alertmanager.webhook_url",)
@@ -100,26 +100,6 @@ def target_table(config: dict[str, Any]) -> set[tuple[str, str, tuple[tuple[str,
 
 def run(*cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    return tool("promtool", "prometheus")
-
-
-@pytest.fixture(scope="module")
-def prometheus() -> str:
-    return tool("prometheus", "prometheus")
-
-
-@pytest.fixture(scope="module")
-def node_exporter() -> str:
-    return tool("prometheus-node-exporter", "prometheus-node-exporter")
-
-
-@pytest.fixture(scope="module")
-def amtool() -> str:
-    return tool("amtool", "prometheus-alertmanager")
 
 
 # --- what Prometheus scrapes, and how it reaches it ---------------------------------------------------

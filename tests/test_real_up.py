@@ -16,7 +16,6 @@ import pulumi
 import pytest
 import yaml
 
-from components.planning.preflight import SCRIPT
 from components.planning.timing import go_duration, parse_go_duration
 from components.program import run
 from components.settings import read_stack_file
@@ -266,26 +265,14 @@ def test_healthchecks_use_python3(stack: str) -> None:
 
 
 def _preflight(tmp_path: Path, daemon_json: str) -> subprocess.CompletedProcess[str]:
-    from tests.test_preflight import FAKE_DOCKER, big_chat_env
+    from tests.test_preflight import FAKE_DOCKER, check
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "docker").write_text(FAKE_DOCKER)
     (bin_dir / "docker").chmod(0o755)
     (tmp_path / "daemon.json").write_text(daemon_json)
-    return subprocess.run(
-        ["sh", "-s"],
-        input=SCRIPT.read_text(),
-        capture_output=True,
-        text=True,
-        env={
-            "PATH": f"{bin_dir}:{os.environ['PATH']}",
-            "ROCM_ROOT": str(HOSTS / "dual-mi60"),
-            **big_chat_env(),
-            "PREFLIGHT_VOLUMES": "vllm-hf-cache:0",
-            "PREFLIGHT_DAEMON_JSON": str(tmp_path / "daemon.json"),
-        },
-    )
+    return check(bin_dir, PREFLIGHT_DAEMON_JSON=str(tmp_path / "daemon.json"))
 
 
 def test_preflight_reports_daemon_log_opts_that_would_replace_every_container(tmp_path: Path) -> None:

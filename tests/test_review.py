@@ -16,7 +16,7 @@ from components.settings import read_stack_file, size_bytes
 from components.tools.compose import to_compose
 from components.tools.plan import main, plan_stack
 from components.tools.review import diff
-from tests.conftest import DATA, ROOT, shipped_plan
+from tests.conftest import DATA, ROOT, git_repo_with, shipped_plan
 
 
 def compose_of(stack: str) -> dict[str, Any]:
@@ -104,16 +104,7 @@ def test_diff_of_a_plan_against_itself_is_empty() -> None:
 
 def _repo_with_big_chat(tmp_path: Path) -> Path:
     """A git repository holding this project's code and stacks, one commit."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in ("components", "monitoring", "Pulumi.yaml", "Pulumi.big-chat.yaml", "Pulumi.small-chat.yaml"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
-    return repo
+    return git_repo_with(tmp_path, "Pulumi.big-chat.yaml", "Pulumi.small-chat.yaml")
 
 
 def test_a_pr_changing_gpu_memory_utilization(tmp_path: Path) -> None:
