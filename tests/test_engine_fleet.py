@@ -196,7 +196,8 @@ def check_prometheus(plan: Plan, tmp_path: Path) -> None:
     queryable, and the GPU series carry gpu and server. The monitoring host's own node-exporter target is
     a container name on its Docker network, which a host process cannot resolve: it is left out."""
     from tests.debian import tool
-    from tests.test_monitoring_config import PASSWORD, PASSWORD_HASH, lay_out, query, stop, wait_for
+    from tests.test_monitoring_assets import stop
+    from tests.test_monitoring_config import PASSWORD, PASSWORD_HASH, lay_out, query, wait_for
 
     try:
         node_exporter = tool("prometheus-node-exporter", "prometheus-node-exporter")

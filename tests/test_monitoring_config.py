@@ -54,7 +54,7 @@ from components.planning.monitoring import (
 from components.settings import StackSettings
 from components.tools.discover import DirectoryReader, discover
 from tests.stacks import load, set_key, values_of
-from tests.test_monitoring_assets import DASHBOARDS, HOSTS, RULES, free_port
+from tests.test_monitoring_assets import DASHBOARDS, HOSTS, RULES, free_port, stop
 
 FLEET_SECRETS = ("gateway_api_key",)
 ALERTMANAGER_SECRETS = ("monitoring.alertmanager.webhook_url",)
@@ -363,15 +363,6 @@ def wait_for(process: subprocess.Popen[bytes], url: str, status: int = 200) -> N
         assert process.poll() is None, f"{url}: the process exited with {process.returncode}"
         assert time.monotonic() < deadline, f"{url} did not answer {status}"
         time.sleep(0.1)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
 
 
 @pytest.fixture
