@@ -77,14 +77,23 @@ class Bridge:
         if shutil.which("ip") is None:
             raise EngineUnavailable("iproute2's ip is missing (it makes the engine's own bridge)")
         self.remove()
-        for cmd in (
+        steps = (
             ["ip", "link", "add", "name", self.name, "type", "bridge"],
             ["ip", "addr", "add", self.cidr, "dev", self.name],
             ["ip", "link", "set", self.name, "up"],
-        ):
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise EngineUnavailable(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
+        )
+        for attempt in range(3):  # a bridge that vanished right after its creation was seen once: try again
+            error = ""
+            for cmd in steps:
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode != 0:
+                    error = f"{' '.join(cmd)} failed: {done.stderr.strip()}"
+                    break
+            if not error:
+                return
+            self.remove()
+            time.sleep(0.5 * (attempt + 1))
+        raise EngineUnavailable(error)
 
     def remove(self) -> None:
         if Path(f"/sys/class/net/{self.name}").exists():
