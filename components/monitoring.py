@@ -9,6 +9,7 @@ access off and its admin password a secret. Every file comes from components/pla
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -89,20 +90,21 @@ class Monitoring(pulumi.ComponentResource):
         if args.gateway_api_key is not None:
             secret_files[GATEWAY_KEY_FILE] = args.gateway_api_key
 
-        def common(bind: str = LOOPBACK, auth: str = "") -> dict[str, object]:
-            return {
-                "startup_timeout": 300,
-                "pull_timeout": h.pull_timeout,
-                "health_interval": 15,
-                "bind": bind,
-                "networks": list(args.networks.get(m.host or "", [])),
-                "labels": {**args.labels, **({AUTH_LABEL: auth} if auth else {})},
-                "depends_on": list(args.depends_on.get(m.host or "", [])),
-            }
+        # What the services of the monitoring host share: their host, network, labels and preflight.
+        spec = functools.partial(
+            ServiceSpec,
+            startup_timeout=300,
+            pull_timeout=h.pull_timeout,
+            health_interval=15,
+            bind=LOOPBACK,
+            networks=list(args.networks.get(m.host or "", [])),
+            labels=dict(args.labels),
+            depends_on=list(args.depends_on.get(m.host or "", [])),
+        )
 
         prometheus = service_resources(
             "prometheus",
-            ServiceSpec(
+            spec(
                 image=m.prometheus_image,
                 container_name=PROMETHEUS_CONTAINER,
                 command=[
@@ -121,14 +123,13 @@ class Monitoring(pulumi.ComponentResource):
                     RULES_FILE: args.rules,
                     **secret_files,
                 },
-                **common(),  # type: ignore[arg-type]
             ),
             self,
             here.provider,
         )
         grafana = service_resources(
             "grafana",
-            ServiceSpec(
+            spec(
                 image=m.grafana_image,
                 container_name=GRAFANA_CONTAINER,
                 command=[],
@@ -145,7 +146,9 @@ class Monitoring(pulumi.ComponentResource):
                     "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
                 },
                 secret_environment={"GF_SECURITY_ADMIN_PASSWORD": args.grafana_admin_password},
-                **common(h.bind, "login"),  # type: ignore[arg-type]
+                # Grafana has a login: it is the way in from elsewhere, on the host's bind address.
+                bind=h.bind,
+                labels={**args.labels, AUTH_LABEL: "login"},
             ),
             self,
             here.provider,
@@ -153,7 +156,7 @@ class Monitoring(pulumi.ComponentResource):
         if m.alertmanager is not None and args.alertmanager_config is not None:
             service_resources(
                 "alertmanager",
-                ServiceSpec(
+                spec(
                     image=m.alertmanager.image,
                     container_name=ALERTMANAGER_CONTAINER,
                     command=[f"--config.file={ALERTMANAGER_CONFIG}", "--storage.path=/alertmanager"],
@@ -164,7 +167,6 @@ class Monitoring(pulumi.ComponentResource):
                         ALERTMANAGER_CONFIG: yaml.safe_dump(dict(args.alertmanager_config), sort_keys=False),
                         **({ALERTMANAGER_WEBHOOK_FILE: args.alert_webhook_url} if args.alert_webhook_url else {}),
                     },
-                    **common(),  # type: ignore[arg-type]
                 ),
                 self,
                 here.provider,
