@@ -46,6 +46,11 @@ CASES: list[tuple[str, str, dict[str, Any], Options, str | None]] = [
     ("secret env not a secret output", CONTAINER, GOOD_CONTAINER, Options(delete_before_replace=True), "no-plain-secrets"),
     ("GPU container replaced create-first", CONTAINER, GOOD_CONTAINER, Options(additional_secret_outputs=("envs",)), "gpu-delete-before-replace"),
     ("CPU container replaced create-first", CONTAINER, {**GOOD_CONTAINER, "devices": []}, Options(additional_secret_outputs=("envs",)), None),
+    ("a one-shot download needs no healthcheck", CONTAINER, {k: v for k, v in GOOD_CONTAINER.items() if k != "healthcheck"} | {"mustRun": False, "restart": "no"}, GOOD_OPTS, None),
+    ("a long-running one does", CONTAINER, {k: v for k, v in GOOD_CONTAINER.items() if k != "healthcheck"} | {"mustRun": False, "restart": "unless-stopped"}, GOOD_OPTS, "healthcheck-required"),
+    ("the gateway's master key guards its port", CONTAINER, {**GOOD_CONTAINER, "devices": [], "ports": [{"internal": 4000, "external": 4000, "ip": "10.0.0.5"}], "envs": ["LITELLM_MASTER_KEY=sk-x"]}, GOOD_OPTS, None),
+    ("basic auth by label guards a port", CONTAINER, {**GOOD_CONTAINER, "devices": [], "envs": [], "ports": [{"internal": 9100, "external": 9100, "ip": "10.0.0.5"}], "labels": [{"label": "rocm-inference.auth", "value": "basic-auth"}]}, GOOD_OPTS, None),
+    ("a secret under a harmless name", CONTAINER, {**GOOD_CONTAINER, "envs": [*GOOD_CONTAINER["envs"], "HUB_AUTH=hf_abcdefghijklmnopqrstuvwxyz"]}, GOOD_OPTS, "no-plain-secrets"),
 ]  # fmt: skip
 
 
