@@ -41,7 +41,8 @@ ALERTMANAGER_WEBHOOK_FILE = "/etc/alertmanager/webhook-url"
 GRAFANA_PROVISIONING_DIR = "/etc/grafana/provisioning"
 GRAFANA_DATASOURCE_FILE = f"{GRAFANA_PROVISIONING_DIR}/datasources/prometheus.yaml"
 GRAFANA_DASHBOARD_PROVIDER_FILE = f"{GRAFANA_PROVISIONING_DIR}/dashboards/rocm-inference.yaml"
-GRAFANA_DASHBOARDS_DIR = "/var/lib/grafana/dashboards"
+# Outside /var/lib/grafana, the data volume, so that a dashboard file is replaced with the container.
+GRAFANA_DASHBOARDS_DIR = "/etc/grafana/dashboards"
 
 # Container names and ports inside the containers (fixed; the published ports are settings).
 PROMETHEUS_CONTAINER, PROMETHEUS_PORT = "prometheus", 9090
