@@ -38,7 +38,7 @@ def test_writes_a_working_architecture_block_for_each_recorded_model(
 ) -> None:
     stack = tmp_path / "Pulumi.t.yaml"
     shutil.copy(ROOT / "Pulumi.small-chat.yaml", stack)
-    monkeypatch.setattr(tool, "ROOT", tmp_path)
+    monkeypatch.setattr(tool, "stack_path", lambda name: tmp_path / f"Pulumi.{name}.yaml")
     model = name.replace("--", "/", 1)
     assert tool.main([model, "--write", "t"]) == 0
     assert "architecture:" in capsys.readouterr().out

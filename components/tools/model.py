@@ -26,8 +26,7 @@ from pydantic import ValidationError
 from components.planning.catalog import Architecture, QuantizationConfig, VisionConfig
 from components.planning.memory import DTYPE_BYTES, GiB, kv_bytes_per_token, weights_bytes_per_rank
 from components.settings import NAMESPACE
-
-ROOT = Path(__file__).resolve().parent.parent.parent
+from components.settings.stackfile import stack_path
 
 
 class ModelError(Exception):
@@ -215,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  {line}" for line in yaml.safe_dump(block, sort_keys=False, default_flow_style=None).splitlines()
         ]
         if args.write:
-            path = ROOT / f"Pulumi.{args.write}.yaml"
+            path = stack_path(args.write)
             if not path.exists():
                 raise ModelError(f"{path.name} does not exist")
             write_architecture(path, block, args.server, args.revision)
