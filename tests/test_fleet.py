@@ -405,3 +405,52 @@ def test_litellm_config_is_pure_data_of_the_stack() -> None:
     config = litellm_config(s)
     assert json.loads(json.dumps(config)) == config
     assert "sk-" not in json.dumps(config)
+
+
+def test_a_host_the_gateway_or_prometheus_calls_on_loopback_is_warned_of() -> None:
+    values = values_of("fleet")
+    values["hosts"]["gpu-b"] = {k: v for k, v in values["hosts"]["gpu-b"].items() if k not in ("bind", "address")}
+    warnings = load(values, FLEET_SECRETS).warnings
+    assert warnings == (
+        "Pulumi.test.yaml: rocm-inference:hosts.gpu-b.bind is 127.0.0.1 with address 'localhost': the gateway on host "
+        "gpu-a reaches this host's services at its address and published port, which its container cannot do on "
+        "loopback: publish on the host's private address (bind) and name it there (address)",
+        "Pulumi.test.yaml: rocm-inference:hosts.gpu-b.bind is 127.0.0.1 with address 'localhost': the monitoring on "
+        "host gpu-a reaches this host's services at its address and published port, which its container cannot do "
+        "on loopback: publish on the host's private address (bind) and name it there (address)",
+    )
+    assert load(values_of("fleet"), FLEET_SECRETS).warnings == ()
+
+
+def test_a_server_named_like_another_servers_download_is_refused() -> None:
+    coder = values_of("fleet")["servers"]["coder"]
+    values = set_key(values_of("fleet"), "servers.coder-prefetch", coder | {"gpus": [2], "port": 8002})
+    values = set_key(
+        values, "hosts.gpu-b.gpus", [*values["hosts"]["gpu-b"]["gpus"], {"index": 3, "card": 4, "render": 131}]
+    )
+    values = set_key(values, "servers.coder-prefetch.gpus", [3])
+    found = errors(values, FLEET_SECRETS)
+    assert len(found) == 1 and "container name 'coder-prefetch' on host gpu-b" in found[0], found
+
+
+def test_a_secret_where_none_is_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.fleet.yaml"
+    path.write_text(
+        (ROOT / "Pulumi.fleet.yaml")
+        .read_text()
+        .replace(
+            "      port: 8001\n",
+            "      port: 8001\n      environment:\n        EXTRA:\n          secure: v1:AAAA:BBBB\n",
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "components.plan", "--file", str(path)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert "rocm-inference:servers.coder.environment.EXTRA is a secret where rocm-inference reads none" in done.stderr
+
+
+def test_compose_keeps_the_dollars_of_alerts_and_dashboards() -> None:
+    compose = to_compose(fleet(), "gpu-a")
+    rules = compose["configs"]["prometheus-alerts.rules"]["content"]
+    assert "$$labels" in rules and "$labels" not in rules.replace("$$labels", "")

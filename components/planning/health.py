@@ -49,24 +49,35 @@ def stall_seconds(arch: Architecture, max_model_len: int, tp: int, gpu: Gpu) -> 
 
 
 def progress_check(port: int, stall_s: int) -> str:
-    """The healthcheck's python (standard library only): unhealthy on a failed /health; on a stall, the end."""
+    """The healthcheck's python (standard library only): unhealthy on a failed /health; on a stall, the end.
+
+    The state between checks is [tokens counted, since when, PID 1's start time, when SIGTERM was sent].
+    A server shutting down answers no HTTP any more, so the SIGKILL step looks only at that state.
+    """
     return (
         "import json,os,re,signal,sys,time,urllib.request as u\n"
         f"B='http://127.0.0.1:{port}';F='{STATE_FILE}';S={stall_s};K={KILL_AFTER_S}\n"
-        "if u.urlopen(B+'/health',timeout=5).status!=200:sys.exit(1)\n"
-        "t=u.urlopen(B+'/metrics',timeout=5).read().decode()\n"
+        "now=time.time();boot=open('/proc/1/stat').read().split()[21]\n"
+        "try:last,since,b,sent=json.load(open(F))\n"
+        "except Exception:last,since,b,sent=None,now,boot,None\n"
+        "if b!=boot:last,since,sent=None,now,None\n"
+        "if sent is not None and now-sent>K:\n"
+        " [os.kill(int(p),signal.SIGKILL) for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1,os.getpid())]\n"
+        " sys.exit(1)\n"
+        "try:\n"
+        " ok=u.urlopen(B+'/health',timeout=5).status==200\n"
+        " t=u.urlopen(B+'/metrics',timeout=5).read().decode()\n"
+        "except Exception:\n"
+        " ok=False\n"
+        "if not ok:sys.exit(1)\n"
         "v=lambda n:sum(float(x) for x in re.findall('^'+re.escape(n)+r'(?:\\{[^}]*\\})? (\\S+)$',t,re.M))\n"
         "busy=v('vllm:num_requests_running')+v('vllm:num_requests_waiting')>0\n"
         "done=v('vllm:generation_tokens_total')+v('vllm:prompt_tokens_total')\n"
-        "now=time.time();boot=open('/proc/1/stat').read().split()[21]\n"
-        "try:last,since,b=json.load(open(F))\n"
-        "except Exception:last,since,b=None,now,boot\n"
-        "if done!=last or not busy or b!=boot:since=now\n"
-        "json.dump([done,since,boot],open(F,'w'))\n"
-        "if now-since<S:sys.exit(0)\n"
-        "print(f'no progress for {now-since:.0f} s with requests in flight: ending the server',flush=True)\n"
-        "os.kill(1,signal.SIGTERM)\n"
-        "if now-since>S+K:\n"
-        " [os.kill(int(p),signal.SIGKILL) for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1,os.getpid())]\n"
-        "sys.exit(1)\n"
+        "if done!=last or not busy:since=now\n"
+        "stalled=now-since>=S\n"
+        "if stalled and sent is None:\n"
+        " print(f'no progress for {now-since:.0f} s with requests in flight: ending the server',flush=True)\n"
+        " os.kill(1,signal.SIGTERM);sent=now\n"
+        "json.dump([done,since,boot,sent],open(F,'w'))\n"
+        "sys.exit(1 if stalled else 0)\n"
     )

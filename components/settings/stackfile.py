@@ -173,4 +173,13 @@ def plain_secret_problems(stack_file: StackFile) -> list[Problem]:
         for path, _, _ in nested_secret_paths(stack_file.values)
         if path not in stack_file.secure
     ]
-    return top + nested
+    allowed = {*SECRET_KEYS, *(path for path, _, _ in nested_secret_paths(stack_file.values))}
+    stray = [
+        Problem(
+            path,
+            "is a secret where rocm-inference reads none, so it would reach its container in plain text: secrets "
+            f"go only under {', '.join(SECRET_KEYS)}, servers.NAME.api_key and monitoring.alertmanager.webhook_url",
+        )
+        for path in sorted(stack_file.secure - allowed)
+    ]
+    return top + nested + stray

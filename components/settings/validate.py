@@ -9,6 +9,7 @@ second code path: it is turned into the fleet form here, and problems are named 
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -175,7 +176,7 @@ class _Published:
 
     key: str
     container: str
-    port: int
+    port: int | None
     volume: str | None
     guarded: bool
 
@@ -185,9 +186,10 @@ def _containers_by_host(s: StackSettings) -> dict[str, list[_Published]]:
     gateway = s.gateway is not None
     for name, srv in s.servers.items():
         keyed = gateway or s.has_secret("vllm_api_key") or s.has_secret(f"servers.{name}.api_key")
-        by_host[srv.host or ""].append(
-            _Published(f"servers.{name}", srv.container_name or name, srv.port, srv.volume_name, keyed)
-        )
+        container = srv.container_name or name
+        by_host[srv.host or ""].append(_Published(f"servers.{name}", container, srv.port, srv.volume_name, keyed))
+        # its model download runs in a one-shot container of its own, named after it
+        by_host[srv.host or ""].append(_Published(f"servers.{name}", f"{container}-prefetch", None, None, True))
     if s.embeddings is not None:
         e = s.embeddings
         keyed = gateway or s.has_secret("embeddings_api_key")
@@ -217,7 +219,7 @@ def _per_host(s: StackSettings) -> list[Problem]:
         host = s.hosts.get(host_name)
         if host is None:
             continue
-        servers_here = [p for p in published if p.key.startswith("servers.")]
+        servers_here = [p for p in published if p.key.startswith("servers.") and p.port is not None]
         unset_port = set()
         if len(servers_here) > 1:
             for p in servers_here:
@@ -236,11 +238,13 @@ def _per_host(s: StackSettings) -> list[Problem]:
             ("volume", "cache_volume", "cache volume"),
         ):
             seen: dict[Any, str] = {}
+            reported: set[str] = set()  # one line a key: a server's download clashes when the server does
             for p in published:
                 value = getattr(p, attr)
                 if value is None or (attr == "port" and p.key in unset_port):
                     continue  # a port that must be given is reported as such, not as a clash with the default
-                if value in seen:
+                if value in seen and p.key not in reported:
+                    reported.add(p.key)
                     on = "" if s.single else f" on host {host_name}"
                     out.append(
                         Problem(
@@ -248,7 +252,7 @@ def _per_host(s: StackSettings) -> list[Problem]:
                             f"is {what} {value!r}{on}, which {NAMESPACE}:{s.key(seen[value])} already uses",
                         )
                     )
-                else:
+                elif value not in seen:
                     seen[value] = p.key
         if not host.bind_is_loopback:
             open_ = [p for p in published if not p.guarded]
@@ -359,6 +363,39 @@ def _gateway_key(s: StackSettings) -> list[Problem]:
     ]
 
 
+def _reachable(s: StackSettings) -> list[Problem]:
+    """The gateway and Prometheus reach services on other hosts at that host's address and published
+    port: such a host should publish beyond loopback and be named by an address that is not loopback.
+    A warning, not an error: only a caller outside containers on the same machine (the suite's engine
+    tests, two engines on one box) reaches another host's loopback."""
+    callers = [("gateway", s.gateway.host)] if s.gateway is not None else []
+    callers += [("monitoring", s.monitoring.host)] if s.monitoring is not None else []
+    out = []
+    for caller, here in callers:
+        needed = {srv.host for srv in s.servers.values()} | ({s.embeddings.host} if s.embeddings else set())
+        if caller == "monitoring":
+            needed |= set(s.hosts)  # node-exporter on every host
+        for name in sorted(h for h in needed if h and h != here and h in s.hosts):
+            host = s.hosts[name]
+            if host.bind_is_loopback or host.address == "localhost" or _is_loopback(host.address):
+                out.append(
+                    Problem(
+                        f"hosts.{name}.bind",
+                        f"is {host.bind} with address {host.address!r}: the {caller} on host {here} reaches this "
+                        "host's services at its address and published port, which its container cannot do on "
+                        "loopback: publish on the host's private address (bind) and name it there (address)",
+                    )
+                )
+    return out
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 def _cross_checks(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
     refs = _host_refs(s)
     problems = refs + _names(s) + _gateway_key(s) + _monitoring_secrets(s)
@@ -366,7 +403,7 @@ def _cross_checks(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
         return problems, []
     problems += _server_gpus(s) + _per_host(s)
     errors, warnings = _replicas(s)
-    return problems + errors, warnings
+    return problems + errors, warnings + _reachable(s)
 
 
 def _warnings(s: StackSettings) -> list[Problem]:

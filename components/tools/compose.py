@@ -15,7 +15,21 @@ from components.tools.render import config_name, container_settings, image_names
 
 
 def _environment(env: dict[str, str]) -> dict[str, str]:
-    return {k: f"${{{k}:?set {k} (a secret of the stack)}}" if SECRET_MASK in v else v for k, v in env.items()}
+    return {
+        k: f"${{{k}:?set {k} (a secret of the stack)}}" if SECRET_MASK in v else _literal(v) for k, v in env.items()
+    }
+
+
+def _literal(value: Any) -> Any:
+    """Compose interpolates `$` in every string: a literal one (`$labels` in an alert, `$host` in a
+    dashboard) is written `$$`."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    return value
 
 
 def hosts_of(plan: Plan) -> list[str]:
@@ -41,9 +55,11 @@ def to_compose(plan: Plan, host: str | None = None) -> dict[str, Any]:
         c.parent: c for c in containers if c.parent and c.name.endswith("-container")
     }
     for container in containers:
-        svc = container_settings(container, images)
-        if "environment" in svc:
-            svc["environment"] = _environment(svc["environment"])
+        settings = container_settings(container, images)
+        env = settings.pop("environment", None)
+        svc = _literal(settings)
+        if env is not None:
+            svc["environment"] = _environment(env)
         waits = {}
         for dep in container.options.get("depends_on", []):
             other = by_resource.get(dep)
@@ -60,7 +76,7 @@ def to_compose(plan: Plan, host: str | None = None) -> dict[str, Any]:
             secret = SECRET_MASK in str(upload.get("content", SECRET_MASK))
             # compose makes a secret file's content from an environment variable, like the other secrets
             env_name = name.upper().replace("-", "_")
-            configs[name] = {"environment": env_name} if secret else {"content": upload["content"]}
+            configs[name] = {"environment": env_name} if secret else {"content": _literal(upload["content"])}
         for name in svc.get("networks", []):
             networks[name] = {"name": name}
     for r in plan.of_type(":Volume"):
