@@ -310,8 +310,8 @@ def test_a_hung_server_is_restarted_and_a_slow_one_left_alone(engine: Engine, tm
         started = time.monotonic()
         wait_for("the hung server restarted", lambda: state(engine, "vllm")["RestartCount"] >= 1, timeout=30)
         took = time.monotonic() - started
-        # the window counts from the last token the check saw, up to one check (1 s) before the switch
-        assert 3 - 1.5 <= took <= 20, f"restarted after {took:.1f} s, the window is 3 s"
+        # the window counts from the last token the check saw, up to a check or two (1 s each) before the switch
+        assert 1 <= took <= 20, f"restarted after {took:.1f} s, the window is 3 s"
         wait_for("the restarted server healthy", lambda: healthy(engine, "vllm"))
         assert state(engine, "vllm")["ExitCode"] == 0, "ended gracefully through docker-init"
         # after the restart it counts afresh: a fresh server with nothing in flight stays up
