@@ -107,6 +107,14 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
         )
     gateway = None
     if s.gateway is not None:
+        gateway_where = where(s.gateway.host) | {"hf_token": None}
+        # It routes to servers that are up: created after them, so `pulumi up` ends with one endpoint that
+        # answers (a component as a dependency stands for all its children).
+        gateway_where["depends_on"] = [
+            *gateway_where["depends_on"],
+            *servers.values(),
+            *([embeddings] if embeddings else []),
+        ]
         gateway = Gateway(
             "gateway",
             GatewayArgs(
@@ -114,17 +122,7 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
                 config=litellm_config(s),
                 api_key=secrets.gateway_api_key,
                 backend_keys={backend_key_env(service): key for service, key in keys.items()},
-                **{
-                    **where(s.gateway.host),
-                    "hf_token": None,
-                    # It routes to servers that are up: created after them, so `pulumi up` ends with one endpoint
-                    # that answers (a component as a dependency stands for all its children).
-                    "depends_on": [
-                        *where(s.gateway.host)["depends_on"],
-                        *servers.values(),
-                        *([embeddings] if embeddings else []),
-                    ],
-                },
+                **gateway_where,
             ),
         )
     outputs = _outputs(s, servers, embeddings, gateway, keys, secrets)

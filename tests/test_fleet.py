@@ -371,12 +371,8 @@ def test_the_plan_masks_a_nested_secret(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- blast radius
 
 
-def _repo(tmp_path: Path) -> Path:
-    return git_repo_with(tmp_path, "Pulumi.fleet.yaml")
-
-
 def test_a_change_to_one_server_replaces_no_container_of_another(tmp_path: Path) -> None:
-    repo = _repo(tmp_path)
+    repo = git_repo_with(tmp_path, "Pulumi.fleet.yaml")
     stack = repo / "Pulumi.fleet.yaml"
     stack.write_text(stack.read_text().replace("      max_model_len: 16384\n", "      max_model_len: 8192\n"))
     done = subprocess.run(

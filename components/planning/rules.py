@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from components.planning.catalog import Architecture, Catalog, Gpu, Image, load_catalog
+from components.planning.health import RESTART_DEADLINE_S, stall_seconds
 from components.planning.memory import DEFAULT_PROFILE, PROFILES, Capacity, MemoryInputs, default_batch, plan
 from components.settings import HostSettings, Problem, ServerSettings, StackSettings, suggestion
 
@@ -341,8 +342,6 @@ def check_stack(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
 
 
 def _stall_warning(ctx: ServerContext, catalog: Catalog, key: str) -> list[Problem]:
-    from components.planning.health import RESTART_DEADLINE_S
-
     stall = server_stall_seconds(ctx, catalog)
     if ctx.vllm.stall_timeout is None and stall > RESTART_DEADLINE_S:
         return [
@@ -357,8 +356,6 @@ def _stall_warning(ctx: ServerContext, catalog: Catalog, key: str) -> list[Probl
 
 def server_stall_seconds(ctx: ServerContext, catalog: Catalog) -> int:
     """The server's stall window (components/planning/health.py), from its model, context and GPUs."""
-    from components.planning.health import stall_seconds
-
     if ctx.vllm.stall_timeout is not None:
         return ctx.vllm.stall_timeout
     arch, _ = architecture_of(ctx, catalog)
