@@ -62,7 +62,8 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
     # of the stack's on that host (no host port involved); other hosts' by address and published port.
     networks = {
         h: hosts[h].network(f"{h}-network", f"{project}-{stack}")
-        for h in sorted(h for h in (gateway_host, monitoring_host) if h is not None)
+        # One per host, however many of the stack's callers share it (two would be one URN twice).
+        for h in sorted({h for h in (gateway_host, monitoring_host) if h is not None})
     }
 
     def where(host: str | None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import rpc
 
+from components.planning.urns import qualified_type, urn
 from components.settings import NAMESPACE, StackFile
 from components.tools.planned import SECRET_MASK, PlannedResource, fake_image_id
 
@@ -83,11 +84,16 @@ class OptionsRecorder:
 
     def __init__(self) -> None:
         self.names: dict[int, str] = {}
-        self.seen: list[tuple[str, str, pulumi.ResourceOptions]] = []
+        # Each resource's qualified type, as the engine puts it in the URN (components/planning/urns.py).
+        self.qualified: dict[int, str] = {}
+        self.seen: list[tuple[str, str, pulumi.ResourceOptions, str]] = []
 
     def __call__(self, args: pulumi.ResourceTransformationArgs) -> None:
         self.names[id(args.resource)] = args.name
-        self.seen.append((args.type_, args.name, args.opts))
+        parent = args.opts.parent
+        qualified = qualified_type(self.qualified.get(id(parent)) if parent is not None else None, args.type_)
+        self.qualified[id(args.resource)] = qualified
+        self.seen.append((args.type_, args.name, args.opts, qualified))
         return None
 
     def name_of(self, resource: Any) -> str | None:
@@ -173,7 +179,8 @@ def run_program(
             parent=recorder.name_of(opts.parent),
             inputs=mask_secrets(mocks.inputs.get((typ, name), {})),
             options={**recorder.options(opts), "secret_inputs": secret_inputs(mocks.inputs.get((typ, name), {}))},
+            urn=urn(stack, PROJECT, qualified, name),
         )
-        for typ, name, opts in recorder.seen
+        for typ, name, opts, qualified in recorder.seen
     ]
     return resources, mask_secrets(outputs)

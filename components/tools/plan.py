@@ -23,6 +23,7 @@ from components.planning.catalog import load_catalog
 from components.planning.gateway import litellm_config
 from components.planning.monitoring import prometheus_config
 from components.planning.rules import assess_stack
+from components.planning.urns import duplicate_message, duplicates
 from components.program import CHECKS, deploy
 from components.settings import StackConfigError, StackFile, read_stack_file
 from components.settings.pulumi_config import load_from_pulumi
@@ -46,6 +47,14 @@ def plan_stack(stack_file: StackFile) -> Plan:
     resources, outputs = run_program(
         stack_file.stack, config, secret_keys, lambda: deploy(loaded, secrets, PROJECT, stack_file.stack)
     )
+    dups = duplicates(r.urn for r in resources)
+    if dups:
+        # The mocks accept it; the engine stops the preview at the second registration.
+        raise StackConfigError(
+            [
+                f"{stack_file.source}: the program registers a resource twice, which `pulumi preview` refuses: {duplicate_message(dups)}"
+            ]
+        )
     s = loaded.settings
     servers = {
         name: ServerPlan(

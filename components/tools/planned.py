@@ -24,6 +24,7 @@ class PlannedResource:
     parent: str | None
     inputs: dict[str, Any]
     options: dict[str, Any] = field(default_factory=dict)
+    urn: str = ""
 
     @property
     def custom(self) -> bool:
@@ -36,6 +37,7 @@ class PlannedResource:
             "parent": self.parent,
             "inputs": self.inputs,
             "options": self.options,
+            "urn": self.urn,
         }
 
 
