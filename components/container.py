@@ -112,6 +112,9 @@ class ServiceSpec:
     shm_size_mb: int | None = None
     stop_grace_seconds: int = 30
     depends_on: Sequence[pulumi.Resource] = ()
+    # The stack's name of the host it runs on: moving it to another host replaces its image and containers
+    # there (a provider change alone replaces nothing; see components/planning/provider_facts.py).
+    host: str = ""
 
 
 # Labels a model cache volume carries: ones that never change for it (never GPUs, ports or models).
@@ -136,6 +139,7 @@ class ServerArgs:
     """What every service component takes besides its own settings: where it runs and what it is given."""
 
     provider: docker.Provider
+    host: str
     address: str
     bind: str
     pull_timeout: int
@@ -188,7 +192,9 @@ def service_resources(
         opts=pulumi.ResourceOptions.merge(
             child,
             pulumi.ResourceOptions(
-                depends_on=list(spec.depends_on), custom_timeouts=_custom(image_timeouts(spec.pull_timeout))
+                depends_on=list(spec.depends_on),
+                custom_timeouts=_custom(image_timeouts(spec.pull_timeout)),
+                replacement_trigger=_moved(spec),
             ),
         ),
     )
@@ -201,8 +207,12 @@ def service_resources(
                 docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(spec.labels.items()) if k in VOLUME_LABELS
             ],
             # A model cache is tens of GB of downloads: never deleted by a replacement, a destroy or a rename.
+            # Its name is kept once created: the default derives from the container's name, and a rename of
+            # the container would otherwise replace it, which protection refuses (the container then mounts
+            # the volume by the name in state). Set `cache_volume` before the first deploy to choose it.
             opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(protect=True, retain_on_delete=True, ignore_changes=["labels"])
+                child,
+                pulumi.ResourceOptions(protect=True, retain_on_delete=True, ignore_changes=["labels", "name"]),
             ),
         )
     depends_on = list(spec.depends_on)
@@ -211,11 +221,21 @@ def service_resources(
             raise ValueError("a prefetch fills the service's cache volume: give it one")
         fetch = _prefetch(name, spec, spec.prefetch, image, volume, child)
         depends_on.append(fetch)
-        # pulumi-docker records a one-shot container's exit code and nothing more (must_run=False):
-        # a failed download stops `pulumi up` here, before the old server is touched.
-        what, fetcher = spec.prefetch.what, fetch_name(spec)
-        fetched = fetch.exit_code.apply(lambda code: _fetched(code, what, fetcher))
-        labels.append(docker.ContainerLabelArgs(label=f"{LABEL_PREFIX}.prefetched", value=fetched))
+        # pulumi-docker records a one-shot container's exit code and nothing more (must_run=False): a
+        # failed download stops `pulumi up` here, before the old server is touched. The check reaches the
+        # server through `wait_timeout`, an input the provider neither replaces on nor applies (stored only):
+        # through a replace-forcing input (labels, env) the engine would delete the serving container
+        # before the download even starts, since a replaced prefetch makes such an input unknown
+        # (pulumi/pulumi pkg/resource/deploy/step_generator.go calculateDependentReplacements).
+        what, fetcher, wait = spec.prefetch.what, fetch_name(spec), spec.startup_timeout
+        wait_timeout: pulumi.Input[int] = fetch.exit_code.apply(lambda code: _fetched(code, what, fetcher, wait))
+    else:
+        wait_timeout = spec.startup_timeout
+    uploads = [docker.ContainerUploadArgs(file=path, content=text) for path, text in sorted(spec.uploads.items())]
+    # A file whose content is an Output here is a secret (a password, a key, a webhook): the provider's
+    # schema does not mark upload content sensitive, and the engine keeps an output secret only when the
+    # whole top-level input was, so the whole list goes as a secret and stays one in state.
+    secret_uploads = any(isinstance(text, pulumi.Output) for text in spec.uploads.values())
     container = docker.Container(
         f"{name}-container",
         name=spec.container_name,
@@ -240,8 +260,7 @@ def service_resources(
         ]
         or None,
         networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n) for n in spec.networks] or None,
-        uploads=[docker.ContainerUploadArgs(file=path, content=text) for path, text in sorted(spec.uploads.items())]
-        or None,
+        uploads=(pulumi.Output.secret(uploads) if secret_uploads else uploads) or None,
         healthcheck=docker.ContainerHealthcheckArgs(
             tests=list(spec.health_check) if spec.health_check else health_test(spec.internal_port, spec.health_path),
             interval=go_duration(spec.health_interval),
@@ -250,7 +269,7 @@ def service_resources(
             start_period=go_duration(spec.startup_timeout),
         ),
         wait=True,
-        wait_timeout=spec.startup_timeout,
+        wait_timeout=wait_timeout,
         restart=RESTART_POLICY,
         log_driver=LOG_DRIVER,
         log_opts=dict(LOG_OPTS),
@@ -260,9 +279,13 @@ def service_resources(
             child,
             pulumi.ResourceOptions(
                 delete_before_replace=True,
-                additional_secret_outputs=["envs"],
+                additional_secret_outputs=["envs", *(["uploads"] if secret_uploads else [])],
                 depends_on=depends_on,
                 custom_timeouts=_custom(container_timeouts(spec.startup_timeout, spec.stop_grace_seconds)),
+                # The provider applies no healthcheck change to a running container (it is neither
+                # replace-forcing nor in its update): a new check, interval or stall window needs a new one.
+                replace_on_changes=["healthcheck"],
+                replacement_trigger=_moved(spec),
             ),
         ),
     )
@@ -273,13 +296,24 @@ def fetch_name(spec: ServiceSpec) -> str:
     return f"{spec.container_name}-prefetch"
 
 
-def _fetched(code: int | None, what: str, container: str) -> str:
-    if code not in (0, None):  # None: not known yet (a preview)
+def _moved(spec: ServiceSpec) -> str | None:
+    """The host, as a replacement trigger: a change of host replaces; none (before it existed) replaces nothing."""
+    return spec.host or None
+
+
+def _fetched(code: int | None, what: str, container: str, value: int) -> int:
+    """`value` once the download has succeeded; else the error that ends `pulumi up` before the server is touched."""
+    if code is None and pulumi.runtime.is_dry_run():
+        return value  # a preview: the download has not run
+    if code != 0:
+        # No exit code outside a preview: the provider's wait or log stream failed and it recorded none
+        # (resource_docker_container_funcs.go): the cache may be partial, so nothing may start from it.
+        outcome = f"exit {code}" if code is not None else "no exit code was recorded"
         raise RuntimeError(
-            f"the download of {what} failed (exit {code}): see `docker logs {container}`; the running server "
+            f"the download of {what} failed ({outcome}): see `docker logs {container}`; the running server "
             "was not touched"
         )
-    return what
+    return value
 
 
 def _prefetch(
@@ -310,6 +344,7 @@ def _prefetch(
                 additional_secret_outputs=["envs"],
                 depends_on=list(spec.depends_on),
                 custom_timeouts=_custom(download_timeouts(p.timeout_s)),
+                replacement_trigger=_moved(spec),
             ),
         ),
     )

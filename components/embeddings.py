@@ -48,5 +48,6 @@ class EmbeddingsServer(Service):
             secret_environment={"HF_TOKEN": args.hf_token, "INFINITY_API_KEY": args.api_key},
             labels=dict(args.labels),
             depends_on=args.depends_on,
+            host=args.host,
         )
         self._serve(name, spec, args, s.model)

@@ -45,5 +45,6 @@ class Gateway(Service):
             labels=dict(args.labels),
             stop_grace_seconds=30,
             depends_on=args.depends_on,
+            host=args.host,
         )
         self._serve(name, spec, args, "", "/v1")

@@ -70,6 +70,7 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
         h = hosts[host or ""]
         return {
             "provider": h.provider,
+            "host": host or "",
             "address": h.settings.address,
             "bind": h.settings.bind,
             "pull_timeout": h.settings.pull_timeout,

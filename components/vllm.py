@@ -53,7 +53,9 @@ def download_command(s: ServerSettings) -> list[str]:
         "from huggingface_hub import snapshot_download;"
         f"print(snapshot_download(repo_id={s.model!r}, revision={s.model_revision!r}))"
     )
-    return ["python3", "-c", code]
+    # Stopped at its own deadline, inside the provider's create timeout (download_timeout + a margin):
+    # a download the provider gave up waiting for would otherwise go on filling the cache unseen.
+    return ["timeout", "-k", "30", str(s.download_timeout), "python3", "-c", code]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,12 +101,15 @@ class VllmServer(Service):
                 "HF_HUB_OFFLINE": "1",
             },
             # vLLM reads VLLM_API_KEY itself: on the command line the key would show in logs and `docker inspect`.
-            secret_environment={"HF_TOKEN": args.hf_token, "VLLM_API_KEY": args.api_key},
+            # No HF_TOKEN: the server runs offline from the cache, only the download needs it, and env forces a
+            # replacement, so a token rotation would restart every server.
+            secret_environment={"VLLM_API_KEY": args.api_key},
             labels={**args.labels, "rocm-inference.gpus": ",".join(map(str, args.devices.host_indices))},
             devices=args.devices.devices,
             group_adds=args.devices.group_adds,
             shm_size_mb=s.shm_size_mb,
             stop_grace_seconds=60,
             depends_on=args.depends_on,
+            host=args.host,
         )
         self._serve(name, spec, args, s.name_served, "/v1")

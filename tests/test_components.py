@@ -174,7 +174,11 @@ def test_vllm_secrets_reach_the_environment_only_as_secrets(mocks: PlanMocks) ->
         # One secret entry makes the SDK send the whole env list as a secret: encrypted in state.
         assert is_secret(c["envs"])
         env = env_dict(c["envs"]["value"])
-        assert (env["HF_TOKEN"], env["VLLM_API_KEY"], env["HIP_VISIBLE_DEVICES"]) == (HF_TOKEN, VLLM_KEY, "0,1")
+        assert (env["VLLM_API_KEY"], env["HIP_VISIBLE_DEVICES"]) == (VLLM_KEY, "0,1")
+        # Only the download needs the token: the server runs offline, and a rotation must not replace it.
+        assert "HF_TOKEN" not in env and env["HF_HUB_OFFLINE"] == "1"
+        fetch = inputs_of(mocks, ":Container", "vllm-prefetch")
+        assert is_secret(fetch["envs"]) and env_dict(fetch["envs"]["value"])["HF_TOKEN"] == HF_TOKEN
         assert not any(VLLM_KEY in part for part in c["command"]), "an API key on the command line shows in logs"
         for (typ, name), inputs in mocks.inputs.items():
             assert HF_TOKEN not in _plain_text(inputs), f"{typ} {name} holds the HF token in plain text"
@@ -184,7 +188,7 @@ def test_vllm_secrets_reach_the_environment_only_as_secrets(mocks: PlanMocks) ->
 
 
 SECRET_ALONE = [
-    ("hf_token", HF_TOKEN, "vllm-container", "HF_TOKEN"),
+    ("hf_token", HF_TOKEN, "vllm-prefetch", "HF_TOKEN"),
     ("vllm_api_key", VLLM_KEY, "vllm-container", "VLLM_API_KEY"),
     ("hf_token", HF_TOKEN, "embeddings-container", "HF_TOKEN"),
     ("embeddings_api_key", EMB_KEY, "embeddings-container", "INFINITY_API_KEY"),

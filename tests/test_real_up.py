@@ -133,7 +133,7 @@ def test_no_protected_resource_changes_with_gpus_ports_or_model(
     assert len(protected) == 2
     for r in protected:
         assert after.by_name(r.name).inputs == r.inputs, f"{r.name} would be replaced, and protect refuses that"
-        assert r.options["ignore_changes"] == ["labels"]
+        assert r.options["ignore_changes"] == ["labels", "name"]
     # the guard is not vacuous: the change does reach the containers
     assert any(before.by_name(c.name).inputs != c.inputs for c in after.of_type(":Container"))
 

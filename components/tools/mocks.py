@@ -15,6 +15,7 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
 
 from components.planning.urns import qualified_type, urn
 from components.settings import NAMESPACE, StackFile
@@ -79,6 +80,38 @@ class PlanMocks(pulumi.runtime.Mocks):
         return {}, None
 
 
+class DependencyMonitor(MockMonitor):
+    """The SDK's mock monitor, which also keeps what each registration depends on, as the engine is told:
+    `dependencies` (depends_on, with components expanded to their children) and `propertyDependencies`
+    (each input's resources). The engine's replacement rules follow these (components/planning/steps.py)."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.by_urn: dict[str, str] = {}
+        self.requests: dict[tuple[str, str], tuple[list[str], dict[str, list[str]]]] = {}
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802  # the gRPC method's name
+        response = super().RegisterResource(request)
+        self.by_urn[response.urn] = request.name
+        self.requests[(request.type, request.name)] = (
+            list(request.dependencies),
+            {k: list(v.urns) for k, v in request.propertyDependencies.items()},
+        )
+        return response
+
+    def dependencies(self, typ: str, name: str) -> dict[str, Any]:
+        """The names a resource depends on: all of them, and by input (only inputs that depend on any)."""
+        plain, by_key = self.requests.get((typ, name), ([], {}))
+
+        def names(urns: list[str]) -> list[str]:
+            return sorted({self.by_urn[u] for u in urns if u in self.by_urn})
+
+        return {
+            "dependencies": names(plain),
+            "property_dependencies": {k: names(v) for k, v in sorted(by_key.items()) if names(v)},
+        }
+
+
 class OptionsRecorder:
     """Sees each resource's options as the program set them (the mock monitor is not told them)."""
 
@@ -110,6 +143,10 @@ class OptionsRecorder:
         }
         if opts.ignore_changes:
             out["ignore_changes"] = list(opts.ignore_changes)
+        if opts.replace_on_changes:
+            out["replace_on_changes"] = list(opts.replace_on_changes)
+        if isinstance(opts.replacement_trigger, str):
+            out["replacement_trigger"] = opts.replacement_trigger
         t = opts.custom_timeouts
         if t is not None:
             out["custom_timeouts"] = {
@@ -159,7 +196,8 @@ def run_program(
     """Run `program` under fresh mocks with this config; the registered resources and resolved outputs."""
     mocks = PlanMocks()
     recorder = OptionsRecorder()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    monitor = DependencyMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config, list(secret_keys))
     outputs: dict[str, Any] = {}
     try:
@@ -178,7 +216,11 @@ def run_program(
             name=name,
             parent=recorder.name_of(opts.parent),
             inputs=mask_secrets(mocks.inputs.get((typ, name), {})),
-            options={**recorder.options(opts), "secret_inputs": secret_inputs(mocks.inputs.get((typ, name), {}))},
+            options={
+                **recorder.options(opts),
+                "secret_inputs": secret_inputs(mocks.inputs.get((typ, name), {})),
+                **monitor.dependencies(typ, name),
+            },
             urn=urn(stack, PROJECT, qualified, name),
         )
         for typ, name, opts, qualified in recorder.seen
