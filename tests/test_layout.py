@@ -22,6 +22,8 @@ PURE = [
     "components.planning.health",
     "components.planning.secrets",
     "components.planning.timing",
+    "components.planning.provider_facts",
+    "components.planning.extract_provider_facts",
     "components.tools.discover",
     "components.tools.compose",
     "components.tools.verify",
