@@ -25,12 +25,15 @@ What a deployment that is left running needs beyond a compose file, in one place
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
 
+from components.host import HostShell
 from components.planning.timing import Timeouts, container_timeouts, download_timeouts, go_duration, image_timeouts
 
 # No start_interval: Docker Engine before v25 (Debian 12 ships 20.10) refuses it in compose; the
@@ -62,8 +65,14 @@ def health_test(port: int, path: str = "/health") -> list[str]:
 
 @dataclass(frozen=True)
 class Prefetch:
-    """A one-shot container, from the service's own image and with its cache volume, that runs to completion
-    before the service container is (re)created: the model download, while the old server keeps serving."""
+    """A one-shot `docker run --rm` of the service's own image with its cache volume, run to completion before
+    the service container is (re)created: the model download, while the old server keeps serving.
+
+    A command (pulumi-command), not a Container resource: a Container that ran once stays in state with its
+    exit code, so a failed download would fail every later `pulumi up` until someone removes it by hand,
+    and one whose wait broke would be accepted with no exit code at all. A failed command leaves nothing in
+    state (components/host.py HostShell.command): the next `pulumi up` simply tries again.
+    """
 
     command: Sequence[str]
     what: str  # what it fetches, for the error
@@ -139,6 +148,7 @@ class ServerArgs:
     """What every service component takes besides its own settings: where it runs and what it is given."""
 
     provider: docker.Provider
+    shell: HostShell
     host: str
     address: str
     bind: str
@@ -156,6 +166,8 @@ class ServiceResources:
     volume: docker.Volume | None
     container: docker.Container
 
+    download: pulumi.Resource | None = None
+
     def url(self, address: str, path: str = "") -> pulumi.Output[str]:
         """Known only once the container is up and healthy (wait=True): the URL of a serving endpoint."""
         return self.container.ports.apply(lambda ports: f"http://{address}:{(ports or [])[0].external}{path}")
@@ -170,7 +182,7 @@ class Service(pulumi.ComponentResource):
     container: docker.Container
 
     def _serve(self, name: str, spec: ServiceSpec, args: ServerArgs, model: str, path: str = "") -> None:
-        res = service_resources(name, spec, self, args.provider)
+        res = service_resources(name, spec, self, args.provider, args.shell)
         self.container = res.container
         self.model = model
         self.base_url = res.url(args.address, path)
@@ -179,7 +191,7 @@ class Service(pulumi.ComponentResource):
 
 
 def service_resources(
-    name: str, spec: ServiceSpec, parent: pulumi.Resource, provider: docker.Provider
+    name: str, spec: ServiceSpec, parent: pulumi.Resource, provider: docker.Provider, shell: HostShell | None = None
 ) -> ServiceResources:
     """The image, cache volume (if any) and container of one service, children of `parent`, named from `name`."""
     child = pulumi.ResourceOptions(parent=parent, provider=provider)
@@ -216,21 +228,19 @@ def service_resources(
             ),
         )
     depends_on = list(spec.depends_on)
+    download = None
     if spec.prefetch is not None:
-        if volume is None or spec.cache_path is None:
-            raise ValueError("a prefetch fills the service's cache volume: give it one")
-        fetch = _prefetch(name, spec, spec.prefetch, image, volume, child)
-        depends_on.append(fetch)
-        # pulumi-docker records a one-shot container's exit code and nothing more (must_run=False): a
-        # failed download stops `pulumi up` here, before the old server is touched. The check reaches the
-        # server through `wait_timeout`, an input the provider neither replaces on nor applies (stored only):
-        # through a replace-forcing input (labels, env) the engine would delete the serving container
-        # before the download even starts, since a replaced prefetch makes such an input unknown
-        # (pulumi/pulumi pkg/resource/deploy/step_generator.go calculateDependentReplacements).
-        what, fetcher, wait = spec.prefetch.what, fetch_name(spec), spec.startup_timeout
-        wait_timeout: pulumi.Input[int] = fetch.exit_code.apply(lambda code: _fetched(code, what, fetcher, wait))
-    else:
-        wait_timeout = spec.startup_timeout
+        if volume is None or spec.cache_path is None or shell is None:
+            raise ValueError(
+                "a download fills the service's cache volume on its host: give it one and the host's shell"
+            )
+        download = _download(name, spec, spec.prefetch, image, volume, shell, child)
+        # Only an ordering: `pulumi up` registers the server once the download has succeeded, and a failed
+        # one ends it before the old server is touched. Never through an input: when the download is replaced
+        # (a new model), the engine deletes first every delete-before-replace dependent that an input of the
+        # download's would replace, i.e. the serving container, before the download even starts
+        # (pulumi/pulumi v3.260.0 pkg/resource/deploy/step_generator.go L3268-3415, calculateDependentReplacements).
+        depends_on.append(download)
     uploads = [docker.ContainerUploadArgs(file=path, content=text) for path, text in sorted(spec.uploads.items())]
     # A file whose content is an Output here is a secret (a password, a key, a webhook): the provider's
     # schema does not mark upload content sensitive, and the engine keeps an output secret only when the
@@ -269,7 +279,7 @@ def service_resources(
             start_period=go_duration(spec.startup_timeout),
         ),
         wait=True,
-        wait_timeout=wait_timeout,
+        wait_timeout=spec.startup_timeout,
         restart=RESTART_POLICY,
         log_driver=LOG_DRIVER,
         log_opts=dict(LOG_OPTS),
@@ -282,14 +292,18 @@ def service_resources(
                 additional_secret_outputs=["envs", *(["uploads"] if secret_uploads else [])],
                 depends_on=depends_on,
                 custom_timeouts=_custom(container_timeouts(spec.startup_timeout, spec.stop_grace_seconds)),
-                # The provider applies no healthcheck change to a running container (it is neither
-                # replace-forcing nor in its update): a new check, interval or stall window needs a new one.
-                replace_on_changes=["healthcheck"],
+                # Every change replaces. The provider applies no healthcheck or init change to a running
+                # container (neither replace-forcing nor in its update: components/planning/provider_facts.py),
+                # and "*" is what makes the engine replace, not update, a container whose create failed its
+                # health wait: without it the next `pulumi up` accepts a server that never became healthy
+                # (the SDK's ResourceOptions.replace_on_changes; pulumi/pulumi v3.260.0
+                # pkg/resource/deploy/step_generator.go L3166-3250, applyReplaceOnChanges).
+                replace_on_changes=["*"],
                 replacement_trigger=_moved(spec),
             ),
         ),
     )
-    return ServiceResources(image, volume, container)
+    return ServiceResources(image, volume, container, download)
 
 
 def fetch_name(spec: ServiceSpec) -> str:
@@ -301,47 +315,58 @@ def _moved(spec: ServiceSpec) -> str | None:
     return spec.host or None
 
 
-def _fetched(code: int | None, what: str, container: str, value: int) -> int:
-    """`value` once the download has succeeded; else the error that ends `pulumi up` before the server is touched."""
-    if code is None and pulumi.runtime.is_dry_run():
-        return value  # a preview: the download has not run
-    if code != 0:
-        # No exit code outside a preview: the provider's wait or log stream failed and it recorded none
-        # (resource_docker_container_funcs.go): the cache may be partial, so nothing may start from it.
-        outcome = f"exit {code}" if code is not None else "no exit code was recorded"
-        raise RuntimeError(
-            f"the download of {what} failed ({outcome}): see `docker logs {container}`; the running server "
-            "was not touched"
-        )
-    return value
+def download_run(run: Mapping[str, Any]) -> str:
+    """The shell command of a one-shot `docker run --rm` described as a container's inputs would describe it.
+
+    A container of that name left by an interrupted run is removed first. Secret variables come on stdin as
+    an env file, never on a command line (`docker inspect` and `ps` show those).
+    """
+    argv = ["docker", "run", "--rm", "--name", run["name"]]
+    for v in run["volumes"]:
+        argv += ["-v", f"{v['volumeName']}:{v['containerPath']}"]
+    for entry in run["envs"]:
+        argv += ["-e", entry]
+    if run["secretEnvs"]:
+        argv += ["--env-file", "/dev/stdin"]
+    argv += [run["image"], *run["command"]]
+    return f"docker rm -f {shlex.quote(run['name'])} >/dev/null 2>&1; exec {shlex.join(argv)}"
 
 
-def _prefetch(
+def _download(
     name: str,
     spec: ServiceSpec,
     p: Prefetch,
     image: docker.RemoteImage,
     volume: docker.Volume,
+    shell: HostShell,
     child: pulumi.ResourceOptions,
-) -> docker.Container:
-    return docker.Container(
+) -> pulumi.Resource:
+    secrets = {k: v for k, v in sorted(p.secret_environment.items()) if v is not None}
+    # The run in a container's own words (the compose export renders it as a one-shot service); as the
+    # command's trigger, a change of image, model, revision or volume runs it again.
+    run: dict[str, pulumi.Input[Any]] = {
+        "name": fetch_name(spec),
+        "image": image.image_id,
+        "command": list(p.command),
+        "envs": [f"{k}={v}" for k, v in sorted(p.environment.items())],
+        "secretEnvs": sorted(secrets),
+        "volumes": [{"volumeName": volume.name, "containerPath": spec.cache_path}],
+    }
+    resolved = pulumi.Output.from_input(run)
+    lines: pulumi.Output[str] = pulumi.Output.concat(
+        *(pulumi.Output.concat(k, "=", v, "\n") for k, v in secrets.items())
+    )
+    stdin: pulumi.Output[str] = pulumi.Output.secret(lines)
+    return shell.command(
         f"{name}-prefetch",
-        name=fetch_name(spec),
-        image=image.image_id,
-        command=list(p.command),
-        envs=container_envs(p.environment, p.secret_environment),
-        volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.cache_path)],
-        # Runs to completion: the provider attaches, waits for the exit and keeps the exit code.
-        must_run=False,
-        attach=True,
-        logs=True,
-        restart="no",
-        labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(spec.labels.items())],
+        resolved.apply(download_run),
+        stdin=stdin if secrets else None,
+        triggers=[resolved],
+        # A rotated token changes only stdin: the weights are there already, nothing to run again.
+        update="true",
         opts=pulumi.ResourceOptions.merge(
             child,
             pulumi.ResourceOptions(
-                delete_before_replace=True,
-                additional_secret_outputs=["envs"],
                 depends_on=list(spec.depends_on),
                 custom_timeouts=_custom(download_timeouts(p.timeout_s)),
                 replacement_trigger=_moved(spec),

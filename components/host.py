@@ -20,19 +20,62 @@ class PreflightArgs:
     command: str
     script: str
     triggers: list[str]
-    ssh_private_key: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
 class RocmHostArgs:
     settings: HostSettings
     preflight: PreflightArgs | None = None
+    ssh_private_key: pulumi.Output[str] | None = None
+
+
+@dataclass(frozen=True)
+class HostShell:
+    """Where a command that drives the host's Docker runs: here, with DOCKER_HOST set to the host's Docker
+    URL (a local socket, or an ssh:// host through the docker CLI's own OpenSSH, as pulumi-docker connects);
+    or on the host itself over pulumi-command's SSH client, where the stack pins its host key."""
+
+    docker_host: str
+    connection: command.remote.ConnectionArgs | None = None
+
+    def command(
+        self,
+        name: str,
+        create: pulumi.Input[str],
+        *,
+        stdin: pulumi.Input[str] | None = None,
+        triggers: Sequence[pulumi.Input[object]] = (),
+        update: str | None = None,
+        opts: pulumi.ResourceOptions,
+    ) -> command.local.Command | command.remote.Command:
+        """A command whose failing create leaves nothing in state, so the next `pulumi up` runs it again
+        (pulumi-command v1.2.1 returns no partial state: pulumi-go-provider v1.3.0 infer/resource.go L1291-1292)."""
+        if self.connection is not None:
+            return command.remote.Command(
+                name,
+                connection=self.connection,
+                create=create,
+                update=update,
+                stdin=stdin,
+                triggers=list(triggers),
+                opts=opts,
+            )
+        return command.local.Command(
+            name,
+            create=create,
+            update=update,
+            stdin=stdin,
+            environment={"DOCKER_HOST": self.docker_host},
+            triggers=list(triggers),
+            opts=opts,
+        )
 
 
 class RocmHost(pulumi.ComponentResource):
     provider: docker.Provider
     settings: HostSettings
     preflight: command.local.Command | command.remote.Command | None
+    shell: HostShell
 
     def __init__(self, name: str, args: RocmHostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rocm-inference:host:RocmHost", name, None, opts)
@@ -43,6 +86,7 @@ class RocmHost(pulumi.ComponentResource):
             ssh_opts=list(s.ssh_opts) or None,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self.shell = HostShell(s.docker, self._connection(args.ssh_private_key))
         self.preflight = self._preflight(name, args.preflight) if args.preflight else None
         self.register_outputs(
             {
@@ -55,6 +99,18 @@ class RocmHost(pulumi.ComponentResource):
             }
         )
 
+    def _connection(self, private_key: pulumi.Output[str] | None) -> command.remote.ConnectionArgs | None:
+        """pulumi-command's SSH connection to an ssh:// host whose key the stack pins: the same user, host and
+        port as Docker's URL. It reads no ~/.ssh/config and no known_hosts, so without a pinned key there is
+        none (a command then runs here, through the docker CLI)."""
+        s = self.settings
+        if not s.is_remote or s.ssh_host_key is None:
+            return None
+        user, host, port = s.ssh_target
+        return command.remote.ConnectionArgs(
+            host=host, user=user, port=port, host_key=s.ssh_host_key, private_key=private_key
+        )
+
     def _preflight(self, name: str, p: PreflightArgs) -> command.local.Command | command.remote.Command:
         """The check runs where Docker runs: here for a local socket, over SSH for an ssh:// host."""
         opts = pulumi.ResourceOptions(parent=self)
@@ -62,12 +118,11 @@ class RocmHost(pulumi.ComponentResource):
         if s.is_remote:
             # The same user, host and port as Docker's ssh:// URL, and the host key pinned (the settings
             # require both): pulumi-command's SSH client reads no ~/.ssh/config and no known_hosts.
-            user, host, port = s.ssh_target
+            connection = self.shell.connection
+            assert connection is not None, "the settings require ssh_host_key for an ssh:// host's preflight"
             return command.remote.Command(
                 f"{name}-preflight",
-                connection=command.remote.ConnectionArgs(
-                    host=host, user=user, port=port, host_key=s.ssh_host_key, private_key=p.ssh_private_key
-                ),
+                connection=connection,
                 create=p.command,
                 stdin=p.script,
                 triggers=p.triggers,

@@ -54,8 +54,10 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
         preflight = None
         if h.preflight:
             spec = preflight_spec(s, name, catalog, project, stack)
-            preflight = PreflightArgs(spec.command(), script, spec.triggers(script), secrets.ssh_private_key)
-        hosts[name] = RocmHost(name, RocmHostArgs(settings=h, preflight=preflight))
+            preflight = PreflightArgs(spec.command(), script, spec.triggers(script))
+        hosts[name] = RocmHost(
+            name, RocmHostArgs(settings=h, preflight=preflight, ssh_private_key=secrets.ssh_private_key)
+        )
     gateway_host = s.gateway.host if s.gateway is not None else None
     monitoring_host = s.monitoring.host if s.monitoring is not None else None
     # The gateway and Prometheus reach the services of their own host by container name, on a network
@@ -70,6 +72,7 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
         h = hosts[host or ""]
         return {
             "provider": h.provider,
+            "shell": h.shell,
             "host": host or "",
             "address": h.settings.address,
             "bind": h.settings.bind,
@@ -239,7 +242,8 @@ def ssh_auth_check(agent: bool) -> Check:
                 "or a running SSH agent (SSH_AUTH_SOCK), and neither is there",
             )
             for name, h in s.hosts.items()
-            if h.is_remote and h.preflight
+            # The preflight, and a model download on a host whose key is pinned, log in over SSH.
+            if h.is_remote and (h.preflight or h.ssh_host_key is not None)
         ], []
 
     return check

@@ -241,6 +241,15 @@ def _command(sub: str, conn: bool) -> dict[str, Fact]:
             note="the SDK also sets replace_on_changes=['triggers[*]']",
         ),
         "create": Fact("create", False, True, False, False, update, "Update runs `create` when no `update` is given"),
+        "update": Fact(
+            "update",
+            False,
+            True,
+            False,
+            False,
+            f"{COMMAND} provider/pkg/provider/common/inputs.go#L13",
+            "what a change of any other input runs (`create` when it is not given)",
+        ),
         "stdin": Fact("stdin", False, True, False, False, f"{COMMAND} provider/pkg/provider/{base}#L{lines['stdin']}"),
         "environment": Fact(
             "environment", False, True, False, False, f"{COMMAND} provider/pkg/provider/{base}#L{lines['environment']}"

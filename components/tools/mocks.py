@@ -90,8 +90,8 @@ class DependencyMonitor(MockMonitor):
         self.by_urn: dict[str, str] = {}
         self.requests: dict[tuple[str, str], tuple[list[str], dict[str, list[str]]]] = {}
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802  # the gRPC method's name
-        response = super().RegisterResource(request)
+    def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]  # untyped in the SDK
         self.by_urn[response.urn] = request.name
         self.requests[(request.type, request.name)] = (
             list(request.dependencies),

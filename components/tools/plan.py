@@ -30,7 +30,7 @@ from components.settings.pulumi_config import load_from_pulumi
 from components.settings.stackfile import PROJECT_ROOT, stack_names, stack_path
 from components.tools.mocks import PROJECT, config_map, run_program
 from components.tools.planned import Plan, PlannedResource, ServerPlan
-from components.tools.render import container_settings, image_names, settings_lines
+from components.tools.render import container_settings, downloads, image_names, is_download, settings_lines
 
 if TYPE_CHECKING:
     from components.tools.review import Diff
@@ -122,7 +122,10 @@ def render_capacity(sp: ServerPlan, title: str = "", width: int = 60) -> list[st
 def _container_lines(r: PlannedResource, images: dict[str, str]) -> list[str]:
     i = r.inputs
     if i.get("mustRun") is False:
-        wait = "runs once, to completion: `pulumi up` waits for its exit and stops on a failure"
+        wait = (
+            "runs once, to completion, as `docker run --rm` where the host's Docker is: `pulumi up` waits for its "
+            "exit and stops on a failure, which leaves nothing in state, so the next `pulumi up` tries again"
+        )
     else:
         wait = f"wait: {str(bool(i.get('wait'))).lower()} (up to {i.get('waitTimeout')} s for the healthcheck)"
     return settings_lines(container_settings(r, images), wait)
@@ -148,13 +151,14 @@ def _summary(r: PlannedResource) -> str:
         return f"  {i.get('name')}"
     if r.type.endswith(":Volume"):
         return f"  name={i.get('name')}"
-    if r.type.startswith("command:"):
+    if r.type.startswith("command:") and not is_download(r):
         return f"  runs components/planning/preflight.sh with {i.get('create', '').removesuffix(' sh -s')}"
     return ""
 
 
 def render_text(plan: Plan) -> str:
     images = image_names(plan)
+    runs = {d.name: d for d in downloads(plan)}
     out = [f"Plan for stack {plan.stack} ({plan.source}): {len(plan.resources)} resources", ""]
     children: dict[str | None, list[PlannedResource]] = {}
     for r in plan.resources:
@@ -169,6 +173,8 @@ def render_text(plan: Plan) -> str:
             deeper = indent + ("" if parent is None else ("   " if last else "│  "))
             if r.type.endswith(":Container"):
                 out.extend(f"{deeper}    {line}" for line in _container_lines(r, images))
+            if r.name in runs:
+                out.extend(f"{deeper}    {line}" for line in _container_lines(runs[r.name], images))
             walk(r.name, deeper)
 
     walk(None, "")

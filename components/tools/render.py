@@ -28,6 +28,41 @@ def config_name(container: PlannedResource, path: str) -> str:
     return f"{service_name(container)}-{stem}"
 
 
+def is_download(r: PlannedResource) -> bool:
+    """A one-shot `docker run` of a server's download (components/container.py `_download`)."""
+    triggers = r.inputs.get("triggers") or []
+    return (
+        r.type.startswith("command:")
+        and bool(triggers)
+        and isinstance(triggers[0], dict)
+        and "secretEnvs" in triggers[0]
+    )
+
+
+def downloads(plan: Plan) -> list[PlannedResource]:
+    """Each download as the one-shot container it runs, in a container's own input names, under the Docker
+    provider of the server that waits for it: what the text plan and the compose export show of it."""
+    waiting = {dep: c for c in plan.of_type(":Container") for dep in c.options.get("depends_on", [])}
+    out = []
+    for r in plan.resources:
+        if not is_download(r):
+            continue
+        run = r.inputs["triggers"][0]
+        server = waiting.get(r.name)
+        inputs = {
+            "name": run["name"],
+            "image": run["image"],
+            "command": run["command"],
+            "envs": [*run["envs"], *(f"{k}=[secret]" for k in run["secretEnvs"])],
+            "volumes": run["volumes"],
+            "mustRun": False,
+            "restart": "no",
+        }
+        options = {"provider": server.options.get("provider")} if server else {}
+        out.append(PlannedResource(r.type, r.name, r.parent, inputs, {**r.options, **options}, r.urn))
+    return out
+
+
 def container_settings(container: PlannedResource, images: dict[str, str]) -> dict[str, Any]:
     """A container's inputs as a compose service (compose's key names and units)."""
     i = container.inputs
