@@ -3,10 +3,17 @@
 vLLM 0.11's /health reports only an engine that has already died (AsyncLLM.check_health raises only
 when `errored`), so a wedged engine answers 200 for ever; and Docker restarts on exit, never on
 "unhealthy" (moby #28400). So the healthcheck judges progress from the server's own /metrics: while
-requests are running or waiting, the token counters must move. vLLM 0.11
+requests are running or waiting, the token counters or the KV cache usage must move. vLLM 0.11
 counts prompt tokens only when a prefill completes (vllm/v1/metrics/stats.py:251-252), so no counter
-moves during one long chunked prefill: the stall window exceeds the slowest measured prefill at
-max_model_len (components/planning/prefill.py). When the window passes without
+moves during one long chunked prefill; but the scheduler sends its stats after every engine step,
+outputs or not (vllm/v1/core/sched/scheduler.py:1159-1167, "We must return the stats even if there
+are no request outputs this step"), the API server records them (vllm/v1/engine/async_llm.py:512-523)
+and `vllm:kv_cache_usage_perc` takes each step's value (vllm/v1/metrics/loggers.py:973): each chunk
+allocates the KV blocks of its tokens (kv_cache_manager.py allocate_slots), so the gauge rises with
+every chunk of a prefill of a model with a full-attention layer. (Read at v0.11.2+gfx906; unverified
+on a GPU.) The stall window still exceeds the slowest measured prefill at max_model_len
+(components/planning/prefill.py), for models whose every layer slides (the gauge stops rising once
+the window is full) and in case the gauge does not move on some box. When the window passes without
 progress, the check sends SIGTERM to PID 1 (the container runs with `init: true`, so that is
 docker-init, which hands it to vLLM for a graceful exit), and SIGKILL to the server if it is still
 there a minute later; the container exits and the restart policy brings it back. The state it keeps
@@ -41,7 +48,8 @@ def progress_check(
 ) -> str:
     """The healthcheck's python (standard library only): unhealthy on a failed /health; on a stall, the end.
 
-    The state between checks is [tokens counted, since when, PID 1's start time, when SIGTERM was sent]. A server shutting down answers no HTTP any more, so the SIGKILL step looks only
+    The state between checks is [[tokens counted, KV cache usage], since when, PID 1's start time, when
+    SIGTERM was sent]. A server shutting down answers no HTTP any more, so the SIGKILL step looks only
     at that state.
     """
     return (
@@ -62,7 +70,7 @@ def progress_check(
         "if not ok:sys.exit(1)\n"
         "v=lambda n:sum(float(x) for x in re.findall('^'+re.escape(n)+r'(?:\\{[^}]*\\})? (\\S+)$',t,re.M))\n"
         "busy=v('vllm:num_requests_running')+v('vllm:num_requests_waiting')>0\n"
-        "done=v('vllm:generation_tokens_total')+v('vllm:prompt_tokens_total')\n"
+        "done=[v('vllm:generation_tokens_total')+v('vllm:prompt_tokens_total'),v('vllm:kv_cache_usage_perc')]\n"
         "if done!=last or not busy:since=now\n"
         "stalled=now-since>=S\n"
         "if stalled and sent is None:\n"
