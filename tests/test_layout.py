@@ -20,6 +20,7 @@ PURE = [
     "components.planning.monitoring",
     "components.planning.gateway",
     "components.planning.health",
+    "components.planning.prefill",
     "components.planning.secrets",
     "components.planning.timing",
     "components.planning.provider_facts",

@@ -343,15 +343,24 @@ def check_stack(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
 
 def _stall_warning(ctx: ServerContext, catalog: Catalog, key: str) -> list[Problem]:
     stall = server_stall_seconds(ctx, catalog)
-    if ctx.vllm.stall_timeout is None and stall > RESTART_DEADLINE_S:
-        return [
-            Problem(
-                f"{key}.max_model_len",
-                f"allows a prefill estimated long enough that a hung server is restarted only after {stall} s of "
-                f"stall (beyond {RESTART_DEADLINE_S // 60} minutes); VllmStalled still fires at 5 minutes",
-            )
-        ]
-    return []
+    if ctx.vllm.stall_timeout is not None or stall <= RESTART_DEADLINE_S:
+        return []
+    arch, _ = architecture_of(ctx, catalog)
+    # The KV cache usage rises with every prefill chunk only in a layer that attends the whole prompt.
+    hint = (
+        "; a shorter stall_timeout restarts it sooner, and a long prefill still counts as progress by the KV "
+        "cache it fills"
+        if arch is not None and None in arch.layer_windows()
+        else ""
+    )
+    return [
+        Problem(
+            f"{key}.max_model_len",
+            f"allows a prefill so long at the slowest measured gfx906 rates that a hung server is restarted only "
+            f"after {stall} s of stall (beyond {RESTART_DEADLINE_S // 60} minutes); VllmStalled still fires at 5 "
+            f"minutes{hint}",
+        )
+    ]
 
 
 def server_stall_seconds(ctx: ServerContext, catalog: Catalog) -> int:

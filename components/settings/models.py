@@ -252,8 +252,8 @@ class ServerSettings(_Model):
     startup_timeout: StartupTimeout = 1800
     # Seconds the download before a (re)start may take: weights come in before the old server stops.
     download_timeout: Annotated[StrictInt, Field(ge=300, le=86400)] = 7200
-    # Seconds a server may hold requests without producing a token before it is restarted; by default
-    # longer than the longest prefill at max_model_len (components/planning/health.py).
+    # Seconds a server may hold requests without a token or a KV cache usage change before it is restarted;
+    # by default longer than the slowest measured prefill at max_model_len (components/planning/prefill.py).
     stall_timeout: Annotated[StrictInt, Field(ge=1, le=7200)] | None = None
     health_interval: HealthInterval = 15
     environment: Environment
