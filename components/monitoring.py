@@ -1,8 +1,10 @@
 """Metrics, dashboards and alerts: node-exporter on every host, Prometheus, Grafana and Alertmanager on one.
 
 node-exporter runs with its `drm` collector (off by default: busy %, VRAM) and `hwmon` (edge,
-junction and memory temperature, power), reading the host's /sys and /proc read-only; it answers
-only with basic auth (its web config), since scrapes cross hosts. Prometheus keeps its data in a
+junction and memory temperature, power), in the host's network and PID namespaces with the host's root
+read-only at /host, as its README runs it in Docker; it listens on the host's `bind` address (and, on
+the monitoring host, on Docker's address of the host, where Prometheus reaches it) and answers only
+with basic auth (its web config), since scrapes cross hosts. Prometheus keeps its data in a
 protected volume; Grafana has its datasource and dashboards provisioned from files, anonymous
 access off and its admin password a secret. Every file comes from components/planning/monitoring.py.
 """
@@ -23,21 +25,24 @@ from components.planning.monitoring import (
     ALERTMANAGER_CONTAINER,
     ALERTMANAGER_PORT,
     ALERTMANAGER_WEBHOOK_FILE,
+    DOCKER_HOST_GATEWAY,
     GATEWAY_KEY_FILE,
     GRAFANA_CONTAINER,
     GRAFANA_PORT,
+    HOST_GATEWAY,
     NODE_EXPORTER_CONTAINER,
     NODE_EXPORTER_PASSWORD_FILE,
-    NODE_EXPORTER_PORT,
     PROMETHEUS_CONFIG,
     PROMETHEUS_CONTAINER,
     PROMETHEUS_PORT,
     RULES_FILE,
+    node_exporter_listen_addresses,
     node_exporter_web_config,
 )
 from components.settings import MonitoringSettings
 
 NODE_EXPORTER_WEB_CONFIG = "/etc/node-exporter/web.yml"
+HOST_ROOT = "/host"  # where node-exporter sees the host's root
 # Prometheus and Alertmanager have no login: on loopback of their host only (Grafana, with its login,
 # is the way in from elsewhere; or an ssh tunnel). node-exporter answers other hosts with basic auth.
 LOOPBACK = "127.0.0.1"
@@ -50,9 +55,10 @@ def wget_check(port: int, path: str) -> list[str]:
     return ["CMD-SHELL", f"{WGET} http://127.0.0.1:{port}{path} || exit 1"]
 
 
-def node_exporter_check(port: int) -> list[str]:
-    """node-exporter answers only with basic auth: alive is its 401 to a request without it."""
-    return ["CMD-SHELL", f"wget -q -S -O /dev/null http://127.0.0.1:{port}/metrics 2>&1 | grep -q ' 401 '"]
+def node_exporter_check(address: str) -> list[str]:
+    """node-exporter answers only with basic auth: alive is its 401 to a request without it, at the
+    address it listens on (`ip:port`: on the host's network, the host's `bind` address)."""
+    return ["CMD-SHELL", f"wget -q -S -O /dev/null http://{address}/metrics 2>&1 | grep -q ' 401 '"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,8 @@ class Monitoring(pulumi.ComponentResource):
                 external_port=m.prometheus_port,
                 cache_volume="prometheus-data",
                 cache_path="/prometheus",
+                # its own host's node-exporter is on the host's network: Prometheus scrapes it there
+                extra_hosts={HOST_GATEWAY: DOCKER_HOST_GATEWAY},
                 uploads={
                     PROMETHEUS_CONFIG: yaml.safe_dump(dict(args.prometheus_config), sort_keys=False),
                     RULES_FILE: args.rules,
@@ -177,29 +185,33 @@ class Monitoring(pulumi.ComponentResource):
         self.register_outputs({"prometheus_url": self.prometheus_url, "grafana_url": self.grafana_url})
 
     def _node_exporter(self, host_name: str, host: RocmHost, args: MonitoringArgs) -> None:
+        """As node_exporter's README runs it in Docker (v1.9.1 README.md "Docker"): the host's network and
+        PID namespaces, the host's root read-only at /host with `rslave`, `--path.rootfs=/host`; so its
+        filesystem, network and process series are the host's, not the container's."""
         m, h = args.settings, host.settings
+        listen = node_exporter_listen_addresses(h.bind, m.node_exporter_port, host_name == m.host)
         service_resources(
             f"{host_name}-node-exporter",
             ServiceSpec(
                 image=m.node_exporter_image,
                 container_name=NODE_EXPORTER_CONTAINER,
                 command=[
-                    "--path.procfs=/host/proc",
-                    "--path.sysfs=/host/sys",
+                    f"--path.rootfs={HOST_ROOT}",
                     "--collector.drm",  # off by default: amdgpu busy %, VRAM (it only scans card[0-9])
-                    f"--web.listen-address=:{NODE_EXPORTER_PORT}",
+                    *(f"--web.listen-address={a}" for a in listen),
                     f"--web.config.file={NODE_EXPORTER_WEB_CONFIG}",
                 ],
-                internal_port=NODE_EXPORTER_PORT,
-                health_check=node_exporter_check(NODE_EXPORTER_PORT),
-                external_port=m.node_exporter_port,
+                internal_port=m.node_exporter_port,
+                health_check=node_exporter_check(listen[0]),
                 bind=h.bind,
-                host_mounts={"/proc": "/host/proc", "/sys": "/host/sys"},
+                host_mounts={"/": HOST_ROOT},
+                host_namespaces=True,
+                # The monitoring host's node-exporter listens on HOST_GATEWAY too: the name must resolve.
+                extra_hosts={HOST_GATEWAY: DOCKER_HOST_GATEWAY} if host_name == m.host else {},
                 uploads={NODE_EXPORTER_WEB_CONFIG: args.node_exporter_password_hash.apply(node_exporter_web_config)},
                 startup_timeout=120,
                 pull_timeout=h.pull_timeout,
                 health_interval=15,
-                networks=list(args.networks.get(host_name, [])),
                 labels={**args.labels, AUTH_LABEL: "basic-auth"},
                 depends_on=list(args.depends_on.get(host_name, [])),
             ),

@@ -4,6 +4,7 @@ components/planning/monitoring.py, tested against the real tools in tests/test_m
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,8 +30,7 @@ def uploads(plan: Plan, name: str) -> dict[str, str]:
 def test_big_chat_gets_node_exporter_prometheus_and_grafana_with_their_settings() -> None:
     plan = shipped_plan("big-chat")
     node = plan.by_name("host-node-exporter-container").inputs
-    assert "--collector.drm" in node["command"] and "--path.sysfs=/host/sys" in node["command"]
-    assert {"hostPath": "/sys", "containerPath": "/host/sys", "readOnly": True} in node["volumes"]
+    assert "--collector.drm" in node["command"]
     web = uploads(plan, "host-node-exporter-container")["/etc/node-exporter/web.yml"]
     assert yaml.safe_load(web) == {"basic_auth_users": {"prometheus": "$2a$10$[secret]"}}
     assert plan.by_name("host-node-exporter-container").options["secret_inputs"] == ["uploads"]
@@ -69,7 +69,7 @@ def test_the_fleet_runs_node_exporter_on_every_host_and_the_rest_on_the_monitori
     }
     # node-exporter answers other hosts on the host's private address, behind basic auth
     b = plan.by_name("gpu-b-node-exporter-container").inputs
-    assert b["ports"][0]["ip"] == "10.0.0.6"
+    assert "--web.listen-address=10.0.0.6:9100" in b["command"]
     assert {lbl["label"]: lbl["value"] for lbl in b["labels"]}["rocm-inference.auth"] == "basic-auth"
     compose = to_compose(plan, "gpu-a")
     assert {"prometheus", "grafana", "gpu-a-node-exporter"} <= set(compose["services"])
@@ -130,3 +130,71 @@ def test_the_stall_window_outlasts_the_longest_prefill_and_warns_past_ten_minute
     (warning,) = _stall_warning(type(big)(big.host, long), catalog, "vllm")
     assert warning.key == "vllm.max_model_len" and "a hung server is restarted only after" in warning.message
     assert _stall_warning(type(big)(big.host, long.model_copy(update={"stall_timeout": 300})), catalog, "vllm") == []
+
+
+def listen_addresses(inputs: dict[str, Any]) -> list[str]:
+    return [a.split("=", 1)[1] for a in inputs["command"] if a.startswith("--web.listen-address=")]
+
+
+def test_node_exporter_runs_as_its_readme_says_for_docker_on_the_hosts_namespaces() -> None:
+    """node_exporter v1.9.1 README.md "Docker": --net=host, --pid=host, / at /host read-only with rslave,
+    --path.rootfs=/host; else its filesystem and network series are the container's."""
+    for stack, host, bind in (
+        ("big-chat", "host", "127.0.0.1"),
+        ("fleet", "gpu-a", "10.0.0.5"),
+        ("fleet", "gpu-b", "10.0.0.6"),
+    ):
+        plan = shipped_plan(stack)
+        node = plan.by_name(f"{host}-node-exporter-container").inputs
+        assert node["networkMode"] == "host" and node["pidMode"] == "host"
+        assert node["mounts"] == [
+            {
+                "type": "bind",
+                "source": "/",
+                "target": "/host",
+                "readOnly": True,
+                "bindOptions": {"propagation": "rslave"},
+            }
+        ]
+        assert "--path.rootfs=/host" in node["command"]
+        assert not [a for a in node["command"] if a.startswith(("--path.procfs", "--path.sysfs"))]
+        # on the host's network nothing is published and no Docker network is joined
+        assert "ports" not in node and "networksAdvanced" not in node and "volumes" not in node
+        assert listen_addresses(node)[0] == f"{bind}:9100"
+        assert f"http://{bind}:9100/metrics" in node["healthcheck"]["tests"][1], "the check asks where it listens"
+
+
+def test_prometheus_reaches_its_own_hosts_node_exporter_through_dockers_host_gateway() -> None:
+    """A node-exporter on the host's network has no container name on the stack's network, and the host's
+    bind may be loopback (big-chat), which no container reaches: Prometheus scrapes host.docker.internal,
+    Docker's address of the host, where the monitoring host's node-exporter listens too."""
+    for stack, here, other in (("big-chat", "host", None), ("fleet", "gpu-a", "gpu-b")):
+        plan = shipped_plan(stack)
+        assert plan.by_name("prometheus-container").inputs["hosts"] == [
+            {"host": "host.docker.internal", "ip": "host-gateway"}
+        ]
+        node = plan.by_name(f"{here}-node-exporter-container").inputs
+        assert node["hosts"] == [{"host": "host.docker.internal", "ip": "host-gateway"}]
+        assert listen_addresses(node)[1:] == ["host.docker.internal:9100"]
+        assert plan.prometheus_config is not None
+        targets = {
+            sc["labels"]["host"]: sc["targets"]
+            for job in plan.prometheus_config["scrape_configs"]
+            if job["job_name"] == "node"
+            for sc in job["static_configs"]
+        }
+        assert targets[here] == ["host.docker.internal:9100"]
+        if other is not None:  # another host: its own node-exporter only on its bind address, by its address
+            inputs = plan.by_name(f"{other}-node-exporter-container").inputs
+            assert listen_addresses(inputs) == ["10.0.0.6:9100"] and "hosts" not in inputs
+            assert targets[other] == ["gpu-b.lan:9100"]
+
+
+def test_the_compose_export_runs_node_exporter_on_the_hosts_namespaces() -> None:
+    compose = to_compose(shipped_plan("fleet"), "gpu-a")
+    node = compose["services"]["gpu-a-node-exporter"]
+    assert node["network_mode"] == "host" and node["pid"] == "host"
+    assert node["volumes"] == ["/:/host:ro,rslave"]
+    assert node["extra_hosts"] == ["host.docker.internal:host-gateway"]
+    assert "ports" not in node and "networks" not in node
+    assert compose["services"]["prometheus"]["extra_hosts"] == ["host.docker.internal:host-gateway"]
