@@ -16,9 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
+import pulumi_docker as docker
 import yaml
 
-from components.container import ServiceSpec, service_resources
+from components.container import ServiceResources, ServiceSpec, container_envs, service_resources
 from components.host import RocmHost
 from components.planning.monitoring import (
     ALERTMANAGER_CONFIG,
@@ -39,10 +40,19 @@ from components.planning.monitoring import (
     node_exporter_listen_addresses,
     node_exporter_web_config,
 )
+from components.planning.timing import go_duration
 from components.settings import MonitoringSettings
 
 NODE_EXPORTER_WEB_CONFIG = "/etc/node-exporter/web.yml"
 HOST_ROOT = "/host"  # where node-exporter sees the host's root
+GRAFANA_DATA = "/var/lib/grafana"
+GRAFANA_PASSWORD_RESET_CONTAINER = f"{GRAFANA_CONTAINER}-password-reset"
+# The password reaches the CLI on stdin from the environment (`$` is the shell's, not Python's): never
+# on a command line, where `ps` and `docker inspect` would show it. The image's shell is busybox ash.
+GRAFANA_PASSWORD_RESET_SCRIPT = (
+    'printf "%s\\n" "$GF_SECURITY_ADMIN_PASSWORD" | grafana cli --homepath /usr/share/grafana '
+    "--config /etc/grafana/grafana.ini admin reset-admin-password --password-from-stdin"
+)
 # Prometheus and Alertmanager have no login: on loopback of their host only (Grafana, with its login,
 # is the way in from elsewhere; or an ssh tunnel). node-exporter answers other hosts with basic auth.
 LOOPBACK = "127.0.0.1"
@@ -81,9 +91,20 @@ class MonitoringArgs:
     depends_on: Mapping[str, Sequence[pulumi.Resource]] = field(default_factory=dict)  # by host: its preflight
 
 
+def _password_reset_done(code: int | None) -> str:
+    if code not in (0, None):  # None: not known yet (a preview)
+        raise RuntimeError(
+            f"setting Grafana's admin password failed (exit {code}): see `docker logs "
+            f"{GRAFANA_PASSWORD_RESET_CONTAINER}`; Grafana still has its previous password. Once fixed, "
+            "`pulumi up --replace` the grafana-password-reset resource (or change the password) to run it again"
+        )
+    return "admin"
+
+
 class Monitoring(pulumi.ComponentResource):
     prometheus_url: pulumi.Output[str]
     grafana_url: pulumi.Output[str]
+    grafana_password_set: pulumi.Output[str]  # the user whose password the reset set, once it exited 0
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rocm-inference:monitoring:Monitoring", name, None, opts)
@@ -145,7 +166,7 @@ class Monitoring(pulumi.ComponentResource):
                 health_check=wget_check(GRAFANA_PORT, "/api/health"),
                 external_port=m.grafana_port,
                 cache_volume="grafana-data",
-                cache_path="/var/lib/grafana",
+                cache_path=GRAFANA_DATA,
                 uploads=dict(args.grafana_files),
                 environment={
                     "GF_AUTH_ANONYMOUS_ENABLED": "false",
@@ -179,10 +200,59 @@ class Monitoring(pulumi.ComponentResource):
                 self,
                 here.provider,
             )
+        reset = self._grafana_password_reset(grafana, args, here)
+        # A failed reset fails `pulumi up` here, in an output of this component: nothing waits on it, and
+        # no input of another container carries it (which would replace that container on every change).
+        self.grafana_password_set = reset.exit_code.apply(_password_reset_done)
         # On the monitoring host's loopback: from elsewhere through Grafana, or `ssh -L 9090:127.0.0.1:9090`.
         self.prometheus_url = prometheus.url(LOOPBACK)
         self.grafana_url = grafana.url(h.address)
-        self.register_outputs({"prometheus_url": self.prometheus_url, "grafana_url": self.grafana_url})
+        self.register_outputs(
+            {
+                "prometheus_url": self.prometheus_url,
+                "grafana_url": self.grafana_url,
+                "grafana_password_set": self.grafana_password_set,
+            }
+        )
+
+    def _grafana_password_reset(
+        self, grafana: ServiceResources, args: MonitoringArgs, here: RocmHost
+    ) -> docker.Container:
+        """Grafana reads GF_SECURITY_ADMIN_PASSWORD only when it creates the admin, on its first start
+        (conf/defaults.ini: "default admin password, can be changed before first start of grafana"); the
+        data volume keeps that password. So once Grafana is up, a one-shot container from its image, on its
+        volume, sets the admin password with `grafana cli admin reset-admin-password --password-from-stdin`
+        (pkg/cmd/grafana-cli/commands/reset_password_command.go): the password only in its environment, a
+        secret, and piped from there by the shell, never on a command line. Its environment changes with the
+        password, which replaces it: it runs again. On the first deploy it sets what Grafana just set."""
+        assert grafana.volume is not None, "Grafana keeps its data in a volume"
+        return docker.Container(
+            "grafana-password-reset",
+            name=GRAFANA_PASSWORD_RESET_CONTAINER,
+            image=grafana.image.image_id,
+            entrypoints=["sh", "-c"],
+            command=[GRAFANA_PASSWORD_RESET_SCRIPT],
+            envs=container_envs({}, {"GF_SECURITY_ADMIN_PASSWORD": args.grafana_admin_password}),
+            volumes=[docker.ContainerVolumeArgs(volume_name=grafana.volume.name, container_path=GRAFANA_DATA)],
+            # Runs to completion: the provider attaches, waits for the exit and keeps the exit code.
+            must_run=False,
+            attach=True,
+            logs=True,
+            restart="no",
+            labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(args.labels.items())],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=here.provider,
+                delete_before_replace=True,  # a fixed container name
+                additional_secret_outputs=["envs"],
+                # Against the database Grafana has created and migrated (the CLI also runs beside a live
+                # Grafana: `docker exec grafana grafana cli ...` is the documented way).
+                depends_on=[grafana.container, *args.depends_on.get(args.settings.host or "", [])],
+                custom_timeouts=pulumi.CustomTimeouts(
+                    create=go_duration(300), update=go_duration(300), delete=go_duration(120)
+                ),
+            ),
+        )
 
     def _node_exporter(self, host_name: str, host: RocmHost, args: MonitoringArgs) -> None:
         """As node_exporter's README runs it in Docker (v1.9.1 README.md "Docker"): the host's network and

@@ -142,6 +142,7 @@ def test_each_hosts_compose_file_holds_its_own_services(tmp_path: Path) -> None:
         "gpu-a-node-exporter",
         "prometheus",
         "grafana",
+        "grafana-password-reset",
     }
     assert set(b["services"]) == {
         "chat-b-prefetch",

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pulumi
+import pytest
 import yaml
 
 from components.planning.monitoring import (
@@ -16,9 +18,11 @@ from components.planning.monitoring import (
     RULES_FILE,
     rules_text,
 )
+from components.program import deploy
 from components.settings import read_stack_file
 from components.tools.compose import to_compose
-from components.tools.plan import plan_stack
+from components.tools.mocks import PlanMocks
+from components.tools.plan import plan_stack, render_text
 from components.tools.planned import Plan
 from tests.conftest import ROOT, shipped_plan
 
@@ -198,3 +202,106 @@ def test_the_compose_export_runs_node_exporter_on_the_hosts_namespaces() -> None
     assert node["extra_hosts"] == ["host.docker.internal:host-gateway"]
     assert "ports" not in node and "networks" not in node
     assert compose["services"]["prometheus"]["extra_hosts"] == ["host.docker.internal:host-gateway"]
+
+
+# --------------------------------------------------------------------------- Grafana's admin password
+
+GRAFANA_PASSWORDS = ("first-grafana-pw-6f1ed002ab", "second-grafana-pw-1f3870be27")
+
+
+def deploy_big_chat(mocks: PlanMocks, password: str) -> dict[str, dict[str, Any]]:
+    """big-chat under fresh mocks with this Grafana password: the inputs of every container, by name."""
+    from tests.test_components import load
+
+    @pulumi.runtime.test
+    def run() -> pulumi.Output[Any]:
+        loaded, secrets = load("big-chat", {"grafana_admin_password": password})
+        outputs = deploy(loaded, secrets, "rocm-inference", "big-chat")
+        return pulumi.Output.all(*outputs.values())
+
+    pulumi.runtime.set_mocks(mocks, project="rocm-inference", stack="big-chat", preview=False)
+    try:
+        run()
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+    return {n: i for (t, n), i in mocks.inputs.items() if t.endswith(":Container")}
+
+
+def test_a_new_grafana_password_runs_the_reset_again_and_never_shows_in_plain_text() -> None:
+    from tests.test_components import _plain_text, env_dict, is_secret
+
+    runs = [deploy_big_chat(PlanMocks(), pw) for pw in GRAFANA_PASSWORDS]
+    for containers, password in zip(runs, GRAFANA_PASSWORDS, strict=True):
+        reset = containers["grafana-password-reset"]
+        assert reset["mustRun"] is False and reset["attach"] is True and reset["restart"] == "no"
+        assert is_secret(reset["envs"]) and env_dict(reset["envs"]["value"]) == {"GF_SECURITY_ADMIN_PASSWORD": password}
+        # the shell pipes it from the environment: the command line names the variable, never the value
+        assert reset["entrypoints"] == ["sh", "-c"] and '"$GF_SECURITY_ADMIN_PASSWORD" |' in reset["command"][0]
+        assert "reset-admin-password --password-from-stdin" in reset["command"][0]
+        assert reset["volumes"] == [{"volumeName": "grafana-data", "containerPath": "/var/lib/grafana"}]
+        assert is_secret(containers["grafana-container"]["envs"])
+        for name, inputs in containers.items():
+            assert password not in _plain_text(inputs), f"{name} holds Grafana's password in plain text"
+    before, after = runs
+    # A change of an input of a container replaces it: the reset runs again, with the new password.
+    changed = {
+        k
+        for k in before["grafana-password-reset"]
+        if before["grafana-password-reset"][k] != after["grafana-password-reset"][k]
+    }
+    assert changed == {"envs"}
+    # Grafana's own env seeds the admin on a first start (an empty volume), so it changes too (and Grafana is
+    # replaced, its data kept in the volume); nothing else of Grafana moves.
+    grafana = {
+        k for k in before["grafana-container"] if before["grafana-container"][k] != after["grafana-container"][k]
+    }
+    assert grafana == {"envs"}
+    others = set(before) - {"grafana-password-reset", "grafana-container"}
+    assert all(before[n] == after[n] for n in others), "a Grafana password change touches no other container"
+
+
+def test_the_reset_runs_on_grafanas_volume_once_grafana_is_up_and_shows_masked_in_the_plan() -> None:
+    plan = shipped_plan("big-chat")
+    reset = plan.by_name("grafana-password-reset")
+    assert reset.parent == "monitoring" and reset.options["provider"] == "host-docker"
+    assert "grafana-container" in reset.options["depends_on"] and "host-preflight" in reset.options["depends_on"]
+    assert reset.options["delete_before_replace"] and reset.options["secret_inputs"] == ["envs"]
+    assert "envs" in reset.options["additional_secret_outputs"]
+    # nothing gates Grafana on the reset (no label or other input of it carries the exit code)
+    assert "grafana-password-reset" not in plan.by_name("grafana-container").options["depends_on"]
+    assert not [lbl for lbl in plan.by_name("grafana-container").inputs["labels"] if "reset" in lbl["label"]]
+    text = render_text(plan)
+    assert "GF_SECURITY_ADMIN_PASSWORD=[secret]" in text and "plan-placeholder" not in text
+    compose = to_compose(plan)["services"]["grafana-password-reset"]
+    assert compose["entrypoint"] == ["sh", "-c"] and compose["depends_on"] == {
+        "grafana": {"condition": "service_healthy"}
+    }
+    assert compose["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GF_SECURITY_ADMIN_PASSWORD:?")
+    assert "$$GF_SECURITY_ADMIN_PASSWORD" in compose["command"][0], "compose leaves the variable to the shell"
+
+
+class FailingReset(PlanMocks):
+    """The provider as it records a reset that exited 1 (must_run=False keeps only the exit code)."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
+        resource_id, state = super().new_resource(args)
+        if args.name == "grafana-password-reset":
+            state["exitCode"] = 1
+        return resource_id, state
+
+
+def test_a_failed_reset_fails_the_deployment_and_says_what_to_do() -> None:
+    import gc
+    import logging
+
+    asyncio_log = logging.getLogger("asyncio")
+    level = asyncio_log.level
+    asyncio_log.setLevel(logging.CRITICAL)
+    mocks = FailingReset()
+    try:
+        with pytest.raises(Exception, match=r"setting Grafana's admin password failed \(exit 1\).*--replace"):
+            deploy_big_chat(mocks, GRAFANA_PASSWORDS[0])
+        assert ("docker:index/container:Container", "grafana-container") in mocks.inputs, "Grafana itself still runs"
+    finally:
+        gc.collect()
+        asyncio_log.setLevel(level)

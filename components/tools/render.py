@@ -34,8 +34,10 @@ def container_settings(container: PlannedResource, images: dict[str, str]) -> di
     svc: dict[str, Any] = {
         "container_name": i["name"],
         "image": images.get(i["image"], i["image"]),
-        "command": list(i.get("command") or []),
     }
+    if i.get("entrypoints"):
+        svc["entrypoint"] = list(i["entrypoints"])
+    svc["command"] = list(i.get("command") or [])
     if i.get("devices"):
         svc["devices"] = [
             f"{d['hostPath']}:{d.get('containerPath', d['hostPath'])}:{d.get('permissions', 'rwm')}"
