@@ -111,8 +111,13 @@ class ServiceSpec:
     networks: Sequence[pulumi.Input[str]] = ()
     # container path -> file content; a secret content stays a secret Output
     uploads: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
-    # host path -> container path, read-only (node-exporter reads the host's /proc and /sys)
+    # host path -> container path, bound read-only with `rslave` propagation, so that a filesystem
+    # mounted on the host later shows inside too (node-exporter reads the host's root at /host)
     host_mounts: Mapping[str, str] = field(default_factory=dict)
+    # The host's network and PID namespaces (node-exporter): no published port, no Docker network then.
+    host_namespaces: bool = False
+    # name -> address in the container's /etc/hosts (`host-gateway`: Docker's address of the host)
+    extra_hosts: Mapping[str, str] = field(default_factory=dict)
     environment: Mapping[str, str] = field(default_factory=dict)
     secret_environment: Mapping[str, pulumi.Output[str] | None] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -227,6 +232,8 @@ def service_resources(
                 pulumi.ResourceOptions(protect=True, retain_on_delete=True, ignore_changes=["labels", "name"]),
             ),
         )
+    if spec.host_namespaces and (spec.external_port is not None or spec.networks):
+        raise ValueError(f"{name}: a container on the host's network publishes no port and joins no Docker network")
     depends_on = list(spec.depends_on)
     download = None
     if spec.prefetch is not None:
@@ -261,14 +268,23 @@ def service_resources(
         ports=[docker.ContainerPortArgs(internal=spec.internal_port, external=spec.external_port, ip=spec.bind)]
         if spec.external_port is not None
         else None,
-        volumes=[
-            *([docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.cache_path)] if volume else []),
-            *(
-                docker.ContainerVolumeArgs(host_path=src, container_path=dst, read_only=True)
-                for src, dst in sorted(spec.host_mounts.items())
-            ),
+        volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=spec.cache_path)]
+        if volume
+        else None,
+        mounts=[
+            docker.ContainerMountArgs(
+                type="bind",
+                source=src,
+                target=dst,
+                read_only=True,
+                bind_options=docker.ContainerMountBindOptionsArgs(propagation="rslave"),
+            )
+            for src, dst in sorted(spec.host_mounts.items())
         ]
         or None,
+        network_mode="host" if spec.host_namespaces else None,
+        pid_mode="host" if spec.host_namespaces else None,
+        hosts=[docker.ContainerHostArgs(host=h, ip=ip) for h, ip in sorted(spec.extra_hosts.items())] or None,
         networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n) for n in spec.networks] or None,
         uploads=(pulumi.Output.secret(uploads) if secret_uploads else uploads) or None,
         healthcheck=docker.ContainerHealthcheckArgs(

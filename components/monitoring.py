@@ -1,8 +1,10 @@
 """Metrics, dashboards and alerts: node-exporter on every host, Prometheus, Grafana and Alertmanager on one.
 
 node-exporter runs with its `drm` collector (off by default: busy %, VRAM) and `hwmon` (edge,
-junction and memory temperature, power), reading the host's /sys and /proc read-only; it answers
-only with basic auth (its web config), since scrapes cross hosts. Prometheus keeps its data in a
+junction and memory temperature, power), in the host's network and PID namespaces with the host's root
+read-only at /host, as its README runs it in Docker; it listens on the host's `bind` address (and, on
+the monitoring host, on Docker's address of the host, where Prometheus reaches it) and answers only
+with basic auth (its web config), since scrapes cross hosts. Prometheus keeps its data in a
 protected volume; Grafana has its datasource and dashboards provisioned from files, anonymous
 access off and its admin password a secret. Every file comes from components/planning/monitoring.py.
 """
@@ -14,30 +16,43 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
+import pulumi_docker as docker
 import yaml
 
-from components.container import ServiceSpec, service_resources
+from components.container import ServiceResources, ServiceSpec, container_envs, service_resources
 from components.host import RocmHost
 from components.planning.monitoring import (
     ALERTMANAGER_CONFIG,
     ALERTMANAGER_CONTAINER,
     ALERTMANAGER_PORT,
     ALERTMANAGER_WEBHOOK_FILE,
+    DOCKER_HOST_GATEWAY,
     GATEWAY_KEY_FILE,
     GRAFANA_CONTAINER,
     GRAFANA_PORT,
+    HOST_GATEWAY,
     NODE_EXPORTER_CONTAINER,
     NODE_EXPORTER_PASSWORD_FILE,
-    NODE_EXPORTER_PORT,
     PROMETHEUS_CONFIG,
     PROMETHEUS_CONTAINER,
     PROMETHEUS_PORT,
     RULES_FILE,
+    node_exporter_listen_addresses,
     node_exporter_web_config,
 )
+from components.planning.timing import go_duration
 from components.settings import MonitoringSettings
 
 NODE_EXPORTER_WEB_CONFIG = "/etc/node-exporter/web.yml"
+HOST_ROOT = "/host"  # where node-exporter sees the host's root
+GRAFANA_DATA = "/var/lib/grafana"
+GRAFANA_PASSWORD_RESET_CONTAINER = f"{GRAFANA_CONTAINER}-password-reset"
+# The password reaches the CLI on stdin from the environment (`$` is the shell's, not Python's): never
+# on a command line, where `ps` and `docker inspect` would show it. The image's shell is busybox ash.
+GRAFANA_PASSWORD_RESET_SCRIPT = (
+    'printf "%s\\n" "$GF_SECURITY_ADMIN_PASSWORD" | grafana cli --homepath /usr/share/grafana '
+    "--config /etc/grafana/grafana.ini admin reset-admin-password --password-from-stdin"
+)
 # Prometheus and Alertmanager have no login: on loopback of their host only (Grafana, with its login,
 # is the way in from elsewhere; or an ssh tunnel). node-exporter answers other hosts with basic auth.
 LOOPBACK = "127.0.0.1"
@@ -50,9 +65,10 @@ def wget_check(port: int, path: str) -> list[str]:
     return ["CMD-SHELL", f"{WGET} http://127.0.0.1:{port}{path} || exit 1"]
 
 
-def node_exporter_check(port: int) -> list[str]:
-    """node-exporter answers only with basic auth: alive is its 401 to a request without it."""
-    return ["CMD-SHELL", f"wget -q -S -O /dev/null http://127.0.0.1:{port}/metrics 2>&1 | grep -q ' 401 '"]
+def node_exporter_check(address: str) -> list[str]:
+    """node-exporter answers only with basic auth: alive is its 401 to a request without it, at the
+    address it listens on (`ip:port`: on the host's network, the host's `bind` address)."""
+    return ["CMD-SHELL", f"wget -q -S -O /dev/null http://{address}/metrics 2>&1 | grep -q ' 401 '"]
 
 
 @dataclass(frozen=True)
@@ -75,9 +91,20 @@ class MonitoringArgs:
     depends_on: Mapping[str, Sequence[pulumi.Resource]] = field(default_factory=dict)  # by host: its preflight
 
 
+def _password_reset_done(code: int | None) -> str:
+    if code not in (0, None):  # None: not known yet (a preview)
+        raise RuntimeError(
+            f"setting Grafana's admin password failed (exit {code}): see `docker logs "
+            f"{GRAFANA_PASSWORD_RESET_CONTAINER}`; Grafana still has its previous password. Once fixed, "
+            "`pulumi up --replace` the grafana-password-reset resource (or change the password) to run it again"
+        )
+    return "admin"
+
+
 class Monitoring(pulumi.ComponentResource):
     prometheus_url: pulumi.Output[str]
     grafana_url: pulumi.Output[str]
+    grafana_password_set: pulumi.Output[str]  # the user whose password the reset set, once it exited 0
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rocm-inference:monitoring:Monitoring", name, None, opts)
@@ -118,6 +145,8 @@ class Monitoring(pulumi.ComponentResource):
                 external_port=m.prometheus_port,
                 cache_volume="prometheus-data",
                 cache_path="/prometheus",
+                # its own host's node-exporter is on the host's network: Prometheus scrapes it there
+                extra_hosts={HOST_GATEWAY: DOCKER_HOST_GATEWAY},
                 uploads={
                     PROMETHEUS_CONFIG: yaml.safe_dump(dict(args.prometheus_config), sort_keys=False),
                     RULES_FILE: args.rules,
@@ -137,7 +166,7 @@ class Monitoring(pulumi.ComponentResource):
                 health_check=wget_check(GRAFANA_PORT, "/api/health"),
                 external_port=m.grafana_port,
                 cache_volume="grafana-data",
-                cache_path="/var/lib/grafana",
+                cache_path=GRAFANA_DATA,
                 uploads=dict(args.grafana_files),
                 environment={
                     "GF_AUTH_ANONYMOUS_ENABLED": "false",
@@ -171,35 +200,88 @@ class Monitoring(pulumi.ComponentResource):
                 self,
                 here.provider,
             )
+        reset = self._grafana_password_reset(grafana, args, here)
+        # A failed reset fails `pulumi up` here, in an output of this component: nothing waits on it, and
+        # no input of another container carries it (which would replace that container on every change).
+        self.grafana_password_set = reset.exit_code.apply(_password_reset_done)
         # On the monitoring host's loopback: from elsewhere through Grafana, or `ssh -L 9090:127.0.0.1:9090`.
         self.prometheus_url = prometheus.url(LOOPBACK)
         self.grafana_url = grafana.url(h.address)
-        self.register_outputs({"prometheus_url": self.prometheus_url, "grafana_url": self.grafana_url})
+        self.register_outputs(
+            {
+                "prometheus_url": self.prometheus_url,
+                "grafana_url": self.grafana_url,
+                "grafana_password_set": self.grafana_password_set,
+            }
+        )
+
+    def _grafana_password_reset(
+        self, grafana: ServiceResources, args: MonitoringArgs, here: RocmHost
+    ) -> docker.Container:
+        """Grafana reads GF_SECURITY_ADMIN_PASSWORD only when it creates the admin, on its first start
+        (conf/defaults.ini: "default admin password, can be changed before first start of grafana"); the
+        data volume keeps that password. So once Grafana is up, a one-shot container from its image, on its
+        volume, sets the admin password with `grafana cli admin reset-admin-password --password-from-stdin`
+        (pkg/cmd/grafana-cli/commands/reset_password_command.go): the password only in its environment, a
+        secret, and piped from there by the shell, never on a command line. Its environment changes with the
+        password, which replaces it: it runs again. On the first deploy it sets what Grafana just set."""
+        assert grafana.volume is not None, "Grafana keeps its data in a volume"
+        return docker.Container(
+            "grafana-password-reset",
+            name=GRAFANA_PASSWORD_RESET_CONTAINER,
+            image=grafana.image.image_id,
+            entrypoints=["sh", "-c"],
+            command=[GRAFANA_PASSWORD_RESET_SCRIPT],
+            envs=container_envs({}, {"GF_SECURITY_ADMIN_PASSWORD": args.grafana_admin_password}),
+            volumes=[docker.ContainerVolumeArgs(volume_name=grafana.volume.name, container_path=GRAFANA_DATA)],
+            # Runs to completion: the provider attaches, waits for the exit and keeps the exit code.
+            must_run=False,
+            attach=True,
+            logs=True,
+            restart="no",
+            labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(args.labels.items())],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=here.provider,
+                delete_before_replace=True,  # a fixed container name
+                additional_secret_outputs=["envs"],
+                # Against the database Grafana has created and migrated (the CLI also runs beside a live
+                # Grafana: `docker exec grafana grafana cli ...` is the documented way).
+                depends_on=[grafana.container, *args.depends_on.get(args.settings.host or "", [])],
+                custom_timeouts=pulumi.CustomTimeouts(
+                    create=go_duration(300), update=go_duration(300), delete=go_duration(120)
+                ),
+            ),
+        )
 
     def _node_exporter(self, host_name: str, host: RocmHost, args: MonitoringArgs) -> None:
+        """As node_exporter's README runs it in Docker (v1.9.1 README.md "Docker"): the host's network and
+        PID namespaces, the host's root read-only at /host with `rslave`, `--path.rootfs=/host`; so its
+        filesystem, network and process series are the host's, not the container's."""
         m, h = args.settings, host.settings
+        listen = node_exporter_listen_addresses(h.bind, m.node_exporter_port, host_name == m.host)
         service_resources(
             f"{host_name}-node-exporter",
             ServiceSpec(
                 image=m.node_exporter_image,
                 container_name=NODE_EXPORTER_CONTAINER,
                 command=[
-                    "--path.procfs=/host/proc",
-                    "--path.sysfs=/host/sys",
+                    f"--path.rootfs={HOST_ROOT}",
                     "--collector.drm",  # off by default: amdgpu busy %, VRAM (it only scans card[0-9])
-                    f"--web.listen-address=:{NODE_EXPORTER_PORT}",
+                    *(f"--web.listen-address={a}" for a in listen),
                     f"--web.config.file={NODE_EXPORTER_WEB_CONFIG}",
                 ],
-                internal_port=NODE_EXPORTER_PORT,
-                health_check=node_exporter_check(NODE_EXPORTER_PORT),
-                external_port=m.node_exporter_port,
+                internal_port=m.node_exporter_port,
+                health_check=node_exporter_check(listen[0]),
                 bind=h.bind,
-                host_mounts={"/proc": "/host/proc", "/sys": "/host/sys"},
+                host_mounts={"/": HOST_ROOT},
+                host_namespaces=True,
+                # The monitoring host's node-exporter listens on HOST_GATEWAY too: the name must resolve.
+                extra_hosts={HOST_GATEWAY: DOCKER_HOST_GATEWAY} if host_name == m.host else {},
                 uploads={NODE_EXPORTER_WEB_CONFIG: args.node_exporter_password_hash.apply(node_exporter_web_config)},
                 startup_timeout=120,
                 pull_timeout=h.pull_timeout,
                 health_interval=15,
-                networks=list(args.networks.get(host_name, [])),
                 labels={**args.labels, AUTH_LABEL: "basic-auth"},
                 depends_on=list(args.depends_on.get(host_name, [])),
             ),

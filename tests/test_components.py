@@ -311,7 +311,8 @@ def test_deploy_registers_the_same_tree_for_each_stack(mocks: PlanMocks, stack: 
                    "embeddings-container"}  # fmt: skip
         monitoring = {"host-network", "node-exporter-password", "grafana-admin-password", "monitoring",
                       "host-node-exporter-image", "host-node-exporter-container", "prometheus-image", "prometheus-cache",
-                      "prometheus-container", "grafana-image", "grafana-cache", "grafana-container"}  # fmt: skip
+                      "prometheus-container", "grafana-image", "grafana-cache", "grafana-container",
+                      "grafana-password-reset"}  # fmt: skip
         assert names == (serving | monitoring if stack == "big-chat" else serving)
 
     run()

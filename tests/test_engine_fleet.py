@@ -194,7 +194,7 @@ def check_prometheus(plan: Plan, tmp_path: Path) -> None:
     temp dir), scraping the stub servers, the gateway and Debian's node-exporter on each GPU host's
     recorded sysfs, behind the basic auth of the generated web config: the targets are up, a vLLM metric is
     queryable, and the GPU series carry gpu and server. The monitoring host's own node-exporter target is
-    a container name on its Docker network, which a host process cannot resolve: it is left out."""
+    Docker's name for the host (host.docker.internal), which a host process cannot resolve: it is left out."""
     from tests.debian import tool
     from tests.test_monitoring_assets import stop
     from tests.test_monitoring_config import PASSWORD, PASSWORD_HASH, lay_out, query, wait_for
@@ -208,7 +208,9 @@ def check_prometheus(plan: Plan, tmp_path: Path) -> None:
         return
     config = plan.prometheus_config
     assert config is not None
-    port = plan.by_name("gpu-a-node-exporter-container").inputs["ports"][0]["external"]
+    # on the host's network, node-exporter publishes no port: it listens on the host's bind address
+    listen = [a for a in plan.by_name("gpu-a-node-exporter-container").inputs["command"] if "listen-address" in a]
+    port = int(listen[0].rsplit(":", 1)[1])
     processes = []
     try:
         web = tmp_path / "node-web.yml"

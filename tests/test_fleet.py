@@ -89,9 +89,10 @@ def test_the_gateway_reaches_servers_of_its_own_host_over_a_network_of_their_own
     plan = fleet()
     net = plan.by_name("gpu-a-network")
     assert net.parent == "gpu-a" and net.options["provider"] == "gpu-a-docker"
-    for name in ("chat-a-container", "gateway-container", "prometheus-container", "gpu-a-node-exporter-container"):
+    for name in ("chat-a-container", "gateway-container", "prometheus-container"):
         assert plan.by_name(name).inputs["networksAdvanced"] == [{"name": "rocm-inference-fleet"}]
-    for name in ("chat-b-container", "coder-container", "embeddings-container", "gpu-b-node-exporter-container"):
+    # node-exporters are on their host's network (tests/test_monitoring_components.py)
+    for name in ("chat-b-container", "coder-container", "embeddings-container", "gpu-a-node-exporter-container"):
         assert "networksAdvanced" not in plan.by_name(name).inputs
     gateway = plan.by_name("gateway-container").inputs
     assert gateway["uploads"][0]["file"] == "/app/config.yaml"
@@ -141,6 +142,7 @@ def test_each_hosts_compose_file_holds_its_own_services(tmp_path: Path) -> None:
         "gpu-a-node-exporter",
         "prometheus",
         "grafana",
+        "grafana-password-reset",
     }
     assert set(b["services"]) == {
         "chat-b-prefetch",

@@ -4,7 +4,10 @@ components/planning/monitoring.py, tested against the real tools in tests/test_m
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pulumi
+import pytest
 import yaml
 
 from components.planning.monitoring import (
@@ -15,9 +18,11 @@ from components.planning.monitoring import (
     RULES_FILE,
     rules_text,
 )
+from components.program import deploy
 from components.settings import read_stack_file
 from components.tools.compose import to_compose
-from components.tools.plan import plan_stack
+from components.tools.mocks import PlanMocks
+from components.tools.plan import plan_stack, render_text
 from components.tools.planned import Plan
 from tests.conftest import ROOT, shipped_plan
 
@@ -29,8 +34,7 @@ def uploads(plan: Plan, name: str) -> dict[str, str]:
 def test_big_chat_gets_node_exporter_prometheus_and_grafana_with_their_settings() -> None:
     plan = shipped_plan("big-chat")
     node = plan.by_name("host-node-exporter-container").inputs
-    assert "--collector.drm" in node["command"] and "--path.sysfs=/host/sys" in node["command"]
-    assert {"hostPath": "/sys", "containerPath": "/host/sys", "readOnly": True} in node["volumes"]
+    assert "--collector.drm" in node["command"]
     web = uploads(plan, "host-node-exporter-container")["/etc/node-exporter/web.yml"]
     assert yaml.safe_load(web) == {"basic_auth_users": {"prometheus": "$2a$10$[secret]"}}
     assert plan.by_name("host-node-exporter-container").options["secret_inputs"] == ["uploads"]
@@ -69,7 +73,7 @@ def test_the_fleet_runs_node_exporter_on_every_host_and_the_rest_on_the_monitori
     }
     # node-exporter answers other hosts on the host's private address, behind basic auth
     b = plan.by_name("gpu-b-node-exporter-container").inputs
-    assert b["ports"][0]["ip"] == "10.0.0.6"
+    assert "--web.listen-address=10.0.0.6:9100" in b["command"]
     assert {lbl["label"]: lbl["value"] for lbl in b["labels"]}["rocm-inference.auth"] == "basic-auth"
     compose = to_compose(plan, "gpu-a")
     assert {"prometheus", "grafana", "gpu-a-node-exporter"} <= set(compose["services"])
@@ -139,3 +143,174 @@ def test_the_stall_window_outlasts_the_longest_prefill_and_warns_past_twenty_min
     slid = long.model_copy(update={"architecture": sliding, "max_model_len": 1048576})
     (warning,) = _stall_warning(type(big)(big.host, slid), catalog, "vllm")
     assert "stall_timeout" not in warning.message
+
+
+def listen_addresses(inputs: dict[str, Any]) -> list[str]:
+    return [a.split("=", 1)[1] for a in inputs["command"] if a.startswith("--web.listen-address=")]
+
+
+def test_node_exporter_runs_as_its_readme_says_for_docker_on_the_hosts_namespaces() -> None:
+    """node_exporter v1.9.1 README.md "Docker": --net=host, --pid=host, / at /host read-only with rslave,
+    --path.rootfs=/host; else its filesystem and network series are the container's."""
+    for stack, host, bind in (
+        ("big-chat", "host", "127.0.0.1"),
+        ("fleet", "gpu-a", "10.0.0.5"),
+        ("fleet", "gpu-b", "10.0.0.6"),
+    ):
+        plan = shipped_plan(stack)
+        node = plan.by_name(f"{host}-node-exporter-container").inputs
+        assert node["networkMode"] == "host" and node["pidMode"] == "host"
+        assert node["mounts"] == [
+            {
+                "type": "bind",
+                "source": "/",
+                "target": "/host",
+                "readOnly": True,
+                "bindOptions": {"propagation": "rslave"},
+            }
+        ]
+        assert "--path.rootfs=/host" in node["command"]
+        assert not [a for a in node["command"] if a.startswith(("--path.procfs", "--path.sysfs"))]
+        # on the host's network nothing is published and no Docker network is joined
+        assert "ports" not in node and "networksAdvanced" not in node and "volumes" not in node
+        assert listen_addresses(node)[0] == f"{bind}:9100"
+        assert f"http://{bind}:9100/metrics" in node["healthcheck"]["tests"][1], "the check asks where it listens"
+
+
+def test_prometheus_reaches_its_own_hosts_node_exporter_through_dockers_host_gateway() -> None:
+    """A node-exporter on the host's network has no container name on the stack's network, and the host's
+    bind may be loopback (big-chat), which no container reaches: Prometheus scrapes host.docker.internal,
+    Docker's address of the host, where the monitoring host's node-exporter listens too."""
+    for stack, here, other in (("big-chat", "host", None), ("fleet", "gpu-a", "gpu-b")):
+        plan = shipped_plan(stack)
+        assert plan.by_name("prometheus-container").inputs["hosts"] == [
+            {"host": "host.docker.internal", "ip": "host-gateway"}
+        ]
+        node = plan.by_name(f"{here}-node-exporter-container").inputs
+        assert node["hosts"] == [{"host": "host.docker.internal", "ip": "host-gateway"}]
+        assert listen_addresses(node)[1:] == ["host.docker.internal:9100"]
+        assert plan.prometheus_config is not None
+        targets = {
+            sc["labels"]["host"]: sc["targets"]
+            for job in plan.prometheus_config["scrape_configs"]
+            if job["job_name"] == "node"
+            for sc in job["static_configs"]
+        }
+        assert targets[here] == ["host.docker.internal:9100"]
+        if other is not None:  # another host: its own node-exporter only on its bind address, by its address
+            inputs = plan.by_name(f"{other}-node-exporter-container").inputs
+            assert listen_addresses(inputs) == ["10.0.0.6:9100"] and "hosts" not in inputs
+            assert targets[other] == ["gpu-b.lan:9100"]
+
+
+def test_the_compose_export_runs_node_exporter_on_the_hosts_namespaces() -> None:
+    compose = to_compose(shipped_plan("fleet"), "gpu-a")
+    node = compose["services"]["gpu-a-node-exporter"]
+    assert node["network_mode"] == "host" and node["pid"] == "host"
+    assert node["volumes"] == ["/:/host:ro,rslave"]
+    assert node["extra_hosts"] == ["host.docker.internal:host-gateway"]
+    assert "ports" not in node and "networks" not in node
+    assert compose["services"]["prometheus"]["extra_hosts"] == ["host.docker.internal:host-gateway"]
+
+
+# --------------------------------------------------------------------------- Grafana's admin password
+
+GRAFANA_PASSWORDS = ("first-grafana-pw-6f1ed002ab", "second-grafana-pw-1f3870be27")
+
+
+def deploy_big_chat(mocks: PlanMocks, password: str) -> dict[str, dict[str, Any]]:
+    """big-chat under fresh mocks with this Grafana password: the inputs of every container, by name."""
+    from tests.test_components import load
+
+    @pulumi.runtime.test
+    def run() -> pulumi.Output[Any]:
+        loaded, secrets = load("big-chat", {"grafana_admin_password": password})
+        outputs = deploy(loaded, secrets, "rocm-inference", "big-chat")
+        return pulumi.Output.all(*outputs.values())
+
+    pulumi.runtime.set_mocks(mocks, project="rocm-inference", stack="big-chat", preview=False)
+    try:
+        run()
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+    return {n: i for (t, n), i in mocks.inputs.items() if t.endswith(":Container")}
+
+
+def test_a_new_grafana_password_runs_the_reset_again_and_never_shows_in_plain_text() -> None:
+    from tests.test_components import _plain_text, env_dict, is_secret
+
+    runs = [deploy_big_chat(PlanMocks(), pw) for pw in GRAFANA_PASSWORDS]
+    for containers, password in zip(runs, GRAFANA_PASSWORDS, strict=True):
+        reset = containers["grafana-password-reset"]
+        assert reset["mustRun"] is False and reset["attach"] is True and reset["restart"] == "no"
+        assert is_secret(reset["envs"]) and env_dict(reset["envs"]["value"]) == {"GF_SECURITY_ADMIN_PASSWORD": password}
+        # the shell pipes it from the environment: the command line names the variable, never the value
+        assert reset["entrypoints"] == ["sh", "-c"] and '"$GF_SECURITY_ADMIN_PASSWORD" |' in reset["command"][0]
+        assert "reset-admin-password --password-from-stdin" in reset["command"][0]
+        assert reset["volumes"] == [{"volumeName": "grafana-data", "containerPath": "/var/lib/grafana"}]
+        assert is_secret(containers["grafana-container"]["envs"])
+        for name, inputs in containers.items():
+            assert password not in _plain_text(inputs), f"{name} holds Grafana's password in plain text"
+    before, after = runs
+    # A change of an input of a container replaces it: the reset runs again, with the new password.
+    changed = {
+        k
+        for k in before["grafana-password-reset"]
+        if before["grafana-password-reset"][k] != after["grafana-password-reset"][k]
+    }
+    assert changed == {"envs"}
+    # Grafana's own env seeds the admin on a first start (an empty volume), so it changes too (and Grafana is
+    # replaced, its data kept in the volume); nothing else of Grafana moves.
+    grafana = {
+        k for k in before["grafana-container"] if before["grafana-container"][k] != after["grafana-container"][k]
+    }
+    assert grafana == {"envs"}
+    others = set(before) - {"grafana-password-reset", "grafana-container"}
+    assert all(before[n] == after[n] for n in others), "a Grafana password change touches no other container"
+
+
+def test_the_reset_runs_on_grafanas_volume_once_grafana_is_up_and_shows_masked_in_the_plan() -> None:
+    plan = shipped_plan("big-chat")
+    reset = plan.by_name("grafana-password-reset")
+    assert reset.parent == "monitoring" and reset.options["provider"] == "host-docker"
+    assert "grafana-container" in reset.options["depends_on"] and "host-preflight" in reset.options["depends_on"]
+    assert reset.options["delete_before_replace"] and reset.options["secret_inputs"] == ["envs"]
+    assert "envs" in reset.options["additional_secret_outputs"]
+    # nothing gates Grafana on the reset (no label or other input of it carries the exit code)
+    assert "grafana-password-reset" not in plan.by_name("grafana-container").options["depends_on"]
+    assert not [lbl for lbl in plan.by_name("grafana-container").inputs["labels"] if "reset" in lbl["label"]]
+    text = render_text(plan)
+    assert "GF_SECURITY_ADMIN_PASSWORD=[secret]" in text and "plan-placeholder" not in text
+    compose = to_compose(plan)["services"]["grafana-password-reset"]
+    assert compose["entrypoint"] == ["sh", "-c"] and compose["depends_on"] == {
+        "grafana": {"condition": "service_healthy"}
+    }
+    assert compose["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GF_SECURITY_ADMIN_PASSWORD:?")
+    assert "$$GF_SECURITY_ADMIN_PASSWORD" in compose["command"][0], "compose leaves the variable to the shell"
+
+
+class FailingReset(PlanMocks):
+    """The provider as it records a reset that exited 1 (must_run=False keeps only the exit code)."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
+        resource_id, state = super().new_resource(args)
+        if args.name == "grafana-password-reset":
+            state["exitCode"] = 1
+        return resource_id, state
+
+
+def test_a_failed_reset_fails_the_deployment_and_says_what_to_do() -> None:
+    import gc
+    import logging
+
+    asyncio_log = logging.getLogger("asyncio")
+    level = asyncio_log.level
+    asyncio_log.setLevel(logging.CRITICAL)
+    mocks = FailingReset()
+    try:
+        with pytest.raises(Exception, match=r"setting Grafana's admin password failed \(exit 1\).*--replace"):
+            deploy_big_chat(mocks, GRAFANA_PASSWORDS[0])
+        assert ("docker:index/container:Container", "grafana-container") in mocks.inputs, "Grafana itself still runs"
+    finally:
+        gc.collect()
+        asyncio_log.setLevel(level)

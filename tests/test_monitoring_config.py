@@ -105,11 +105,11 @@ def run(*cmd: str) -> subprocess.CompletedProcess[str]:
 # --- what Prometheus scrapes, and how it reaches it ---------------------------------------------------
 
 
-def test_big_chat_scrapes_everything_on_its_one_host_by_container_name() -> None:
+def test_big_chat_scrapes_its_one_host_by_container_name_and_node_exporter_through_the_host_gateway() -> None:
     assert target_table(prometheus_config(big_chat())) == {
         ("vllm", "vllm:8000", (("host", "host"), ("server", "vllm"))),
         ("embeddings", "infinity-embeddings:7997", (("host", "host"), ("server", "embeddings"))),
-        ("node", "node-exporter:9100", (("host", "host"),)),
+        ("node", "host.docker.internal:9100", (("host", "host"),)),
     }
 
 
@@ -120,7 +120,7 @@ def test_fleet_scrapes_the_monitoring_host_by_container_name_and_the_others_by_a
         ("vllm", "gpu-b.lan:8001", (("host", "gpu-b"), ("server", "coder"))),
         ("embeddings", "gpu-b.lan:7997", (("host", "gpu-b"), ("server", "embeddings"))),
         ("gateway", "litellm-gateway:4000", (("host", "gpu-a"),)),
-        ("node", "node-exporter:9100", (("host", "gpu-a"),)),
+        ("node", "host.docker.internal:9100", (("host", "gpu-a"),)),
         ("node", "gpu-b.lan:9100", (("host", "gpu-b"),)),
     }
 
@@ -135,7 +135,7 @@ def test_moving_monitoring_swaps_which_host_is_reached_by_container_name() -> No
     assert ("embeddings", "infinity-embeddings:7997", (("host", "gpu-b"), ("server", "embeddings"))) in table
     assert ("gateway", "gpu-a.lan:4000", (("host", "gpu-a"),)) in table
     assert ("node", "gpu-a.lan:9199", (("host", "gpu-a"),)) in table
-    assert ("node", "node-exporter:9100", (("host", "gpu-b"),)) in table
+    assert ("node", "host.docker.internal:9199", (("host", "gpu-b"),)) in table  # its own port
 
 
 def test_jobs_are_the_ones_the_rules_select() -> None:

@@ -117,6 +117,7 @@ def test_parents_form_the_component_tree() -> None:
         "grafana-image": "monitoring",
         "grafana-cache": "monitoring",
         "grafana-container": "monitoring",
+        "grafana-password-reset": "monitoring",
     }
 
 

@@ -170,7 +170,8 @@ def test_servers_restart_unless_stopped_without_a_retry_count(stack: str) -> Non
         assert c.inputs["restart"] == "unless-stopped"
         assert "maxRetryCount" not in c.inputs
     for name, service in to_compose(plan)["services"].items():
-        assert service["restart"] == ("no" if name.endswith("-prefetch") else "unless-stopped"), name
+        one_shot = name.endswith(("-prefetch", "-password-reset"))  # run to completion, never restarted
+        assert service["restart"] == ("no" if one_shot else "unless-stopped"), name
 
 
 # --------------------------------------------------------------------------- 5. the remote preflight

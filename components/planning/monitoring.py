@@ -3,7 +3,11 @@
 
 Prometheus runs on the monitoring host. There, every container of the stack shares a user-defined
 Docker network with it, so a target is `<container>:<internal port>`; on every other host a target is
-`<host address>:<published port>`. Every target carries `host` (the host key); vLLM and embeddings
+`<host address>:<published port>`. node-exporter is the exception: it runs in the host's network
+namespace (node_exporter's README, "Docker"), so no Docker network reaches it by name; on every host it
+listens on the host's `bind` address, and on the monitoring host also on HOST_GATEWAY, the name Docker
+maps to its own address of the host (`host-gateway`), which Prometheus scrapes: the `bind` address may
+be loopback, which no container reaches. Every target carries `host` (the host key); vLLM and embeddings
 targets also carry `server` (the server key, or `embeddings`). Jobs and labels are the contract of
 monitoring/README-notes.md, which the alert rules and dashboards select on.
 
@@ -47,8 +51,12 @@ GRAFANA_DASHBOARDS_DIR = "/etc/grafana/dashboards"
 # Container names and ports inside the containers (fixed; the published ports are settings).
 PROMETHEUS_CONTAINER, PROMETHEUS_PORT = "prometheus", 9090
 GRAFANA_CONTAINER, GRAFANA_PORT = "grafana", 3000
-NODE_EXPORTER_CONTAINER, NODE_EXPORTER_PORT = "node-exporter", 9100
+NODE_EXPORTER_CONTAINER = "node-exporter"  # on the host's network: it listens on monitoring.node_exporter_port
 ALERTMANAGER_CONTAINER, ALERTMANAGER_PORT = "alertmanager", 9093
+# How Prometheus reaches the node-exporter of its own host: both containers map this name to Docker's
+# `host-gateway` (the daemon's address of the host, Docker 20.10 and later).
+HOST_GATEWAY = "host.docker.internal"
+DOCKER_HOST_GATEWAY = "host-gateway"
 
 # Job names: the alert rules and dashboards select on these (monitoring/alerts.rules.yml).
 JOB_VLLM = "vllm"
@@ -70,7 +78,7 @@ class Target:
     job: str
     address: str  # host:port
     labels: dict[str, str]
-    same_host: bool  # on Prometheus's host: reached by container name over the Docker network
+    same_host: bool  # on Prometheus's host: by container name over the Docker network (node-exporter: HOST_GATEWAY)
 
 
 def duration(seconds: int) -> str:
@@ -108,9 +116,22 @@ def targets(s: StackSettings) -> list[Target]:
     if s.gateway is not None:
         g = s.gateway
         out.append(target(JOB_GATEWAY, g.host or "", g.container_name, GATEWAY_PORT, g.port))
+    port = s.monitoring.node_exporter_port  # on the host's network: the port it listens on, no mapping
     for host in s.hosts:
-        out.append(target(JOB_NODE, host, NODE_EXPORTER_CONTAINER, NODE_EXPORTER_PORT, s.monitoring.node_exporter_port))
+        address = f"{HOST_GATEWAY}:{port}" if host == here else f"{s.hosts[host].address}:{port}"
+        out.append(Target(JOB_NODE, address, {"host": host}, host == here))
     return out
+
+
+def listen_address(ip: str, port: int) -> str:
+    """`ip:port` for a Go listener, an IPv6 address in brackets."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def node_exporter_listen_addresses(bind: str, port: int, monitoring_host: bool) -> list[str]:
+    """Where a node-exporter on the host's network listens (`--web.listen-address` repeats): the host's
+    `bind` address, and on the monitoring host also HOST_GATEWAY, which Prometheus's container reaches."""
+    return [listen_address(bind, port), *([f"{HOST_GATEWAY}:{port}"] if monitoring_host else [])]
 
 
 def hwmon_chip_suffix(pci: str) -> str:

@@ -81,6 +81,11 @@ FACTS: dict[str, dict[str, Fact]] = {
             "skips the graceful stop (funcs L1085)",
         ),
         "command": _read("command", _d(f"{C}#L167"), "read back from Config.Cmd (funcs L849)"),
+        "entrypoints": _read("entrypoint", _d(f"{C}#L176"), "read back from Config.Entrypoint (funcs L850)"),
+        "hosts": _read("host", _d(f"{C}#L541"), "extra /etc/hosts entries; read back (funcs L884)"),
+        "mounts": _read("mounts", _d(f"{C}#L332"), "read back (funcs L881); bind_options.propagation is nested"),
+        "networkMode": _read("network_mode", _d(f"{C}#L905"), "read back (funcs L954)"),
+        "pidMode": _read("pid_mode", _d(f"{C}#L978"), "read back (funcs L956)"),
         "destroyGraceSeconds": _state_only(
             "destroy_grace_seconds",
             _d(f"{C}#L827"),

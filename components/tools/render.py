@@ -69,8 +69,10 @@ def container_settings(container: PlannedResource, images: dict[str, str]) -> di
     svc: dict[str, Any] = {
         "container_name": i["name"],
         "image": images.get(i["image"], i["image"]),
-        "command": list(i.get("command") or []),
     }
+    if i.get("entrypoints"):
+        svc["entrypoint"] = list(i["entrypoints"])
+    svc["command"] = list(i.get("command") or [])
     if i.get("devices"):
         svc["devices"] = [
             f"{d['hostPath']}:{d.get('containerPath', d['hostPath'])}:{d.get('permissions', 'rwm')}"
@@ -92,11 +94,24 @@ def container_settings(container: PlannedResource, images: dict[str, str]) -> di
             f"{p['ip']}:{p['external']}:{p['internal']}" if p.get("ip") else f"{p['external']}:{p['internal']}"
             for p in i["ports"]
         ]
-    if i.get("volumes"):
-        svc["volumes"] = [
-            f"{v.get('volumeName') or v['hostPath']}:{v['containerPath']}" + (":ro" if v.get("readOnly") else "")
-            for v in i["volumes"]
+    volumes = [
+        f"{v.get('volumeName') or v['hostPath']}:{v['containerPath']}" + (":ro" if v.get("readOnly") else "")
+        for v in i.get("volumes") or []
+    ]
+    for m in i.get("mounts") or []:  # bind mounts: compose's short form, `ro` and the propagation as options
+        options = [
+            *(["ro"] if m.get("readOnly") else []),
+            *filter(None, [(m.get("bindOptions") or {}).get("propagation")]),
         ]
+        volumes.append(f"{m['source']}:{m['target']}" + (":" + ",".join(options) if options else ""))
+    if volumes:
+        svc["volumes"] = volumes
+    if i.get("networkMode"):
+        svc["network_mode"] = i["networkMode"]
+    if i.get("pidMode"):
+        svc["pid"] = i["pidMode"]
+    if i.get("hosts"):
+        svc["extra_hosts"] = [f"{h['host']}:{h['ip']}" for h in i["hosts"]]
     if i.get("networksAdvanced"):
         svc["networks"] = [n["name"] for n in i["networksAdvanced"]]
     if i.get("uploads"):
