@@ -331,21 +331,71 @@ def _moved(spec: ServiceSpec) -> str | None:
     return spec.host or None
 
 
-def download_run(run: Mapping[str, Any]) -> str:
+def docker_run(run: Mapping[str, Any]) -> str:
     """The shell command of a one-shot `docker run --rm` described as a container's inputs would describe it.
 
     A container of that name left by an interrupted run is removed first. Secret variables come on stdin as
     an env file, never on a command line (`docker inspect` and `ps` show those).
     """
     argv = ["docker", "run", "--rm", "--name", run["name"]]
+    entrypoint = list(run.get("entrypoints") or [])
+    if entrypoint:
+        argv += ["--entrypoint", entrypoint[0]]
     for v in run["volumes"]:
         argv += ["-v", f"{v['volumeName']}:{v['containerPath']}"]
     for entry in run["envs"]:
         argv += ["-e", entry]
     if run["secretEnvs"]:
         argv += ["--env-file", "/dev/stdin"]
-    argv += [run["image"], *run["command"]]
+    argv += [run["image"], *entrypoint[1:], *run["command"]]
     return f"docker rm -f {shlex.quote(run['name'])} >/dev/null 2>&1; exec {shlex.join(argv)}"
+
+
+@dataclass(frozen=True)
+class OneShot:
+    """A container that runs to completion where the host's Docker is, as `docker run --rm` through
+    pulumi-command: a failure ends `pulumi up` and leaves nothing in state, so the next `pulumi up` runs it
+    again (a Container resource that ran once keeps its exit code in state, and a failed one fails every
+    later run until it is removed by hand)."""
+
+    name: str  # its container's name
+    image: pulumi.Input[str]
+    command: Sequence[str]
+    volume: pulumi.Input[str]
+    path: str
+    environment: Mapping[str, str] = field(default_factory=dict)
+    secret_environment: Mapping[str, pulumi.Output[str] | None] = field(default_factory=dict)
+    entrypoint: Sequence[str] = ()
+    # What a change of only its secrets does: None runs it again; "true" does nothing.
+    on_secret_change: str | None = None
+
+
+def run_once(resource_name: str, shell: HostShell, job: OneShot, opts: pulumi.ResourceOptions) -> pulumi.Resource:
+    """The one-shot run as a command resource. Its description, in a container's own input names, is its
+    trigger: a change of image, command or volume runs it again, and the compose export shows it from there."""
+    secrets = {k: v for k, v in sorted(job.secret_environment.items()) if v is not None}
+    run: dict[str, pulumi.Input[Any]] = {
+        "name": job.name,
+        "image": job.image,
+        "command": list(job.command),
+        "envs": [f"{k}={v}" for k, v in sorted(job.environment.items())],
+        "secretEnvs": sorted(secrets),
+        "volumes": [{"volumeName": job.volume, "containerPath": job.path}],
+        **({"entrypoints": list(job.entrypoint)} if job.entrypoint else {}),
+    }
+    resolved = pulumi.Output.from_input(run)
+    lines: pulumi.Output[str] = pulumi.Output.concat(
+        *(pulumi.Output.concat(k, "=", v, "\n") for k, v in secrets.items())
+    )
+    stdin: pulumi.Output[str] = pulumi.Output.secret(lines)
+    return shell.command(
+        resource_name,
+        resolved.apply(docker_run),
+        stdin=stdin if secrets else None,
+        triggers=[resolved],
+        update=job.on_secret_change,
+        opts=opts,
+    )
 
 
 def _download(
@@ -357,30 +407,23 @@ def _download(
     shell: HostShell,
     child: pulumi.ResourceOptions,
 ) -> pulumi.Resource:
-    secrets = {k: v for k, v in sorted(p.secret_environment.items()) if v is not None}
-    # The run in a container's own words (the compose export renders it as a one-shot service); as the
-    # command's trigger, a change of image, model, revision or volume runs it again.
-    run: dict[str, pulumi.Input[Any]] = {
-        "name": fetch_name(spec),
-        "image": image.image_id,
-        "command": list(p.command),
-        "envs": [f"{k}={v}" for k, v in sorted(p.environment.items())],
-        "secretEnvs": sorted(secrets),
-        "volumes": [{"volumeName": volume.name, "containerPath": spec.cache_path}],
-    }
-    resolved = pulumi.Output.from_input(run)
-    lines: pulumi.Output[str] = pulumi.Output.concat(
-        *(pulumi.Output.concat(k, "=", v, "\n") for k, v in secrets.items())
-    )
-    stdin: pulumi.Output[str] = pulumi.Output.secret(lines)
-    return shell.command(
-        f"{name}-prefetch",
-        resolved.apply(download_run),
-        stdin=stdin if secrets else None,
-        triggers=[resolved],
+    assert spec.cache_path is not None
+    job = OneShot(
+        name=fetch_name(spec),
+        image=image.image_id,
+        command=p.command,
+        volume=volume.name,
+        path=spec.cache_path,
+        environment=p.environment,
+        secret_environment=p.secret_environment,
         # A rotated token changes only stdin: the weights are there already, nothing to run again.
-        update="true",
-        opts=pulumi.ResourceOptions.merge(
+        on_secret_change="true",
+    )
+    return run_once(
+        f"{name}-prefetch",
+        shell,
+        job,
+        pulumi.ResourceOptions.merge(
             child,
             pulumi.ResourceOptions(
                 depends_on=list(spec.depends_on),

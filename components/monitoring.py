@@ -16,10 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
-import pulumi_docker as docker
 import yaml
 
-from components.container import ServiceResources, ServiceSpec, container_envs, service_resources
+from components.container import OneShot, ServiceResources, ServiceSpec, run_once, service_resources
 from components.host import RocmHost
 from components.planning.monitoring import (
     ALERTMANAGER_CONFIG,
@@ -91,20 +90,9 @@ class MonitoringArgs:
     depends_on: Mapping[str, Sequence[pulumi.Resource]] = field(default_factory=dict)  # by host: its preflight
 
 
-def _password_reset_done(code: int | None) -> str:
-    if code not in (0, None):  # None: not known yet (a preview)
-        raise RuntimeError(
-            f"setting Grafana's admin password failed (exit {code}): see `docker logs "
-            f"{GRAFANA_PASSWORD_RESET_CONTAINER}`; Grafana still has its previous password. Once fixed, "
-            "`pulumi up --replace` the grafana-password-reset resource (or change the password) to run it again"
-        )
-    return "admin"
-
-
 class Monitoring(pulumi.ComponentResource):
     prometheus_url: pulumi.Output[str]
     grafana_url: pulumi.Output[str]
-    grafana_password_set: pulumi.Output[str]  # the user whose password the reset set, once it exited 0
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rocm-inference:monitoring:Monitoring", name, None, opts)
@@ -200,10 +188,7 @@ class Monitoring(pulumi.ComponentResource):
                 self,
                 here.provider,
             )
-        reset = self._grafana_password_reset(grafana, args, here)
-        # A failed reset fails `pulumi up` here, in an output of this component: nothing waits on it, and
-        # no input of another container carries it (which would replace that container on every change).
-        self.grafana_password_set = reset.exit_code.apply(_password_reset_done)
+        self._grafana_password_reset(grafana, args, here)
         # On the monitoring host's loopback: from elsewhere through Grafana, or `ssh -L 9090:127.0.0.1:9090`.
         self.prometheus_url = prometheus.url(LOOPBACK)
         self.grafana_url = grafana.url(h.address)
@@ -211,40 +196,33 @@ class Monitoring(pulumi.ComponentResource):
             {
                 "prometheus_url": self.prometheus_url,
                 "grafana_url": self.grafana_url,
-                "grafana_password_set": self.grafana_password_set,
             }
         )
 
-    def _grafana_password_reset(
-        self, grafana: ServiceResources, args: MonitoringArgs, here: RocmHost
-    ) -> docker.Container:
+    def _grafana_password_reset(self, grafana: ServiceResources, args: MonitoringArgs, here: RocmHost) -> None:
         """Grafana reads GF_SECURITY_ADMIN_PASSWORD only when it creates the admin, on its first start
         (conf/defaults.ini: "default admin password, can be changed before first start of grafana"); the
-        data volume keeps that password. So once Grafana is up, a one-shot container from its image, on its
-        volume, sets the admin password with `grafana cli admin reset-admin-password --password-from-stdin`
-        (pkg/cmd/grafana-cli/commands/reset_password_command.go): the password only in its environment, a
-        secret, and piped from there by the shell, never on a command line. Its environment changes with the
-        password, which replaces it: it runs again. On the first deploy it sets what Grafana just set."""
+        data volume keeps that password. So once Grafana is up, a one-shot run of its image on its volume
+        sets the admin password with `grafana cli admin reset-admin-password --password-from-stdin`
+        (pkg/cmd/grafana-cli/commands/reset_password_command.go): the password comes on the run's stdin as
+        an env file, a secret, and the shell pipes it on, never on a command line. A new password changes
+        only that stdin, which runs it again; a failed run fails `pulumi up`, leaves nothing in state, and
+        the next `pulumi up` tries again. On the first deploy it sets what Grafana just set."""
         assert grafana.volume is not None, "Grafana keeps its data in a volume"
-        return docker.Container(
+        run_once(
             "grafana-password-reset",
-            name=GRAFANA_PASSWORD_RESET_CONTAINER,
-            image=grafana.image.image_id,
-            entrypoints=["sh", "-c"],
-            command=[GRAFANA_PASSWORD_RESET_SCRIPT],
-            envs=container_envs({}, {"GF_SECURITY_ADMIN_PASSWORD": args.grafana_admin_password}),
-            volumes=[docker.ContainerVolumeArgs(volume_name=grafana.volume.name, container_path=GRAFANA_DATA)],
-            # Runs to completion: the provider attaches, waits for the exit and keeps the exit code.
-            must_run=False,
-            attach=True,
-            logs=True,
-            restart="no",
-            labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(args.labels.items())],
-            opts=pulumi.ResourceOptions(
+            here.shell,
+            OneShot(
+                name=GRAFANA_PASSWORD_RESET_CONTAINER,
+                image=grafana.image.image_id,
+                entrypoint=["sh", "-c"],
+                command=[GRAFANA_PASSWORD_RESET_SCRIPT],
+                volume=grafana.volume.name,
+                path=GRAFANA_DATA,
+                secret_environment={"GF_SECURITY_ADMIN_PASSWORD": args.grafana_admin_password},
+            ),
+            pulumi.ResourceOptions(
                 parent=self,
-                provider=here.provider,
-                delete_before_replace=True,  # a fixed container name
-                additional_secret_outputs=["envs"],
                 # Against the database Grafana has created and migrated (the CLI also runs beside a live
                 # Grafana: `docker exec grafana grafana cli ...` is the documented way).
                 depends_on=[grafana.container, *args.depends_on.get(args.settings.host or "", [])],

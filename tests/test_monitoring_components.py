@@ -233,32 +233,35 @@ def deploy_big_chat(mocks: PlanMocks, password: str) -> dict[str, dict[str, Any]
         run()
     finally:
         pulumi.runtime.set_all_config({}, [])
-    return {n: i for (t, n), i in mocks.inputs.items() if t.endswith(":Container")}
+    return {n: i for (t, n), i in mocks.inputs.items() if t.endswith((":Container", ":Command"))}
 
 
 def test_a_new_grafana_password_runs_the_reset_again_and_never_shows_in_plain_text() -> None:
-    from tests.test_components import _plain_text, env_dict, is_secret
+    from tests.test_components import _plain_text, is_secret
 
     runs = [deploy_big_chat(PlanMocks(), pw) for pw in GRAFANA_PASSWORDS]
-    for containers, password in zip(runs, GRAFANA_PASSWORDS, strict=True):
-        reset = containers["grafana-password-reset"]
-        assert reset["mustRun"] is False and reset["attach"] is True and reset["restart"] == "no"
-        assert is_secret(reset["envs"]) and env_dict(reset["envs"]["value"]) == {"GF_SECURITY_ADMIN_PASSWORD": password}
+    for resources, password in zip(runs, GRAFANA_PASSWORDS, strict=True):
+        reset = resources["grafana-password-reset"]
+        run = reset["triggers"][0]
+        # on the run's stdin, as an env file for `docker run --env-file /dev/stdin`, never on a command line
+        assert is_secret(reset["stdin"]) and reset["stdin"]["value"] == f"GF_SECURITY_ADMIN_PASSWORD={password}\n"
+        assert run["secretEnvs"] == ["GF_SECURITY_ADMIN_PASSWORD"] and "--env-file /dev/stdin" in reset["create"]
         # the shell pipes it from the environment: the command line names the variable, never the value
-        assert reset["entrypoints"] == ["sh", "-c"] and '"$GF_SECURITY_ADMIN_PASSWORD" |' in reset["command"][0]
-        assert "reset-admin-password --password-from-stdin" in reset["command"][0]
-        assert reset["volumes"] == [{"volumeName": "grafana-data", "containerPath": "/var/lib/grafana"}]
-        assert is_secret(containers["grafana-container"]["envs"])
-        for name, inputs in containers.items():
+        assert run["entrypoints"] == ["sh", "-c"] and '"$GF_SECURITY_ADMIN_PASSWORD" |' in run["command"][0]
+        assert "reset-admin-password --password-from-stdin" in run["command"][0]
+        assert run["volumes"] == [{"volumeName": "grafana-data", "containerPath": "/var/lib/grafana"}]
+        assert "update" not in reset, "a new password alone runs it again (pulumi-command reruns create)"
+        assert is_secret(resources["grafana-container"]["envs"])
+        for name, inputs in resources.items():
             assert password not in _plain_text(inputs), f"{name} holds Grafana's password in plain text"
     before, after = runs
-    # A change of an input of a container replaces it: the reset runs again, with the new password.
+    # Only its stdin changes: pulumi-command updates it, which runs the reset again.
     changed = {
         k
         for k in before["grafana-password-reset"]
         if before["grafana-password-reset"][k] != after["grafana-password-reset"][k]
     }
-    assert changed == {"envs"}
+    assert changed == {"stdin"}
     # Grafana's own env seeds the admin on a first start (an empty volume), so it changes too (and Grafana is
     # replaced, its data kept in the volume); nothing else of Grafana moves.
     grafana = {
@@ -272,13 +275,11 @@ def test_a_new_grafana_password_runs_the_reset_again_and_never_shows_in_plain_te
 def test_the_reset_runs_on_grafanas_volume_once_grafana_is_up_and_shows_masked_in_the_plan() -> None:
     plan = shipped_plan("big-chat")
     reset = plan.by_name("grafana-password-reset")
-    assert reset.parent == "monitoring" and reset.options["provider"] == "host-docker"
+    assert reset.parent == "monitoring" and reset.type == "command:local:Command"
     assert "grafana-container" in reset.options["depends_on"] and "host-preflight" in reset.options["depends_on"]
-    assert reset.options["delete_before_replace"] and reset.options["secret_inputs"] == ["envs"]
-    assert "envs" in reset.options["additional_secret_outputs"]
-    # nothing gates Grafana on the reset (no label or other input of it carries the exit code)
-    assert "grafana-password-reset" not in plan.by_name("grafana-container").options["depends_on"]
-    assert not [lbl for lbl in plan.by_name("grafana-container").inputs["labels"] if "reset" in lbl["label"]]
+    assert reset.options["secret_inputs"] == ["stdin"]
+    # nothing gates Grafana on the reset
+    assert "grafana-password-reset" not in plan.by_name("grafana-container").options["dependencies"]
     text = render_text(plan)
     assert "GF_SECURITY_ADMIN_PASSWORD=[secret]" in text and "plan-placeholder" not in text
     compose = to_compose(plan)["services"]["grafana-password-reset"]
@@ -290,16 +291,16 @@ def test_the_reset_runs_on_grafanas_volume_once_grafana_is_up_and_shows_masked_i
 
 
 class FailingReset(PlanMocks):
-    """The provider as it records a reset that exited 1 (must_run=False keeps only the exit code)."""
+    """The command provider as it answers a reset that exited 1: an error and no state, so the next
+    `pulumi up` runs it again (pulumi-go-provider v1.3.0 infer/resource.go L1291-1292)."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
-        resource_id, state = super().new_resource(args)
         if args.name == "grafana-password-reset":
-            state["exitCode"] = 1
-        return resource_id, state
+            raise RuntimeError("exit status 1: Could not find user")
+        return super().new_resource(args)
 
 
-def test_a_failed_reset_fails_the_deployment_and_says_what_to_do() -> None:
+def test_a_failed_reset_fails_the_deployment() -> None:
     import gc
     import logging
 
@@ -308,9 +309,10 @@ def test_a_failed_reset_fails_the_deployment_and_says_what_to_do() -> None:
     asyncio_log.setLevel(logging.CRITICAL)
     mocks = FailingReset()
     try:
-        with pytest.raises(Exception, match=r"setting Grafana's admin password failed \(exit 1\).*--replace"):
+        with pytest.raises(Exception, match=r"Could not find user"):
             deploy_big_chat(mocks, GRAFANA_PASSWORDS[0])
         assert ("docker:index/container:Container", "grafana-container") in mocks.inputs, "Grafana itself still runs"
+        assert not [n for (_, n) in mocks.inputs if n == "grafana-password-reset"], "nothing of it stays in state"
     finally:
         gc.collect()
         asyncio_log.setLevel(level)

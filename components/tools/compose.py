@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from components.tools.planned import SECRET_MASK, Plan
-from components.tools.render import config_name, container_settings, downloads, image_names, service_name
+from components.tools.render import config_name, container_settings, image_names, one_shot_runs, service_name
 
 
 def _environment(env: dict[str, str]) -> dict[str, str]:
@@ -49,7 +49,9 @@ def to_compose(plan: Plan, host: str | None = None) -> dict[str, Any]:
     configs: dict[str, Any] = {}
     networks: dict[str, Any] = {}
     volumes: dict[str, Any] = {}
-    containers = [c for c in [*downloads(plan), *plan.of_type(":Container")] if c.options.get("provider") == provider]
+    containers = [
+        c for c in [*one_shot_runs(plan), *plan.of_type(":Container")] if c.options.get("provider") == provider
+    ]
     # A container waits for what it depends on: a download to complete, the servers to be healthy.
     by_resource = {c.name: c for c in containers} | {
         c.parent: c for c in containers if c.parent and c.name.endswith("-container")

@@ -30,7 +30,7 @@ from components.settings.pulumi_config import load_from_pulumi
 from components.settings.stackfile import PROJECT_ROOT, stack_names, stack_path
 from components.tools.mocks import PROJECT, config_map, run_program
 from components.tools.planned import Plan, PlannedResource, ServerPlan
-from components.tools.render import container_settings, downloads, image_names, is_download, settings_lines
+from components.tools.render import container_settings, image_names, is_one_shot_run, one_shot_runs, settings_lines
 
 if TYPE_CHECKING:
     from components.tools.review import Diff
@@ -151,14 +151,14 @@ def _summary(r: PlannedResource) -> str:
         return f"  {i.get('name')}"
     if r.type.endswith(":Volume"):
         return f"  name={i.get('name')}"
-    if r.type.startswith("command:") and not is_download(r):
+    if r.type.startswith("command:") and not is_one_shot_run(r):
         return f"  runs components/planning/preflight.sh with {i.get('create', '').removesuffix(' sh -s')}"
     return ""
 
 
 def render_text(plan: Plan) -> str:
     images = image_names(plan)
-    runs = {d.name: d for d in downloads(plan)}
+    runs = {d.name: d for d in one_shot_runs(plan)}
     out = [f"Plan for stack {plan.stack} ({plan.source}): {len(plan.resources)} resources", ""]
     children: dict[str | None, list[PlannedResource]] = {}
     for r in plan.resources:

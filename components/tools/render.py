@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.tools.planned import Plan, PlannedResource, fake_image_id
+from components.tools.planned import SECRET_MASK, Plan, PlannedResource, fake_image_id
 
 
 def image_names(plan: Plan) -> dict[str, str]:
@@ -28,8 +28,9 @@ def config_name(container: PlannedResource, path: str) -> str:
     return f"{service_name(container)}-{stem}"
 
 
-def is_download(r: PlannedResource) -> bool:
-    """A one-shot `docker run` of a server's download (components/container.py `_download`)."""
+def is_one_shot_run(r: PlannedResource) -> bool:
+    """A one-shot `docker run` through pulumi-command (components/container.py `run_once`): a model download,
+    Grafana's password reset."""
     triggers = r.inputs.get("triggers") or []
     return (
         r.type.startswith("command:")
@@ -39,26 +40,30 @@ def is_download(r: PlannedResource) -> bool:
     )
 
 
-def downloads(plan: Plan) -> list[PlannedResource]:
-    """Each download as the one-shot container it runs, in a container's own input names, under the Docker
-    provider of the server that waits for it: what the text plan and the compose export show of it."""
-    waiting = {dep: c for c in plan.of_type(":Container") for dep in c.options.get("depends_on", [])}
+def one_shot_runs(plan: Plan) -> list[PlannedResource]:
+    """Each one-shot run as the container it runs, in a container's own input names, under the Docker provider
+    of the containers it waits for or that wait for it: what the text plan and the compose export show of it."""
+    containers = {c.name: c for c in plan.of_type(":Container")}
+    waiting = {dep: c for c in containers.values() for dep in c.options.get("depends_on", [])}
     out = []
     for r in plan.resources:
-        if not is_download(r):
+        if not is_one_shot_run(r):
             continue
         run = r.inputs["triggers"][0]
-        server = waiting.get(r.name)
+        near = waiting.get(r.name) or next(
+            (containers[d] for d in r.options.get("depends_on", []) if d in containers), None
+        )
         inputs = {
             "name": run["name"],
             "image": run["image"],
+            **({"entrypoints": run["entrypoints"]} if run.get("entrypoints") else {}),
             "command": run["command"],
-            "envs": [*run["envs"], *(f"{k}=[secret]" for k in run["secretEnvs"])],
+            "envs": [*run["envs"], *(f"{k}={SECRET_MASK}" for k in run["secretEnvs"])],
             "volumes": run["volumes"],
             "mustRun": False,
             "restart": "no",
         }
-        options = {"provider": server.options.get("provider")} if server else {}
+        options = {"provider": near.options.get("provider")} if near else {}
         out.append(PlannedResource(r.type, r.name, r.parent, inputs, {**r.options, **options}, r.urn))
     return out
 
