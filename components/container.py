@@ -13,10 +13,14 @@ What a deployment that is left running needs beyond a compose file, in one place
 - custom timeouts from the stack's own figures (see components/planning/timing.py): the health
   wait runs inside the provider's create step, 20 minutes by default;
 - json-file logs with rotation (unbounded by default);
-- the model cache in a named volume that survives container replacement and is protected; it
-  carries only labels that never change for it (project, stack), and Pulumi ignores label changes
-  on it: labels force a volume replacement, which protection refuses, and the provider reads the
-  host's labels back (resource_docker_volume.go L48-53 and L309 at v4.5.0);
+- the model cache in a named volume that survives container replacement and that Pulumi never
+  deletes (`retain_on_delete`: a destroy, a removed server or a replacement drops it from state and
+  leaves it on the host, where a later volume of that name finds it again). Not `protect`: that
+  refuses the very day-two changes this project supports (removing a server, moving it to another
+  host, `pulumi destroy`) and adds no safety over retain_on_delete. It carries only labels that never
+  change for it (project, stack), and Pulumi ignores label and name changes on it (both force a
+  replacement; the provider reads the host's labels back: resource_docker_volume.go L46-52, L308-309
+  at v4.5.0);
 - `delete_before_replace`: the container has a fixed name, a host port and maybe GPU memory, so
   pulumi-docker's default create-before-delete would fail (pulumi-docker issue #1356);
 - a private IPC namespace with an explicit /dev/shm size instead of `--ipc=host`, no `privileged`;
@@ -223,13 +227,16 @@ def service_resources(
             labels=[
                 docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(spec.labels.items()) if k in VOLUME_LABELS
             ],
-            # A model cache is tens of GB of downloads: never deleted by a replacement, a destroy or a rename.
+            # A model cache is tens of GB of downloads: never deleted by a replacement, a destroy or a removal.
             # Its name is kept once created: the default derives from the container's name, and a rename of
-            # the container would otherwise replace it, which protection refuses (the container then mounts
-            # the volume by the name in state). Set `cache_volume` before the first deploy to choose it.
+            # the container would otherwise start an empty cache (the container mounts the volume by the name
+            # in state). Set `cache_volume` before the first deploy to choose it. A move to another host
+            # creates it there and leaves the old one where it was.
             opts=pulumi.ResourceOptions.merge(
                 child,
-                pulumi.ResourceOptions(protect=True, retain_on_delete=True, ignore_changes=["labels", "name"]),
+                pulumi.ResourceOptions(
+                    retain_on_delete=True, ignore_changes=["labels", "name"], replacement_trigger=_moved(spec)
+                ),
             ),
         )
     if spec.host_namespaces and (spec.external_port is not None or spec.networks):

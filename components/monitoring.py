@@ -5,7 +5,7 @@ junction and memory temperature, power), in the host's network and PID namespace
 read-only at /host, as its README runs it in Docker; it listens on the host's `bind` address (and, on
 the monitoring host, on Docker's address of the host, where Prometheus reaches it) and answers only
 with basic auth (its web config), since scrapes cross hosts. Prometheus keeps its data in a
-protected volume; Grafana has its datasource and dashboards provisioned from files, anonymous
+volume Pulumi never deletes; Grafana has its datasource and dashboards provisioned from files, anonymous
 access off and its admin password a secret. Every file comes from components/planning/monitoring.py.
 """
 

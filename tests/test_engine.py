@@ -77,7 +77,7 @@ def keyed_plan(stack: str, where: Path) -> Plan:
     return plan_stack(read_stack_file(path))
 
 
-MONITORING = ("prometheus", "grafana", "alertmanager", "node-exporter")
+MONITORING = ("prometheus", "grafana", "alertmanager", "node-exporter", "password-reset")
 
 
 def serving_compose(plan: Plan, host: str | None = None) -> dict[str, Any]:
@@ -164,7 +164,8 @@ def test_stack_deploys_from_its_compose_export_and_verifies(engine: Engine, stac
         assert env["HIP_VISIBLE_DEVICES"] == ",".join(str(i) for i in range(len(v.gpus))), (
             "container-relative GPU numbering"
         )
-        assert env["VLLM_API_KEY"] == SECRETS["vllm_api_key"] and env["HF_TOKEN"] == SECRETS["hf_token"]
+        assert env["VLLM_API_KEY"] == SECRETS["vllm_api_key"]
+        assert "HF_TOKEN" not in env, "the server runs offline: only the download carries the token"
         assert not any(SECRETS["vllm_api_key"] in a or SECRETS["hf_token"] in a for a in vllm["argv"]), (
             "a secret on the command line"
         )
@@ -321,21 +322,41 @@ def test_a_hung_server_is_restarted_and_a_slow_one_left_alone(engine: Engine, tm
         engine.docker(*project, "down", "--volumes", "--timeout", "2", env=COMPOSE_ENV, check=False)
 
 
+def run_download(engine: Engine, plan: Plan, token: str) -> subprocess.CompletedProcess[str]:
+    """The download's own command, as pulumi-command runs it: `sh -c CREATE` with DOCKER_HOST and the secret
+    env file on stdin. One override: the RemoteImage's id, which the plan makes up, becomes the image name
+    the stub is tagged with."""
+    fetch = plan.by_name("vllm-prefetch").inputs
+    image = plan.by_name("vllm-image").inputs["name"]
+    create = fetch["create"].replace(fetch["triggers"][0]["image"], image)
+    return subprocess.run(
+        ["sh", "-c", create],
+        input=f"HF_TOKEN={token}\n",
+        env={**os.environ, **fetch["environment"], "DOCKER_HOST": engine.env["DOCKER_HOST"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_the_model_is_downloaded_before_the_server_and_served_offline(engine: Engine, tmp_path: Path) -> None:
-    """The one-shot download fills the server's cache volume (the stub image's huggingface_hub lays out the
-    Hub cache), then the server starts with HF_HUB_OFFLINE=1 from it; a failed download stops the deployment
-    before the server starts."""
+    """The download, run as pulumi-command runs it, fills the server's cache volume (the stub image's
+    huggingface_hub lays out the Hub cache) with the token from stdin and leaves no container; the server
+    then starts with HF_HUB_OFFLINE=1 from it. A failed download exits non-zero (pulumi-command then fails
+    `pulumi up` and keeps nothing in state) and leaves no container either."""
     values = small_vllm(tmp_path, **{"vllm.model_revision": "v1.2"})
     plan, project = deploy_values(engine, tmp_path, values, "prefetch")
-    fetch = plan.by_name("vllm-prefetch").inputs
-    assert "revision='v1.2'" in fetch["command"][2]
+    assert "revision='v1.2'" in plan.by_name("vllm-prefetch").inputs["triggers"][0]["command"][6]
     try:
+        done = run_download(engine, plan, SECRETS["hf_token"])
+        assert done.returncode == 0, done.stderr
+        assert engine.docker("ps", "--all", "--quiet", "--filter", "name=vllm-prefetch").stdout.strip() == ""
+        repo = "/c/hub/models--Qwen--Qwen2.5-14B-Instruct-AWQ"
+        listing = engine.docker("run", "--rm", "-v", "vllm-hf-cache:/c", "--entrypoint", "/bin/sh", values["vllm"]["image"],
+                                "-c", f"ls {repo}/refs; cat {repo}/token").stdout.split()  # fmt: skip
+        assert listing == ["v1.2", "set"], "the download used the pinned revision and got the token from stdin"
         up = engine.docker(*project, "up", "--detach", "--wait", "--wait-timeout", "60", env=COMPOSE_ENV, check=False)
         assert up.returncode == 0, up.stderr
-        assert state(engine, "vllm-prefetch")["ExitCode"] == 0
-        listing = engine.docker("run", "--rm", "-v", "vllm-hf-cache:/c", "--entrypoint", "/bin/sh", values["vllm"]["image"],
-                                "-c", "ls /c/hub/models--Qwen--Qwen2.5-14B-Instruct-AWQ/refs").stdout.split()  # fmt: skip
-        assert listing == ["v1.2"], "the download used the pinned revision"
         rep = report(int(values["vllm"]["port"]))
         assert env_of(rep)["HF_HUB_OFFLINE"] == "1" and rep["argv"][-2:] == ["--revision", "v1.2"]
     finally:
@@ -343,11 +364,14 @@ def test_the_model_is_downloaded_before_the_server_and_served_offline(engine: En
 
     arch = load_catalog().models["Qwen/Qwen2.5-14B-Instruct-AWQ"].model_dump(exclude_none=True)
     broken = small_vllm(tmp_path, **{"vllm.model": "Qwen/missing-model", "vllm.architecture": arch})
-    _, project = deploy_values(engine, tmp_path, broken, "prefetch-fails")
+    plan, project = deploy_values(engine, tmp_path, broken, "prefetch-fails")
     try:
+        done = run_download(engine, plan, SECRETS["hf_token"])
+        assert done.returncode == 1 and "Repository Not Found" in done.stderr, done.stderr
+        assert engine.docker("ps", "--all", "--quiet", "--filter", "name=vllm-prefetch").stdout.strip() == ""
+        # the compose export orders the same way: the server never starts after a failed download
         up = engine.docker(*project, "up", "--detach", "--wait", "--wait-timeout", "60", env=COMPOSE_ENV, check=False)
         assert up.returncode != 0
-        assert state(engine, "vllm-prefetch")["ExitCode"] == 1
         assert engine.docker("inspect", "vllm", check=False).returncode != 0 or not state(engine, "vllm")["Running"], (
             "the server started although its download failed"
         )

@@ -45,7 +45,7 @@ def test_big_chat_gets_node_exporter_prometheus_and_grafana_with_their_settings(
     files = uploads(plan, "prometheus-container")
     assert yaml.safe_load(files[PROMETHEUS_CONFIG]) == plan.prometheus_config
     assert files[RULES_FILE] == rules_text() and files[NODE_EXPORTER_PASSWORD_FILE] == "[secret]"
-    assert plan.by_name("prometheus-cache").options["protect"], "Prometheus's data lives in a protected volume"
+    assert plan.by_name("prometheus-cache").options["retain_on_delete"], "Prometheus's data lives in a kept volume"
 
     grafana = plan.by_name("grafana-container").inputs
     env = dict(e.split("=", 1) for e in grafana["envs"])

@@ -71,7 +71,7 @@ def test_small_chat_maps_only_host_gpu_1_as_device_0() -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_every_gpu_or_named_container_is_replaced_delete_first_and_caches_are_protected(stack: str) -> None:
+def test_every_gpu_or_named_container_is_replaced_delete_first_and_caches_are_kept(stack: str) -> None:
     plan = plan_of(stack)
     containers = plan.services
     assert containers
@@ -84,7 +84,8 @@ def test_every_gpu_or_named_container_is_replaced_delete_first_and_caches_are_pr
         assert r.options["provider"] in providers, r.name
         assert r.inputs["image"].startswith("sha256:"), "the container must run the RemoteImage's id, not a tag"
     for r in plan.of_type(":Volume"):
-        assert r.options["protect"] and r.options["retain_on_delete"], r.name
+        # Never deleted by Pulumi, and never protected: protect would refuse removing a server or moving it.
+        assert r.options["retain_on_delete"] and not r.options["protect"], r.name
     for r in plan.of_type(":RemoteImage"):
         assert r.inputs["keepLocally"] is True
 

@@ -105,7 +105,7 @@ def test_the_plan_shows_the_timeouts(capsys: pytest.CaptureFixture[str]) -> None
     assert "timeouts create 1h0m0s" in out
 
 
-# --------------------------------------------------------------------------- 2. protected volumes
+# --------------------------------------------------------------------------- 2. kept volumes
 
 
 PROTECTED_CHANGES = [
@@ -118,21 +118,21 @@ PROTECTED_CHANGES = [
 
 
 @pytest.mark.parametrize(("key", "value", "key2", "value2"), PROTECTED_CHANGES)
-def test_no_protected_resource_changes_with_gpus_ports_or_model(
+def test_no_cache_volume_changes_with_gpus_ports_or_model(
     tmp_path: Path, key: str, value: Any, key2: str | None, value2: Any
 ) -> None:
-    """Volume labels force a replacement (resource_docker_volume.go L48-53) that protect refuses, and the
-    provider reads the host volume's labels into state (L309). A protected resource's inputs must not
-    move with the GPUs, ports or model, and its labels are ignored."""
+    """Volume labels force a replacement (resource_docker_volume.go L52), which would start an empty cache
+    (the old one is retained, not deleted), and the provider reads the host volume's labels into state
+    (L309). A cache volume's inputs must not move with the GPUs, ports or model, and its labels are ignored."""
     base = values_of("small-chat")
     changed = set_key(base, key, value)
     if key2:
         changed = set_key(changed, key2, value2)
     before, after = plan_values(base, tmp_path, "before"), plan_values(changed, tmp_path, "after")
-    protected = [r for r in before.resources if r.options.get("protect")]
-    assert len(protected) == 2
-    for r in protected:
-        assert after.by_name(r.name).inputs == r.inputs, f"{r.name} would be replaced, and protect refuses that"
+    kept = [r for r in before.resources if r.options.get("retain_on_delete")]
+    assert len(kept) == 2
+    for r in kept:
+        assert after.by_name(r.name).inputs == r.inputs, f"{r.name} would be replaced: an empty cache"
         assert r.options["ignore_changes"] == ["labels", "name"]
     # the guard is not vacuous: the change does reach the containers
     assert any(before.by_name(c.name).inputs != c.inputs for c in after.of_type(":Container"))

@@ -8,6 +8,7 @@ stays unknown (preview=False) and every check on an Output runs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -158,6 +159,21 @@ class OptionsRecorder:
         return out
 
 
+def _digest(value: Any) -> str:
+    """A short digest of a secure value's ciphertext: a rotated secret changes it, and nothing of it shows."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def secret_digests(inputs: dict[str, Any]) -> dict[str, str]:
+    """For each input that carries a secret placeholder: a digest of it, so two plans show a rotated secret."""
+    out = {}
+    for key, value in inputs.items():
+        text = json.dumps(rpc.unwrap_rpc_secret(value) if rpc.is_rpc_secret(value) else value, default=str)
+        if PLACEHOLDER in text:
+            out[key] = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return out
+
+
 def config_map(stack_file: StackFile) -> tuple[dict[str, str], list[str]]:
     """The stack file's config as the engine hands it to a program: strings, structured values as JSON.
 
@@ -169,7 +185,7 @@ def config_map(stack_file: StackFile) -> tuple[dict[str, str], list[str]]:
     for name, value in stack_file.values.items():
         key = f"{NAMESPACE}:{name}"
         if name in stack_file.secure:
-            config[key] = f"{PLACEHOLDER}{name}"
+            config[key] = f"{PLACEHOLDER}{name}-{_digest(value)}"
             secret_keys.append(key)
             continue
         nested = [p for p in stack_file.secure if p.startswith(name + ".")]
@@ -178,7 +194,7 @@ def config_map(stack_file: StackFile) -> tuple[dict[str, str], list[str]]:
             node = value
             for part in parents:
                 node = node[part]
-            node[last] = f"{PLACEHOLDER}{path}"
+            node[last] = f"{PLACEHOLDER}{path}-{_digest(node[last])}"
         if nested:
             secret_keys.append(key)
         config[key] = value if isinstance(value, str) else json.dumps(value)
@@ -219,6 +235,7 @@ def run_program(
             options={
                 **recorder.options(opts),
                 "secret_inputs": secret_inputs(mocks.inputs.get((typ, name), {})),
+                "secret_digests": secret_digests(mocks.inputs.get((typ, name), {})),
                 **monitor.dependencies(typ, name),
             },
             urn=urn(stack, PROJECT, qualified, name),

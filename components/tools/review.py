@@ -11,26 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.planning.steps import Outage, Resource, Step, outages, predict
 from components.settings.stackfile import stack_path
 from components.tools.planned import Plan, PlannedResource
 from components.tools.render import container_settings, image_names
 
-# pulumi-docker's Container is bridged from the Terraform docker provider, where nearly every
-# argument forces a new container; these few are applied in place (or only steer the provider).
-IN_PLACE = {
-    "Container": {
-        "restart",
-        "maxRetryCount",
-        "wait",
-        "waitTimeout",
-        "destroyGraceSeconds",
-        "mustRun",
-        "start",
-        "logs",
-        "rm",
-    },
-    "Command": set(),
-}
 # Restart time of a replaced vLLM container: engine start (RCCL, profiling, graphs) plus reading
 # the weights from the cache volume. From a recorded gfx906 log (nlzy/vllm-gfx906 issue #44:
 # a 70B checkpoint's shards load over about four minutes); an estimate, shown as one.
@@ -61,11 +46,15 @@ class Diff:
     changes: list[Change]
     old_capacity: dict[str, dict[str, Any]] | None  # by server
     old_missing: str = ""  # why there is nothing to compare with at the ref
+    steps: list[str] = field(default_factory=list)  # what `pulumi up` does, in order
+    outages: list[str] = field(default_factory=list)  # each serving container's time down, from the steps
 
     def as_json(self) -> dict[str, Any]:
         return {
             "against": self.ref,
             "changes": [c.as_json() for c in self.changes],
+            "steps": self.steps,
+            "downtime": self.outages,
             "capacity_before": self.old_capacity,
             "note": self.old_missing,
         }
@@ -171,37 +160,101 @@ def capacities(plan_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return dict(c)
 
 
+def _serving(r: Resource) -> bool:
+    return r.type.endswith(":Container") and r.inputs.get("mustRun") is not False
+
+
+def _note(step_kind: str, r: Resource, new: Plan, outage: Outage | None, runs_between: list[str]) -> str:
+    if outage is not None and step_kind == "replace":
+        capacity = (
+            new.capacity_of(new.by_name(r.name).parent or "") if any(x.name == r.name for x in new.resources) else None
+        )
+        down = downtime(bool(r.inputs.get("devices")), capacity.as_json() if capacity else None)
+        if runs_between:
+            return (
+                f"DOWN ALSO WHILE {', '.join(runs_between)} RUNS: the engine deletes it before that, then "
+                + down.split(";")[0]
+            )
+        return down
+    if step_kind == "refused" and r.type.endswith(":Volume"):
+        return (
+            "the volume is protected: Pulumi refuses to replace it (the model cache would be lost), and `pulumi up` "
+            "stops at this step"
+        )
+    if step_kind == "refused":
+        return "protected: `pulumi up` stops at this step"
+    if step_kind == "moved":
+        return (
+            "its provider (host) changes and nothing else: Pulumi replaces nothing and records it under the new "
+            "host, where it does not exist"
+        )
+    if step_kind == "unapplied":
+        return "Pulumi records the change, the provider applies none of it to what runs"
+    if r.type.startswith("command:") and step_kind in ("replace", "update", "create"):
+        if r.inputs.get("triggers") and isinstance(r.inputs["triggers"][0], dict):
+            return "runs once more (a one-shot docker run)"
+        return "the host preflight check runs again"
+    return ""
+
+
 def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
-    new_by = {(r.type, r.name): r for r in new.resources}
+    """The changes between the plan at `ref` and now, as the engine will take them (components/planning/steps.py)."""
     if isinstance(old, str):
-        return Diff(ref, [Change(r.name, r.type, "create") for r in new.resources], None, old)
-    old_by = {(r["type"], r["name"]): r for r in old["resources"]}
+        return Diff(ref, [Change(r.name, r.type, "create") for r in new.resources if r.custom], None, old)
+    before = [Resource.of(r) for r in old["resources"]]
+    after = [Resource.of(r.as_json()) for r in new.resources]
+    steps, verdicts = predict(before, after)
+    serving = [r.name for r in after if _serving(r)] + [r.name for r in before if _serving(r)]
+    by_outage = {o.name: o for o in outages(steps, dict.fromkeys(serving))}
+    old_by = {r["name"]: r for r in old["resources"]}
     changes: list[Change] = []
-    for key in [*old_by, *(k for k in new_by if k not in old_by)]:
-        typ, name = key
-        if key not in new_by:
-            changes.append(Change(name, typ, "delete"))
-            continue
-        if key not in old_by:
-            changes.append(Change(name, typ, "create"))
-            continue
-        before, after = old_by[key], new_by[key]
-        settings = _setting_changes(before["inputs"], after.inputs)
-        options = _setting_changes(before.get("options", {}), after.options)
-        if not settings and not options:
-            continue
-        kind_name = typ.rsplit(":", 1)[-1]
-        replaces = any(k not in IN_PLACE.get(kind_name, set()) for k, _ in settings) and after.custom
-        change = Change(name, typ, "replace" if replaces else "update", [f"{k}: {v}" for k, v in settings + options])
-        if replaces and kind_name == "Container":
-            capacity = new.capacity_of(after.parent or "")
-            change.note = downtime(bool(after.inputs.get("devices")), capacity.as_json() if capacity else None)
-        if replaces and kind_name == "Volume":
-            change.note = "the volume is protected: Pulumi refuses to replace it (the model cache would be lost)"
-        if replaces and kind_name == "Command":
-            change.note = "the host preflight check runs again"
+    resources = {r.name: r for r in before} | {r.name: r for r in after}
+    for v in verdicts:
+        r = resources[v.name]
+        settings: list[str] = []
+        if v.name in old_by and any(x.name == v.name for x in new.resources):
+            a, b = old_by[v.name], new.by_name(v.name)
+            settings = [f"{k}: {t}" for k, t in _setting_changes(a["inputs"], b.inputs)]
+            settings += [
+                f"{k}: a secret in it changed" for k in v.keys if k in b.inputs and a["inputs"].get(k) == b.inputs[k]
+            ]
+            settings += [
+                f"{k}: {t}"
+                for k, t in _setting_changes(_shown_options(a.get("options", {})), _shown_options(b.options))
+            ]
+        outage = by_outage.get(v.name)
+        runs = [n for n in (outage.during if outage else ()) if _is_run(resources.get(n))]
+        change = Change(v.name, v.type, v.change, settings, _note(v.change, r, new, outage, runs))
         changes.append(change)
-    return Diff(ref, changes, capacities(old))
+    result = Diff(ref, changes, capacities(old))
+    result.steps = [s.line() for s in steps]
+    result.outages = [_outage_line(o, steps, resources, new) for o in by_outage.values()]
+    return result
+
+
+def _shown_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options a reviewer compares: what the program set (dependencies by input are the engine's view)."""
+    return {k: v for k, v in options.items() if k not in ("dependencies", "property_dependencies", "secret_digests")}
+
+
+def _is_run(r: Resource | None) -> bool:
+    return r is not None and r.type.startswith("command:") and bool(r.inputs.get("triggers"))
+
+
+def _outage_line(o: Outage, steps: list[Step], resources: dict[str, Resource], new: Plan) -> str:
+    r = resources[o.name]
+    runs = [n for n in o.during if _is_run(resources.get(n))]
+    if o.up_at >= len(steps):
+        if not any(x.name == o.name for x in new.resources):
+            return f"{o.name}: removed from the stack at step {o.down_at + 1}"
+        return f"{o.name}: deleted at step {o.down_at + 1} and not created again: down until someone acts"
+    span = f"{o.name}: down from step {o.down_at + 1} to step {o.up_at + 1}"
+    if runs:
+        return span + f", and {', '.join(runs)} runs in between: down for the whole download, then the load"
+    capacity = None
+    if any(x.name == o.name for x in new.resources):
+        capacity = new.capacity_of(new.by_name(o.name).parent or "")
+    return span + ": " + downtime(bool(r.inputs.get("devices")), capacity.as_json() if capacity else None)
 
 
 # --------------------------------------------------------------------------- the PR comment
@@ -245,7 +298,7 @@ def _settings_cell(r: PlannedResource, images: dict[str, str]) -> str:
     if r.type.endswith(":RemoteImage"):
         return f"`{i.get('name')}`"
     if r.type.endswith(":Volume"):
-        return f"`{i.get('name')}` (protected)" if r.options.get("protect") else f"`{i.get('name')}`"
+        return f"`{i.get('name')}` (kept)" if r.options.get("retain_on_delete") else f"`{i.get('name')}`"
     if r.type.startswith("pulumi:providers:"):
         return f"`{i.get('host')}`"
     return ""
@@ -298,6 +351,12 @@ def render_markdown(plan: Plan, capacity_bars: list[str], change: Diff | None = 
                     cell += ("<br/>" if cell else "") + f"⚠️ {c.note}"
                 out.append(f"| `{c.name}` | {kind} | {cell} |")
             out.append("")
+            if change.steps:
+                out += ["**What `pulumi up` will do, in order** (the engine's rules: components/planning/steps.py)", ""]
+                out += [f"{n}. `{step}`" for n, step in enumerate(change.steps, 1)]
+                out.append("")
+            if change.outages:
+                out += ["**Serving downtime**", "", *(f"- {o}" for o in change.outages), ""]
     if plan.servers:
         out += ["**GPU memory plan**", "", "```", *capacity_bars, "```", ""]
         before = (change.old_capacity or {}) if change else {}

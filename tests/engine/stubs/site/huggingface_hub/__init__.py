@@ -18,4 +18,6 @@ def snapshot_download(repo_id, revision=None, **kwargs):  # noqa: ANN001, ANN201
     (snapshot / "config.json").write_text("{}\n")
     (repo / "refs").mkdir(exist_ok=True)
     (repo / "refs" / (revision or "main")).write_text(commit)
+    # Whether the token reached the download (the engine test reads it; the real library sends it to the Hub).
+    (repo / "token").write_text("set\n" if os.environ.get("HF_TOKEN") else "unset\n")
     return str(snapshot)

@@ -1,0 +1,280 @@
+"""What `pulumi up` will do to a running deployment, step by step, before it does it: pure, free of Pulumi.
+
+This is a model of the engine's replacement rules, applied to two plans (the resources the real program
+registers under the SDK's mocks at two versions), not an engine: it decides nothing that runs. Each rule
+is the engine's at pulumi/pulumi v3.260.0 (pkg/resource/deploy/step_generator.go, "SG" below), with the
+providers' field facts from components/planning/provider_facts.py:
+
+- a resource whose inputs changed is replaced when a changed field forces it (the provider's ForceNew),
+  when `replace_on_changes` covers it ("*" covers every field), or when its `replacement_trigger` changed
+  and was set before (SG L1797-1830, L3683-3698); else updated in place; a field that is neither
+  replace-forcing nor applied by the provider's update is "updated" in state and reaches nothing;
+- `ignore_changes` fields count as unchanged (SG L3076-3096);
+- a provider change alone replaces nothing (SG L2841-2862; pulumi-docker has no provider field that
+  forces it), so a resource that moves host needs a replace-forcing input (here the host trigger);
+- replacing a protected resource is refused, and `pulumi up` stops there (SG L1954-1972);
+- a delete-before-replace replacement (every pulumi-docker Container) first deletes each dependent that
+  would be replaced once the inputs it takes from the replaced resources are unknown, in reverse order,
+  then the resource itself, then creates it (SG L2043-2156, calculateDependentReplacements L3268-3415):
+  only property dependencies count, a plain `depends_on` deletes nothing; a dependent so deleted is
+  created again when it registers (SG L1482-1506);
+- a create-before-delete replacement creates the new one and deletes the old one after the program ends;
+- resources the program no longer registers are deleted after it ends; a protected one is refused, and
+  `retain_on_delete` drops it from state but leaves it where it runs (SG step.go L614-662).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.planning import provider_facts as pf
+
+STAR = "*"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One registered resource, as a plan records it (inputs in the engine's camelCase)."""
+
+    name: str
+    type: str
+    inputs: Mapping[str, Any]
+    options: Mapping[str, Any]
+    custom: bool
+
+    @staticmethod
+    def of(plan_resource: Mapping[str, Any], namespace: str = "rocm-inference") -> Resource:
+        return Resource(
+            name=plan_resource["name"],
+            type=plan_resource["type"],
+            inputs=plan_resource.get("inputs", {}),
+            options=plan_resource.get("options", {}),
+            custom=not plan_resource["type"].startswith(f"{namespace}:"),
+        )
+
+    @property
+    def delete_first(self) -> bool:
+        return pf.delete_before_replace(self.type) or bool(self.options.get("delete_before_replace"))
+
+    def property_dependencies(self) -> Mapping[str, Sequence[str]]:
+        deps: Mapping[str, Sequence[str]] = self.options.get("property_dependencies", {})
+        return deps
+
+    def dependencies(self) -> set[str]:
+        named = set(self.options.get("dependencies", [])) | set(self.options.get("depends_on", []))
+        for names in self.property_dependencies().values():
+            named |= set(names)
+        return named
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of `pulumi up`, in the order the engine takes them.
+
+    op: create, update, unapplied (an update that reaches nothing), delete (of a replaced or removed
+    resource), refused (protect stops `pulumi up` here), forgotten (dropped from state, left running),
+    moved (a provider change that replaces nothing).
+    """
+
+    name: str
+    type: str
+    op: str
+    why: tuple[str, ...] = ()
+    note: str = ""
+
+    def line(self) -> str:
+        why = f" ({', '.join(self.why)})" if self.why else ""
+        return f"{self.op:9} {self.name}{why}" + (f": {self.note}" if self.note else "")
+
+
+@dataclass
+class Verdict:
+    """What happens to one resource that changed."""
+
+    name: str
+    type: str
+    change: str  # create, update, replace, delete, unapplied, refused, moved
+    keys: list[str] = field(default_factory=list)
+    unapplied: list[str] = field(default_factory=list)
+    moved: bool = False
+
+
+def _covers(patterns: Iterable[str], key: str) -> bool:
+    return any(p in (STAR, key) or key.startswith(p + ".") or key.startswith(p + "[") for p in patterns)
+
+
+def _changed_keys(old: Resource, new: Resource) -> list[str]:
+    """Inputs whose value differs; a secret shows only as a digest of what it was made from (the plan never
+    holds a secret), so a rotated secret counts as a change of the inputs that carry it."""
+    ignored = set(new.options.get("ignore_changes", []))
+    keys = sorted(set(old.inputs) | set(new.inputs))
+    a, b = old.options.get("secret_digests", {}), new.options.get("secret_digests", {})
+    return [k for k in keys if k not in ignored and (old.inputs.get(k) != new.inputs.get(k) or a.get(k) != b.get(k))]
+
+
+def _replaces(r: Resource, key: str) -> bool:
+    """Does a change (or an unknown value) of this input replace r?"""
+    fact = pf.fact(r.type, key)
+    if fact is None or fact.replaces:  # a field no fact names: taken to replace, the safe side
+        return True
+    return _covers(r.options.get("replace_on_changes", []), key)
+
+
+def verdict(old: Resource, new: Resource) -> Verdict:
+    v = Verdict(new.name, new.type, "same")
+    if not new.custom:
+        return v
+    v.moved = old.options.get("provider") != new.options.get("provider")
+    before, after = old.options.get("replacement_trigger"), new.options.get("replacement_trigger")
+    triggered = before is not None and after is not None and before != after
+    changed = _changed_keys(old, new)
+    v.keys = changed + (["replacement_trigger"] if triggered else [])
+    replace = triggered or any(_replaces(new, k) for k in changed)
+    if replace:
+        v.change = "refused" if old.options.get("protect") and new.options.get("protect") else "replace"
+    elif changed:
+        applied = [k for k in changed if (f := pf.fact(new.type, k)) is not None and f.applied]
+        v.unapplied = [k for k in changed if k not in applied]
+        v.change = "update" if applied else "unapplied"
+    elif v.moved:
+        v.change = "moved"
+    return v
+
+
+def _dependents_deleted_first(
+    root: str, olds: Mapping[str, Resource], registered: set[str]
+) -> list[tuple[str, list[str]]]:
+    """calculateDependentReplacements: the old resources that depend on root (transitively) and that the
+    provider would replace once their inputs from the replaced set are unknown, with those inputs."""
+    replaced = {root}
+    out: list[tuple[str, list[str]]] = []
+    changed = True
+    while changed:
+        changed = False
+        for name, r in olds.items():
+            if name in replaced or name in registered or not r.custom:
+                continue
+            keys = [k for k, deps in r.property_dependencies().items() if replaced & set(deps)]
+            if keys and any(_replaces(r, k) for k in keys):
+                replaced.add(name)
+                out.append((name, keys))
+                changed = True
+    return list(reversed(out))  # dependents of dependents first
+
+
+def predict(old: Sequence[Resource], new: Sequence[Resource]) -> tuple[list[Step], list[Verdict]]:
+    """The steps of `pulumi up` from the state `old` left to the program `new`, in order, and a verdict
+    for every resource that changes."""
+    olds = {r.name: r for r in old}
+    news = {r.name: r for r in new}
+    steps: list[Step] = []
+    verdicts: list[Verdict] = []
+    deferred: list[Step] = []  # deletes of create-before-delete replacements: after the program ends
+    recreate: dict[str, str] = {}  # deleted as a dependent -> of which resource
+    registered: set[str] = set()
+    for r in new:
+        registered.add(r.name)
+        if r.name not in olds:
+            if r.custom:
+                steps.append(Step(r.name, r.type, "create"))
+                verdicts.append(Verdict(r.name, r.type, "create"))
+            continue
+        if r.name in recreate:
+            steps.append(Step(r.name, r.type, "create", (), f"again, deleted before {recreate[r.name]} was replaced"))
+            verdicts.append(Verdict(r.name, r.type, "replace", ["(a dependency was replaced)"]))
+            continue
+        v = verdict(olds[r.name], r)
+        if v.change == "same":
+            continue
+        verdicts.append(v)
+        if v.change == "refused":
+            steps.append(
+                Step(
+                    r.name,
+                    r.type,
+                    "refused",
+                    tuple(v.keys),
+                    "it is protected: `pulumi up` stops here, and nothing after this step happens",
+                )
+            )
+        elif v.change == "replace" and r.delete_first:
+            for name, keys in _dependents_deleted_first(r.name, olds, registered):
+                dep = olds[name]
+                if dep.options.get("protect"):
+                    steps.append(
+                        Step(name, dep.type, "refused", tuple(keys), f"protected, as part of replacing {r.name}")
+                    )
+                    continue
+                steps.append(Step(name, dep.type, "delete", tuple(keys), f"deleted first: {r.name} is replaced"))
+                recreate[name] = r.name
+            steps.append(Step(r.name, r.type, "delete", tuple(v.keys), "replaced, the old one deleted first"))
+            steps.append(Step(r.name, r.type, "create", tuple(v.keys), "the replacement"))
+        elif v.change == "replace":
+            steps.append(Step(r.name, r.type, "create", tuple(v.keys), "the replacement, beside the old one"))
+            if olds[r.name].options.get("retain_on_delete"):
+                deferred.append(
+                    Step(
+                        r.name,
+                        r.type,
+                        "forgotten",
+                        tuple(v.keys),
+                        "the replaced one: dropped from state, left where it was",
+                    )
+                )
+            else:
+                deferred.append(
+                    Step(r.name, r.type, "delete", tuple(v.keys), "the replaced one, after the program ends")
+                )
+        elif v.change == "moved":
+            steps.append(
+                Step(r.name, r.type, "moved", ("provider",), "to another host's provider: nothing is recreated there")
+            )
+        else:
+            note = ""
+            if v.unapplied:
+                note = f"{', '.join(v.unapplied)} changes only in Pulumi's state: the provider applies no such change"
+            steps.append(Step(r.name, r.type, "update" if v.change == "update" else "unapplied", tuple(v.keys), note))
+    steps += deferred
+    for name in reversed([r.name for r in old]):
+        if name in news or name in recreate:
+            continue
+        r = olds[name]
+        if not r.custom:
+            continue
+        if r.options.get("protect"):
+            steps.append(Step(name, r.type, "refused", (), "protected: it cannot be deleted, and `pulumi up` fails"))
+            verdicts.append(Verdict(name, r.type, "refused"))
+        elif r.options.get("retain_on_delete"):
+            steps.append(Step(name, r.type, "forgotten", (), "dropped from state; it stays where it runs"))
+            verdicts.append(Verdict(name, r.type, "delete"))
+        else:
+            steps.append(Step(name, r.type, "delete", (), "no longer in the program"))
+            verdicts.append(Verdict(name, r.type, "delete"))
+    return steps, verdicts
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A serving container's time without a server, from the steps' order."""
+
+    name: str
+    down_at: int  # index of its delete step
+    up_at: int  # index of the create that brings it back (len(steps) if none)
+    during: tuple[str, ...]  # the steps in between, by name
+
+
+def outages(steps: Sequence[Step], serving: Iterable[str]) -> list[Outage]:
+    """For each serving container deleted by these steps: what runs between its delete and its new create."""
+    out = []
+    for name in serving:
+        downs = [i for i, s in enumerate(steps) if s.name == name and s.op == "delete"]
+        if not downs:
+            continue
+        down = downs[0]
+        up = next(
+            (i for i in range(down + 1, len(steps)) if steps[i].name == name and steps[i].op == "create"), len(steps)
+        )
+        out.append(Outage(name, down, up, tuple(s.name for s in steps[down + 1 : up])))
+    return out

@@ -1,0 +1,234 @@
+"""Each day-two operation, as the engine will take it: the predicted steps, their order and the serving gap.
+
+Plans of the real stack files before and after the change (the program under the SDK's mocks), then the
+engine's replacement rules (components/planning/steps.py) over the two. Each test states what `pulumi up`
+does and fails if one of the defects of the day-two issue comes back.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.planning.steps import Resource, predict
+from components.settings import NAMESPACE, read_stack_file
+from components.tools.plan import plan_stack
+from components.tools.planned import Plan
+from components.tools.review import Diff, diff
+from tests.conftest import stack_file
+
+Edit = Callable[[dict[str, Any], dict[str, Any]], None]  # (values, secure) -> None, in place
+
+
+def _write(tmp_path: Path, name: str, values: dict[str, Any], secure: dict[str, Any], stack: str = "day2") -> Plan:
+    """Plan these values as stack `stack` (one name before and after: the stack's name is in labels)."""
+    config: dict[str, Any] = {f"{NAMESPACE}:{k}": v for k, v in values.items()}
+    config |= {f"{NAMESPACE}:{k}": v for k, v in secure.items()}
+    path = tmp_path / name / f"Pulumi.{stack}.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+    return plan_stack(read_stack_file(path))
+
+
+def day_two(tmp_path: Path, stack: str, edit: Edit, secure: dict[str, Any] | None = None) -> Diff:
+    """What `pulumi up` does to a deployment of `stack` (with these secure values) after `edit`."""
+    sf = stack_file(stack)
+    values = {k: v for k, v in copy.deepcopy(sf.values).items() if k not in sf.secure}
+    secrets = {k: v for k, v in copy.deepcopy(sf.values).items() if k in sf.secure} | (secure or {})
+    before = _write(tmp_path, "before", values, secrets)
+    edit(values, secrets)
+    after = _write(tmp_path, "after", values, secrets)
+    return diff(before.as_json(), after, "before")
+
+
+def ops(d: Diff) -> list[tuple[str, str]]:
+    """The steps as (op, resource)."""
+    return [(line.split()[0], line.split()[1].rstrip(":")) for line in d.steps]
+
+
+def index(d: Diff, op: str, name: str) -> int:
+    return ops(d).index((op, name))
+
+
+def change_of(d: Diff, name: str) -> str:
+    return next(c.kind for c in d.changes if c.name == name)
+
+
+def _set(path: str, value: Any) -> Edit:
+    def edit(values: dict[str, Any], secure: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = values
+        for p in parents:
+            node = node[p]
+        node[last] = value
+
+    return edit
+
+
+# --------------------------------------------------------------------------- single host
+
+
+def test_a_model_change_downloads_while_the_old_server_serves(tmp_path: Path) -> None:
+    d = day_two(tmp_path, "small-chat", _set("vllm.model", "Qwen/Qwen2.5-7B-Instruct-AWQ"))
+    # the new download runs first; only then is the old server deleted, and the new one created
+    assert (
+        index(d, "create", "vllm-prefetch")
+        < index(d, "delete", "vllm-container")
+        < index(d, "create", "vllm-container")
+    )
+    (outage,) = [o for o in d.outages if o.startswith("vllm-container")]
+    assert outage.startswith("vllm-container: down from step") and "runs in between" not in outage
+    assert "while" in outage and "weights load" in outage
+    assert change_of(d, "vllm-container") == "replace" and change_of(d, "vllm-prefetch") == "replace"
+    assert "embeddings-container" not in {c.name for c in d.changes}, "the embeddings server is untouched"
+    assert "vllm-cache" not in {c.name for c in d.changes}, "the cache stays"
+
+
+def test_the_old_gate_through_a_label_would_delete_the_server_before_the_download() -> None:
+    """The defect this project had: the server's labels took the download's exit code. A replaced download
+    (delete-before-replace) makes that input unknown; labels force a replacement; so the engine deletes the
+    server first, and it is down for the whole download."""
+    container = "docker:index/container:Container"
+    fetch_old = Resource("fetch", container, {"command": ["dl", "a"]}, {"provider": "p"}, True)
+    fetch_new = Resource("fetch", container, {"command": ["dl", "b"]}, {"provider": "p"}, True)
+    server_old = Resource(
+        "server",
+        container,
+        {"command": ["serve", "a"], "labels": [{"label": "fetched", "value": "a"}]},
+        {"provider": "p", "dependencies": ["fetch"], "property_dependencies": {"labels": ["fetch"]}},
+        True,
+    )
+    server_new = Resource(
+        "server", container, {**server_old.inputs, "command": ["serve", "b"]}, server_old.options, True
+    )
+    steps, _ = predict([fetch_old, server_old], [fetch_new, server_new])
+    assert [(s.op, s.name) for s in steps] == [
+        ("delete", "server"),  # deleted first: its labels would be unknown
+        ("delete", "fetch"),
+        ("create", "fetch"),  # the download, with no server
+        ("create", "server"),
+    ]
+    # ordered by depends_on alone, the server serves through the download
+    plain = Resource("server", container, server_old.inputs, {"provider": "p", "dependencies": ["fetch"]}, True)
+    steps, _ = predict(
+        [fetch_old, plain], [fetch_new, Resource("server", container, server_new.inputs, plain.options, True)]
+    )
+    assert [(s.op, s.name) for s in steps][:3] == [("delete", "fetch"), ("create", "fetch"), ("delete", "server")]
+
+
+def test_an_image_bump_pulls_first_then_replaces_the_container(tmp_path: Path) -> None:
+    d = day_two(tmp_path, "small-chat", _set("embeddings.image", "michaelf34/infinity:0.0.76-cpu"))
+    assert index(d, "create", "embeddings-image") < index(d, "delete", "embeddings-container")
+    assert change_of(d, "embeddings-container") == "replace"
+    assert {c.name for c in d.changes} == {"embeddings-image", "embeddings-container"}
+    # the old image resource goes after the program ends; keep_locally leaves it on the host
+    assert ops(d)[-1] == ("delete", "embeddings-image")
+
+
+def test_a_health_setting_replaces_the_container_instead_of_changing_nothing(tmp_path: Path) -> None:
+    d = day_two(tmp_path, "small-chat", _set("vllm.health_interval", 30))
+    assert change_of(d, "vllm-container") == "replace", "a healthcheck change reaches Docker only with a new container"
+    assert ops(d) == [("delete", "vllm-container"), ("create", "vllm-container")]
+    step = d.steps[0]
+    assert "healthcheck" in step
+    # without replace_on_changes "*", the provider would report an update that reaches nothing
+    container = "docker:index/container:Container"
+    hc = Resource("c", container, {"healthcheck": {"interval": "15s"}}, {"provider": "p"}, True)
+    hc2 = Resource("c", container, {"healthcheck": {"interval": "30s"}}, {"provider": "p"}, True)
+    steps, (verdict,) = predict([hc], [hc2])
+    assert verdict.change == "unapplied" and verdict.unapplied == ["healthcheck"]
+    assert steps[0].op == "unapplied"
+
+
+def test_a_gpu_change_replaces_the_server_and_runs_the_preflight_again(tmp_path: Path) -> None:
+    d = day_two(tmp_path, "small-chat", _set("vllm.gpus", [0]))
+    assert change_of(d, "vllm-container") == "replace"
+    assert change_of(d, "host-preflight") == "replace"
+    assert index(d, "create", "host-preflight") < index(d, "delete", "vllm-container")
+
+
+def test_a_container_rename_keeps_its_cache(tmp_path: Path) -> None:
+    d = day_two(tmp_path, "small-chat", _set("vllm.container_name", "qwen"))
+    names = {c.name for c in d.changes}
+    assert "vllm-cache" not in names, "the volume keeps its name (ignore_changes): no new, empty cache"
+    assert change_of(d, "vllm-container") == "replace"
+    assert not [s for s in d.steps if s.startswith(("refused", "forgotten"))]
+
+
+def test_rotating_the_hf_token_restarts_no_server(tmp_path: Path) -> None:
+    old = {"hf_token": {"secure": "v1:AAAA:token-one"}}
+    d = day_two(tmp_path, "big-chat", lambda v, s: s.update(hf_token={"secure": "v1:AAAA:token-two"}), old)
+    # Only the download carries it for vLLM; Infinity downloads its model at its own start, so it needs it
+    assert [c.name for c in d.changes] == ["vllm-prefetch", "embeddings-container"]
+    assert ops(d)[0] == ("update", "vllm-prefetch"), "a new token alone runs no download again (update: true)"
+    assert not [o for o in d.outages if o.startswith("vllm")], "no vLLM server restarts"
+
+
+def test_rotating_grafanas_password_runs_the_reset_again(tmp_path: Path) -> None:
+    old = {"grafana_admin_password": {"secure": "v1:AAAA:pw-one"}}
+    d = day_two(tmp_path, "big-chat", lambda v, s: s.update(grafana_admin_password={"secure": "v1:AAAA:pw-two"}), old)
+    assert change_of(d, "grafana-password-reset") == "update", "its stdin changes: pulumi-command runs it again"
+    assert change_of(d, "grafana-container") == "replace"
+    assert index(d, "create", "grafana-container") < index(d, "update", "grafana-password-reset")
+    assert not any("vllm" in c.name for c in d.changes)
+
+
+# --------------------------------------------------------------------------- the fleet
+
+
+def test_moving_the_embeddings_to_another_host_recreates_all_it_needs_there(tmp_path: Path) -> None:
+    d = day_two(tmp_path, "fleet", _set("embeddings.host", "gpu-a"))
+    for name in ("embeddings-image", "embeddings-cache", "embeddings-container"):
+        assert change_of(d, name) == "replace", f"{name} must be made on gpu-a, not only recorded there"
+    assert not [s for s in d.steps if s.startswith("moved")], "a provider change alone recreates nothing"
+    # the image is pulled and the volume made on the new host before the container is created there
+    assert index(d, "create", "embeddings-image") < index(d, "create", "embeddings-container")
+    assert index(d, "create", "embeddings-cache") < index(d, "create", "embeddings-container")
+    # the old cache stays on gpu-b: dropped from state, never deleted
+    assert ("forgotten", "embeddings-cache") in ops(d)
+    # the gateway routes to its new address
+    assert change_of(d, "gateway-container") == "replace"
+
+
+def test_a_server_removed_from_the_fleet_goes_and_its_cache_stays(tmp_path: Path) -> None:
+    def remove(values: dict[str, Any], secure: dict[str, Any]) -> None:
+        del values["servers"]["coder"]
+
+    d = day_two(tmp_path, "fleet", remove)
+    assert ("delete", "coder-container") in ops(d) and ("delete", "coder-image") in ops(d)
+    assert ("forgotten", "coder-cache") in ops(d), "never deleted, never refused"
+    assert not [s for s in d.steps if s.startswith("refused")]
+    assert change_of(d, "gateway-container") == "replace", "the gateway stops routing to it"
+    assert not any(c.name.startswith(("chat-a", "chat-b")) for c in d.changes), "the replicas are untouched"
+
+
+def test_a_server_added_to_the_fleet_is_created_and_nothing_else_restarts_but_the_router(tmp_path: Path) -> None:
+    coder: dict[str, Any] = {}
+
+    def remove(values: dict[str, Any], secure: dict[str, Any]) -> None:
+        coder.update(values["servers"].pop("coder"))
+
+    sf = stack_file("fleet")
+    values = {k: v for k, v in copy.deepcopy(sf.values).items() if k not in sf.secure}
+    secrets = {k: v for k, v in copy.deepcopy(sf.values).items() if k in sf.secure}
+    remove(values, secrets)
+    before = _write(tmp_path, "before", values, secrets)
+    values["servers"]["coder"] = coder
+    after = _write(tmp_path, "after", values, secrets)
+    d = diff(before.as_json(), after, "before")
+    for name in ("coder-image", "coder-cache", "coder-prefetch", "coder-container"):
+        assert change_of(d, name) == "create"
+    assert index(d, "create", "coder-prefetch") < index(d, "create", "coder-container")
+    restarted = {c.name for c in d.changes if c.kind == "replace" and c.type.endswith(":Container")}
+    assert restarted <= {"gateway-container", "prometheus-container"}, restarted
+
+
+@pytest.mark.parametrize("stack", ["small-chat", "big-chat", "fleet"])
+def test_no_change_is_no_step(tmp_path: Path, stack: str) -> None:
+    d = day_two(tmp_path, stack, lambda v, s: None)
+    assert d.changes == [] and d.steps == [] and d.outages == []
