@@ -232,3 +232,27 @@ def test_a_server_added_to_the_fleet_is_created_and_nothing_else_restarts_but_th
 def test_no_change_is_no_step(tmp_path: Path, stack: str) -> None:
     d = day_two(tmp_path, stack, lambda v, s: None)
     assert d.changes == [] and d.steps == [] and d.outages == []
+
+
+# --------------------------------------------------------------------------- what the state holds
+
+
+@pytest.mark.parametrize("stack", ["big-chat", "fleet"])
+def test_a_file_uploaded_with_a_secret_in_it_stays_a_secret_in_state(stack: str) -> None:
+    """Upload content is not sensitive in the provider's schema (resource_docker_container.go L994-1000), and
+    the engine marks an output secret only when the whole top-level input was (pulumi/pulumi v3.260.0
+    step_executor.go L556-567): so a container with a secret file sends its whole `uploads` as a secret and
+    lists it in additional_secret_outputs. The node-exporter password file, the gateway key Prometheus reads,
+    the bcrypt hash in node-exporter's web config and the Alertmanager webhook are such files."""
+    from tests.conftest import shipped_plan
+
+    plan = shipped_plan(stack)
+    with_secret = [r for r in plan.of_type(":Container") if "[secret]" in str(r.inputs.get("uploads"))]
+    assert {r.name for r in with_secret} >= {"prometheus-container"}
+    assert any("node-exporter" in r.name for r in with_secret)
+    for r in with_secret:
+        assert "uploads" in r.options["secret_inputs"], r.name
+        assert "uploads" in r.options["additional_secret_outputs"], r.name
+    for r in plan.of_type(":Container"):
+        if r not in with_secret and r.inputs.get("uploads"):
+            assert "uploads" not in r.options["secret_inputs"], f"{r.name}: no secret, shown as it is"

@@ -25,6 +25,8 @@ PURE = [
     "components.planning.timing",
     "components.planning.provider_facts",
     "components.planning.extract_provider_facts",
+    "components.planning.steps",
+    "components.planning.urns",
     "components.tools.discover",
     "components.tools.compose",
     "components.tools.verify",
