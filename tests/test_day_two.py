@@ -256,3 +256,23 @@ def test_a_file_uploaded_with_a_secret_in_it_stays_a_secret_in_state(stack: str)
     for r in plan.of_type(":Container"):
         if r not in with_secret and r.inputs.get("uploads"):
             assert "uploads" not in r.options["secret_inputs"], f"{r.name}: no secret, shown as it is"
+
+
+@pytest.mark.parametrize("stack", ["small-chat", "big-chat", "fleet"])
+def test_every_one_shot_run_is_tried_again_by_the_next_up_after_a_failure(stack: str) -> None:
+    """A download (or Grafana's reset) that fails must leave nothing in state: a Container that ran once keeps
+    its exit code, and every later `pulumi up` would fail on it for ever (a transient Hub error included), or,
+    with its wait broken, keep no exit code at all and let the server start on a partial cache."""
+    from components.planning.provider_facts import failed_run_keeps_state
+    from tests.conftest import shipped_plan
+
+    plan = shipped_plan(stack)
+    runs = [r for r in plan.resources if r.name.endswith(("-prefetch", "-password-reset"))]
+    assert runs
+    for r in runs:
+        assert not failed_run_keeps_state(r.type), f"{r.name} ({r.type}) keeps a failed run in state"
+    # and each server waits for its download, so none starts before it has succeeded
+    for r in plan.services:
+        fetch = f"{r.parent}-prefetch"
+        if any(x.name == fetch for x in runs):
+            assert fetch in r.options["dependencies"]

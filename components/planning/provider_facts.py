@@ -290,6 +290,45 @@ DELETE_BEFORE_REPLACE: dict[str, Fact] = {
 }
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a one-shot run that fails leaves in Pulumi's state, so what the next `pulumi up` does with it."""
+
+    keeps_state: bool
+    source: str
+    note: str
+
+
+# A container that runs to completion (attach, must_run false) succeeds whatever its exit code: create waits
+# for the exit and discards the code (funcs L657-663); Read records it (L815-816). It stays in state, and
+# the next `pulumi up` sees no change. A wait or log stream that breaks after the id was set (L460, L661-666)
+# is an initialization error: kept too. pulumi-command returns a failed run's error without
+# ResourceInitFailedError, so pulumi-go-provider drops the state: the next `pulumi up` runs it again.
+FAILED_RUN: dict[str, RunOutcome] = {
+    CONTAINER: RunOutcome(
+        True,
+        _d(f"{CF}#L657-673"),
+        "exit code kept in state, the create reported as a success; the next up re-reads it and changes nothing",
+    ),
+    LOCAL_COMMAND: RunOutcome(
+        False,
+        "pulumi/pulumi-go-provider@v1.3.0 infer/resource.go#L1291-1292",
+        "a plain error from pulumi-command (provider/pkg/provider/local/commandController.go#L55-56): no state",
+    ),
+    REMOTE_COMMAND: RunOutcome(
+        False,
+        "pulumi/pulumi-go-provider@v1.3.0 infer/resource.go#L1291-1292",
+        "a plain error from pulumi-command (provider/pkg/provider/remote/commandController.go#L57-59): no state",
+    ),
+}
+
+
+def failed_run_keeps_state(type_token: str) -> bool:
+    """Whether a one-shot run of this type that fails stays in state (so a plain `pulumi up` cannot retry it)."""
+    outcome = FAILED_RUN.get(type_token)
+    return True if outcome is None else outcome.keeps_state
+
+
 def fact(type_token: str, field: str) -> Fact | None:
     return FACTS.get(type_token, {}).get(field)
 
