@@ -14,7 +14,7 @@ from typing import Any
 from components.planning.steps import Outage, Resource, Step, outages, predict
 from components.settings.stackfile import stack_path
 from components.tools.planned import Plan, PlannedResource
-from components.tools.render import container_settings, image_names
+from components.tools.render import container_settings, image_names, one_shot_runs
 
 # Restart time of a replaced vLLM container: engine start (RCCL, profiling, graphs) plus reading
 # the weights from the cache volume. From a recorded gfx906 log (nlzy/vllm-gfx906 issue #44:
@@ -286,7 +286,7 @@ CELL_KEYS = ("container_name", "devices", "ports", "networks", "shm_size", "comm
 
 def _settings_cell(r: PlannedResource, images: dict[str, str]) -> str:
     i = r.inputs
-    if r.type.endswith(":Container"):
+    if r.type.endswith(":Container") or r.inputs.get("mustRun") is False:
         svc = container_settings(r, images)
         parts = []
         for key in CELL_KEYS:
@@ -375,7 +375,8 @@ def render_markdown(plan: Plan, capacity_bars: list[str], change: Diff | None = 
     ]
     out.append("|---|---|---|---|")
     images = image_names(plan)
+    runs = {r.name: r for r in one_shot_runs(plan)}  # a one-shot run shows as the container it runs
     for r in plan.resources:
-        out.append(f"| `{r.name}` | `{r.type}` | {r.parent or ''} | {_settings_cell(r, images)} |")
+        out.append(f"| `{r.name}` | `{r.type}` | {r.parent or ''} | {_settings_cell(runs.get(r.name, r), images)} |")
     out += ["", *_mermaid(plan), "", "</details>", ""]
     return "\n".join(out)
