@@ -63,6 +63,32 @@ def _check_image(value: str) -> str:
 Image = Annotated[StrictStr, Field(min_length=1), AfterValidator(_check_image)]
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)?$")
+
+
+def _hub_id(value: str) -> str:
+    # The server downloads the model inside its container, where no host path is mounted.
+    if "://" in value:
+        raise _invalid(
+            f"is {value!r}, a URL: give the model's Hugging Face Hub id, the org/name part of its huggingface.co "
+            "address (e.g. Qwen/Qwen2.5-7B-Instruct-AWQ)"
+        )
+    if value.startswith(("/", ".", "~")) or "\\" in value or value.count("/") > 1:
+        raise _invalid(
+            f"is {value!r}, a local path: the server looks for it inside its container, where nothing mounts it; "
+            "give the model's Hugging Face Hub id (org/name, e.g. Qwen/Qwen2.5-7B-Instruct-AWQ): the model is "
+            "downloaded into the cache volume"
+        )
+    if not _HUB_ID.match(value) or ".." in value or value.endswith((".", "-")):
+        raise _invalid(
+            f"must be a Hugging Face Hub id like org/name (e.g. Qwen/Qwen2.5-7B-Instruct-AWQ), got {value!r}"
+        )
+    return value
+
+
+HubId = Annotated[StrictStr, Field(min_length=1), AfterValidator(_hub_id)]
+
+
 class GpuNode(_Model):
     """One GPU of the host: its ROCm index, its DRM nodes (`/dev/dri/cardN`, `/dev/dri/renderDN`) and
     its PCI address (how the host's hwmon sensors name it; `discover` writes it)."""
@@ -234,7 +260,7 @@ class ServerSettings(_Model):
 
     host: HostRef | None = None  # the only host when the stack has one
     image: Image
-    model: Annotated[StrictStr, Field(min_length=1)]
+    model: HubId
     # A Hub revision (commit or tag) of the model: the download and the server both use it.
     model_revision: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9._/-]+$")] | None = None
     served_model_name: StrictStr | None = None
@@ -312,7 +338,7 @@ class ServerSettings(_Model):
 class EmbeddingsSettings(_Model):
     host: HostRef | None = None
     image: Image
-    model: Annotated[StrictStr, Field(min_length=1)]
+    model: HubId
     device: Literal["cpu"] = "cpu"
     engine: Literal["torch", "optimum"] = "torch"
     batch_size: Annotated[StrictInt, Field(ge=1, le=4096)] | None = None
