@@ -153,6 +153,17 @@ def assess(s: ServerContext, catalog: Catalog) -> Assessment:
         hint = suggestion(s.host.gpu, catalog.gpus)
         return Assessment([Problem("host.gpu", f"is {s.host.gpu!r}: not a GPU of the catalog{hint}")])
     arch, where = architecture_of(s, catalog)
+    cased = [m for m in catalog.models if m.lower() == s.vllm.model.lower()]
+    if arch is None and cased:
+        return Assessment(
+            [
+                Problem(
+                    "vllm.model",
+                    f"is {s.vllm.model!r}, which differs from the catalog's {cased[0]!r} only in case: model ids "
+                    f"are case-sensitive here; write {cased[0]!r}",
+                )
+            ]
+        )
     if arch is None:
         return Assessment(
             [
