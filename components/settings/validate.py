@@ -10,6 +10,7 @@ second code path: it is turned into the fleet form here, and problems are named 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -89,7 +90,12 @@ def _missing_form_keys(data: Mapping[str, Any], single: bool) -> list[Problem]:
     out = []
     for fleet_key, short in (("hosts", SINGLE_HOST), ("servers", SINGLE_SERVER)):
         if fleet_key not in data:
-            out.append(Problem(short if single else fleet_key, "is required"))
+            why = (
+                ": the gateway (rocm-inference:gateway) has nothing to route without a vLLM server"
+                if fleet_key == "servers" and data.get("gateway") not in (None, {})
+                else ""
+            )
+            out.append(Problem(short if single else fleet_key, "is required" + why))
     return out
 
 
@@ -564,7 +570,17 @@ def validate(
     """
     problems: list[Problem] = []
     for name in values:
-        if name not in CONFIG_KEYS:
+        head = re.split(r"[.\[]", name, maxsplit=1)[0]
+        if name not in CONFIG_KEYS and head in CONFIG_KEYS:
+            problems.append(
+                Problem(
+                    name,
+                    f"is one key with a dot in its name, as `pulumi config set` writes it without --path: Pulumi "
+                    f"does not put it into {NAMESPACE}:{head}; run `pulumi config rm '{NAMESPACE}:{name}'` and "
+                    f"`pulumi config set --path '{NAMESPACE}:{name}' VALUE`",
+                )
+            )
+        elif name not in CONFIG_KEYS:
             problems.append(Problem(name, unknown_key_message(name, CONFIG_KEYS)))
     problems += _empty_sections(values)
     present = {
