@@ -539,3 +539,151 @@ def test_stack_files_written_by_yaml_round_trip_still_plan(tmp_path: Path, capsy
     doc = yaml.safe_load(BIG)
     code, _, err = plan(tmp_path, yaml.safe_dump(doc, sort_keys=False), capsys)
     assert code == 0, err
+
+
+# --------------------------------------------------------------------------- 7, 16, 17, 18, 21: more refusals
+
+ZERO = (
+    "is {shown}: Prometheus takes a zero retention as unset and keeps its default of 15d, not nothing and not "
+    "forever: give the time to keep, e.g. 15d or 30d"
+)
+MORE_REFUSED: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
+    # 7. cmd/prometheus/main.go L621-627 at v2.55.1: zero is "unset", which is the default 15d
+    *(
+        (
+            f"7 retention {v!r}",
+            big({"monitoring.retention": v}),
+            (),
+            "monitoring.retention " + ZERO.format(shown=repr(v)),
+        )
+        for v in ("0d", "0", 0, "00h", "0y")
+    ),
+    # 16. did-you-means that point the right way
+    (
+        "16 a GPU family",
+        big({"host.gpu": "mi50"}),
+        (),
+        "host.gpu is 'mi50': not a GPU of the catalog (did you mean 'mi50-16gb' or 'mi50-32gb'?)",
+    ),
+    (
+        "16 a GPU in capitals",
+        big({"host.gpu": "MI60"}),
+        (),
+        "host.gpu is 'MI60': not a GPU of the catalog (did you mean 'mi60'?)",
+    ),
+    (
+        "16 a GPU typo still",
+        big({"host.gpu": "mi61"}),
+        (),
+        "host.gpu is 'mi61': not a GPU of the catalog (did you mean 'mi60'?)",
+    ),
+    (
+        "16 a model id in another case",
+        big({"vllm.model": "Casperhansen/Llama-3.3-70B-Instruct-AWQ"}),
+        (),
+        "vllm.model is 'Casperhansen/Llama-3.3-70B-Instruct-AWQ', which differs from the catalog's "
+        "'casperhansen/llama-3.3-70b-instruct-awq' only in case: model ids are case-sensitive here",
+    ),
+    # 17. an unquoted PCI address, read by YAML 1.1 as a base-60 number
+    (
+        "17 an unquoted PCI address",
+        big({"host.gpus[0].pci": 180.0}),
+        (),
+        'host.gpus[0].pci must be quoted, as in pci: "0000:03:00.0": unquoted, YAML 1.1 (the plan\'s reader) takes '
+        "digits separated by colons for a base-60 number, and read 180.0",
+    ),
+    # 18. shapes from elsewhere
+    (
+        "18 the host's gpus as a server's list of indexes",
+        big({"host.gpus": [0, 1]}),
+        (),
+        "host.gpus is [0, 1], a list of GPU indexes, the form of a server's gpus: a host lists its GPUs as "
+        "{index, card, render, pci} each, the form `python -m components.discover --write STACK` writes",
+    ),
+    (
+        "18 a fleet host's gpus as indexes",
+        fleet({"hosts.gpu-b.gpus": [0, 1, 2]}),
+        FLEET_SECRETS,
+        "hosts.gpu-b.gpus is [0, 1, 2], a list of GPU indexes",
+    ),
+    (
+        "18 a dotted key set without --path",
+        big() | {"vllm.max_model_len": "8192"},
+        (),
+        "vllm.max_model_len is one key with a dot in its name, as `pulumi config set` writes it without --path: "
+        "Pulumi does not put it into rocm-inference:vllm; run `pulumi config rm 'rocm-inference:vllm.max_model_len'` "
+        "and `pulumi config set --path 'rocm-inference:vllm.max_model_len' VALUE`",
+    ),
+    (
+        "18 a dotted key with an index",
+        big() | {"host.gpus[0].pci": "0000:03:00.0"},
+        (),
+        "host.gpus[0].pci is one key with a dot in its name",
+    ),
+    # 21. a gateway without a server
+    (
+        "21 a fleet with a gateway and no server",
+        {k: v for k, v in fleet().items() if k != "servers"},
+        FLEET_SECRETS,
+        "servers is required: the gateway (rocm-inference:gateway) has nothing to route without a vLLM server",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "values", "secrets", "line"), MORE_REFUSED, ids=[c[0] for c in MORE_REFUSED])
+def test_more_refused_with_one_line(case: str, values: dict[str, Any], secrets: tuple[str, ...], line: str) -> None:
+    found = errors(values, secrets)
+    assert len(found) == 1, found
+    assert found[0].startswith(SOURCE + "rocm-inference:" + line), found[0]
+
+
+MORE_PASSING: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
+    ("7 a retention of hours", big({"monitoring.retention": "12h"}), ()),
+    ("7 a retention of ten days", big({"monitoring.retention": "10d"}), ()),
+    ("16 the 32 GB MI50", big({"host.gpu": "mi50-32gb", "vllm.max_model_len": 8192}), ()),
+    ("17 a quoted PCI address", big({"host.gpus[0].pci": "0000:03:00.0"}), ()),
+    (
+        "17 no PCI address",
+        big({"host.gpus": [{"index": 0, "card": 1, "render": 128}, {"index": 1, "card": 2, "render": 129}]}),
+        (),
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "values", "secrets"), MORE_PASSING, ids=[c[0] for c in MORE_PASSING])
+def test_more_neighbours_pass(case: str, values: dict[str, Any], secrets: tuple[str, ...]) -> None:
+    assert errors(values, secrets) == []
+
+
+def test_18_keys_outside_config_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = BIG + "rocm-inference:gateway_api_key: sk-x\nconfg:\n  a: b\n"
+    code, _, err = plan(tmp_path, text, capsys)
+    assert code == 1
+    lines = err.splitlines()
+    assert (
+        "Pulumi.mine.yaml: rocm-inference:gateway_api_key is at the top of the file, outside `config:`: Pulumi "
+        "ignores it without a word; indent it under `config:`"
+    ) in lines
+    assert any(
+        line.startswith("Pulumi.mine.yaml: confg is not a key of a stack file (did you mean 'config'?)")
+        for line in lines
+    ), lines
+
+
+def test_18_a_stack_file_with_its_own_keys_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = plan(tmp_path, "secretsprovider: passphrase\nencryptionsalt: v1:abc\n" + BIG, capsys)
+    assert code == 0, err
+
+
+def test_21_format_gateway_on_a_fleet_without_servers_says_nothing_is_routed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (ROOT / "Pulumi.fleet.yaml").read_text()
+    start = text.index("  rocm-inference:servers:")
+    text = text[:start] + text[text.index("  rocm-inference:embeddings:") :]
+    code, out, err = plan(tmp_path, text, capsys, "--format", "gateway")
+    assert code == 1 and out == ""
+    assert err.strip() == (
+        "Pulumi.mine.yaml: rocm-inference:servers is required: the gateway (rocm-inference:gateway) has nothing to "
+        "route without a vLLM server"
+    )
