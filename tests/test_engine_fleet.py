@@ -49,7 +49,7 @@ def fleet_plan(where: Path) -> Plan:
     edge = {k: v for k, v in values["hosts"]["gpu-a"].items() if k != "ssh_host_key"}
     values["hosts"]["edge"] = edge | {"gpus": [{"index": 0, "card": 9, "render": 200}]}
     for name, address in HOSTS.items():
-        values = set_key(values, f"hosts.{name}.docker", "unix:///var/run/docker.sock")
+        values = set_key(values, f"hosts.{name}.docker", f"unix:///run/rit-{name}.sock")  # one engine each
         values = set_key(values, f"hosts.{name}.preflight", False)
         values = set_key(values, f"hosts.{name}.address", address)
         values = set_key(values, f"hosts.{name}.bind", address)

@@ -188,17 +188,20 @@ FLEET_MISTAKES: list[tuple[str, dict[str, Any], str]] = [
     (
         "two containers with one name on a host",
         {"servers__coder__container_name": "chat-b", "servers__coder__cache_volume": "coder-hf-cache"},
-        "servers.coder.container_name is container name 'chat-b' on host gpu-b, which rocm-inference:servers.chat-b already uses",
+        "servers.coder.container_name is container name 'chat-b' on host gpu-b, which vLLM server chat-b already uses "
+        "(rocm-inference:servers.chat-b.container_name)",
     ),
     (
         "one host port twice on a host",
         {"servers__coder__port": 7997},
-        "embeddings.port is host port 7997 on host gpu-b, which rocm-inference:servers.coder already uses",
+        "embeddings.port is host port 7997 on host gpu-b, which vLLM server coder already uses "
+        "(rocm-inference:servers.coder.port)",
     ),
     (
         "two services sharing one cache volume",
         {"servers__coder__cache_volume": "chat-b-hf-cache"},
-        "servers.coder.cache_volume is cache volume 'chat-b-hf-cache' on host gpu-b, which rocm-inference:servers.chat-b already uses",
+        "servers.coder.cache_volume is cache volume 'chat-b-hf-cache' on host gpu-b, which vLLM server chat-b already uses "
+        "(rocm-inference:servers.chat-b.cache_volume)",
     ),
     (
         "replicas that serve different models",

@@ -86,7 +86,8 @@ INVALID: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "host port twice",
         big(embeddings__port=8000),
         (),
-        "embeddings.port is host port 8000, which rocm-inference:vllm already uses",
+        "embeddings.port is host port 8000, which vLLM server vllm already uses (rocm-inference:vllm.port): give the "
+        "embeddings server or vLLM server vllm another host port",
     ),
     (
         "render node twice in the host",
@@ -155,7 +156,7 @@ def test_unpinned_image_is_a_warning_not_an_error() -> None:
     loaded = load(big(embeddings__image="michaelf34/infinity:latest"))
     assert loaded.warnings == (
         "Pulumi.test.yaml: rocm-inference:embeddings.image is 'michaelf34/infinity:latest', an unpinned tag "
-        "that moves under you: pin a released tag or a digest",
+        "that moves under you: pin a released tag or a digest (the catalog pins michaelf34/infinity:0.0.77-cpu)",
     )
     assert "untagged" not in str(load(big(vllm__image="nalanzeyu/vllm-gfx906@sha256:" + "a" * 64)).warnings)
     assert len(load(big(vllm__image="nalanzeyu/vllm-gfx906")).warnings) == 1

@@ -5,6 +5,8 @@ Pure data and lookups, free of Pulumi; nothing is fetched from the network.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -247,18 +249,90 @@ class Image(_Frozen):
     dequantizes_for_large_batches: StrictBool = False
 
 
+class Tags(_Frozen):
+    """The tags of one image repository: the one this project pins, and those that move."""
+
+    pinned: StrictStr | None = None
+    moving: tuple[StrictStr, ...]
+
+
+class CudaImage(_Frozen):
+    """An image built for NVIDIA GPUs only: what it is, to name it in the refusal."""
+
+    what: StrictStr
+
+
 class Catalog(_Frozen):
     gpus: dict[StrictStr, Gpu]
     images: dict[StrictStr, Image]
+    cuda_images: dict[StrictStr, CudaImage] = Field(default_factory=dict)
+    tags: dict[StrictStr, Tags] = Field(default_factory=dict)
+    # Tags that move in any repository the catalog does not list (see moving_tag).
+    moving_words: tuple[StrictStr, ...] = ("latest",)
     models: dict[StrictStr, Architecture]
 
     def image(self, reference: str) -> Image | None:
-        """The catalog entry of an image reference (`repo:tag`, `repo@digest`), by repository."""
-        repo = reference.split("@", 1)[0]
-        last = repo.rsplit("/", 1)[-1]
-        if ":" in last:
-            repo = repo[: len(repo) - len(last)] + last.split(":", 1)[0]
-        return self.images.get(repo)
+        """The catalog entry of an image reference (`repo:tag`, `repo@digest`, with or without a registry)."""
+        return self.images.get(parse_reference(reference).repository)
+
+    def cuda_image(self, reference: str) -> CudaImage | None:
+        return self.cuda_images.get(parse_reference(reference).repository)
+
+    def image_tags(self, reference: str) -> Tags | None:
+        return self.tags.get(parse_reference(reference).repository)
+
+    def moving_tag(self, reference: str) -> str | None:
+        """The tag of a reference that moves under a deployment (`latest` where none is given), or None.
+
+        A digest pins. A repository of the catalog moves on the tags it lists, so that a release tag which
+        merely contains such a word (`v1.83.10-stable`, `0.0.77-cpu`) passes; any other repository moves on
+        `moving_words`, or on a tag made of them and other words without a digit (`latest-cpu`, `main-latest`).
+        """
+        ref = parse_reference(reference)
+        if ref.digest:
+            return None
+        tag = ref.tag or "latest"
+        known = self.tags.get(ref.repository)
+        if known is not None:
+            return tag if tag in known.moving or tag == "latest" else None
+        if tag in self.moving_words:
+            return tag
+        words = re.split(r"[-_.]", tag)
+        if not any(c.isdigit() for c in tag) and any(w in self.moving_words for w in words):
+            return tag
+        return None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """An image reference as Docker normalises it: `repository` in Docker's familiar form."""
+
+    repository: str  # `nalanzeyu/vllm-gfx906`, `ubuntu`, `ghcr.io/berriai/litellm`
+    tag: str | None
+    digest: str | None
+
+
+_DOCKER_HUB = ("docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com")
+
+
+def parse_reference(reference: str) -> Reference:
+    """Split a reference and normalise its name as Docker does (distribution/reference ParseNormalizedNamed):
+    a first part without `.` or `:` that is not `localhost` is a Docker Hub path; Docker Hub's names
+    (`docker.io`, `index.docker.io`) are dropped, and so is `library/` of its official images."""
+    name, _, digest = reference.strip().partition("@")
+    last = name.rsplit("/", 1)[-1]
+    tag = None
+    if ":" in last:
+        tag = last.split(":", 1)[1]
+        name = name[: len(name) - len(last)] + last.split(":", 1)[0]
+    first, slash, rest = name.partition("/")
+    if slash and first.lower() in _DOCKER_HUB:
+        name = rest
+    elif slash and ("." in first or ":" in first or first == "localhost"):
+        return Reference(first.lower() + "/" + rest, tag or None, digest or None)  # a host name's case is not
+    if name.startswith("library/") and name.count("/") == 1:
+        name = name[len("library/") :]  # Docker Hub's official images
+    return Reference(name, tag or None, digest or None)
 
 
 def load_yaml(text: str) -> Any:

@@ -153,6 +153,17 @@ def assess(s: ServerContext, catalog: Catalog) -> Assessment:
         hint = suggestion(s.host.gpu, catalog.gpus)
         return Assessment([Problem("host.gpu", f"is {s.host.gpu!r}: not a GPU of the catalog{hint}")])
     arch, where = architecture_of(s, catalog)
+    cased = [m for m in catalog.models if m.lower() == s.vllm.model.lower()]
+    if arch is None and cased:
+        return Assessment(
+            [
+                Problem(
+                    "vllm.model",
+                    f"is {s.vllm.model!r}, which differs from the catalog's {cased[0]!r} only in case: model ids "
+                    f"are case-sensitive here; write {cased[0]!r}",
+                )
+            ]
+        )
     if arch is None:
         return Assessment(
             [
@@ -165,7 +176,22 @@ def assess(s: ServerContext, catalog: Catalog) -> Assessment:
             ]
         )
     image = catalog.image(s.vllm.image)
-    if image is None:
+    cuda = catalog.cuda_image(s.vllm.image)
+    if cuda is not None:
+        usable = [
+            f"{repo}:{catalog.tags[repo].pinned}" if repo in catalog.tags and catalog.tags[repo].pinned else repo
+            for repo, i in catalog.images.items()
+            if gpu.gfx in i.gfx
+        ]
+        problems.append(
+            Problem(
+                "vllm.image",
+                f"is {s.vllm.image!r}, {cuda.what}: it cannot run on rocm-inference:{s.host_key}.gpu {s.host.gpu!r} "
+                f"({gpu.product}, {gpu.gfx}, ROCm)"
+                + (f"; use a ROCm image the catalog has for {gpu.gfx}: {', '.join(usable)}" if usable else ""),
+            )
+        )
+    elif image is None:
         warnings.append(
             Problem(
                 "vllm.image",

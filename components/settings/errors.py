@@ -79,8 +79,12 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
 def suggestion(name: str, allowed: Iterable[str]) -> str:
     """` (did you mean 'x'?); allowed: a, b, c` for a name that is not one of `allowed`."""
     allowed = sorted(allowed)
-    close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    # `mi50` is the family of `mi50-16gb` and `mi50-32gb`, not a typo of `mi60`
+    family = [a for a in allowed if a.lower() == name.lower()] or [
+        a for a in allowed if a.lower().startswith(name.lower() + "-")
+    ]
+    close = family or difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
     return f"{hint}; allowed: {', '.join(allowed)}"
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -63,6 +64,32 @@ def _check_image(value: str) -> str:
 Image = Annotated[StrictStr, Field(min_length=1), AfterValidator(_check_image)]
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)?$")
+
+
+def _hub_id(value: str) -> str:
+    # The server downloads the model inside its container, where no host path is mounted.
+    if "://" in value:
+        raise _invalid(
+            f"is {value!r}, a URL: give the model's Hugging Face Hub id, the org/name part of its huggingface.co "
+            "address (e.g. Qwen/Qwen2.5-7B-Instruct-AWQ)"
+        )
+    if value.startswith(("/", ".", "~")) or "\\" in value or value.count("/") > 1:
+        raise _invalid(
+            f"is {value!r}, a local path: the server looks for it inside its container, where nothing mounts it; "
+            "give the model's Hugging Face Hub id (org/name, e.g. Qwen/Qwen2.5-7B-Instruct-AWQ): the model is "
+            "downloaded into the cache volume"
+        )
+    if not _HUB_ID.match(value) or ".." in value or value.endswith((".", "-")):
+        raise _invalid(
+            f"must be a Hugging Face Hub id like org/name (e.g. Qwen/Qwen2.5-7B-Instruct-AWQ), got {value!r}"
+        )
+    return value
+
+
+HubId = Annotated[StrictStr, Field(min_length=1), AfterValidator(_hub_id)]
+
+
 class GpuNode(_Model):
     """One GPU of the host: its ROCm index, its DRM nodes (`/dev/dri/cardN`, `/dev/dri/renderDN`) and
     its PCI address (how the host's hwmon sensors name it; `discover` writes it)."""
@@ -71,6 +98,16 @@ class GpuNode(_Model):
     card: NonNegative
     render: Annotated[StrictInt, Field(ge=128, le=255)]
     pci: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")] | None = None
+
+    @field_validator("pci", mode="before")
+    @classmethod
+    def _quoted_pci(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise _invalid(
+                f'must be quoted, as in pci: "0000:03:00.0": unquoted, YAML 1.1 (the plan\'s reader) takes digits '
+                f"separated by colons for a base-60 number, and read {value!r}"
+            )
+        return value
 
 
 class Groups(_Model):
@@ -140,6 +177,16 @@ class HostSettings(_Model):
             raise _invalid(
                 f"is {value}, every interface: vLLM's /metrics is open by design, so publish on loopback or on "
                 "the host's private address (e.g. 10.0.0.5), never on all interfaces"
+            )
+        return value
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _inventory_form(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple) and value and all(isinstance(v, int) for v in value):
+            raise _invalid(
+                f"is {list(value)}, a list of GPU indexes, the form of a server's gpus: a host lists its GPUs as "
+                "{index, card, render, pci} each, the form `python -m components.discover --write STACK` writes"
             )
         return value
 
@@ -234,7 +281,7 @@ class ServerSettings(_Model):
 
     host: HostRef | None = None  # the only host when the stack has one
     image: Image
-    model: Annotated[StrictStr, Field(min_length=1)]
+    model: HubId
     # A Hub revision (commit or tag) of the model: the download and the server both use it.
     model_revision: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9._/-]+$")] | None = None
     served_model_name: StrictStr | None = None
@@ -312,7 +359,7 @@ class ServerSettings(_Model):
 class EmbeddingsSettings(_Model):
     host: HostRef | None = None
     image: Image
-    model: Annotated[StrictStr, Field(min_length=1)]
+    model: HubId
     device: Literal["cpu"] = "cpu"
     engine: Literal["torch", "optimum"] = "torch"
     batch_size: Annotated[StrictInt, Field(ge=1, le=4096)] | None = None
@@ -351,6 +398,18 @@ class GatewaySettings(_Model):
 Retention = Annotated[StrictStr, Field(pattern=r"^[0-9]+(h|d|w|y)$")]
 
 
+def _retention(value: Any) -> Any:
+    text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    if re.fullmatch(r"0+[a-z]*", text):
+        # cmd/prometheus/main.go L621-627 at v2.55.1: a zero retention.time is taken as unset, and with no
+        # size limit the default of 15d applies.
+        raise _invalid(
+            f"is {value!r}: Prometheus takes a zero retention as unset and keeps its default of 15d, not nothing "
+            "and not forever: give the time to keep, e.g. 15d or 30d"
+        )
+    return value
+
+
 class AlertmanagerSettings(_Model):
     """Where alerts go. The webhook URL is a nested secret (it carries a token):
     `pulumi config set --secret --path 'rocm-inference:monitoring.alertmanager.webhook_url' https://...`."""
@@ -371,7 +430,7 @@ class MonitoringSettings(_Model):
     grafana_port: Port = 3000
     node_exporter_port: Port = 9100
     scrape_interval: Annotated[StrictInt, Field(ge=5, le=300)] = 15
-    retention: Retention = "30d"
+    retention: Annotated[Retention, BeforeValidator(_retention)] = "30d"
     alertmanager: AlertmanagerSettings | None = None
 
 

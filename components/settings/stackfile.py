@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from components.settings.errors import NAMESPACE, Problem, StackConfigError
-from components.settings.models import NESTED_SECRET_FIELDS, SECRET_KEYS
+from components.settings.models import CONFIG_KEYS, NESTED_SECRET_FIELDS, SECRET_KEYS
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,46 @@ def _misspelled_namespace(full: str) -> Problem | None:
     return None
 
 
+def _config_key(full: str) -> tuple[str, str, str]:
+    """(namespace, ':', name) of a stack file's config key, as the Pulumi CLI reads it: a key without
+    `:` is the project's (sdk/go/common/workspace/loaders.go stackConfigNamespacedWithProject), and
+    `<ns>:config:<name>` is the old form of `<ns>:<name>` (sdk/go/common/resource/config/key.go ParseKey)."""
+    if ":" not in full:
+        return NAMESPACE, ":", full
+    ns, colon, name = full.partition(":")
+    if name.startswith("config:") and name.count(":") == 1:
+        name = name[len("config:") :]
+    return ns, colon, name
+
+
+# The keys of a stack file besides `config` (sdk/go/common/workspace/project.go ProjectStack).
+STACK_FILE_KEYS = frozenset({"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"})
+
+
+def _outside_config(doc: dict[Any, Any]) -> list[Problem]:
+    """Keys at the top of the file that belong under `config:`: Pulumi reads only the keys of a stack
+    file it knows (STACK_FILE_KEYS) and ignores the others without a word."""
+    out = []
+    for key in doc:
+        text = str(key)
+        if text in STACK_FILE_KEYS:
+            continue
+        if ":" in text or text.split(".", 1)[0] in CONFIG_KEYS:
+            message = (
+                "is at the top of the file, outside `config:`: Pulumi ignores it without a word; indent it under "
+                "`config:`"
+            )
+        else:
+            close = difflib.get_close_matches(text, sorted(STACK_FILE_KEYS), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            message = (
+                f"is not a key of a stack file{hint}: Pulumi ignores it without a word; a stack file holds "
+                f"{', '.join(sorted(STACK_FILE_KEYS))}, and this project's keys go under `config:` as {NAMESPACE}:KEY"
+            )
+        out.append(Problem(text, message, namespaced=False))
+    return out
+
+
 def read_stack_file(path: Path) -> StackFile:
     """Read a stack file. Raises StackConfigError naming the file when it cannot be read or parsed."""
     source = path.name
@@ -126,15 +166,26 @@ def read_stack_file(path: Path) -> StackFile:
     values: dict[str, Any] = {}
     other: dict[str, Any] = {}
     secure: set[str] = set()
-    misspelled: list[Problem] = []
+    misspelled: list[Problem] = _outside_config(doc)
+    written_as: dict[str, str] = {}
     for full, value in config.items():
-        ns, _, name = str(full).partition(":")
+        ns, _, name = _config_key(str(full))
         if ns != NAMESPACE or not name:
             other[str(full)] = value
             problem = _misspelled_namespace(str(full))
             if problem:
                 misspelled.append(problem)
             continue
+        if name in written_as:
+            misspelled.append(
+                Problem(
+                    str(full),
+                    f"is {NAMESPACE}:{name}, which the file also writes as {written_as[name]!r}: Pulumi keeps one "
+                    "of the two, whichever it reads last; keep one",
+                    namespaced=False,
+                )
+            )
+        written_as[name] = str(full)
         secure |= _secure_paths(value, name)
         values[name] = value
     return StackFile(path, stack_name(path), values, frozenset(secure), other, tuple(misspelled))

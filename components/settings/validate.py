@@ -10,14 +10,15 @@ second code path: it is turned into the fleet form here, and problems are named 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from components.planning.secrets import image_is_unpinned
+from components.planning.catalog import load_catalog, parse_reference
 from components.settings.errors import (
     NAMESPACE,
     Problem,
@@ -52,6 +53,8 @@ class LoadedStack:
 Check = Callable[[StackSettings], tuple[list[Problem], list[Problem]]]
 
 DEFAULT_VLLM_PORT = 8000
+# Sections whose every key has a default: `{}` turns them on as they are.
+DEFAULTED_SECTIONS = frozenset({"monitoring"})
 
 
 def to_fleet(values: Mapping[str, Any]) -> tuple[dict[str, Any], bool, list[Problem]]:
@@ -87,7 +90,12 @@ def _missing_form_keys(data: Mapping[str, Any], single: bool) -> list[Problem]:
     out = []
     for fleet_key, short in (("hosts", SINGLE_HOST), ("servers", SINGLE_SERVER)):
         if fleet_key not in data:
-            out.append(Problem(short if single else fleet_key, "is required"))
+            why = (
+                ": the gateway (rocm-inference:gateway) has nothing to route without a vLLM server"
+                if fleet_key == "servers" and data.get("gateway") not in (None, {})
+                else ""
+            )
+            out.append(Problem(short if single else fleet_key, "is required" + why))
     return out
 
 
@@ -95,7 +103,9 @@ def _empty_sections(values: Mapping[str, Any]) -> list[Problem]:
     """`rocm-inference:embeddings:` with nothing under it must not silently remove the server."""
     out = []
     for key in SECTIONS:
-        if key in values and values[key] in (None, {}):
+        if key in DEFAULTED_SECTIONS and key in values and values[key] is None:
+            out.append(Problem(key, f"is empty: write `{{}}` to turn {key} on with its defaults, or remove the key"))
+        elif key not in DEFAULTED_SECTIONS and key in values and values[key] in (None, {}):
             out.append(
                 Problem(key, f"is empty: give its settings (image, model, ...), or remove the key for no {key} server")
             )
@@ -119,6 +129,45 @@ def _host_refs(s: StackSettings) -> list[Problem]:
                     f"is {host!r}, which is not a host of rocm-inference:hosts{suggestion(host, s.hosts)}",
                 )
             )
+    return out
+
+
+def _machine(host: HostSettings) -> dict[str, str]:
+    """What names the machine a host is: its Docker engine, the SSH host it is reached at, its address
+    (not loopback: `localhost` names every machine), each with the way it is written."""
+    names: dict[str, str] = {}
+    if host.is_remote:
+        _, ssh_host, port = host.ssh_target
+        names[f"ssh {ssh_host.lower()}:{port}"] = f"docker {host.docker!r}"
+        if port == 22:  # two ports of one name may forward to two machines (a NAT)
+            names[f"name {ssh_host.lower()}"] = f"docker {host.docker!r}"
+    else:
+        names[f"docker {host.docker}"] = f"docker {host.docker!r}"
+    if host.address != "localhost" and not _is_loopback(host.address):
+        names.setdefault(f"name {host.address.lower()}", f"address {host.address!r}")
+    return names
+
+
+def _one_machine_twice(s: StackSettings) -> list[Problem]:
+    """Two hosts that are one machine (a block copied and only renamed) would give its GPUs out twice."""
+    out = []
+    seen: dict[str, tuple[str, str]] = {}
+    for name, host in s.hosts.items():
+        for ident, written in _machine(host).items():
+            if ident in seen:
+                other, other_written = seen[ident]
+                field_name, shown = written.split(" ", 1)
+                other_field, other_shown = other_written.split(" ", 1)
+                out.append(
+                    Problem(
+                        f"hosts.{name}.{field_name}",
+                        f"is {shown}, which is the machine of {NAMESPACE}:{s.key('hosts.' + other)} (its {other_field} "
+                        f"{other_shown}): one machine configured as two hosts would have its GPUs given out twice; give "
+                        "each host its own docker and address, or make them one host with all the GPUs and servers",
+                    )
+                )
+                break
+            seen[ident] = (name, written)
     return out
 
 
@@ -172,13 +221,21 @@ def _server_gpus(s: StackSettings) -> list[Problem]:
 
 @dataclass(frozen=True)
 class _Published:
-    """One container of a host: its key, name, host port, cache volume and the secret that guards it."""
+    """One container of a host: its key, name, host port, cache volume and the secret that guards it.
+    `what` names the service in messages; `port_key` is the key its port is set with."""
 
     key: str
     container: str
     port: int | None
     volume: str | None
     guarded: bool
+    what: str = ""
+    port_key: str = ""
+
+    def field_key(self, attr: str) -> str:
+        if attr == "port":
+            return self.port_key or f"{self.key}.port"
+        return f"{self.key}.{'container_name' if attr == 'container' else 'cache_volume'}"
 
 
 def _containers_by_host(s: StackSettings) -> dict[str, list[_Published]]:
@@ -187,28 +244,65 @@ def _containers_by_host(s: StackSettings) -> dict[str, list[_Published]]:
     for name, srv in s.servers.items():
         keyed = gateway or s.has_secret("vllm_api_key") or s.has_secret(f"servers.{name}.api_key")
         container = srv.container_name or name
-        by_host[srv.host or ""].append(_Published(f"servers.{name}", container, srv.port, srv.volume_name, keyed))
+        what = f"vLLM server {name}"
+        by_host[srv.host or ""].append(_Published(f"servers.{name}", container, srv.port, srv.volume_name, keyed, what))
         # its model download runs in a one-shot container of its own, named after it
-        by_host[srv.host or ""].append(_Published(f"servers.{name}", f"{container}-prefetch", None, None, True))
+        by_host[srv.host or ""].append(
+            _Published(f"servers.{name}", f"{container}-prefetch", None, None, True, f"{what}'s download")
+        )
     if s.embeddings is not None:
         e = s.embeddings
         keyed = gateway or s.has_secret("embeddings_api_key")
-        by_host[e.host or ""].append(_Published("embeddings", e.container_name, e.port, e.volume_name, keyed))
+        by_host[e.host or ""].append(
+            _Published("embeddings", e.container_name, e.port, e.volume_name, keyed, "the embeddings server")
+        )
     if s.gateway is not None:
         g = s.gateway
-        by_host[g.host or ""].append(_Published("gateway", g.container_name, g.port, None, True))
+        by_host[g.host or ""].append(_Published("gateway", g.container_name, g.port, None, True, "the gateway"))
     if s.monitoring is not None:
         m = s.monitoring
         # node-exporter on every host, guarded by basic auth; Prometheus and Grafana by their own logins
         for host in s.hosts:
             by_host[host].append(
-                _Published("monitoring.node_exporter", "node-exporter", m.node_exporter_port, None, True)
+                _Published(
+                    "monitoring",
+                    "node-exporter",
+                    m.node_exporter_port,
+                    None,
+                    True,
+                    "node-exporter",
+                    "monitoring.node_exporter_port",
+                )
             )
         here = by_host[m.host or ""]
-        here.append(_Published("monitoring.prometheus", "prometheus", m.prometheus_port, "prometheus-data", True))
-        here.append(_Published("monitoring.grafana", "grafana", m.grafana_port, "grafana-data", True))
+        here.append(
+            _Published(
+                "monitoring",
+                "prometheus",
+                m.prometheus_port,
+                "prometheus-data",
+                True,
+                "Prometheus",
+                "monitoring.prometheus_port",
+            )
+        )
+        here.append(
+            _Published(
+                "monitoring", "grafana", m.grafana_port, "grafana-data", True, "Grafana", "monitoring.grafana_port"
+            )
+        )
         if m.alertmanager is not None:
-            here.append(_Published("monitoring.alertmanager", "alertmanager", m.alertmanager.port, None, True))
+            here.append(
+                _Published(
+                    "monitoring",
+                    "alertmanager",
+                    m.alertmanager.port,
+                    None,
+                    True,
+                    "Alertmanager",
+                    "monitoring.alertmanager.port",
+                )
+            )
     return by_host
 
 
@@ -232,28 +326,34 @@ def _per_host(s: StackSettings) -> list[Problem]:
                             f"port of its own (the default is {DEFAULT_VLLM_PORT})",
                         )
                     )
-        for attr, field_name, what in (
-            ("container", "container_name", "container name"),
-            ("port", "port", "host port"),
-            ("volume", "cache_volume", "cache volume"),
-        ):
-            seen: dict[Any, str] = {}
+        for attr, what in (("container", "container name"), ("port", "host port"), ("volume", "cache volume")):
+            seen: dict[Any, _Published] = {}
             reported: set[str] = set()  # one line a key: a server's download clashes when the server does
             for p in published:
                 value = getattr(p, attr)
                 if value is None or (attr == "port" and p.key in unset_port):
                     continue  # a port that must be given is reported as such, not as a clash with the default
-                if value in seen and p.key not in reported:
-                    reported.add(p.key)
+                if value in seen and p.field_key(attr) not in reported:
+                    reported.add(p.field_key(attr))
                     on = "" if s.single else f" on host {host_name}"
+                    holder, mine = seen[value], p
+                    if attr != "port" and mine.key == "monitoring":
+                        holder, mine = mine, holder  # monitoring's containers and volumes have fixed names
+                    held = (
+                        f"{NAMESPACE}:{s.key(holder.field_key(attr))}"
+                        if attr == "port" or holder.key != "monitoring"
+                        else "a fixed name"
+                    )
                     out.append(
                         Problem(
-                            f"{p.key}.{field_name}",
-                            f"is {what} {value!r}{on}, which {NAMESPACE}:{s.key(seen[value])} already uses",
+                            mine.field_key(attr),
+                            f"is {what} {value!r}{on}, which {holder.what} already uses ({held}): give "
+                            + (f"{mine.what}" if held == "a fixed name" else f"{mine.what} or {holder.what}")
+                            + f" another {what}",
                         )
                     )
                 elif value not in seen:
-                    seen[value] = p.key
+                    seen[value] = p
         if not host.bind_is_loopback:
             open_ = [p for p in published if not p.guarded]
             if open_:
@@ -401,24 +501,54 @@ def _cross_checks(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
     problems = refs + _names(s) + _gateway_key(s) + _monitoring_secrets(s)
     if refs:
         return problems, []
-    problems += _server_gpus(s) + _per_host(s)
+    problems += _one_machine_twice(s) + _server_gpus(s) + _per_host(s)
     errors, warnings = _replicas(s)
     return problems + errors, warnings + _reachable(s)
 
 
+def _images(model: BaseModel, key: str) -> list[tuple[str, str]]:
+    """Every image a stack runs, with its key: each field named `image` or `*_image`, at any depth."""
+    out = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        here = f"{key}.{name}" if key else name
+        if isinstance(value, str) and (name == "image" or name.endswith("_image")):
+            out.append((here, value))
+        elif isinstance(value, BaseModel):
+            out += _images(value, here)
+        elif isinstance(value, dict):
+            out += [i for k, v in value.items() if isinstance(v, BaseModel) for i in _images(v, f"{here}.{k}")]
+    return out
+
+
+def _moving_images(s: StackSettings) -> list[Problem]:
+    catalog = load_catalog()
+    out = []
+    for key, image in _images(s, ""):
+        tag = catalog.moving_tag(image)
+        if tag is None:
+            continue
+        ref = parse_reference(image)
+        why = (
+            " (no tag means 'latest')"
+            if ref.tag is None
+            else ""
+            if tag == "latest"
+            else f" ({tag!r} is re-pointed at each new build)"
+        )
+        tags = catalog.image_tags(image)
+        written = image[: len(image) - len(ref.tag) - 1] if ref.tag else image
+        hint = f" (the catalog pins {written}:{tags.pinned})" if tags is not None and tags.pinned else ""
+        out.append(
+            Problem(
+                key, f"is {image!r}, an unpinned tag that moves under you{why}: pin a released tag or a digest{hint}"
+            )
+        )
+    return out
+
+
 def _warnings(s: StackSettings) -> list[Problem]:
-    images = [(f"servers.{n}.image", srv.image) for n, srv in s.servers.items()]
-    images += [(f"{k}.image", getattr(s, k).image) for k in ("embeddings", "gateway") if getattr(s, k) is not None]
-    if s.monitoring is not None:
-        m = s.monitoring
-        images += [
-            (f"monitoring.{k}", getattr(m, k)) for k in ("prometheus_image", "grafana_image", "node_exporter_image")
-        ]
-    return [
-        Problem(key, f"is {image!r}, an unpinned tag that moves under you: pin a released tag or a digest")
-        for key, image in images
-        if image_is_unpinned(image)
-    ]
+    return _moving_images(s)
 
 
 def _lines(problems: Iterable[Problem], single: bool, source: str) -> list[str]:
@@ -440,10 +570,24 @@ def validate(
     """
     problems: list[Problem] = []
     for name in values:
-        if name not in CONFIG_KEYS:
+        head = re.split(r"[.\[]", name, maxsplit=1)[0]
+        if name not in CONFIG_KEYS and head in CONFIG_KEYS:
+            problems.append(
+                Problem(
+                    name,
+                    f"is one key with a dot in its name, as `pulumi config set` writes it without --path: Pulumi "
+                    f"does not put it into {NAMESPACE}:{head}; run `pulumi config rm '{NAMESPACE}:{name}'` and "
+                    f"`pulumi config set --path '{NAMESPACE}:{name}' VALUE`",
+                )
+            )
+        elif name not in CONFIG_KEYS:
             problems.append(Problem(name, unknown_key_message(name, CONFIG_KEYS)))
     problems += _empty_sections(values)
-    present = {k: v for k, v in values.items() if k in CONFIG_KEYS and v not in (None, {})}
+    present = {
+        k: v
+        for k, v in values.items()
+        if k in CONFIG_KEYS and (v not in (None, {}) or (k in DEFAULTED_SECTIONS and v == {}))
+    }
     data, single, form_problems = to_fleet(present)
     problems += form_problems
     if form_problems:
