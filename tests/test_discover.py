@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -152,3 +153,49 @@ def test_write_host_replaces_one_host_of_a_fleet_and_keeps_the_rest(
         before["hosts"]["gpu-b"]["ssh_host_key"],
         before["hosts"]["gpu-b"]["docker"],
     )
+
+
+# --------------------------------------------------------------------------- ROCm's device order
+
+
+def _snapshot_of(tree: Path) -> SnapshotReader:
+    """The --ssh path over a recorded tree: `ls` lists the KFD nodes in string order (0 1 10 11 2 ...)."""
+    out = subprocess.run(
+        ["sh", "-s"], input=SNAPSHOT_SCRIPT, capture_output=True, text=True, check=True,
+        env={**os.environ, "ROCM_ROOT": str(tree)},
+    ).stdout  # fmt: skip
+    return SnapshotReader(out)
+
+
+@pytest.mark.parametrize("read", [DirectoryReader, _snapshot_of], ids=["root", "ssh"])
+def test_twelve_kfd_nodes_give_the_gpus_in_numeric_node_order(read: Any) -> None:
+    """Eight GPUs behind four NUMA nodes: KFD nodes 4..11. Sorted as strings, nodes 10 and 11 would
+    come first and HIP_VISIBLE_DEVICES=0 would be the seventh board."""
+    tree = HOSTS / "octo-gfx906-two-sockets"
+    assert len(list((tree / "sys/class/kfd/kfd/topology/nodes").iterdir())) == 12
+    host = discover(read(tree))
+    assert [(g.index, g.card, g.render) for g in host.gpus] == [(i, i + 1, 128 + i) for i in range(8)]
+    assert [g.pci for g in host.gpus][-2:] == ["0000:a3:00.0", "0000:a4:00.0"]
+
+
+def test_numeric_order_holds_for_sparse_node_numbers(tmp_path: Path) -> None:
+    """Node numbers 2, 9, 10, 100 (a hot-unplugged board leaves a gap): 2 < 9 < 10 < 100, not '10' < '100' < '2'."""
+    for n, render in ((2, 130), (9, 131), (10, 128), (100, 129)):
+        d = tmp_path / f"sys/class/kfd/kfd/topology/nodes/{n}"
+        d.mkdir(parents=True)
+        (d / "properties").write_text(f"simd_count 256\ngfx_target_version 90006\ndrm_render_minor {render}\n")
+        pci = tmp_path / f"sys/devices/pci0000:00/0000:00:0{render - 127}.0"
+        pci.mkdir(parents=True)
+        (pci / "vendor").write_text("0x1002\n")
+        for node in (f"card{render - 127}", f"renderD{render}"):
+            (tmp_path / "sys/class/drm" / node).mkdir(parents=True)
+            (tmp_path / "sys/class/drm" / node / "device").symlink_to(pci)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/group").write_text("video:x:44:\nrender:x:992:\n")
+    assert [g.render for g in discover(DirectoryReader(tmp_path)).gpus] == [130, 131, 128, 129]
+
+
+def test_kfd_order_wins_over_card_order() -> None:
+    """The neighbour that must keep working: two GPUs whose KFD order is not their DRM order."""
+    host = discover(DirectoryReader(HOSTS / "dual-mi50-kfd-order"))
+    assert [(g.index, g.card, g.render) for g in host.gpus] == [(0, 2, 129), (1, 1, 128)]
