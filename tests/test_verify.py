@@ -21,6 +21,7 @@ EMB = "nomic-ai/nomic-embed-text-v1.5"
 
 class Handler(BaseHTTPRequestHandler):
     embeddings_model = EMB
+    served_max_model_len = 16384
 
     def log_message(self, *args: Any) -> None:
         return None
@@ -37,7 +38,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path in ("/health", "/v1/../health"):
             return self._reply(200, {})
         if self.path == "/v1/models":
-            return self._reply(200, {"data": [{"id": MODEL, "max_model_len": 16384}]})
+            return self._reply(200, {"data": [{"id": MODEL, "max_model_len": self.served_max_model_len}]})
         self._reply(404, {})
 
     def do_POST(self) -> None:
@@ -115,3 +116,37 @@ def test_percentile_by_nearest_rank() -> None:
     assert percentile([], 0.5) == 0.0
     assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 0.5) == 3.0
     assert percentile([float(i) for i in range(1, 101)], 0.95) == 95.0
+
+
+def _flat(base: str) -> dict[str, Any]:
+    """The outputs of a single-host stack deployed before the fleet form (no `servers`)."""
+    return {"openai_base_url": base + "/v1", "served_model": MODEL, "max_model_len": 16384}
+
+
+@pytest.mark.parametrize("shape", [outputs, _flat], ids=["servers", "flat"])
+@pytest.mark.parametrize("served", [8192, 32768])
+def test_a_server_running_another_max_model_len_than_planned_fails(
+    server: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    shape: Any,
+    served: int,
+) -> None:
+    """A stale container (the stack changed max_model_len, the container was not replaced) answers every
+    request: only /v1/models tells. Shorter or longer than planned, verify fails and says which."""
+    monkeypatch.setattr(Handler, "served_max_model_len", served)
+    file = tmp_path / "outputs.json"
+    file.write_text(json.dumps(shape(server)))
+    assert main(["s", "--outputs", str(file)]) == 1
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "/v1/models" in ln and "max_model_len" in ln)
+    assert line.lstrip().startswith("FAIL")
+    assert f"max_model_len {served}, planned 16384" in line and "pulumi up" in line
+
+
+@pytest.mark.parametrize("shape", [outputs, _flat], ids=["servers", "flat"])
+def test_the_planned_max_model_len_passes(server: str, shape: Any) -> None:
+    checks = {c.name: c for c in run(shape(server), None, lambda line: None)}
+    models = next(c for name, c in checks.items() if name.endswith("vLLM /v1/models"))
+    assert models.ok and models.detail == f"{MODEL}, max_model_len 16384 (planned 16384)"

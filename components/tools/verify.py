@@ -139,12 +139,18 @@ def verify_vllm(name: str, server: dict[str, Any], prefix: str = "") -> list[Che
     listed = {m.get("id"): m for m in (r.body or {}).get("data", [])} if isinstance(r.body, dict) else {}
     entry = listed.get(model)
     planned = server.get("max_model_len")
-    ok = r.status == 200 and entry is not None and (planned is None or entry.get("max_model_len") == planned)
-    detail = (
-        f"{model}, max_model_len {entry.get('max_model_len')}" + (f" (planned {planned})" if planned else "")
-        if entry
-        else f"HTTP {r.status or r.error}: {model} not in {sorted(listed)}"
-    )
+    served = entry.get("max_model_len") if entry else None
+    ok = r.status == 200 and entry is not None and (planned is None or served == planned)
+    if entry is None:
+        detail = f"HTTP {r.status or r.error}: {model} not in {sorted(listed)}"
+    elif ok:
+        detail = f"{model}, max_model_len {served}" + (f" (planned {planned})" if planned else "")
+    else:
+        # The container answers, but is not the planned one: a change the engine did not apply.
+        detail = (
+            f"{model}, max_model_len {served}, planned {planned}: the running container is not the planned one "
+            "(stale); run pulumi up"
+        )
     checks.append(Check(f"{prefix}vLLM /v1/models", ok, detail, r.ms))
     checks.append(_chat(base, model, key, f"{prefix}chat completion"))
     checks.append(_key_check(f"{prefix}vLLM /v1/models", "GET", base + "/models", None, key))
