@@ -218,7 +218,7 @@ def test_tp_is_checked_with_the_plans_rules(
     lines = captured.err.strip().splitlines()
     assert all(line.startswith("model: argument --tp: ") for line in lines), lines
     assert any(f"--tp: {tp} {refusal}" in line for line in lines), lines
-    assert lines[-1].startswith(f"model: argument --tp: {model} allows 1, 2")
+    assert lines[-1].startswith(f"model: argument --tp: {tp} is not a size {model} allows: 1, 2")
 
 
 def test_the_tool_refuses_what_the_plan_refuses_in_the_same_words(

@@ -420,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.host and not args.write:
         parser.error("--host goes with --write STACK")
+    if args.ssh is not None and (args.ssh.startswith("-") or not args.ssh.strip()):
+        parser.error(f"argument --ssh: {args.ssh!r} is not USER@HOST")  # ssh would take it as an option
     if args.add_host and not args.host:
         parser.error("--add-host goes with --write STACK --host NAME")
     if args.root is not None and not Path(args.root).is_dir():

@@ -103,7 +103,7 @@ def stack_target(path: Path, server: str | None) -> None:
     try:
         values = read_stack_file(path).values
     except StackConfigError as exc:
-        raise ModelError("; ".join(exc.lines)) from None
+        raise ModelError("\n".join(exc.lines)) from None
     servers = values.get("servers")
     if isinstance(servers, dict) and server is None:
         raise UsageError(
@@ -302,10 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         revision = args.revision or url_revision
         if model != args.model:
-            print(
-                f"model: reading {model}" + (f" at {revision}" if url_revision else "") + " (from the URL)",
-                file=sys.stderr,
-            )
+            at = f" (revision {url_revision})" if url_revision else ""
+            print(f"model: argument MODEL: the URL names {model}{at}", file=sys.stderr)
         in_catalog = model in load_catalog().models
         path = stack_path(args.write) if args.write else None
         if path is not None:
@@ -329,7 +327,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             allowed = ", ".join(str(tp) for tp in allowed_tps(model, arch))
             for message in refused:
                 print(f"model: argument --tp: {args.tp} {message.removesuffix(f', got {args.tp}')}", file=sys.stderr)
-            print(f"model: argument --tp: {model} allows {allowed or 'none of 1 to 16'}", file=sys.stderr)
+            print(
+                f"model: argument --tp: {args.tp} is not a size {model} allows: {allowed or 'none of 1 to 16'}",
+                file=sys.stderr,
+            )
             return 2
         text = summary(model, arch, args.tp)
         text += ["architecture:"] + [
@@ -344,11 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "block (the one below is what the Hub has, for reference)",
                 file=sys.stderr,
             )
-    except UsageError as exc:
-        print(f"model: {exc}", file=sys.stderr)
-        return 2
     except ModelError as exc:
-        print(f"model: {exc}", file=sys.stderr)
-        return 1
+        print("\n".join(f"model: {line}" for line in str(exc).splitlines()), file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
     print("\n".join(text))
     return 0

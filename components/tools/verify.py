@@ -313,6 +313,10 @@ def read_outputs(path: Path) -> dict[str, Any]:
         return _parse(path.read_text(), str(path))
     except OSError as exc:
         raise OutputsError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise OutputsError(
+            f"{path} is not UTF-8 text (byte {exc.start}): give the JSON of pulumi stack output"
+        ) from None
 
 
 def stack_outputs(stack: str) -> dict[str, Any]:
