@@ -99,12 +99,21 @@ def wide_ports_need_api_key(typ: str, props: Mapping[str, Any], opts: Options) -
     keyed = any(envs.get(name) for name in API_KEY_ENV) or bool(labels.get(AUTH_LABEL))
     out = []
     for port in props.get("ports") or []:
-        ip = port.get("ip") or "0.0.0.0"
-        if not ipaddress.ip_address(ip).is_loopback and not keyed:
+        ip = port.get("ip")
+        if not keyed and not _is_loopback(ip):
+            # Docker publishes a port without an ip on every interface (0.0.0.0 and ::).
+            where = str(ip) if ip else "all interfaces (no ip given)"
             out.append(
-                f"port {port.get('external')} is published on {ip} without an API key ({' or '.join(API_KEY_ENV)})"
+                f"port {port.get('external')} is published on {where} without an API key ({' or '.join(API_KEY_ENV)})"
             )
     return out
+
+
+def _is_loopback(ip: object) -> bool:
+    try:
+        return bool(ip) and ipaddress.ip_address(str(ip).strip("[]")).is_loopback
+    except ValueError:
+        return False  # not an address: nothing says the port stays on this machine
 
 
 def no_plain_secrets(typ: str, props: Mapping[str, Any], opts: Options) -> list[str]:

@@ -455,3 +455,92 @@ def test_compose_keeps_the_dollars_of_alerts_and_dashboards() -> None:
     compose = to_compose(fleet(), "gpu-a")
     rules = compose["configs"]["prometheus-alerts.rules"]["content"]
     assert "$$labels" in rules and "$labels" not in rules.replace("$$labels", "")
+
+
+# --------------------------------------------------------------------------- how the gateway reaches each server
+
+
+def _fleet_file(tmp_path: Path, old: str, new: str) -> Path:
+    text = (ROOT / "Pulumi.fleet.yaml").read_text()
+    assert text.count(old) == 1, old
+    path = tmp_path / "Pulumi.fleet.yaml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def test_a_server_on_the_gateways_host_is_reached_at_its_container_port_not_the_published_one(tmp_path: Path) -> None:
+    """The shipped fleet publishes chat-a on 8000, the port vLLM listens on inside, so a route built from the
+    published port would look right. Published on 8100 (and the embeddings moved onto the gateway's host on
+    7998), the gateway must still call the containers' own ports; servers on other hosts, their published ones."""
+    path = _fleet_file(
+        tmp_path,
+        "  rocm-inference:embeddings:\n    host: gpu-b\n",
+        "  rocm-inference:embeddings:\n    host: gpu-a\n    port: 7998\n",
+    )
+    path.write_text(
+        path.read_text()
+        .replace(
+            "      gpu_memory_utilization: 0.9\n    chat-b:",
+            "      gpu_memory_utilization: 0.9\n      port: 8100\n    chat-b:",
+        )
+        .replace("      port: 8000\n", "      port: 8200\n")
+    )
+    plan = plan_stack(read_stack_file(path))
+    assert plan.gateway_config is not None
+    bases = {
+        m["model_info"].get("id", "embeddings"): m["litellm_params"]["api_base"]
+        for m in plan.gateway_config["model_list"]
+    }
+    ports = {
+        r.parent: r.inputs["ports"][0] for r in plan.services if r.parent in ("chat-a", "chat-b", "coder", "embeddings")
+    }
+    assert (ports["chat-a"]["external"], ports["embeddings"]["external"]) == (8100, 7998)
+    emb_name = plan.by_name("embeddings-container").inputs["name"]
+    assert bases == {
+        "chat-a": f"http://chat-a:{ports['chat-a']['internal']}/v1",
+        "embeddings": f"http://{emb_name}:{ports['embeddings']['internal']}",
+        "chat-b": "http://gpu-b.lan:8200/v1",
+        "coder": "http://gpu-b.lan:8001/v1",
+    }
+    assert (ports["chat-a"]["internal"], ports["embeddings"]["internal"]) == (8000, 7997)
+
+
+def test_the_routers_settings_come_from_the_stack() -> None:
+    """Every key of router_settings, and the request timeout LiteLLM applies, with the defaults and with values
+    set in the stack (a hard-coded or swapped key passes one of the two, not both)."""
+    defaults = litellm_config(load(values_of("fleet"), FLEET_SECRETS).settings)
+    assert defaults["router_settings"] == {
+        "routing_strategy": "simple-shuffle",
+        "num_retries": 2,
+        "allowed_fails": 0,
+        "cooldown_time": 30,
+        "timeout": 600,
+    }
+    assert defaults["litellm_settings"]["request_timeout"] == 600
+    values = values_of("fleet")
+    values["gateway"] |= {
+        "routing_strategy": "least-busy",
+        "num_retries": 5,
+        "allowed_fails": 3,
+        "cooldown_time": 120,
+        "request_timeout": 900,
+    }
+    config = litellm_config(load(values, FLEET_SECRETS).settings)
+    assert config["router_settings"] == {
+        "routing_strategy": "least-busy",
+        "num_retries": 5,
+        "allowed_fails": 3,
+        "cooldown_time": 120,
+        "timeout": 900,
+    }
+    assert config["litellm_settings"]["request_timeout"] == 900
+    assert config["litellm_settings"]["telemetry"] is False
+
+
+def test_the_shipped_gateway_file_carries_the_router_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    """What the container reads (--format gateway, the upload) has the same router_settings."""
+    assert main(["fleet", "--format", "gateway"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["router_settings"]["num_retries"] == 2 and shown["router_settings"]["cooldown_time"] == 30
+    upload = fleet().by_name("gateway-container").inputs["uploads"][0]["content"]
+    assert yaml.safe_load(upload)["router_settings"] == shown["router_settings"]

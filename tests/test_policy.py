@@ -60,6 +60,58 @@ def test_each_rule(case: str, typ: str, props: dict[str, Any], opts: Options, po
     assert list(found) == ([policy] if policy else []), found
 
 
+WIDE = ["no ip key", "ip None", "ip empty", "0.0.0.0", "::", "10.0.0.5", "a host name"]
+LOOPBACK = ["127.0.0.1", "127.0.0.2", "::1", "[::1]"]
+
+
+def _port(case: str) -> dict[str, Any]:
+    port: dict[str, Any] = {"internal": 8000, "external": 8000}
+    if case != "no ip key":
+        port["ip"] = {"ip None": None, "ip empty": "", "a host name": "localhost"}.get(case, case)
+    return port
+
+
+@pytest.mark.parametrize("case", WIDE)
+def test_a_port_without_a_loopback_ip_is_wide(case: str) -> None:
+    """Docker publishes a port with no ip on every interface: without a key, that is the open server."""
+    props = {**GOOD_CONTAINER, "ports": [_port(case)], "envs": []}
+    found = violations(CONTAINER, props, GOOD_OPTS)
+    assert list(found) == ["wide-ports-need-api-key"], found
+    where = "all interfaces (no ip given)" if case in ("no ip key", "ip None", "ip empty") else str(_port(case)["ip"])
+    assert found["wide-ports-need-api-key"] == [
+        f"port 8000 is published on {where} without an API key (VLLM_API_KEY or INFINITY_API_KEY or LITELLM_MASTER_KEY)"
+    ]
+    keyed = {**GOOD_CONTAINER, "ports": [_port(case)]}
+    assert violations(CONTAINER, keyed, GOOD_OPTS) == {}, "a key guards a wide port"
+
+
+@pytest.mark.parametrize("case", LOOPBACK)
+def test_a_loopback_port_needs_no_key(case: str) -> None:
+    props = {**GOOD_CONTAINER, "ports": [_port(case)], "envs": []}
+    assert violations(CONTAINER, props, GOOD_OPTS) == {}
+
+
+def _open_program() -> dict[str, Any]:
+    provider = docker.Provider("box", host="unix:///var/run/docker.sock")
+    opts = pulumi.ResourceOptions(provider=provider)
+    docker.Container(
+        "open",
+        name="open",
+        image="sha256:" + "a" * 64,
+        ports=[docker.ContainerPortArgs(internal=8000, external=8000)],  # no ip
+        healthcheck=docker.ContainerHealthcheckArgs(tests=["CMD", "true"]),
+        opts=opts,
+    )
+    return {}
+
+
+def test_the_pack_reports_a_port_published_without_an_ip() -> None:
+    resources, _ = run_program("open", {}, [], _open_program)
+    reported = run_pack(resources)
+    assert [(p, n) for p, n, _ in reported] == [("wide-ports-need-api-key", "open")], reported
+    assert "all interfaces" in reported[0][2]
+
+
 def run_pack(resources: list[PlannedResource]) -> list[tuple[str, str, str]]:
     """Every policy of the pack, called the way CrossGuard calls it, over these resources."""
     reported: list[tuple[str, str, str]] = []

@@ -2,8 +2,10 @@
 
 import json
 import re
+from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
 
 from tests.conftest import DATA, ROOT, STACKS
@@ -54,3 +56,15 @@ def test_dev_requirements_are_pinned_exactly() -> None:
 
 def test_both_shipped_stacks_exist() -> None:
     assert {"big-chat", "small-chat"} <= set(STACKS)
+
+
+def test_collection_stays_out_of_the_fixture_trees(pytestconfig: pytest.Config) -> None:
+    """The sysfs fixtures hold symlink loops; pytest must not walk into them (nor the data files)."""
+
+    def ignored(path: Path) -> bool:
+        return bool(pytestconfig.hook.pytest_ignore_collect(collection_path=path, config=pytestconfig))
+
+    assert ignored(ROOT / "tests" / "fixtures") and ignored(ROOT / "tests" / "data")
+    assert not ignored(ROOT / "tests") and not ignored(ROOT / "tests" / "engine")
+    loops = [p for p in (ROOT / "tests" / "fixtures" / "hosts").rglob("device") if p.is_symlink()]
+    assert loops, "the trees this guards against are gone: drop the exclusion with them"

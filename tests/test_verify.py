@@ -21,6 +21,8 @@ EMB = "nomic-ai/nomic-embed-text-v1.5"
 
 class Handler(BaseHTTPRequestHandler):
     embeddings_model = EMB
+    requests: list[str] = []  # noqa: RUF012  # every path asked for, in order (reset per test by the fixture)
+    served_max_model_len = 16384
 
     def log_message(self, *args: Any) -> None:
         return None
@@ -34,13 +36,15 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:
+        Handler.requests.append(self.path)
         if self.path in ("/health", "/v1/../health"):
             return self._reply(200, {})
         if self.path == "/v1/models":
-            return self._reply(200, {"data": [{"id": MODEL, "max_model_len": 16384}]})
+            return self._reply(200, {"data": [{"id": MODEL, "max_model_len": self.served_max_model_len}]})
         self._reply(404, {})
 
     def do_POST(self) -> None:
+        Handler.requests.append(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
         if self.path == "/v1/chat/completions":
@@ -52,6 +56,7 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[str]:
+    Handler.requests = []
     httpd = ThreadingHTTPServer((HOST, 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -115,3 +120,137 @@ def test_percentile_by_nearest_rank() -> None:
     assert percentile([], 0.5) == 0.0
     assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 0.5) == 3.0
     assert percentile([float(i) for i in range(1, 101)], 0.95) == 95.0
+
+
+def _flat(base: str) -> dict[str, Any]:
+    """The outputs of a single-host stack deployed before the fleet form (no `servers`)."""
+    return {"openai_base_url": base + "/v1", "served_model": MODEL, "max_model_len": 16384}
+
+
+@pytest.mark.parametrize("shape", [outputs, _flat], ids=["servers", "flat"])
+@pytest.mark.parametrize("served", [8192, 32768])
+def test_a_server_running_another_max_model_len_than_planned_fails(
+    server: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    shape: Any,
+    served: int,
+) -> None:
+    """A stale container (the stack changed max_model_len, the container was not replaced) answers every
+    request: only /v1/models tells. Shorter or longer than planned, verify fails and says which."""
+    monkeypatch.setattr(Handler, "served_max_model_len", served)
+    file = tmp_path / "outputs.json"
+    file.write_text(json.dumps(shape(server)))
+    assert main(["s", "--outputs", str(file)]) == 1
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "/v1/models" in ln and "max_model_len" in ln)
+    assert line.lstrip().startswith("FAIL")
+    assert f"max_model_len {served}, planned 16384" in line and "pulumi up" in line
+
+
+@pytest.mark.parametrize("shape", [outputs, _flat], ids=["servers", "flat"])
+def test_the_planned_max_model_len_passes(server: str, shape: Any) -> None:
+    checks = {c.name: c for c in run(shape(server), None, lambda line: None)}
+    models = next(c for name, c in checks.items() if name.endswith("vLLM /v1/models"))
+    assert models.ok and models.detail == f"{MODEL}, max_model_len 16384 (planned 16384)"
+
+
+# --------------------------------------------------------------------------- outputs that cannot be tried as they are
+
+
+def _masked(base: str, key: str) -> dict[str, Any]:
+    out = outputs(base) | {"gateway_container": "litellm-gateway", "gateway_api_key": "sk-real"}
+    out["servers"]["vllm"]["api_key"] = "real-key-0123"
+    if key == "servers":
+        out["servers"] = "[secret]"  # a secret inside makes the whole output one
+    elif key.startswith("servers."):
+        out["servers"]["vllm"]["api_key"] = "[secret]"
+    else:
+        out[key] = "[secret]"
+    return out
+
+
+@pytest.mark.parametrize("key", ["gateway_api_key", "servers.vllm.api_key", "servers", "embeddings_api_key"])
+def test_outputs_saved_without_show_secrets_are_refused_before_any_request(
+    server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    file = tmp_path / "outputs.json"
+    file.write_text(json.dumps(_masked(server, key)))
+    assert main(["s", "--outputs", str(file)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"verify: {file}: {key} is masked ([secret]): the outputs were saved without --show-secrets, and the mask is "
+        "no key; save them with `pulumi stack output --json --show-secrets > FILE`, or run verify without --outputs"
+    ]
+    assert Handler.requests == [], "nothing is tried with the mask as a key"
+
+
+def test_the_flat_outputs_masked_key_is_named_too(
+    server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "outputs.json"
+    file.write_text(json.dumps(_flat(server) | {"vllm_api_key": "[secret]"}))
+    assert main(["s", "--outputs", str(file)]) == 2
+    assert f"verify: {file}: vllm_api_key is masked" in capsys.readouterr().err and Handler.requests == []
+
+
+def test_a_masked_output_verify_does_not_read_is_no_reason_to_stop(server: str, tmp_path: Path) -> None:
+    file = tmp_path / "outputs.json"
+    file.write_text(json.dumps(outputs(server) | {"grafana_admin_password": "[secret]"}))
+    assert main(["s", "--outputs", str(file)]) == 0 and Handler.requests
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        (
+            "servers.vllm.base_url",
+            "{host}/v1",
+            "which has no http:// or https:// scheme and host: write 'http://{host}/v1'",
+        ),
+        (
+            "servers.vllm.base_url",
+            "gpu-box:8000/v1",
+            "which has no http:// or https:// scheme and host: write 'http://gpu-box:8000/v1'",
+        ),
+        (
+            "openai_base_url",
+            "//{host}/v1",
+            "which has no http:// or https:// scheme and host: write 'http://{host}/v1'",
+        ),
+        (
+            "embeddings_base_url",
+            "ftp://{host}",
+            "which has no http:// or https:// scheme and host: write 'http://{host}'",
+        ),
+        ("embeddings_base_url", 8000, "not a URL: it should read like http://gpu-box:8000/v1"),
+        ("servers.vllm.model", ["m"], "not a model name"),
+    ],
+)
+def test_an_address_without_a_scheme_is_refused_before_any_request(
+    server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: Any, said: str
+) -> None:
+    host = server.removeprefix("http://")
+    out = outputs(server)
+    if isinstance(value, str):
+        value = value.format(host=host)
+    if key.startswith("servers."):
+        out["servers"]["vllm"][key.rsplit(".", 1)[1]] = value
+    else:
+        out[key] = value
+    file = tmp_path / "outputs.json"
+    file.write_text(json.dumps(out))
+    assert main(["s", "--outputs", str(file)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"verify: {file}: {key} is {value!r}, {said.format(host=host)}"]
+    assert Handler.requests == []
+
+
+@pytest.mark.parametrize("base", ["http://{host}/v1", "http://{host}/v1/", "HTTP://{host}/v1"])
+def test_addresses_with_a_scheme_are_tried(server: str, tmp_path: Path, base: str) -> None:
+    out = outputs(server)
+    out["servers"]["vllm"]["base_url"] = base.format(host=server.removeprefix("http://"))
+    file = tmp_path / "outputs.json"
+    file.write_text(json.dumps(out))
+    assert main(["s", "--outputs", str(file)]) == 0

@@ -54,7 +54,8 @@ def architecture_of(s: ServerContext, catalog: Catalog) -> tuple[Architecture | 
     return catalog.models.get(s.vllm.model), "the model catalog"
 
 
-def _tensor_parallel_rules(arch: Architecture, tp: int, where: str) -> list[Problem]:
+def tensor_parallel_rules(arch: Architecture, tp: int, where: str) -> list[Problem]:
+    """What vLLM refuses about splitting this model over `tp` GPUs (the plan's and `components.model --tp`'s rules)."""
     key = "vllm.tensor_parallel_size"
     out = []
     if arch.num_attention_heads % tp:
@@ -213,7 +214,7 @@ def assess(s: ServerContext, catalog: Catalog) -> Assessment:
             )
         )
     problems += _quantization_rules(arch, image, s, warnings)
-    problems += _tensor_parallel_rules(arch, s.vllm.tensor_parallel_size, where)
+    problems += tensor_parallel_rules(arch, s.vllm.tensor_parallel_size, where)
     if s.vllm.max_model_len > arch.max_position_embeddings:
         problems.append(
             Problem(

@@ -136,6 +136,8 @@ def read_stack_file(path: Path) -> StackFile:
         text = path.read_text()
     except OSError as exc:
         raise StackConfigError([f"{path}: cannot read the stack file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise StackConfigError([f"{path}: is not UTF-8 text (byte {exc.start}): a stack file is YAML text"]) from None
     tabs = _tab_indented(text)
     if tabs:
         raise StackConfigError(

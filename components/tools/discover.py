@@ -11,7 +11,9 @@ Sources (ROCm documentation and the kernel's sysfs ABI):
 - `/etc/group` for the numeric ids of `video` and `render`.
 
 `--root DIR` reads all of it under DIR (recorded trees); `--ssh USER@HOST` runs one ssh command that
-prints the same files (no agent to install). Exit codes: 0 ok, 1 no ROCm GPU or unreadable host, 2 usage.
+prints the same files (no agent to install). A GPU the catalog does not have is refused with what was
+found and what the catalog supports; `--write STACK --host NAME` refuses a host the fleet does not have
+unless `--add-host`. Exit codes: 0 ok, 1 no ROCm GPU or unreadable host, 2 usage.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Protocol
 import yaml
 
 from components.planning.catalog import Catalog, load_catalog
-from components.settings import NAMESPACE, StackConfigError, read_stack_file
+from components.settings import NAMESPACE, StackConfigError, read_stack_file, suggestion
 from components.settings.stackfile import stack_path
 
 KFD_NODES = "/sys/class/kfd/kfd/topology/nodes"
@@ -185,6 +187,11 @@ def _properties(text: str) -> dict[str, int]:
     return out
 
 
+def _excerpt(text: str) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"first line {first[:60]!r}" if first else "empty"
+
+
 def gfx_name(version: int) -> str:
     """KFD's gfx_target_version (major*10000 + minor*100 + stepping) as an LLVM target: 90006 -> gfx906."""
     major, minor, step = version // 10000, version // 100 % 100, version % 100
@@ -217,17 +224,33 @@ def discover(reader: HostReader) -> DiscoveredHost:
     device_by_render = {minor: device for device, minor in renders.items()}
     gpus: list[DiscoveredGpu] = []
     for node in sorted(nodes, key=lambda n: int(n) if n.isdigit() else 1 << 30):
-        props = _properties(reader.read(f"{KFD_NODES}/{node}/properties") or "")
-        if props.get("simd_count", 0) <= 0:
+        where = f"{KFD_NODES}/{node}/properties"
+        text = reader.read(where)
+        if text is None:
+            raise DiscoveryError(f"{where} cannot be read: is the amdgpu driver fully loaded? (dmesg | grep -i kfd)")
+        props = _properties(text)
+        if "simd_count" not in props:
+            raise DiscoveryError(
+                f"{where}: simd_count is missing or not a number: the file is garbled ({_excerpt(text)})"
+            )
+        if props["simd_count"] <= 0:
             continue  # a CPU node
-        minor = props.get("drm_render_minor", -1)
+        for needed in ("gfx_target_version", "drm_render_minor"):
+            if needed not in props:
+                raise DiscoveryError(
+                    f"{where}: {needed} is missing or not a number in a GPU node: the file is garbled ({_excerpt(text)})"
+                )
+        minor = props["drm_render_minor"]
         device = device_by_render.get(minor)
         if device is None or device not in cards:
             raise DiscoveryError(
                 f"KFD node {node} is a GPU with render minor {minor}, but /sys/class/drm has no AMD "
                 f"renderD{minor} and card node for it"
             )
-        vram = int((reader.read(f"{device}/mem_info_vram_total") or "0").strip() or 0)
+        vram_text = (reader.read(f"{device}/mem_info_vram_total") or "0").strip() or "0"
+        if not vram_text.isdigit():
+            raise DiscoveryError(f"{device}/mem_info_vram_total is {vram_text[:40]!r}, not a number of bytes")
+        vram = int(vram_text)
         gpus.append(
             DiscoveredGpu(
                 index=len(gpus),
@@ -271,6 +294,31 @@ def match_gpu(gpu: DiscoveredGpu, catalog: Catalog) -> tuple[str, list[str]]:
     if not pick:
         return "unknown", []
     return pick[0], pick[1:]
+
+
+def unknown_gpus(host: DiscoveredHost, catalog: Catalog, key: str) -> list[str]:
+    """One line per discovered GPU the catalog has no entry for: which architecture and memory were found,
+    and which the catalog supports (the stack's `gpu` must name one of them)."""
+    supported: dict[str, list[str]] = {}
+    for name, entry in catalog.gpus.items():
+        supported.setdefault(entry.gfx, []).append(f"{name} {entry.memory_gib:.0f} GiB")
+    has = "; ".join(f"{gfx}: {', '.join(names)}" for gfx, names in supported.items())
+    lines = []
+    for g in host.gpus:
+        if match_gpu(g, catalog)[0] != "unknown":
+            continue
+        board = f"{g.pci}, {g.product}" if g.product else g.pci
+        family = supported.get(g.gfx, [])
+        why = (
+            f"the catalog's {g.gfx} boards have other memory sizes ({', '.join(family)})"
+            if family
+            else f"the catalog has no {g.gfx} GPU"
+        )
+        lines.append(
+            f"cannot set {key}.gpu: GPU {g.index} ({board}) is {g.gfx} with {g.vram_gib:g} GiB and {why}; "
+            f"the catalog (components/planning/catalog.yaml) supports {has}"
+        )
+    return lines
 
 
 def host_block(host: DiscoveredHost, docker: str, address: str, catalog: Catalog) -> dict[str, object]:
@@ -366,16 +414,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--format", choices=["yaml", "json"], default="yaml")
     parser.add_argument("--write", metavar="STACK", help="update the host block of Pulumi.STACK.yaml")
     parser.add_argument("--host", metavar="NAME", help="with --write: the block of this host of a fleet stack")
+    parser.add_argument(
+        "--add-host", action="store_true", help="with --host: add NAME to the fleet when the stack has no such host"
+    )
     args = parser.parse_args(argv)
     if args.host and not args.write:
         parser.error("--host goes with --write STACK")
+    if args.ssh is not None and (args.ssh.startswith("-") or not args.ssh.strip()):
+        parser.error(f"argument --ssh: {args.ssh!r} is not USER@HOST")  # ssh would take it as an option
+    if args.add_host and not args.host:
+        parser.error("--add-host goes with --write STACK --host NAME")
+    if args.root is not None and not Path(args.root).is_dir():
+        why = "is not a directory" if Path(args.root).exists() else "does not exist"
+        print(
+            f"discover: argument --root: {args.root} {why}: give the directory a host's tree is under", file=sys.stderr
+        )
+        return 2
     catalog = load_catalog()
-    try:
-        reader: HostReader = ssh_snapshot(args.ssh) if args.ssh else DirectoryReader(Path(args.root or "/"))
-        host = discover(reader)
-    except DiscoveryError as exc:
-        print(f"discover: {exc}", file=sys.stderr)
-        return 1
+    # The stack first: a wrong stack or host name is said before ssh runs.
     path = stack_path(args.write) if args.write else None
     if path is not None and not path.exists():
         print(f"discover: {path.name} does not exist", file=sys.stderr)
@@ -393,6 +449,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if path is not None and args.host and "host" in values:
         print(f"discover: {path.name} has one host (rocm-inference:host): drop --host", file=sys.stderr)
         return 2
+    hosts: dict[str, object] = values["hosts"] if isinstance(values.get("hosts"), dict) else {}
+    if path is not None and args.host and args.host not in hosts and not args.add_host:
+        print(
+            f"discover: argument --host: {path.name} has no host {args.host!r} in {NAMESPACE}:hosts"
+            f"{suggestion(args.host, hosts) if hosts else ''}; to add it as a new host, add --add-host",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        reader: HostReader = ssh_snapshot(args.ssh) if args.ssh else DirectoryReader(Path(args.root or "/"))
+        host = discover(reader)
+    except DiscoveryError as exc:
+        print(f"discover: {exc}", file=sys.stderr)
+        return 1
+    key = f"{NAMESPACE}:hosts.{args.host}" if args.host else f"{NAMESPACE}:host"
+    unknown = unknown_gpus(host, catalog, key)
+    if unknown:
+        print("\n".join(f"discover: {line}" for line in unknown), file=sys.stderr)
+        return 1
     if args.ssh:
         docker, address = f"ssh://{args.ssh}", args.ssh.rsplit("@", 1)[-1]
     else:
@@ -405,8 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = render_yaml(host, block, catalog, kept, args.host)
     if path is not None:
         write_block(path, text, args.host)
-        key = f"hosts.{args.host}" if args.host else "host"
-        print(f"updated {NAMESPACE}:{key} in {path.name}", file=sys.stderr)
+        print(f"updated {key} in {path.name}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps({f"{NAMESPACE}:host": block, "discovered": [asdict(g) for g in host.gpus]}, indent=2))
     else:

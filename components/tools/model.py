@@ -4,10 +4,14 @@
     python -m components.model Qwen/Qwen3-30B-A3B-GPTQ-Int4 [--revision R] [--tp 2]
                                [--write STACK [--server NAME]]
 
+MODEL is the repository id; a Hub page URL (https://huggingface.co/ORG/NAME[/tree/REV]) is taken
+as its id (and revision). `--tp` is checked with the plan's own tensor-parallel rules.
+
 config.json (quantization_config included) comes through huggingface_hub's cache; HF_TOKEN is used
 for gated models. Offline with nothing cached, it says so in one line and exits 1. `--write` edits
 only the architecture lines of `rocm-inference:vllm` (or of `servers.NAME` in the fleet form) and
-leaves every other line as it was. Exit codes: 0 ok, 1 cannot read the model or the stack, 2 usage.
+leaves every other line as it was; a model the catalog already has needs no block, so `--write`
+refuses it unless `--override-catalog`. Exit codes: 0 ok, 1 cannot read the model or the stack, 2 usage.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,14 +28,91 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from components.planning.catalog import Architecture, QuantizationConfig, VisionConfig
+from components.planning.catalog import Architecture, QuantizationConfig, VisionConfig, load_catalog
 from components.planning.memory import DTYPE_BYTES, GiB, kv_bytes_per_token, weights_bytes_per_rank
-from components.settings import NAMESPACE
+from components.planning.rules import tensor_parallel_rules
+from components.settings import NAMESPACE, StackConfigError, read_stack_file, suggestion
 from components.settings.stackfile import stack_path
 
 
 class ModelError(Exception):
     """The model's config.json cannot be had or read; the message says why, in one line."""
+
+
+class UsageError(ModelError):
+    """The command line asks for something that cannot work (exit 2); the message names the argument."""
+
+
+HUB_PAGE = re.compile(
+    r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/(?P<path>[^?#]*)(?:[?#].*)?$", re.IGNORECASE
+)
+
+
+def model_id(text: str) -> tuple[str, str | None]:
+    """MODEL as given -> (repository id, revision named in a Hub page URL or None). Raises UsageError."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]  # exported lazily
+
+    given, revision = text.strip(), None
+    page = HUB_PAGE.match(given)
+    if page:
+        parts = [p for p in page.group("path").split("/") if p]
+        if parts and parts[0] in ("datasets", "spaces", "collections", "docs", "papers"):
+            raise UsageError(
+                f"argument MODEL: {text} is a Hub {parts[0]} page, not a model's: give the model's id, as ORG/NAME"
+            )
+        if len(parts) >= 4 and parts[2] in ("tree", "blob", "resolve"):
+            revision = parts[3]
+        given = "/".join(parts[:2])
+    elif "://" in given:
+        raise UsageError(f"argument MODEL: {text} is not a Hugging Face Hub address: give the model's id, as ORG/NAME")
+    try:
+        validate_repo_id(given)
+    except HFValidationError:
+        raise UsageError(
+            f"argument MODEL: {text!r} is not a Hugging Face model id: give it as ORG/NAME "
+            "(e.g. Qwen/Qwen3-30B-A3B) or as its page's URL"
+        ) from None
+    return given, revision
+
+
+def positive_tp(text: str) -> int:
+    """argparse type of --tp: a number of GPUs."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"is a number of GPUs, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"is a number of GPUs, 1 or more, got {value}")
+    return value
+
+
+def tp_problems(model: str, arch: Architecture, tp: int) -> list[str]:
+    """Why vLLM would refuse this model at tensor parallel `tp` (the plan's rules), each as one line."""
+    return [p.message for p in tensor_parallel_rules(arch, tp, f"{model}'s config.json")]
+
+
+def allowed_tps(model: str, arch: Architecture, upto: int = 16) -> list[int]:
+    return [tp for tp in range(1, upto + 1) if not tp_problems(model, arch, tp)]
+
+
+def stack_target(path: Path, server: str | None) -> None:
+    """Refuse, before any download, a --write that has no block to go to. Raises ModelError / UsageError."""
+    if not path.exists():
+        raise ModelError(f"{path.name} does not exist")
+    try:
+        values = read_stack_file(path).values
+    except StackConfigError as exc:
+        raise ModelError("\n".join(exc.lines)) from None
+    servers = values.get("servers")
+    if isinstance(servers, dict) and server is None:
+        raise UsageError(
+            f"{path.name} is a fleet: say which server's architecture with --server NAME ({', '.join(servers)})"
+        )
+    if server is not None and not isinstance(servers, dict):
+        raise UsageError(f"{path.name} has one server ({NAMESPACE}:vllm): drop --server {server}")
+    if server is not None and isinstance(servers, dict) and server not in servers:
+        raise UsageError(f"argument --server: {path.name} has no server {server!r}{suggestion(server, servers)}")
 
 
 def hf_hub_download(repo_id: str, filename: str, revision: str | None, token: str | None) -> str:
@@ -192,35 +274,79 @@ def write_architecture(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.model", description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="Hugging Face model id, e.g. Qwen/Qwen3-30B-A3B-GPTQ-Int4")
+    parser.add_argument("model", help="Hugging Face model id, e.g. Qwen/Qwen3-30B-A3B-GPTQ-Int4 (or its page's URL)")
     parser.add_argument("--revision", help="a branch, tag or commit of the model repository")
-    parser.add_argument("--tp", type=int, default=1, help="tensor parallel size for the summary (default 1)")
+    parser.add_argument(
+        "--tp",
+        type=positive_tp,
+        default=1,
+        help="tensor parallel size for the summary (default 1), checked as the plan does",
+    )
     parser.add_argument("--write", metavar="STACK", help="write the architecture into Pulumi.STACK.yaml")
     parser.add_argument("--server", metavar="NAME", help="with --write: the fleet form's servers.NAME")
+    parser.add_argument(
+        "--override-catalog",
+        action="store_true",
+        help="with --write: write the block even for a model the catalog has (the block then overrides it)",
+    )
     args = parser.parse_args(argv)
     if args.server and not args.write:
         parser.error("--server needs --write")
+    if args.override_catalog and not args.write:
+        parser.error("--override-catalog goes with --write")
     try:
-        config = fetch_config(args.model, args.revision)
+        model, url_revision = model_id(args.model)
+        if url_revision and args.revision and url_revision != args.revision:
+            raise UsageError(
+                f"argument --revision: {args.revision} differs from the revision {url_revision} in the URL: give one"
+            )
+        revision = args.revision or url_revision
+        if model != args.model:
+            at = f" (revision {url_revision})" if url_revision else ""
+            print(f"model: argument MODEL: the URL names {model}{at}", file=sys.stderr)
+        in_catalog = model in load_catalog().models
+        path = stack_path(args.write) if args.write else None
+        if path is not None:
+            stack_target(path, args.server)
+            if in_catalog and not args.override_catalog:
+                raise UsageError(
+                    f"argument MODEL: {model} is in the model catalog (components/planning/catalog.yaml) already: "
+                    f"a stack that serves it needs no architecture block, nothing written to {path.name} "
+                    "(--override-catalog writes one that overrides the catalog's)"
+                )
+        config = fetch_config(model, revision)
         block = architecture_block(config)
         try:
             arch = Architecture.model_validate(block)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise ModelError(f"{args.model}'s config.json: {where}: {first['msg']}") from None
-        text = summary(args.model, arch, args.tp)
+            raise ModelError(f"{model}'s config.json: {where}: {first['msg']}") from None
+        refused = tp_problems(model, arch, args.tp)
+        if refused:
+            allowed = ", ".join(str(tp) for tp in allowed_tps(model, arch))
+            for message in refused:
+                print(f"model: argument --tp: {args.tp} {message.removesuffix(f', got {args.tp}')}", file=sys.stderr)
+            print(
+                f"model: argument --tp: {args.tp} is not a size {model} allows: {allowed or 'none of 1 to 16'}",
+                file=sys.stderr,
+            )
+            return 2
+        text = summary(model, arch, args.tp)
         text += ["architecture:"] + [
             f"  {line}" for line in yaml.safe_dump(block, sort_keys=False, default_flow_style=None).splitlines()
         ]
-        if args.write:
-            path = stack_path(args.write)
-            if not path.exists():
-                raise ModelError(f"{path.name} does not exist")
-            write_architecture(path, block, args.server, args.revision)
+        if path is not None:
+            write_architecture(path, block, args.server, revision)
             print(f"updated the architecture in {path.name}", file=sys.stderr)
+        elif in_catalog:
+            print(
+                f"model: {model} is in the model catalog already: a stack that serves it needs no architecture "
+                "block (the one below is what the Hub has, for reference)",
+                file=sys.stderr,
+            )
     except ModelError as exc:
-        print(f"model: {exc}", file=sys.stderr)
-        return 1
+        print("\n".join(f"model: {line}" for line in str(exc).splitlines()), file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
     print("\n".join(text))
     return 0

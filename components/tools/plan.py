@@ -262,10 +262,14 @@ def _compose(plan: Plan, host: str | None, output: str | None, parser: argparse.
         parser.error(f"no host {host!r} in stack {plan.stack}; its hosts: {', '.join(hosts)}")
     if output is not None:
         out = Path(output)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in hosts:
-            (out / f"compose.{name}.yaml").write_text(render_compose(plan, name))
-            print(f"wrote {out / f'compose.{name}.yaml'}", file=sys.stderr)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for name in hosts:
+                (out / f"compose.{name}.yaml").write_text(render_compose(plan, name))
+                print(f"wrote {out / f'compose.{name}.yaml'}", file=sys.stderr)
+        except OSError as exc:
+            print(f"plan: argument --output: cannot write into {output}: {exc.strerror}", file=sys.stderr)
+            return 1
         return 0
     if host is None and len(hosts) > 1:
         parser.error(

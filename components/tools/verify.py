@@ -4,7 +4,9 @@ Reads the stack outputs (`pulumi stack output --json --show-secrets`, or `--outp
 checks each endpoint: /health; /v1/models lists the served model with the planned max_model_len;
 one short chat completion (latency, tokens per second) and one embedding succeed; requests without
 the API key are refused where a key is set. `--wait` first waits for /health with a progress line
-(a 70B load takes minutes). Exit 0 when every check passes, 1 otherwise, 2 on usage errors.
+(a 70B load takes minutes). Outputs that cannot be tried as they are (keys saved as `[secret]`
+without --show-secrets, an address without http://) are refused before any request, each key named.
+Exit 0 when every check passes, 1 otherwise, 2 on usage errors.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -139,12 +142,18 @@ def verify_vllm(name: str, server: dict[str, Any], prefix: str = "") -> list[Che
     listed = {m.get("id"): m for m in (r.body or {}).get("data", [])} if isinstance(r.body, dict) else {}
     entry = listed.get(model)
     planned = server.get("max_model_len")
-    ok = r.status == 200 and entry is not None and (planned is None or entry.get("max_model_len") == planned)
-    detail = (
-        f"{model}, max_model_len {entry.get('max_model_len')}" + (f" (planned {planned})" if planned else "")
-        if entry
-        else f"HTTP {r.status or r.error}: {model} not in {sorted(listed)}"
-    )
+    served = entry.get("max_model_len") if entry else None
+    ok = r.status == 200 and entry is not None and (planned is None or served == planned)
+    if entry is None:
+        detail = f"HTTP {r.status or r.error}: {model} not in {sorted(listed)}"
+    elif ok:
+        detail = f"{model}, max_model_len {served}" + (f" (planned {planned})" if planned else "")
+    else:
+        # The container answers, but is not the planned one: a change the engine did not apply.
+        detail = (
+            f"{model}, max_model_len {served}, planned {planned}: the running container is not the planned one "
+            "(stale); run pulumi up"
+        )
     checks.append(Check(f"{prefix}vLLM /v1/models", ok, detail, r.ms))
     checks.append(_chat(base, model, key, f"{prefix}chat completion"))
     checks.append(_key_check(f"{prefix}vLLM /v1/models", "GET", base + "/models", None, key))
@@ -304,6 +313,10 @@ def read_outputs(path: Path) -> dict[str, Any]:
         return _parse(path.read_text(), str(path))
     except OSError as exc:
         raise OutputsError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise OutputsError(
+            f"{path} is not UTF-8 text (byte {exc.start}): give the JSON of pulumi stack output"
+        ) from None
 
 
 def stack_outputs(stack: str) -> dict[str, Any]:
@@ -316,6 +329,66 @@ def stack_outputs(stack: str) -> dict[str, Any]:
     if done.returncode != 0:
         raise OutputsError(f"pulumi stack output failed: {done.stderr.strip()}")
     return _parse(done.stdout, "pulumi stack output")
+
+
+MASK = "[secret]"  # what `pulumi stack output` prints for a secret without --show-secrets
+# The outputs verify reads (components/program.py's outputs); the *_container ones it does not.
+READ = frozenset(
+    {
+        "servers",
+        "openai_base_url",
+        "served_model",
+        "max_model_len",
+        "vllm_api_key",
+        "embeddings_base_url",
+        "embeddings_model",
+        "embeddings_api_key",
+        "gateway_api_key",
+    }
+)
+
+
+def _masked(value: Any, key: str) -> list[str]:
+    if value == MASK:
+        return [key]
+    if isinstance(value, dict):
+        return [m for k, v in value.items() for m in _masked(v, f"{key}.{k}" if key else str(k))]
+    return []
+
+
+def unusable_outputs(outputs: dict[str, Any], where: str) -> list[str]:
+    """Why these outputs cannot be tried as they are, one line per key (empty when they can): keys saved
+    masked (every request would carry the mask as its key), addresses that are no http(s) URL."""
+    lines = [
+        f"{where}: {key} is masked ({MASK}): the outputs were saved without --show-secrets, and the mask is "
+        "no key; save them with `pulumi stack output --json --show-secrets > FILE`, or run verify without --outputs"
+        for key in _masked({k: v for k, v in outputs.items() if k in READ}, "")
+    ]
+    urls = {
+        "openai_base_url": outputs.get("openai_base_url"),
+        "embeddings_base_url": outputs.get("embeddings_base_url"),
+    }
+    servers = outputs.get("servers")
+    if isinstance(servers, dict):
+        urls |= {f"servers.{n}.base_url": s.get("base_url") for n, s in servers.items() if isinstance(s, dict)}
+    for key, url in urls.items():
+        if url is None or url == MASK:
+            continue
+        if not isinstance(url, str):
+            lines.append(f"{where}: {key} is {url!r}, not a URL: it should read like http://gpu-box:8000/v1")
+            continue
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            fixed = "http://" + url.split("://", 1)[-1].lstrip("/")
+            lines.append(
+                f"{where}: {key} is {url!r}, which has no http:// or https:// scheme and host: write {fixed!r}"
+            )
+    if isinstance(servers, dict):
+        for name, server in servers.items():
+            model = server.get("model") if isinstance(server, dict) else None
+            if model is not None and model != MASK and not (isinstance(model, str) and model):
+                lines.append(f"{where}: servers.{name}.model is {model!r}, not a model name")
+    return lines
 
 
 def missing_outputs(outputs: dict[str, Any]) -> list[str]:
@@ -383,15 +456,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--load takes 1 to 256 concurrent chats")
     if not 1 <= args.duration <= 600:
         parser.error("--duration takes 1 to 600 seconds")
+    where = args.outputs or f"pulumi stack output of {args.stack}"
     try:
         outputs = read_outputs(Path(args.outputs)) if args.outputs else stack_outputs(args.stack)
-        missing = missing_outputs(outputs)
     except OutputsError as exc:
         print(f"verify: {exc}", file=sys.stderr)
         return 2
+    # Say what to fix before trying anything: a masked key or an address without a scheme fails every check.
+    unusable = unusable_outputs(outputs, where)
+    if unusable:
+        print("\n".join(f"verify: {line}" for line in unusable), file=sys.stderr)
+        return 2
+    missing = missing_outputs(outputs)
     if missing:
         print(
-            f"verify: the stack outputs lack {', '.join(missing)}: was the stack deployed with this code?",
+            f"verify: {where}: the stack outputs lack {', '.join(missing)}: was the stack deployed with this code?",
             file=sys.stderr,
         )
         return 2
