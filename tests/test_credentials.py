@@ -4,20 +4,37 @@ and the policy pack. Each table lists the shapes that must be refused and the ne
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
+import jsonschema
+import pulumi
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from components.planning.secrets import (
+    SECRET_ENV_LABEL,
     credential_in_value,
     credential_in_words,
     looks_like_secret_name,
 )
-from components.settings import StackConfigError
+from components.program import deploy
+from components.settings import StackConfigError, read_stack_file
+from components.settings.pulumi_config import load_from_pulumi
+from components.settings.schema import SCHEMA_FILE
+from components.tools.compose import to_compose
+from components.tools.mocks import PlanMocks
+from components.tools.plan import plan_stack
 from rules import CONTAINER, Options, no_plain_secrets, violations
+from tests.conftest import ROOT, inputs_of, use_stack
 from tests.stacks import errors, load, set_key, values_of
+from tests.test_fleet import _unwrapped
+from tests.test_policy import run_pack
 
 FLEET_SECRETS = ("gateway_api_key",)
 
@@ -267,6 +284,135 @@ def test_odd_values_give_lines_not_tracebacks(key: str, value: Any) -> None:
         load(set_key(values_of("big-chat"), key, value))
     except StackConfigError as exc:
         assert all(line.startswith("Pulumi.test.yaml: rocm-inference:") for line in exc.lines), exc.lines
+
+
+# --------------------------------------------------------------------------- the way out: secret environment entries
+
+# `pulumi config set --secret --path 'rocm-inference:vllm.environment.HTTPS_PROXY' http://ops:hunter2@proxy:3128`
+SECURE = "        secure: v1:AAAA:aHR0cDovL29wczpodW50ZXIyQHByb3h5OjMxMjg=\n"
+
+
+def _with_secret_env(tmp_path: Path, stack: str, after: str, block: str) -> Path:
+    """A copy of a shipped stack file with `block` written after the line `after`."""
+    path = tmp_path / f"Pulumi.{stack}.yaml"
+    text = (ROOT / f"Pulumi.{stack}.yaml").read_text()
+    assert after in text
+    path.write_text(text.replace(after, after + block, 1))
+    return path
+
+
+def big_chat_with_secret_proxy(tmp_path: Path) -> Path:
+    return _with_secret_env(
+        tmp_path, "big-chat", "    gpu_memory_utilization: 0.9\n", "    environment:\n      HTTPS_PROXY:\n" + SECURE
+    )
+
+
+def test_a_secret_environment_entry_is_masked_in_the_plan_with_its_name_on_a_label(tmp_path: Path) -> None:
+    plan = plan_stack(read_stack_file(big_chat_with_secret_proxy(tmp_path)))
+    container = plan.by_name("vllm-container")
+    assert "HTTPS_PROXY=[secret]" in container.inputs["envs"]
+    assert "envs" in container.options["additional_secret_outputs"]
+    labels = {lbl["label"]: lbl["value"] for lbl in container.inputs["labels"]}
+    assert labels[SECRET_ENV_LABEL] == "HTTPS_PROXY"
+    text = json.dumps(plan.as_json())
+    assert "placeholder" not in text and "aHR0cDovL29w" not in text
+    assert run_pack(plan.resources) == [], "the policy pack trusts the stack's own secret entries"
+
+
+def test_a_secret_environment_entry_is_an_interpolation_in_the_compose_export(tmp_path: Path) -> None:
+    vllm = to_compose(plan_stack(read_stack_file(big_chat_with_secret_proxy(tmp_path))))["services"]["vllm"]
+    assert vllm["environment"]["HTTPS_PROXY"] == "${HTTPS_PROXY:?set HTTPS_PROXY (a secret of the stack)}"
+
+
+def test_a_secret_environment_entry_shows_masked_in_the_markdown_comment(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "components.plan", "--file", str(big_chat_with_secret_proxy(tmp_path)), "--format", "markdown"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "placeholder" not in done.stdout and "aHR0cDovL29w" not in done.stdout
+
+
+def test_secret_entries_of_every_service_in_a_fleet(tmp_path: Path) -> None:
+    path = _with_secret_env(
+        tmp_path, "fleet", "      port: 8001\n", "      environment:\n        DB_PASSWORD:\n  " + SECURE
+    )
+    path.write_text(
+        path.read_text().replace(
+            "    port: 4000\n", "    port: 4000\n    environment:\n      SLACK_WEBHOOK_URL:\n" + SECURE, 1
+        )
+    )
+    plan = plan_stack(read_stack_file(path))
+    assert "DB_PASSWORD=[secret]" in plan.by_name("coder-container").inputs["envs"]
+    assert "SLACK_WEBHOOK_URL=[secret]" in plan.by_name("gateway-container").inputs["envs"]
+    assert not any("DB_PASSWORD" in e for e in plan.by_name("chat-a-container").inputs["envs"])
+    assert run_pack(plan.resources) == []
+
+
+def test_a_secret_environment_entry_reaches_the_container_only_as_a_secret(mocks: PlanMocks, tmp_path: Path) -> None:
+    proxy = "http://ops:hunter2@proxy.lan:3128"
+
+    @pulumi.runtime.test
+    def run() -> pulumi.Output[Any]:
+        written = read_stack_file(big_chat_with_secret_proxy(tmp_path))
+        use_stack("big-chat")
+        config = pulumi.runtime.config.CONFIG.get()
+        vllm = json.loads(config["rocm-inference:vllm"])
+        vllm["environment"] = {"HTTPS_PROXY": proxy}  # what the engine hands over, decrypted
+        pulumi.runtime.set_all_config(
+            {**config, "rocm-inference:vllm": json.dumps(vllm)},
+            [*pulumi.runtime.config.get_config_secret_keys_env(), "rocm-inference:vllm"],
+        )
+        loaded, secrets = load_from_pulumi(written.path, (), written)
+        assert loaded.settings.servers["vllm"].environment == {}
+        assert loaded.settings.has_secret("servers.vllm.environment.HTTPS_PROXY")
+        outputs = deploy(loaded, secrets, "rocm-inference", "big-chat")
+        return pulumi.Output.all(*outputs.values()).apply(check)
+
+    def check(_: Any) -> None:
+        envs = inputs_of(mocks, ":Container", "vllm-container")["envs"]
+        assert f"HTTPS_PROXY={proxy}" in envs["value"]
+        for (typ, name), inputs in mocks.inputs.items():
+            assert "hunter2" not in json.dumps(_unwrapped(inputs)), f"{typ} {name} holds the password in plain text"
+
+    run()
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("HF_TOKEN", "which this project sets itself (from the GPUs and secrets of the stack)"),
+        ("VLLM_API_KEY", "which this project sets itself (from the GPUs and secrets of the stack)"),
+        ("HIP_VISIBLE_DEVICES", "which this project sets itself (from the GPUs and secrets of the stack)"),
+        ("MY-VAR", "which is not an environment variable name"),
+    ],
+)
+def test_a_secret_environment_entry_names_a_variable_the_project_does_not_set(name: str, problem: str) -> None:
+    found = errors(values_of("big-chat"), (f"servers.vllm.environment.{name}",))
+    assert found == [f"Pulumi.test.yaml: rocm-inference:vllm.environment has {name!r}, {problem}"]
+
+
+def test_a_secret_environment_entry_with_a_secret_name_passes() -> None:
+    assert errors(values_of("big-chat"), ("servers.vllm.environment.DB_PASSWORD",)) == []
+
+
+def test_a_refused_value_stops_the_plan_in_every_format_without_printing_it(tmp_path: Path) -> None:
+    plain = "    environment:\n      HTTPS_PROXY: http://ops:hunter2@proxy:3128\n"
+    path = _with_secret_env(tmp_path, "big-chat", "    gpu_memory_utilization: 0.9\n", plain)
+    for fmt in ("text", "json", "markdown", "compose"):
+        done = subprocess.run(
+            [sys.executable, "-m", "components.plan", "--file", str(path), "--format", fmt],
+            cwd=ROOT, capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 1 and "Traceback" not in done.stderr, fmt
+        assert "hunter2" not in done.stdout + done.stderr
+        assert "pulumi config set --secret --path 'rocm-inference:vllm.environment.HTTPS_PROXY' VALUE" in done.stderr
+
+
+def test_the_schema_takes_a_secret_environment_entry() -> None:
+    doc = yaml.safe_load((ROOT / "Pulumi.big-chat.yaml").read_text())
+    doc["config"]["rocm-inference:vllm"]["environment"] = {"HTTPS_PROXY": {"secure": "v1:AAAA"}, "A": "1"}
+    jsonschema.validate(doc, json.loads(SCHEMA_FILE.read_text()))
 
 
 # Text that reaches the URL, query and command-line readers: schemes, userinfo, quotes, brackets, flags.
