@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pulumi
 import pulumi_docker as docker
 
 from components.host import HostShell
+from components.planning.secrets import SECRET_ENV_LABEL
 from components.planning.timing import Timeouts, container_timeouts, download_timeouts, go_duration, image_timeouts
 
 # No start_interval: Docker Engine before v25 (Debian 12 ships 20.10) refuses it in compose; the
@@ -164,6 +165,8 @@ class ServerArgs:
     pull_timeout: int
     hf_token: pulumi.Output[str] | None = None
     api_key: pulumi.Output[str] | None = None
+    # The stack's own secret environment entries (`environment` values written with --secret --path).
+    secret_environment: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     networks: Sequence[pulumi.Input[str]] = ()
     depends_on: Sequence[pulumi.Resource] = ()
@@ -191,6 +194,13 @@ class Service(pulumi.ComponentResource):
     container: docker.Container
 
     def _serve(self, name: str, spec: ServiceSpec, args: ServerArgs, model: str, path: str = "") -> None:
+        if args.secret_environment:
+            # The project's own secrets win; the label tells the policy pack which names are secrets too.
+            spec = replace(
+                spec,
+                secret_environment={**args.secret_environment, **spec.secret_environment},
+                labels={**spec.labels, SECRET_ENV_LABEL: ",".join(sorted(args.secret_environment))},
+            )
         res = service_resources(name, spec, self, args.provider, args.shell)
         self.container = res.container
         self.model = model

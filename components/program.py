@@ -98,6 +98,7 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
                 settings=srv,
                 devices=hosts[srv.host or ""].gpu_devices(f"{name}-gpus", srv.gpus),
                 api_key=key,
+                secret_environment=secrets.environment.get(f"servers.{name}", {}),
                 stall_seconds=server_stall_seconds(contexts[name], catalog),
                 **where(srv.host),
             ),
@@ -108,7 +109,13 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
         if key is not None:
             keys["embeddings"] = key
         embeddings = EmbeddingsServer(
-            "embeddings", EmbeddingsServerArgs(settings=s.embeddings, api_key=key, **where(s.embeddings.host))
+            "embeddings",
+            EmbeddingsServerArgs(
+                settings=s.embeddings,
+                api_key=key,
+                secret_environment=secrets.environment.get("embeddings", {}),
+                **where(s.embeddings.host),
+            ),
         )
     gateway = None
     if s.gateway is not None:
@@ -126,6 +133,7 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
                 settings=s.gateway,
                 config=litellm_config(s),
                 api_key=secrets.gateway_api_key,
+                secret_environment=secrets.environment.get("gateway", {}),
                 backend_keys={backend_key_env(service): key for service, key in keys.items()},
                 **gateway_where,
             ),

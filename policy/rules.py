@@ -12,17 +12,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.planning.secrets import image_is_unpinned, looks_like_secret_name, looks_like_secret_value
+from components.planning.secrets import (
+    PROJECT_SECRET_ENV,
+    SECRET_ENV_LABEL,
+    credential_in_url,
+    credential_in_words,
+    image_is_unpinned,
+    secret_in_environment,
+)
 
 CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+DOCKER_PROVIDER = "pulumi:providers:docker"
 GPU_NODE = re.compile(r"^/dev/kfd$|^/dev/dri/(card|renderD)\d+$")
-SECRET_FLAG = re.compile(r"^--(api-key|hf-token|token|password)(=.*)?$")
-# The environment variables this project fills from Pulumi secrets: the names that may carry one.
+# The variables that carry a service's API key (this project fills them from Pulumi secrets).
 API_KEY_ENV = ("VLLM_API_KEY", "INFINITY_API_KEY", "LITELLM_MASTER_KEY")
-MANAGED_SECRET_ENV = re.compile(
-    r"^(HF_TOKEN|VLLM_API_KEY|INFINITY_API_KEY|LITELLM_MASTER_KEY|BACKEND_KEY_[A-Z0-9_]+|GF_SECURITY_ADMIN_PASSWORD)$"
-)
 # A container that guards its port otherwise than with an API key says how (node-exporter: basic auth
 # from its web config; Grafana: its login).
 AUTH_LABEL = "rocm-inference.auth"
@@ -95,8 +99,7 @@ def wide_ports_need_api_key(typ: str, props: Mapping[str, Any], opts: Options) -
     if typ != CONTAINER:
         return []
     envs = _envs(props)
-    labels = {lbl.get("label"): lbl.get("value") for lbl in props.get("labels") or []}
-    keyed = any(envs.get(name) for name in API_KEY_ENV) or bool(labels.get(AUTH_LABEL))
+    keyed = any(envs.get(name) for name in API_KEY_ENV) or bool(_labels(props).get(AUTH_LABEL))
     out = []
     for port in props.get("ports") or []:
         ip = port.get("ip")
@@ -116,32 +119,45 @@ def _is_loopback(ip: object) -> bool:
         return False  # not an address: nothing says the port stays on this machine
 
 
+def _labels(props: Mapping[str, Any]) -> dict[str, str]:
+    return {str(lbl.get("label")): str(lbl.get("value")) for lbl in props.get("labels") or []}
+
+
 def no_plain_secrets(typ: str, props: Mapping[str, Any], opts: Options) -> list[str]:
+    if typ == DOCKER_PROVIDER:
+        return _provider_secrets(props)
     if typ != CONTAINER:
         return []
     out = []
-    command = [str(a) for a in props.get("command") or []]
-    for n, arg in enumerate(command):
-        if SECRET_FLAG.match(arg) or looks_like_secret_value(arg):
-            shown = arg.split("=", 1)[0]
-            follower = command[n + 1] if n + 1 < len(command) and "=" not in arg else ""
-            out.append(
-                f"command line carries a secret ({shown}{' …' if follower else ''}): it shows in logs and docker inspect"
-            )
+    found = credential_in_words([str(a) for a in props.get("command") or []])
+    if found:
+        out.append(f"command line carries {found}: it shows in logs and docker inspect")
     secret_output = "envs" in opts.additional_secret_outputs
+    # The stack's own secret entries are named by a label; the env list being a secret output as a whole
+    # does not make any other entry one.
+    stack_secrets = {n for n in _labels(props).get(SECRET_ENV_LABEL, "").split(",") if n}
     for key, value in _envs(props).items():
-        if MANAGED_SECRET_ENV.match(key):
+        if PROJECT_SECRET_ENV.match(key) or key in stack_secrets:
             if not secret_output:
                 out.append(
                     f"environment variable {key} holds a secret but the container's envs are not a secret output"
                 )
-        elif looks_like_secret_name(key) or looks_like_secret_value(value):
-            # A secret under a name this project does not fill from a Pulumi secret was written in plain
-            # text in the stack (the env list being a secret output as a whole does not make it one).
+        elif secret_in_environment(key, value):
             out.append(
                 f"environment variable {key} looks like a secret in plain configuration: set it with "
-                "`pulumi config set --secret`"
+                f"`pulumi config set --secret --path '<service>.environment.{key}'`"
             )
+    return out
+
+
+def _provider_secrets(props: Mapping[str, Any]) -> list[str]:
+    """The Docker host URL and ssh options reach the docker CLI's command line and sit in state."""
+    out = []
+    if credential_in_url(str(props.get("host") or "")):
+        out.append("the Docker host URL carries a password (user:password@): log in with a key or an SSH agent")
+    found = credential_in_words([str(o) for o in props.get("sshOpts") or []])
+    if found:
+        out.append(f"the ssh options carry {found}: log in with a key or an SSH agent")
     return out
 
 
@@ -159,7 +175,10 @@ RULES: dict[str, tuple[str, Rule]] = {
     "healthcheck-required": ("Every container has a healthcheck.", healthcheck_required),
     "pinned-image-tags": ("Every image is pinned to a tag other than latest, or a digest.", image_pinned),
     "wide-ports-need-api-key": ("Ports published beyond loopback need an API key.", wide_ports_need_api_key),
-    "no-plain-secrets": ("No secret-looking value in a plain env var or on a command line.", no_plain_secrets),
+    "no-plain-secrets": (
+        "No secret-looking value in a plain env var, on a command line or in the Docker host's connection.",
+        no_plain_secrets,
+    ),
     "gpu-delete-before-replace": ("GPU containers use delete-before-replace.", gpu_delete_before_replace),
 }
 

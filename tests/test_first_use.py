@@ -72,7 +72,7 @@ def test_3_the_policy_flags_a_secret_value_under_a_harmless_name_even_in_a_secre
     found = no_plain_secrets(CONTAINER, props, Options(additional_secret_outputs=("envs",)))
     assert found == [
         "environment variable HUGGING_FACE_HUB_AUTH looks like a secret in plain configuration: set it with "
-        "`pulumi config set --secret`"
+        "`pulumi config set --secret --path '<service>.environment.HUGGING_FACE_HUB_AUTH'`"
     ]
 
 

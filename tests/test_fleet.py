@@ -441,14 +441,14 @@ def test_a_secret_where_none_is_read_is_refused(tmp_path: Path) -> None:
         .read_text()
         .replace(
             "      port: 8001\n",
-            "      port: 8001\n      environment:\n        EXTRA:\n          secure: v1:AAAA:BBBB\n",
+            "      port: 8001\n      model_revision:\n        secure: v1:AAAA:BBBB\n",
         )
     )
     done = subprocess.run(
         [sys.executable, "-m", "components.plan", "--file", str(path)], cwd=ROOT, capture_output=True, text=True
     )
     assert done.returncode == 1
-    assert "rocm-inference:servers.coder.environment.EXTRA is a secret where rocm-inference reads none" in done.stderr
+    assert "rocm-inference:servers.coder.model_revision is a secret where rocm-inference reads none" in done.stderr
 
 
 def test_compose_keeps_the_dollars_of_alerts_and_dashboards() -> None:

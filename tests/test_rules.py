@@ -111,7 +111,7 @@ INVALID: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "secret-looking env var",
         big(vllm__environment={"MY_API_TOKEN": "x"}),
         (),
-        "vllm.environment has 'MY_API_TOKEN', which looks like a secret: set secrets with `pulumi config set --secret` (see README)",
+        "vllm.environment has 'MY_API_TOKEN' with a name that says it is a secret: in plain text it would show in the plan, the compose export and `docker inspect`; make it a secret entry: pulumi config set --secret --path 'rocm-inference:vllm.environment.MY_API_TOKEN' VALUE (see README, Secrets)",
     ),
     (
         "docker url",

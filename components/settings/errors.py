@@ -12,6 +12,8 @@ from pydantic import BaseModel
 from pydantic_core import PydanticCustomError
 
 NAMESPACE = "rocm-inference"
+# In a message: the full key the problem is about, as the file writes it (a validator does not know it).
+THIS_KEY = "{this key}"
 
 
 class StackConfigError(Exception):
@@ -149,4 +151,5 @@ class Problem:
     namespaced: bool = True
 
     def line(self, source: str) -> str:
-        return f"{source}: {NAMESPACE + ':' if self.namespaced else ''}{self.key} {self.message}"
+        key = f"{NAMESPACE + ':' if self.namespaced else ''}{self.key}"
+        return f"{source}: {key} {self.message.replace(THIS_KEY, key)}"

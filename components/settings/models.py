@@ -28,7 +28,13 @@ from pydantic import (
 )
 
 from components.planning.catalog import Architecture
-from components.planning.secrets import looks_like_secret_name, looks_like_secret_value
+from components.planning.secrets import (
+    PROJECT_SECRET_ENV,
+    credential_in_url,
+    credential_in_words,
+    secret_in_environment,
+)
+from components.settings.errors import THIS_KEY
 from components.settings.errors import invalid as _invalid
 
 
@@ -147,9 +153,28 @@ class HostSettings(_Model):
     @field_validator("docker")
     @classmethod
     def _docker_url(cls, value: str) -> str:
+        if credential_in_url(value):
+            # Never echoed: the URL holds the password. Docker refuses it too ("plain-text password is not supported").
+            raise _invalid(
+                "has a password in its URL (user:password@), which would show in clear in the plan and in state, "
+                "and which Docker's ssh:// refuses: write ssh://USER@HOST and log in with a key "
+                "(pulumi config set --secret rocm-inference:ssh_private_key < KEYFILE) or your SSH agent"
+            )
         if value.startswith("unix:///") or re.match(r"^ssh://([^@/\s]+@)?[^@/\s:]+(:\d+)?$", value):
             return value
         raise _invalid(f"must be unix:///path/to/docker.sock or ssh://user@host[:port], got {value!r}")
+
+    @field_validator("ssh_opts")
+    @classmethod
+    def _no_password(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        found = credential_in_words(value)
+        if found:
+            raise _invalid(
+                f"carries {found}, which would show in clear in the plan, in state and in `ps`: log in with a key "
+                "(pulumi config set --secret rocm-inference:ssh_private_key < KEYFILE) or your SSH agent, or let "
+                "sshpass read the password from your environment (sshpass -e, with SSHPASS set where pulumi runs)"
+            )
+        return value
 
     @field_validator("address")
     @classmethod
@@ -247,22 +272,28 @@ EnvName = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MANAGED_ENV = frozenset({"HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "HF_HOME"})
 
 
+def environment_name_problem(key: str, secret: bool = False) -> str | None:
+    """What is wrong with an environment variable's name given in a stack (a secret entry's too), or None."""
+    if not EnvName.match(key):
+        return f"has {key!r}, which is not an environment variable name"
+    if key in MANAGED_ENV or (secret and PROJECT_SECRET_ENV.match(key)):
+        return f"has {key!r}, which this project sets itself (from the GPUs and secrets of the stack)"
+    return None
+
+
 def _environment(value: Mapping[str, str]) -> Mapping[str, str]:
     for key, text in value.items():
-        if not EnvName.match(key):
-            raise _invalid(f"has {key!r}, which is not an environment variable name")
-        if looks_like_secret_name(key):
+        problem = environment_name_problem(key)
+        if problem:
+            raise _invalid(problem)
+        reason = secret_in_environment(key, text)
+        if reason:
+            # The value is never echoed; the way out keeps it a secret end to end.
             raise _invalid(
-                f"has {key!r}, which looks like a secret: set secrets with `pulumi config set --secret` (see README)"
+                f"has {key!r} {reason}: in plain text it would show in the plan, the compose export and "
+                f"`docker inspect`; make it a secret entry: pulumi config set --secret --path '{THIS_KEY}.{key}' "
+                "VALUE (see README, Secrets)"
             )
-        if looks_like_secret_value(text):
-            raise _invalid(
-                f"has {key!r} with a value that looks like a secret (a token or a long random string), which would "
-                "show in clear in the plan, the compose export and `docker inspect`: set secrets with "
-                "`pulumi config set --secret` (see README)"
-            )
-        if key in MANAGED_ENV:
-            raise _invalid(f"has {key!r}, which this project sets itself (from the GPUs and secrets of the stack)")
     return value
 
 

@@ -13,7 +13,13 @@ import pulumi
 
 from components.settings.errors import NAMESPACE
 from components.settings.models import CONFIG_KEYS, SECRET_KEYS
-from components.settings.stackfile import StackFile, nested_secret_paths, plain_secret_problems, read_stack_file
+from components.settings.stackfile import (
+    StackFile,
+    nested_secret_paths,
+    plain_secret_problems,
+    read_stack_file,
+    secret_environment_entry,
+)
 from components.settings.validate import Check, LoadedStack, validate
 
 
@@ -31,6 +37,9 @@ class Secrets:
     server_api_keys: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
     # `monitoring.alertmanager.webhook_url`, a nested secret.
     alert_webhook_url: pulumi.Output[str] | None = None
+    # Environment entries written as secrets (`--path 'rocm-inference:vllm.environment.HTTPS_PROXY'`),
+    # by service in the fleet form (`servers.vllm`, `embeddings`, `gateway`), then by variable.
+    environment: Mapping[str, Mapping[str, pulumi.Output[str]]] = field(default_factory=dict)
 
 
 def _take_nested_secrets(values: dict[str, Any]) -> dict[str, pulumi.Output[str]]:
@@ -44,6 +53,25 @@ def _take_nested_secrets(values: dict[str, Any]) -> dict[str, pulumi.Output[str]
         value = entry.pop(name)
         if isinstance(value, str):
             taken[path] = pulumi.Output.secret(value)
+    return taken
+
+
+def _take_secret_environment(values: dict[str, Any], secure: Iterable[str]) -> dict[str, dict[str, pulumi.Output[str]]]:
+    """Move each environment entry the stack file writes as a secret out of the plain values, into secret
+    Outputs (before validation). The engine hands it over decrypted inside its key's object, so only the
+    stack file tells it from a plain entry."""
+    taken: dict[str, dict[str, pulumi.Output[str]]] = {}
+    for path in sorted(secure):
+        entry = secret_environment_entry(path)
+        if entry is None:
+            continue
+        service, name = entry
+        section: Any = values
+        for part in path.split(".")[:-2]:
+            section = section.get(part) if isinstance(section, dict) else None
+        environment = section.get("environment") if isinstance(section, dict) else None
+        if isinstance(environment, dict) and isinstance(environment.get(name), str):
+            taken.setdefault(service, {})[name] = pulumi.Output.secret(environment.pop(name))
     return taken
 
 
@@ -75,6 +103,7 @@ def load_from_pulumi(
         elif written is not None and name in written.values:
             values[name] = written.values[name]  # an empty section: refused by name, not silently dropped
     nested = _take_nested_secrets(values)
+    environment = _take_secret_environment(values, written.secure if written else ())
     server_keys = {
         path.split(".")[-2] if path.startswith("servers.") else "vllm": v
         for path, v in nested.items()
@@ -84,9 +113,11 @@ def load_from_pulumi(
         **{key: config.get_secret(key) for key in SECRET_KEYS},
         server_api_keys=server_keys,
         alert_webhook_url=nested.get("monitoring.alertmanager.webhook_url"),
+        environment=environment,
     )
     present = [key for key in SECRET_KEYS if getattr(secrets, key) is not None]
     present += [f"servers.{server}.api_key" for server in server_keys]
     present += [path for path in nested if path.startswith("monitoring.")]
+    present += [f"{service}.environment.{name}" for service, names in environment.items() for name in names]
     found = [*written.misspelled, *plain_secret_problems(written)] if written else []
     return validate(values, present, source, extra_checks, found), secrets

@@ -73,6 +73,12 @@ def stack_schema() -> dict[str, Any]:
             "$ref": "#/$defs/Secure",
             "description": "the server's own key: pulumi config set --secret --path 'rocm-inference:servers.NAME.api_key'",
         }
+    for model in ("ServerSettings", "EmbeddingsSettings", "GatewaySettings"):
+        environment = defs[model]["properties"]["environment"]
+        environment["additionalProperties"] = {"anyOf": [{"type": "string"}, {"$ref": "#/$defs/Secure"}]}
+        environment["description"] = (
+            "extra environment; a secret entry: pulumi config set --secret --path 'rocm-inference:...environment.NAME'"
+        )
     # A key in this project's namespace that the models do not know is a typo.
     known = "|".join(k.split(":", 1)[1] for k in config["properties"])
     config["patternProperties"] = {f"^{NAMESPACE}:(?!({known})$)": False}

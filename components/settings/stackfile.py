@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,20 @@ def nested_secret_paths(values: dict[str, Any]) -> list[tuple[str, str, str]]:
     return out
 
 
+# An environment entry written as a secret: `vllm.environment.NAME`, `servers.<name>.environment.NAME`,
+# `embeddings.environment.NAME`, `gateway.environment.NAME`.
+_SECRET_ENVIRONMENT = re.compile(r"^(vllm|servers\.[^.]+|embeddings|gateway)\.environment\.([^.]+)$")
+
+
+def secret_environment_entry(path: str) -> tuple[str, str] | None:
+    """(service in the fleet form, variable) of a secure path that is an environment entry, or None."""
+    match = _SECRET_ENVIRONMENT.match(path)
+    if not match:
+        return None
+    service = match.group(1)
+    return ("servers.vllm" if service == "vllm" else service), match.group(2)
+
+
 def plain_secret_problems(stack_file: StackFile) -> list[Problem]:
     """Secret keys written in plain text: they would sit unencrypted in git and in state."""
     top = [
@@ -231,8 +246,10 @@ def plain_secret_problems(stack_file: StackFile) -> list[Problem]:
         Problem(
             path,
             "is a secret where rocm-inference reads none, so it would reach its container in plain text: secrets "
-            f"go only under {', '.join(SECRET_KEYS)}, servers.NAME.api_key and monitoring.alertmanager.webhook_url",
+            f"go only under {', '.join(SECRET_KEYS)}, servers.NAME.api_key, monitoring.alertmanager.webhook_url "
+            "and an environment entry of a service (servers.NAME.environment.VAR)",
         )
         for path in sorted(stack_file.secure - allowed)
+        if secret_environment_entry(path) is None
     ]
     return top + nested + stray

@@ -38,6 +38,7 @@ from components.settings.models import (
     SINGLE_SERVER,
     HostSettings,
     StackSettings,
+    environment_name_problem,
     written_key,
 )
 
@@ -451,6 +452,17 @@ def _monitoring_secrets(s: StackSettings) -> list[Problem]:
     return out
 
 
+def _secret_environment(s: StackSettings) -> list[Problem]:
+    """Environment entries written as secrets (`servers.NAME.environment.VAR`) name a variable the project does not set."""
+    out = []
+    for path in sorted(s.secrets):
+        service, environment, name = path.partition(".environment.")
+        problem = environment_name_problem(name, secret=True) if environment else None
+        if problem:
+            out.append(Problem(f"{service}.environment", problem))
+    return out
+
+
 def _gateway_key(s: StackSettings) -> list[Problem]:
     if s.gateway is None or s.has_secret("gateway_api_key"):
         return []
@@ -498,7 +510,7 @@ def _is_loopback(address: str) -> bool:
 
 def _cross_checks(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
     refs = _host_refs(s)
-    problems = refs + _names(s) + _gateway_key(s) + _monitoring_secrets(s)
+    problems = refs + _names(s) + _gateway_key(s) + _monitoring_secrets(s) + _secret_environment(s)
     if refs:
         return problems, []
     problems += _one_machine_twice(s) + _server_gpus(s) + _per_host(s)
