@@ -548,9 +548,8 @@ def _moving_images(s: StackSettings) -> list[Problem]:
             if tag == "latest"
             else f" ({tag!r} is re-pointed at each new build)"
         )
-        tags = catalog.image_tags(image)
-        written = image[: len(image) - len(ref.tag) - 1] if ref.tag else image
-        hint = f" (the catalog pins {written}:{tags.pinned})" if tags is not None and tags.pinned else ""
+        pinned = catalog.pinned_reference(image)
+        hint = f" (the catalog pins {pinned})" if pinned else ""
         out.append(
             Problem(
                 key, f"is {image!r}, an unpinned tag that moves under you{why}: pin a released tag or a digest{hint}"
