@@ -13,7 +13,7 @@ import yaml
 from components.planning import catalog as catalog_module
 from components.tools.plan import main
 from tests.conftest import ROOT
-from tests.stacks import errors, load, set_key, values_of
+from tests.stacks import errors, load, set_key, values_of, vllm_context
 
 BIG = (ROOT / "Pulumi.big-chat.yaml").read_text()
 FLEET_SECRETS = ("gateway_api_key",)
@@ -687,3 +687,77 @@ def test_21_format_gateway_on_a_fleet_without_servers_says_nothing_is_routed(
         "Pulumi.mine.yaml: rocm-inference:servers is required: the gateway (rocm-inference:gateway) has nothing to "
         "route without a vLLM server"
     )
+
+
+# --------------------------------------------------------------------------- 5: a startup_timeout below the load
+
+SLOW: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
+    (
+        "5 the 70B under a 5-minute wait",
+        big({"vllm.startup_timeout": 300}),
+        (),
+        "vllm.startup_timeout is 300 s, below the plan's own estimate of this server's load: about 367 s (120 s "
+        "engine start + 37 GiB of weights at 0.15 GiB/s): `pulumi up` would fail waiting for /health, or the "
+        "healthcheck restart a server that was only loading; raise startup_timeout to 600 (the estimate and half "
+        "again)",
+    ),
+    (
+        "5 the 70B at the least allowed",
+        big({"vllm.startup_timeout": 60}),
+        (),
+        "vllm.startup_timeout is 60 s, below the plan's own estimate of this server's load: about 367 s",
+    ),
+    (
+        "5 the small stack's model",
+        values_of("small-chat") | {"vllm": values_of("small-chat")["vllm"] | {"startup_timeout": 120}},
+        (),
+        "vllm.startup_timeout is 120 s, below the plan's own estimate of this server's load: about 182 s (120 s "
+        "engine start + 9 GiB of weights at 0.15 GiB/s)",
+    ),
+    (
+        "5 a fleet server",
+        fleet({"servers.coder.startup_timeout": 150}),
+        FLEET_SECRETS,
+        "servers.coder.startup_timeout is 150 s, below the plan's own estimate of this server's load: about 155 s "
+        "(120 s engine start + 5 GiB of weights at 0.15 GiB/s)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "values", "secrets", "start"), SLOW, ids=[c[0] for c in SLOW])
+def test_5_a_startup_timeout_below_the_load_estimate_is_warned(
+    case: str, values: dict[str, Any], secrets: tuple[str, ...], start: str
+) -> None:
+    warnings = load(values, secrets).warnings
+    found = [w for w in warnings if "startup_timeout" in w]
+    assert len(found) == 1, warnings
+    assert found[0].startswith(SOURCE + "rocm-inference:" + start), found[0]
+
+
+@pytest.mark.parametrize(
+    ("case", "values", "secrets"),
+    [
+        ("5 the default", big(), ()),
+        ("5 just above the estimate", big({"vllm.startup_timeout": 400}), ()),
+        ("5 a fleet server above its estimate", fleet({"servers.coder.startup_timeout": 160}), FLEET_SECRETS),
+        ("5 the embeddings server's short wait (no GPU weights)", big({"embeddings.startup_timeout": 60}), ()),
+    ],
+)
+def test_5_a_startup_timeout_that_covers_the_load_passes(
+    case: str, values: dict[str, Any], secrets: tuple[str, ...]
+) -> None:
+    assert not [w for w in load(values, secrets).warnings if "startup_timeout" in w]
+
+
+def test_5_the_warning_and_the_downtime_note_share_one_estimate() -> None:
+    from components.planning.rules import assess
+    from components.planning.timing import load_estimate
+    from components.tools.review import downtime
+
+    capacity = assess(vllm_context(load(big()).settings), catalog_module.load_catalog()).capacity
+    assert capacity is not None
+    estimate = load_estimate(capacity.weights_gib_per_gpu, capacity.tensor_parallel_size)
+    note = downtime(True, capacity.as_json())
+    assert note.startswith(f"the OpenAI endpoint is down about {round(estimate.seconds / 60)} min while 37 GiB")
+    [warning] = [w for w in load(big({"vllm.startup_timeout": 300})).warnings if "startup_timeout" in w]
+    assert f"about {round(estimate.seconds)} s ({estimate.basis})" in warning

@@ -303,7 +303,8 @@ ShmSize = Annotated[StrictStr, AfterValidator(_shm)]
 DockerName = Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")]
 # Host and server names become resource and container names: lower case, digits and dashes.
 Name = Annotated[StrictStr, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")]
-StartupTimeout = Annotated[StrictInt, Field(ge=60, le=7200)]
+MAX_STARTUP_S = 7200
+StartupTimeout = Annotated[StrictInt, Field(ge=60, le=MAX_STARTUP_S)]
 HostRef = Annotated[StrictStr, Field(min_length=1)]
 
 
