@@ -761,3 +761,100 @@ def test_5_the_warning_and_the_downtime_note_share_one_estimate() -> None:
     assert note.startswith(f"the OpenAI endpoint is down about {round(estimate.seconds / 60)} min while 37 GiB")
     [warning] = [w for w in load(big({"vllm.startup_timeout": 300})).warnings if "startup_timeout" in w]
     assert f"about {round(estimate.seconds)} s ({estimate.basis})" in warning
+
+
+# --------------------------------------------------------------------------- 3: an address nothing answers at
+
+ADDRESS = "which other machines reach, but rocm-inference:"
+
+
+def _no_gateway(changes: dict[str, Any]) -> dict[str, Any]:
+    values = fleet(changes)
+    del values["gateway"]
+    return values
+
+
+# (case, values, secrets, the warning after "Pulumi.test.yaml: rocm-inference:" starts with, its way out)
+UNREACHED: list[tuple[str, dict[str, Any], tuple[str, ...], str, str]] = [
+    (
+        "3 a single host named on the LAN, bound to loopback by default",
+        big({"host.address": "gpu-a.lan"}),
+        (),
+        f"host.address is 'gpu-a.lan', {ADDRESS}host.bind is 127.0.0.1 (the default), loopback: the outputs "
+        "advertise vLLM server vllm at http://gpu-a.lan:8000, where nothing answers",
+        "bind to the host's LAN address (bind: its private IP, which then needs the API keys), or write "
+        "address: localhost and reach it through an SSH tunnel (ssh -L 8000:localhost:8000 gpu-a.lan)",
+    ),
+    (
+        "3 a single host at a LAN IP, bound to loopback in writing",
+        big({"host.address": "10.0.0.5", "host.bind": "127.0.0.1"}),
+        (),
+        f"host.address is '10.0.0.5', {ADDRESS}host.bind is 127.0.0.1, loopback: the outputs advertise vLLM "
+        "server vllm at http://10.0.0.5:8000",
+        "ssh -L 8000:localhost:8000 10.0.0.5",
+    ),
+    (
+        "3 the gateway's own host bound to loopback",
+        fleet({"hosts.gpu-a.bind": "127.0.0.1"}),
+        FLEET_SECRETS,
+        f"hosts.gpu-a.address is 'gpu-a.lan', {ADDRESS}hosts.gpu-a.bind is 127.0.0.1, loopback: the outputs "
+        "advertise the gateway at http://gpu-a.lan:4000, where nothing answers",
+        "ssh -L 4000:localhost:4000 gpu-a.lan",
+    ),
+    (
+        "3 the monitoring host (no gateway) bound to loopback",
+        _no_gateway({"hosts.gpu-a.bind": "127.0.0.1"}),
+        ("vllm_api_key", "embeddings_api_key"),
+        f"hosts.gpu-a.address is 'gpu-a.lan', {ADDRESS}hosts.gpu-a.bind is 127.0.0.1, loopback: the outputs "
+        "advertise vLLM server chat-a at http://gpu-a.lan:8000",
+        "or write address: localhost",
+    ),
+    (
+        "3 a fleet host without gateway or monitoring, its servers' URLs in the outputs",
+        {k: v for k, v in _no_gateway({"hosts.gpu-b.bind": "127.0.0.1"}).items() if k != "monitoring"},
+        ("vllm_api_key", "embeddings_api_key"),
+        f"hosts.gpu-b.address is 'gpu-b.lan', {ADDRESS}hosts.gpu-b.bind is 127.0.0.1, loopback: the outputs "
+        "advertise vLLM server chat-b at http://gpu-b.lan:8000",
+        "bind to the host's LAN address",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "values", "secrets", "start", "way_out"), UNREACHED, ids=[c[0] for c in UNREACHED])
+def test_3_an_address_that_reaches_nothing_is_warned(
+    case: str, values: dict[str, Any], secrets: tuple[str, ...], start: str, way_out: str
+) -> None:
+    warnings = load(values, secrets).warnings
+    found = [w for w in warnings if ADDRESS in w]
+    assert len(found) == 1, warnings
+    assert found[0].startswith(SOURCE + "rocm-inference:" + start), found[0]
+    assert way_out in found[0]
+
+
+REACHED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
+    ("3 localhost and loopback (the shipped single host)", big(), ()),
+    ("3 a loopback address and bind", big({"host.address": "127.0.0.1", "host.bind": "127.0.0.1"}), ()),
+    ("3 another loopback address", big({"host.address": "127.0.0.2", "host.bind": "127.0.0.2"}), ()),
+    ("3 IPv6 loopback", big({"host.address": "::1", "host.bind": "::1"}), ()),
+    ("3 LAN address and LAN bind (the shipped fleet)", fleet(), FLEET_SECRETS),
+    (
+        "3 a LAN single host with its keys",
+        big({"host.address": "gpu-a.lan", "host.bind": "10.0.0.5"}),
+        ("vllm_api_key", "embeddings_api_key"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "values", "secrets"), REACHED, ids=[c[0] for c in REACHED])
+def test_3_addresses_that_reach_their_services_pass(
+    case: str, values: dict[str, Any], secrets: tuple[str, ...]
+) -> None:
+    warnings = load(values, secrets).warnings
+    assert not [w for w in warnings if ADDRESS in w], warnings
+
+
+def test_3_a_gateway_target_on_loopback_is_not_warned_twice() -> None:
+    # The gateway and Prometheus on gpu-a reach gpu-b: the warnings on its bind say it, with the same way out.
+    warnings = load(fleet({"hosts.gpu-b.bind": "127.0.0.1"}), FLEET_SECRETS).warnings
+    about_b = [w for w in warnings if w.startswith(SOURCE + "rocm-inference:hosts.gpu-b.")]
+    assert about_b and all("hosts.gpu-b.bind is 127.0.0.1 with address 'gpu-b.lan'" in w for w in about_b), warnings

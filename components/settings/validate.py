@@ -501,6 +501,42 @@ def _reachable(s: StackSettings) -> list[Problem]:
     return out
 
 
+def _advertised(s: StackSettings, warned: Iterable[Problem]) -> list[Problem]:
+    """The outputs give each service's URL at its host's `address`: a name other machines reach, on a host
+    that publishes on loopback, is a URL that nothing answers. Hosts the gateway or Prometheus reach from
+    elsewhere are warned by _reachable already, with the same way out."""
+    already = {p.key for p in warned}
+    ports: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for name, srv in s.servers.items():
+        ports[srv.host or ""].append((f"vLLM server {name}", srv.port))
+    if s.embeddings is not None:
+        ports[s.embeddings.host or ""].append(("the embeddings server", s.embeddings.port))
+    if s.gateway is not None:
+        ports[s.gateway.host or ""].append(("the gateway", s.gateway.port))
+    if s.monitoring is not None:
+        ports[s.monitoring.host or ""].append(("Grafana", s.monitoring.grafana_port))
+    out = []
+    for name, services in ports.items():
+        host = s.hosts.get(name)
+        if host is None or f"hosts.{name}.bind" in already or not host.bind_is_loopback:
+            continue
+        if host.address == "localhost" or _is_loopback(host.address):
+            continue
+        what, port = next((x for x in services if x[0] == "the gateway"), services[0])  # the clients' endpoint
+        default = "" if "bind" in host.model_fields_set else " (the default)"
+        out.append(
+            Problem(
+                f"hosts.{name}.address",
+                f"is {host.address!r}, which other machines reach, but {NAMESPACE}:{s.key(f'hosts.{name}.bind')} is "
+                f"{host.bind}{default}, loopback: the outputs advertise {what} at http://{host.address}:{port}, "
+                f"where nothing answers; bind to the host's LAN address (bind: its private IP, which then needs "
+                f"the API keys), or write address: localhost and reach it through an SSH tunnel "
+                f"(ssh -L {port}:localhost:{port} {host.address})",
+            )
+        )
+    return out
+
+
 def _is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback
@@ -515,7 +551,8 @@ def _cross_checks(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
         return problems, []
     problems += _one_machine_twice(s) + _server_gpus(s) + _per_host(s)
     errors, warnings = _replicas(s)
-    return problems + errors, warnings + _reachable(s)
+    reachable = _reachable(s)
+    return problems + errors, warnings + reachable + _advertised(s, reachable)
 
 
 def _images(model: BaseModel, key: str) -> list[tuple[str, str]]:
