@@ -4,6 +4,7 @@ what was found, what is allowed and the way out; their legitimate neighbours pas
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -858,3 +859,125 @@ def test_3_a_gateway_target_on_loopback_is_not_warned_twice() -> None:
     warnings = load(fleet({"hosts.gpu-b.bind": "127.0.0.1"}), FLEET_SECRETS).warnings
     about_b = [w for w in warnings if w.startswith(SOURCE + "rocm-inference:hosts.gpu-b.")]
     assert about_b and all("hosts.gpu-b.bind is 127.0.0.1 with address 'gpu-b.lan'" in w for w in about_b), warnings
+
+
+# --------------------------------------------------------------------------- 11, 18: architecture_file
+
+
+def _stack_with_file(folder: Path, architecture_file: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = yaml.safe_load(BIG)
+    doc["config"]["rocm-inference:vllm"] |= {"model": "Qwen/Qwen3-14B", "architecture_file": architecture_file}
+    path = folder / "Pulumi.mine.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+QWEN = (ROOT / "tests" / "data" / "configs" / "Qwen--Qwen3-14B.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("written", "where"),
+    [
+        ("qwen3-14b.json", "qwen3-14b.json"),  # beside the stack file
+        ("models/qwen3-14b.json", "models/qwen3-14b.json"),  # below it
+        ("../shared/qwen3-14b.json", "../shared/qwen3-14b.json"),  # beside its folder
+    ],
+)
+def test_11_an_architecture_file_is_read_from_the_stack_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], written: str, where: str
+) -> None:
+    stack = _stack_with_file(tmp_path / "some" / "dir", written)
+    (stack.parent / where).parent.mkdir(parents=True, exist_ok=True)
+    (stack.parent / where).write_text(QWEN)
+    monkeypatch.chdir(tmp_path)  # elsewhere than the stack file's folder
+    code = main(["--file", str(stack)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "Qwen/Qwen3-14B" in out.out
+
+
+def test_11_an_absolute_architecture_file_is_read_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "abs.json").write_text(QWEN)
+    stack = _stack_with_file(tmp_path / "some" / "dir", str(tmp_path / "abs.json"))
+    monkeypatch.chdir(tmp_path / "some")
+    assert main(["--file", str(stack)]) == 0, capsys.readouterr().err
+
+
+def test_11_a_file_in_the_current_directory_only_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = _stack_with_file(tmp_path / "some" / "dir", "qwen3-14b.json")
+    (tmp_path / "qwen3-14b.json").write_text(QWEN)
+    monkeypatch.chdir(tmp_path)
+    assert main(["--file", str(stack)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "Pulumi.mine.yaml: rocm-inference:vllm.architecture_file is 'qwen3-14b.json', which cannot be read beside "
+        f"the stack file ({stack.parent / 'qwen3-14b.json'}): No such file or directory; the path is relative to "
+        "the stack file's folder"
+    )
+
+
+NOT_CONFIG = (
+    "not the model's config.json: give the path of its config.json, a JSON object with hidden_size, "
+    "num_hidden_layers, ... from the model's Hub repository (or let python -m components.model ORG/NAME --write "
+    "STACK write its architecture)"
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "holds"),
+    [
+        ([{"hidden_size": 5120}], "holds a JSON list"),
+        ([], "holds a JSON list"),
+        ("config.json", "holds a JSON string"),
+        (40, "holds a JSON number"),
+        (
+            {
+                "tokenizer_class": "Qwen2Tokenizer",
+                "added_tokens_decoder": {"151643": {"content": "<|endoftext|>"}},
+                "chat_template": "{% for m in messages %}...",
+                "eos_token": "<|im_end|>",
+            },
+            "looks like a tokenizer_config.json (it has tokenizer_class, added_tokens_decoder, chat_template)",
+        ),
+        (
+            {"chat_template": "{{ messages }}", "model_max_length": 131072},
+            "looks like a tokenizer_config.json (it has chat_template, model_max_length)",
+        ),
+        (
+            {"bos_token_id": 151643, "do_sample": True, "eos_token_id": [151645, 151643], "temperature": 0.6},
+            "looks like a generation_config.json (it has do_sample, eos_token_id, bos_token_id)",
+        ),
+        (
+            {"_from_model_config": True, "eos_token_id": 2, "transformers_version": "4.51.0"},
+            "looks like a generation_config.json (it has eos_token_id, _from_model_config)",
+        ),
+    ],
+)
+def test_18_an_architecture_file_of_another_shape_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: Any, holds: str
+) -> None:
+    (tmp_path / "given.json").write_text(json.dumps(content))
+    monkeypatch.chdir(tmp_path)
+    values = big({"vllm.model": "Qwen/Qwen3-14B", "vllm.architecture_file": "given.json"})
+    assert errors(values) == [
+        f"{SOURCE}rocm-inference:vllm.architecture_file is 'given.json', which {holds}, {NOT_CONFIG}"
+    ]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        json.loads(QWEN),
+        json.loads(QWEN) | {"eos_token_id": 151645, "bos_token_id": 151643},  # config.json carries these too
+        {"model_type": "qwen3", "text_config": json.loads(QWEN)},  # a multimodal config's language model
+    ],
+)
+def test_18_a_config_json_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: Any) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(content))
+    monkeypatch.chdir(tmp_path)
+    assert errors(big({"vllm.model": "Qwen/Qwen3-14B", "vllm.architecture_file": "config.json"})) == []

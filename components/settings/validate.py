@@ -14,6 +14,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -36,6 +37,7 @@ from components.settings.models import (
     SINGLE_HOST,
     SINGLE_KEYS,
     SINGLE_SERVER,
+    STACK_FOLDER,
     HostSettings,
     StackSettings,
     environment_name_problem,
@@ -609,12 +611,14 @@ def validate(
     source: str,
     extra_checks: Iterable[Check] = (),
     found: Iterable[Problem] = (),
+    folder: Path | None = None,
 ) -> LoadedStack:
     """Validate the project's config values (keys without namespace). Raises StackConfigError with every problem.
 
     `secrets_present` are the secret keys that are set, nested ones by path (`servers.chat-a.api_key`).
     `found` are problems the caller already knows of (plain-text secrets, unknown namespaces), reported
-    with the rest, in the keys the file writes.
+    with the rest, in the keys the file writes. `folder` is the stack file's: paths in the stack
+    (`architecture_file`) are read from there (from the current directory when it is not given).
     """
     problems: list[Problem] = []
     for name in values:
@@ -644,7 +648,7 @@ def validate(
     data["single"] = single
     missing = _missing_form_keys(data, single)
     try:
-        settings = StackSettings.model_validate(data)
+        settings = StackSettings.model_validate(data, context={STACK_FOLDER: folder} if folder else None)
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(err["loc"])
