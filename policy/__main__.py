@@ -3,8 +3,9 @@
 import sys
 from pathlib import Path
 
-# The pack shares the project's pure checks (components/planning/secrets.py: what looks secret, what is
-# unpinned) with the stack validation, so both judge alike; it runs from policy/, beside the project.
+# The pack shares the project's pure checks (components/planning/secrets.py: what looks secret;
+# components/planning/catalog.py: which image tags move) with the stack validation, so both judge alike;
+# it runs from policy/, beside the project.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pulumi_policy import EnforcementLevel, PolicyPack

@@ -12,12 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.planning.catalog import load_catalog, parse_reference
 from components.planning.secrets import (
     PROJECT_SECRET_ENV,
     SECRET_ENV_LABEL,
     credential_in_url,
     credential_in_words,
-    image_is_unpinned,
     secret_in_environment,
 )
 
@@ -90,9 +90,17 @@ def image_pinned(typ: str, props: Mapping[str, Any], opts: Options) -> list[str]
     if typ != REMOTE_IMAGE:
         return []
     name = str(props.get("name", ""))
-    if image_is_unpinned(name):
-        return [f"image {name} is not pinned to a tag or digest: `latest` moves under a running deployment"]
-    return []
+    # The catalog's moving tags, as the stack check judges them (components/settings/validate.py).
+    catalog = load_catalog()
+    tag = catalog.moving_tag(name)
+    if tag is None:
+        return []
+    what = f"its tag {tag!r}" if parse_reference(name).tag else "no tag means 'latest', which"
+    pinned = catalog.pinned_reference(name)
+    hint = f" ({pinned} is the catalog's)" if pinned else ""
+    return [
+        f"image {name} is not pinned: {what} moves under a running deployment; pin a released tag or a digest{hint}"
+    ]
 
 
 def wide_ports_need_api_key(typ: str, props: Mapping[str, Any], opts: Options) -> list[str]:

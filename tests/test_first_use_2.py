@@ -4,6 +4,7 @@ what was found, what is allowed and the way out; their legitimate neighbours pas
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import yaml
 from components.planning import catalog as catalog_module
 from components.tools.plan import main
 from tests.conftest import ROOT
-from tests.stacks import errors, load, set_key, values_of
+from tests.stacks import errors, load, set_key, values_of, vllm_context
 
 BIG = (ROOT / "Pulumi.big-chat.yaml").read_text()
 FLEET_SECRETS = ("gateway_api_key",)
@@ -687,3 +688,296 @@ def test_21_format_gateway_on_a_fleet_without_servers_says_nothing_is_routed(
         "Pulumi.mine.yaml: rocm-inference:servers is required: the gateway (rocm-inference:gateway) has nothing to "
         "route without a vLLM server"
     )
+
+
+# --------------------------------------------------------------------------- 5: a startup_timeout below the load
+
+SLOW: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
+    (
+        "5 the 70B under a 5-minute wait",
+        big({"vllm.startup_timeout": 300}),
+        (),
+        "vllm.startup_timeout is 300 s, below the plan's own estimate of this server's load: about 367 s (120 s "
+        "engine start + 37 GiB of weights at 0.15 GiB/s): `pulumi up` would fail waiting for /health, or the "
+        "healthcheck restart a server that was only loading; raise startup_timeout to 600 (the estimate and half "
+        "again)",
+    ),
+    (
+        "5 the 70B at the least allowed",
+        big({"vllm.startup_timeout": 60}),
+        (),
+        "vllm.startup_timeout is 60 s, below the plan's own estimate of this server's load: about 367 s",
+    ),
+    (
+        "5 the small stack's model",
+        values_of("small-chat") | {"vllm": values_of("small-chat")["vllm"] | {"startup_timeout": 120}},
+        (),
+        "vllm.startup_timeout is 120 s, below the plan's own estimate of this server's load: about 182 s (120 s "
+        "engine start + 9 GiB of weights at 0.15 GiB/s)",
+    ),
+    (
+        "5 a fleet server",
+        fleet({"servers.coder.startup_timeout": 150}),
+        FLEET_SECRETS,
+        "servers.coder.startup_timeout is 150 s, below the plan's own estimate of this server's load: about 155 s "
+        "(120 s engine start + 5 GiB of weights at 0.15 GiB/s)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "values", "secrets", "start"), SLOW, ids=[c[0] for c in SLOW])
+def test_5_a_startup_timeout_below_the_load_estimate_is_warned(
+    case: str, values: dict[str, Any], secrets: tuple[str, ...], start: str
+) -> None:
+    warnings = load(values, secrets).warnings
+    found = [w for w in warnings if "startup_timeout" in w]
+    assert len(found) == 1, warnings
+    assert found[0].startswith(SOURCE + "rocm-inference:" + start), found[0]
+
+
+@pytest.mark.parametrize(
+    ("case", "values", "secrets"),
+    [
+        ("5 the default", big(), ()),
+        ("5 just above the estimate", big({"vllm.startup_timeout": 400}), ()),
+        ("5 a fleet server above its estimate", fleet({"servers.coder.startup_timeout": 160}), FLEET_SECRETS),
+        ("5 the embeddings server's short wait (no GPU weights)", big({"embeddings.startup_timeout": 60}), ()),
+    ],
+)
+def test_5_a_startup_timeout_that_covers_the_load_passes(
+    case: str, values: dict[str, Any], secrets: tuple[str, ...]
+) -> None:
+    assert not [w for w in load(values, secrets).warnings if "startup_timeout" in w]
+
+
+def test_5_the_warning_and_the_downtime_note_share_one_estimate() -> None:
+    from components.planning.rules import assess
+    from components.planning.timing import load_estimate
+    from components.tools.review import downtime
+
+    capacity = assess(vllm_context(load(big()).settings), catalog_module.load_catalog()).capacity
+    assert capacity is not None
+    estimate = load_estimate(capacity.weights_gib_per_gpu, capacity.tensor_parallel_size)
+    note = downtime(True, capacity.as_json())
+    assert note.startswith(f"the OpenAI endpoint is down about {round(estimate.seconds / 60)} min while 37 GiB")
+    [warning] = [w for w in load(big({"vllm.startup_timeout": 300})).warnings if "startup_timeout" in w]
+    assert f"about {round(estimate.seconds)} s ({estimate.basis})" in warning
+
+
+# --------------------------------------------------------------------------- 3: an address nothing answers at
+
+ADDRESS = "which other machines reach, but rocm-inference:"
+
+
+def _no_gateway(changes: dict[str, Any]) -> dict[str, Any]:
+    values = fleet(changes)
+    del values["gateway"]
+    return values
+
+
+# (case, values, secrets, the warning after "Pulumi.test.yaml: rocm-inference:" starts with, its way out)
+UNREACHED: list[tuple[str, dict[str, Any], tuple[str, ...], str, str]] = [
+    (
+        "3 a single host named on the LAN, bound to loopback by default",
+        big({"host.address": "gpu-a.lan"}),
+        (),
+        f"host.address is 'gpu-a.lan', {ADDRESS}host.bind is 127.0.0.1 (the default), loopback: the outputs "
+        "advertise vLLM server vllm at http://gpu-a.lan:8000, where nothing answers",
+        "bind to the host's LAN address (bind: its private IP, which then needs the API keys), or write "
+        "address: localhost and reach it through an SSH tunnel (ssh -L 8000:localhost:8000 gpu-a.lan)",
+    ),
+    (
+        "3 a single host at a LAN IP, bound to loopback in writing",
+        big({"host.address": "10.0.0.5", "host.bind": "127.0.0.1"}),
+        (),
+        f"host.address is '10.0.0.5', {ADDRESS}host.bind is 127.0.0.1, loopback: the outputs advertise vLLM "
+        "server vllm at http://10.0.0.5:8000",
+        "ssh -L 8000:localhost:8000 10.0.0.5",
+    ),
+    (
+        "3 the gateway's own host bound to loopback",
+        fleet({"hosts.gpu-a.bind": "127.0.0.1"}),
+        FLEET_SECRETS,
+        f"hosts.gpu-a.address is 'gpu-a.lan', {ADDRESS}hosts.gpu-a.bind is 127.0.0.1, loopback: the outputs "
+        "advertise the gateway at http://gpu-a.lan:4000, where nothing answers",
+        "ssh -L 4000:localhost:4000 gpu-a.lan",
+    ),
+    (
+        "3 the monitoring host (no gateway) bound to loopback",
+        _no_gateway({"hosts.gpu-a.bind": "127.0.0.1"}),
+        ("vllm_api_key", "embeddings_api_key"),
+        f"hosts.gpu-a.address is 'gpu-a.lan', {ADDRESS}hosts.gpu-a.bind is 127.0.0.1, loopback: the outputs "
+        "advertise vLLM server chat-a at http://gpu-a.lan:8000",
+        "or write address: localhost",
+    ),
+    (
+        "3 a fleet host without gateway or monitoring, its servers' URLs in the outputs",
+        {k: v for k, v in _no_gateway({"hosts.gpu-b.bind": "127.0.0.1"}).items() if k != "monitoring"},
+        ("vllm_api_key", "embeddings_api_key"),
+        f"hosts.gpu-b.address is 'gpu-b.lan', {ADDRESS}hosts.gpu-b.bind is 127.0.0.1, loopback: the outputs "
+        "advertise vLLM server chat-b at http://gpu-b.lan:8000",
+        "bind to the host's LAN address",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "values", "secrets", "start", "way_out"), UNREACHED, ids=[c[0] for c in UNREACHED])
+def test_3_an_address_that_reaches_nothing_is_warned(
+    case: str, values: dict[str, Any], secrets: tuple[str, ...], start: str, way_out: str
+) -> None:
+    warnings = load(values, secrets).warnings
+    found = [w for w in warnings if ADDRESS in w]
+    assert len(found) == 1, warnings
+    assert found[0].startswith(SOURCE + "rocm-inference:" + start), found[0]
+    assert way_out in found[0]
+
+
+REACHED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
+    ("3 localhost and loopback (the shipped single host)", big(), ()),
+    ("3 a loopback address and bind", big({"host.address": "127.0.0.1", "host.bind": "127.0.0.1"}), ()),
+    ("3 another loopback address", big({"host.address": "127.0.0.2", "host.bind": "127.0.0.2"}), ()),
+    ("3 IPv6 loopback", big({"host.address": "::1", "host.bind": "::1"}), ()),
+    ("3 LAN address and LAN bind (the shipped fleet)", fleet(), FLEET_SECRETS),
+    (
+        "3 a LAN single host with its keys",
+        big({"host.address": "gpu-a.lan", "host.bind": "10.0.0.5"}),
+        ("vllm_api_key", "embeddings_api_key"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "values", "secrets"), REACHED, ids=[c[0] for c in REACHED])
+def test_3_addresses_that_reach_their_services_pass(
+    case: str, values: dict[str, Any], secrets: tuple[str, ...]
+) -> None:
+    warnings = load(values, secrets).warnings
+    assert not [w for w in warnings if ADDRESS in w], warnings
+
+
+def test_3_a_gateway_target_on_loopback_is_not_warned_twice() -> None:
+    # The gateway and Prometheus on gpu-a reach gpu-b: the warnings on its bind say it, with the same way out.
+    warnings = load(fleet({"hosts.gpu-b.bind": "127.0.0.1"}), FLEET_SECRETS).warnings
+    about_b = [w for w in warnings if w.startswith(SOURCE + "rocm-inference:hosts.gpu-b.")]
+    assert about_b and all("hosts.gpu-b.bind is 127.0.0.1 with address 'gpu-b.lan'" in w for w in about_b), warnings
+
+
+# --------------------------------------------------------------------------- 11, 18: architecture_file
+
+
+def _stack_with_file(folder: Path, architecture_file: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = yaml.safe_load(BIG)
+    doc["config"]["rocm-inference:vllm"] |= {"model": "Qwen/Qwen3-14B", "architecture_file": architecture_file}
+    path = folder / "Pulumi.mine.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+QWEN = (ROOT / "tests" / "data" / "configs" / "Qwen--Qwen3-14B.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("written", "where"),
+    [
+        ("qwen3-14b.json", "qwen3-14b.json"),  # beside the stack file
+        ("models/qwen3-14b.json", "models/qwen3-14b.json"),  # below it
+        ("../shared/qwen3-14b.json", "../shared/qwen3-14b.json"),  # beside its folder
+    ],
+)
+def test_11_an_architecture_file_is_read_from_the_stack_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], written: str, where: str
+) -> None:
+    stack = _stack_with_file(tmp_path / "some" / "dir", written)
+    (stack.parent / where).parent.mkdir(parents=True, exist_ok=True)
+    (stack.parent / where).write_text(QWEN)
+    monkeypatch.chdir(tmp_path)  # elsewhere than the stack file's folder
+    code = main(["--file", str(stack)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "Qwen/Qwen3-14B" in out.out
+
+
+def test_11_an_absolute_architecture_file_is_read_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "abs.json").write_text(QWEN)
+    stack = _stack_with_file(tmp_path / "some" / "dir", str(tmp_path / "abs.json"))
+    monkeypatch.chdir(tmp_path / "some")
+    assert main(["--file", str(stack)]) == 0, capsys.readouterr().err
+
+
+def test_11_a_file_in_the_current_directory_only_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = _stack_with_file(tmp_path / "some" / "dir", "qwen3-14b.json")
+    (tmp_path / "qwen3-14b.json").write_text(QWEN)
+    monkeypatch.chdir(tmp_path)
+    assert main(["--file", str(stack)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "Pulumi.mine.yaml: rocm-inference:vllm.architecture_file is 'qwen3-14b.json', which cannot be read beside "
+        f"the stack file ({stack.parent / 'qwen3-14b.json'}): No such file or directory; the path is relative to "
+        "the stack file's folder"
+    )
+
+
+NOT_CONFIG = (
+    "not the model's config.json: give the path of its config.json, a JSON object with hidden_size, "
+    "num_hidden_layers, ... from the model's Hub repository (or let python -m components.model ORG/NAME --write "
+    "STACK write its architecture)"
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "holds"),
+    [
+        ([{"hidden_size": 5120}], "holds a JSON list"),
+        ([], "holds a JSON list"),
+        ("config.json", "holds a JSON string"),
+        (40, "holds a JSON number"),
+        (
+            {
+                "tokenizer_class": "Qwen2Tokenizer",
+                "added_tokens_decoder": {"151643": {"content": "<|endoftext|>"}},
+                "chat_template": "{% for m in messages %}...",
+                "eos_token": "<|im_end|>",
+            },
+            "looks like a tokenizer_config.json (it has tokenizer_class, added_tokens_decoder, chat_template)",
+        ),
+        (
+            {"chat_template": "{{ messages }}", "model_max_length": 131072},
+            "looks like a tokenizer_config.json (it has chat_template, model_max_length)",
+        ),
+        (
+            {"bos_token_id": 151643, "do_sample": True, "eos_token_id": [151645, 151643], "temperature": 0.6},
+            "looks like a generation_config.json (it has do_sample, eos_token_id, bos_token_id)",
+        ),
+        (
+            {"_from_model_config": True, "eos_token_id": 2, "transformers_version": "4.51.0"},
+            "looks like a generation_config.json (it has eos_token_id, _from_model_config)",
+        ),
+    ],
+)
+def test_18_an_architecture_file_of_another_shape_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: Any, holds: str
+) -> None:
+    (tmp_path / "given.json").write_text(json.dumps(content))
+    monkeypatch.chdir(tmp_path)
+    values = big({"vllm.model": "Qwen/Qwen3-14B", "vllm.architecture_file": "given.json"})
+    assert errors(values) == [
+        f"{SOURCE}rocm-inference:vllm.architecture_file is 'given.json', which {holds}, {NOT_CONFIG}"
+    ]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        json.loads(QWEN),
+        json.loads(QWEN) | {"eos_token_id": 151645, "bos_token_id": 151643},  # config.json carries these too
+        {"model_type": "qwen3", "text_config": json.loads(QWEN)},  # a multimodal config's language model
+    ],
+)
+def test_18_a_config_json_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: Any) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(content))
+    monkeypatch.chdir(tmp_path)
+    assert errors(big({"vllm.model": "Qwen/Qwen3-14B", "vllm.architecture_file": "config.json"})) == []

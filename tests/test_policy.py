@@ -38,6 +38,12 @@ CASES: list[tuple[str, str, dict[str, Any], Options, str | None]] = [
     ("latest tag", REMOTE_IMAGE, {"name": "michaelf34/infinity:latest"}, GOOD_OPTS, "pinned-image-tags"),
     ("no tag", REMOTE_IMAGE, {"name": "nalanzeyu/vllm-gfx906"}, GOOD_OPTS, "pinned-image-tags"),
     ("pinned tag", REMOTE_IMAGE, {"name": "nalanzeyu/vllm-gfx906:v0.11.2-rocm6.3"}, GOOD_OPTS, None),
+    ("the catalog's moving tag of LiteLLM", REMOTE_IMAGE, {"name": "ghcr.io/berriai/litellm:main-stable"}, GOOD_OPTS, "pinned-image-tags"),
+    ("the catalog's moving tag of Infinity", REMOTE_IMAGE, {"name": "michaelf34/infinity:latest-cpu"}, GOOD_OPTS, "pinned-image-tags"),
+    ("a branch build of the gfx906 image", REMOTE_IMAGE, {"name": "docker.io/nalanzeyu/vllm-gfx906:nightly"}, GOOD_OPTS, "pinned-image-tags"),
+    ("a moving word in a repository the catalog lacks", REMOTE_IMAGE, {"name": "example/embedder:edge"}, GOOD_OPTS, "pinned-image-tags"),
+    ("a release that merely contains a moving word", REMOTE_IMAGE, {"name": "ghcr.io/berriai/litellm:v1.83.10-stable"}, GOOD_OPTS, None),
+    ("a dated nightly release", REMOTE_IMAGE, {"name": "example/embedder:2024.05.01-nightly"}, GOOD_OPTS, None),
     ("digest on a registry with a port", REMOTE_IMAGE, {"name": "reg:5000/vllm@sha256:" + "a" * 64}, GOOD_OPTS, None),
     ("wide port without key", CONTAINER, {**GOOD_CONTAINER, "ports": [{"internal": 8000, "external": 8000, "ip": "0.0.0.0"}], "envs": []}, GOOD_OPTS, "wide-ports-need-api-key"),
     ("wide port with key", CONTAINER, {**GOOD_CONTAINER, "ports": [{"internal": 8000, "external": 8000, "ip": "0.0.0.0"}]}, GOOD_OPTS, None),
@@ -182,3 +188,34 @@ def test_a_deliberately_broken_program_fails_every_policy() -> None:
     reported = run_pack(resources)
     assert {p for p, _, _ in reported} == {policy.name for policy in POLICIES}
     assert ("pinned-image-tags", "bad-image") in {(p, n) for p, n, _ in reported}
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "ghcr.io/berriai/litellm:main-latest",
+        "ghcr.io/berriai/litellm:lts",
+        "ghcr.io/berriai/litellm:v1.108.5",
+        "michaelf34/infinity",
+        "michaelf34/infinity:0.0.77-cpu",
+        "grafana/grafana:main-ubuntu",
+        "quay.io/prometheus/node-exporter:master",
+        "example/embedder:stable",
+        "example/embedder:1.2-stable",
+        "example/embedder@sha256:" + "e" * 64,
+    ],
+)
+def test_the_pack_and_the_stack_check_judge_image_tags_alike(image: str) -> None:
+    from components.planning.catalog import load_catalog
+    from rules import image_pinned
+
+    found = image_pinned(REMOTE_IMAGE, {"name": image}, GOOD_OPTS)
+    assert bool(found) is (load_catalog().moving_tag(image) is not None), found
+    if found:
+        pinned = load_catalog().pinned_reference(image)
+        assert found == [
+            f"image {image} is not pinned: "
+            + (f"its tag {load_catalog().moving_tag(image)!r}" if ":" in image else "no tag means 'latest', which")
+            + " moves under a running deployment; pin a released tag or a digest"
+            + (f" ({pinned} is the catalog's)" if pinned else "")
+        ]

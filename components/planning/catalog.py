@@ -281,6 +281,16 @@ class Catalog(_Frozen):
     def image_tags(self, reference: str) -> Tags | None:
         return self.tags.get(parse_reference(reference).repository)
 
+    def pinned_reference(self, reference: str) -> str | None:
+        """The reference as written with the catalog's pinned tag in place of its own, or None."""
+        tags = self.image_tags(reference)
+        if tags is None or not tags.pinned:
+            return None
+        ref = parse_reference(reference)
+        written = reference.strip().partition("@")[0]
+        written = written[: len(written) - len(ref.tag) - 1] if ref.tag else written
+        return f"{written}:{tags.pinned}"
+
     def moving_tag(self, reference: str) -> str | None:
         """The tag of a reference that moves under a deployment (`latest` where none is given), or None.
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from components.planning.catalog import Architecture, Catalog, Gpu, Image, load_catalog
 from components.planning.health import RESTART_DEADLINE_S, stall_seconds
 from components.planning.memory import DEFAULT_PROFILE, PROFILES, Capacity, MemoryInputs, default_batch, plan
+from components.planning.timing import load_estimate, whole_minutes
 from components.settings import HostSettings, Problem, ServerSettings, StackSettings, suggestion
+from components.settings.models import MAX_STARTUP_S
 
 
 @dataclass(frozen=True)
@@ -365,7 +367,28 @@ def check_stack(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
         warnings += [Problem(ctx.full_key(p.key), p.message) for p in a.warnings]
         if not a.problems:
             warnings += _stall_warning(ctx, catalog, f"servers.{name}")
+        if a.capacity is not None:
+            warnings += _startup_warning(srv, a.capacity, f"servers.{name}")
     return errors, warnings
+
+
+def _startup_warning(srv: ServerSettings, c: Capacity, key: str) -> list[Problem]:
+    """`pulumi up` waits startup_timeout for /health, and the healthcheck's start period is as long: a
+    server still loading after it fails the deploy, or is restarted mid-load."""
+    load = load_estimate(c.weights_gib_per_gpu, c.tensor_parallel_size)
+    if srv.startup_timeout >= load.seconds:
+        return []
+    default = "" if "startup_timeout" in srv.model_fields_set else " (the default)"
+    margin = whole_minutes(load.seconds * 1.5)
+    way_out = f"{margin} (the estimate and half again)" if margin <= MAX_STARTUP_S else f"{MAX_STARTUP_S}, its most"
+    return [
+        Problem(
+            f"{key}.startup_timeout",
+            f"is {srv.startup_timeout} s{default}, below the plan's own estimate of this server's load: about "
+            f"{round(load.seconds)} s ({load.basis}): `pulumi up` would fail waiting for /health, or the "
+            f"healthcheck restart a server that was only loading; raise startup_timeout to {way_out}",
+        )
+    ]
 
 
 def _stall_warning(ctx: ServerContext, catalog: Catalog, key: str) -> list[Problem]:

@@ -1,4 +1,4 @@
-"""What looks like a secret, and what is an unpinned image: the one secret-detection rule, pure, shared by
+"""What looks like a secret: the one secret-detection rule, pure, shared by
 the stack validation (components/settings), and so the plan, the compose export and the PR comment, and
 by the CrossGuard policy pack (policy/rules.py), so all judge alike.
 
@@ -202,11 +202,3 @@ def secret_in_environment(name: str, value: str) -> str | None:
         return "with a name that says it is a secret"
     found = credential_in_value(value)
     return f"with a value that looks like a secret, {found}" if found else None
-
-
-def image_is_unpinned(image: str) -> bool:
-    """No tag nor digest (which means `latest`), or `latest` itself: a tag that moves under you."""
-    if "@sha256:" in image:
-        return False
-    last = image.rsplit("/", 1)[-1]
-    return ":" not in last or last.endswith(":latest")

@@ -14,7 +14,41 @@ healthy state". So each resource gets custom timeouts from the stack's own figur
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+# How long a vLLM server takes from start to /health: engine start (RCCL, profiling, graphs) plus reading
+# the weights from the cache volume. From a recorded gfx906 log (nlzy/vllm-gfx906 issue #44: a 70B
+# checkpoint's shards load over about four minutes); an estimate, shown as one. The plan's downtime note
+# (components/tools/review.py) and the stack's startup_timeout warning (components/planning/rules.py) use it.
+ENGINE_START_S = 120
+LOAD_GIB_PER_S = 0.15
+
+
+@dataclass(frozen=True)
+class LoadEstimate:
+    """The estimated start of a vLLM server that loads `weights_gib` of weights (over all its GPUs)."""
+
+    weights_gib: float
+
+    @property
+    def seconds(self) -> float:
+        return ENGINE_START_S + self.weights_gib / LOAD_GIB_PER_S
+
+    @property
+    def basis(self) -> str:
+        return f"{ENGINE_START_S} s engine start + {self.weights_gib:.0f} GiB of weights at {LOAD_GIB_PER_S} GiB/s"
+
+
+def load_estimate(weights_gib_per_gpu: float, tensor_parallel_size: int) -> LoadEstimate:
+    """The load estimate of a server from its memory plan's weights per GPU and its GPU count."""
+    return LoadEstimate(weights_gib_per_gpu * tensor_parallel_size)
+
+
+def whole_minutes(seconds: float) -> int:
+    """Seconds rounded up to whole minutes, in seconds (a timeout to suggest)."""
+    return math.ceil(seconds / 60) * 60
+
 
 # Beyond the health wait, a container's create step pulls nothing (the image is its own resource) but
 # creates, starts and inspects the container: a few minutes cover a slow daemon.

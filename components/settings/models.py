@@ -23,6 +23,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -303,8 +304,72 @@ ShmSize = Annotated[StrictStr, AfterValidator(_shm)]
 DockerName = Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")]
 # Host and server names become resource and container names: lower case, digits and dashes.
 Name = Annotated[StrictStr, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")]
-StartupTimeout = Annotated[StrictInt, Field(ge=60, le=7200)]
+MAX_STARTUP_S = 7200
+StartupTimeout = Annotated[StrictInt, Field(ge=60, le=MAX_STARTUP_S)]
 HostRef = Annotated[StrictStr, Field(min_length=1)]
+
+
+# The validation context's key for the folder of the stack file: `architecture_file` is read from there.
+STACK_FOLDER = "stack_folder"
+
+
+def stack_folder(info: ValidationInfo) -> Path:
+    """The folder of the stack file being validated (the current directory when the caller gives none)."""
+    context = info.context if isinstance(info.context, dict) else {}
+    folder = context.get(STACK_FOLDER)
+    return Path(folder) if folder is not None else Path()
+
+
+def _architecture_json(value: str, info: ValidationInfo) -> Any:
+    """The JSON of an architecture_file, read beside the stack file. Raises the error that names it."""
+    path = stack_folder(info) / value
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise _invalid(
+            f"is {value!r}, which cannot be read beside the stack file ({path}): {exc.strerror}; the path is "
+            "relative to the stack file's folder"
+        ) from None
+    except ValueError as exc:
+        raise _invalid(f"is {value!r}, which is not a JSON config.json: {exc}") from None
+
+
+# Keys only a model's config.json has (a multimodal one keeps the language model's under text_config).
+_CONFIG_KEYS = frozenset({"hidden_size", "num_hidden_layers", "text_config", "model_type", "architectures"})
+# What the other JSON files of a Hub repository hold, to name the file that was given instead.
+_LOOKALIKES = (
+    (
+        "tokenizer_config.json",
+        (
+            "tokenizer_class",
+            "added_tokens_decoder",
+            "chat_template",
+            "model_max_length",
+            "clean_up_tokenization_spaces",
+        ),
+    ),
+    (
+        "generation_config.json",
+        ("do_sample", "eos_token_id", "bos_token_id", "temperature", "top_p", "top_k", "_from_model_config"),
+    ),
+    ("tokenizer.json", ("model", "added_tokens", "normalizer", "pre_tokenizer", "decoder")),
+    ("preprocessor_config.json", ("image_processor_type", "processor_class", "image_mean", "feature_extractor_type")),
+)
+
+
+def _not_a_config(content: Any) -> str:
+    """What an architecture_file holds when it is not a config.json object (`holds a JSON list`,
+    `looks like a tokenizer_config.json (...)`), or ''."""
+    if not isinstance(content, dict):
+        kind = {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(content), "number")
+        return f"holds a JSON {kind}"
+    if _CONFIG_KEYS & content.keys():
+        return ""
+    for name, keys in _LOOKALIKES:
+        found = [k for k in keys if k in content]
+        if found:
+            return f"looks like a {name} (it has {', '.join(found[:3])})"
+    return ""
 
 
 class ServerSettings(_Model):
@@ -336,33 +401,36 @@ class ServerSettings(_Model):
     health_interval: HealthInterval = 15
     environment: Environment
     # The model's config.json, as it is, for a model that is not in the catalog (or to override it);
-    # or the path of that config.json, relative to the project directory (where the stack file is).
+    # or the path of that config.json, relative to the stack file's folder.
     architecture: Architecture | None = None
     architecture_file: StrictStr | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _read_architecture_file(cls, data: Any) -> Any:
+    def _read_architecture_file(cls, data: Any, info: ValidationInfo) -> Any:
         # The file's content is validated as `architecture`, so a bad key is named there.
         if isinstance(data, dict) and isinstance(data.get("architecture_file"), str) and "architecture" not in data:
             try:
-                content = json.loads(Path(data["architecture_file"]).read_text())
-            except (OSError, ValueError):
+                content = _architecture_json(data["architecture_file"], info)
+            except ValueError:
                 return data  # _architecture_file names the problem
-            return {**data, "architecture": content}
+            if isinstance(content, dict) and not _not_a_config(content):
+                return {**data, "architecture": content}
         return data
 
     @field_validator("architecture_file")
     @classmethod
-    def _architecture_file(cls, value: str | None) -> str | None:
+    def _architecture_file(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return value
-        try:
-            json.loads(Path(value).read_text())
-        except OSError as exc:
-            raise _invalid(f"is {value!r}, which cannot be read beside the stack file: {exc.strerror}") from None
-        except ValueError as exc:
-            raise _invalid(f"is {value!r}, which is not a JSON config.json: {exc}") from None
+        content = _architecture_json(value, info)
+        wrong = _not_a_config(content)
+        if wrong:
+            raise _invalid(
+                f"is {value!r}, which {wrong}, not the model's config.json: give the path of its config.json, a "
+                "JSON object with hidden_size, num_hidden_layers, ... from the model's Hub repository (or let "
+                "python -m components.model ORG/NAME --write STACK write its architecture)"
+            )
         return value
 
     @field_validator("gpus")

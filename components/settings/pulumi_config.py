@@ -120,4 +120,6 @@ def load_from_pulumi(
     present += [path for path in nested if path.startswith("monitoring.")]
     present += [f"{service}.environment.{name}" for service, names in environment.items() for name in names]
     found = [*written.misspelled, *plain_secret_problems(written)] if written else []
-    return validate(values, present, source, extra_checks, found), secrets
+    # `architecture_file` is beside the stack file: under `pulumi up` (the project directory as the current
+    # directory) and in the plan (`--file some/dir/Pulumi.x.yaml`, from anywhere) alike.
+    return validate(values, present, source, extra_checks, found, stack_file.parent), secrets

@@ -14,6 +14,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -36,6 +37,7 @@ from components.settings.models import (
     SINGLE_HOST,
     SINGLE_KEYS,
     SINGLE_SERVER,
+    STACK_FOLDER,
     HostSettings,
     StackSettings,
     environment_name_problem,
@@ -501,6 +503,42 @@ def _reachable(s: StackSettings) -> list[Problem]:
     return out
 
 
+def _advertised(s: StackSettings, warned: Iterable[Problem]) -> list[Problem]:
+    """The outputs give each service's URL at its host's `address`: a name other machines reach, on a host
+    that publishes on loopback, is a URL that nothing answers. Hosts the gateway or Prometheus reach from
+    elsewhere are warned by _reachable already, with the same way out."""
+    already = {p.key for p in warned}
+    ports: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for name, srv in s.servers.items():
+        ports[srv.host or ""].append((f"vLLM server {name}", srv.port))
+    if s.embeddings is not None:
+        ports[s.embeddings.host or ""].append(("the embeddings server", s.embeddings.port))
+    if s.gateway is not None:
+        ports[s.gateway.host or ""].append(("the gateway", s.gateway.port))
+    if s.monitoring is not None:
+        ports[s.monitoring.host or ""].append(("Grafana", s.monitoring.grafana_port))
+    out = []
+    for name, services in ports.items():
+        host = s.hosts.get(name)
+        if host is None or f"hosts.{name}.bind" in already or not host.bind_is_loopback:
+            continue
+        if host.address == "localhost" or _is_loopback(host.address):
+            continue
+        what, port = next((x for x in services if x[0] == "the gateway"), services[0])  # the clients' endpoint
+        default = "" if "bind" in host.model_fields_set else " (the default)"
+        out.append(
+            Problem(
+                f"hosts.{name}.address",
+                f"is {host.address!r}, which other machines reach, but {NAMESPACE}:{s.key(f'hosts.{name}.bind')} is "
+                f"{host.bind}{default}, loopback: the outputs advertise {what} at http://{host.address}:{port}, "
+                f"where nothing answers; bind to the host's LAN address (bind: its private IP, which then needs "
+                f"the API keys), or write address: localhost and reach it through an SSH tunnel "
+                f"(ssh -L {port}:localhost:{port} {host.address})",
+            )
+        )
+    return out
+
+
 def _is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback
@@ -515,7 +553,8 @@ def _cross_checks(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
         return problems, []
     problems += _one_machine_twice(s) + _server_gpus(s) + _per_host(s)
     errors, warnings = _replicas(s)
-    return problems + errors, warnings + _reachable(s)
+    reachable = _reachable(s)
+    return problems + errors, warnings + reachable + _advertised(s, reachable)
 
 
 def _images(model: BaseModel, key: str) -> list[tuple[str, str]]:
@@ -548,9 +587,8 @@ def _moving_images(s: StackSettings) -> list[Problem]:
             if tag == "latest"
             else f" ({tag!r} is re-pointed at each new build)"
         )
-        tags = catalog.image_tags(image)
-        written = image[: len(image) - len(ref.tag) - 1] if ref.tag else image
-        hint = f" (the catalog pins {written}:{tags.pinned})" if tags is not None and tags.pinned else ""
+        pinned = catalog.pinned_reference(image)
+        hint = f" (the catalog pins {pinned})" if pinned else ""
         out.append(
             Problem(
                 key, f"is {image!r}, an unpinned tag that moves under you{why}: pin a released tag or a digest{hint}"
@@ -573,12 +611,14 @@ def validate(
     source: str,
     extra_checks: Iterable[Check] = (),
     found: Iterable[Problem] = (),
+    folder: Path | None = None,
 ) -> LoadedStack:
     """Validate the project's config values (keys without namespace). Raises StackConfigError with every problem.
 
     `secrets_present` are the secret keys that are set, nested ones by path (`servers.chat-a.api_key`).
     `found` are problems the caller already knows of (plain-text secrets, unknown namespaces), reported
-    with the rest, in the keys the file writes.
+    with the rest, in the keys the file writes. `folder` is the stack file's: paths in the stack
+    (`architecture_file`) are read from there (from the current directory when it is not given).
     """
     problems: list[Problem] = []
     for name in values:
@@ -608,7 +648,7 @@ def validate(
     data["single"] = single
     missing = _missing_form_keys(data, single)
     try:
-        settings = StackSettings.model_validate(data)
+        settings = StackSettings.model_validate(data, context={STACK_FOLDER: folder} if folder else None)
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(err["loc"])

@@ -12,15 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from components.planning.steps import Outage, Resource, Step, outages, predict
+from components.planning.timing import load_estimate
 from components.settings.stackfile import stack_path
 from components.tools.planned import Plan, PlannedResource
 from components.tools.render import container_settings, image_names, one_shot_runs
 
-# Restart time of a replaced vLLM container: engine start (RCCL, profiling, graphs) plus reading
-# the weights from the cache volume. From a recorded gfx906 log (nlzy/vllm-gfx906 issue #44:
-# a 70B checkpoint's shards load over about four minutes); an estimate, shown as one.
-ENGINE_START_S = 120
-LOAD_GIB_PER_S = 0.15
+# The restart time of a replaced vLLM container is the load estimate of components/planning/timing.py.
 EMBEDDINGS_START_S = 60
 
 
@@ -140,11 +137,10 @@ def _setting_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str
 def downtime(holds_gpus: bool, capacity: dict[str, Any] | None) -> str:
     """How long a replaced container's service is down: a GPU server reloads its weights."""
     if holds_gpus and capacity:
-        weights = capacity["weights_gib_per_gpu"] * capacity.get("tensor_parallel_size", 1)
-        seconds = ENGINE_START_S + weights / LOAD_GIB_PER_S
+        load = load_estimate(capacity["weights_gib_per_gpu"], capacity.get("tensor_parallel_size", 1))
         return (
-            f"the OpenAI endpoint is down about {round(seconds / 60)} min while {weights:.0f} GiB of weights load "
-            "(estimate); a new model is downloaded before, while the old server keeps serving"
+            f"the OpenAI endpoint is down about {round(load.seconds / 60)} min while {load.weights_gib:.0f} GiB of "
+            "weights load (estimate); a new model is downloaded before, while the old server keeps serving"
         )
     return f"the service is down about {EMBEDDINGS_START_S} s while it restarts (estimate)"
 
