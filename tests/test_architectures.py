@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 import pytest
 
 from components.planning.catalog import Architecture, load_catalog
-from components.planning.memory import PROFILES, MemoryInputs, kv_layout, plan, weights_bytes_per_rank
+from components.planning.memory import (
+    PROFILES,
+    MemoryInputs,
+    encoder_output_width,
+    encoder_reserve_bytes,
+    encoder_tokens_per_item,
+    kv_layout,
+    plan,
+    weights_bytes_per_rank,
+)
 from components.planning.rules import assess
 from tests.conftest import DATA
 from tests.stacks import errors, load, values_of, vllm_context
@@ -171,3 +181,32 @@ def test_the_catalog_holds_the_models_gfx906_users_run_each_with_its_source() ->
         assert model in sources and sources[model].get("gfx906"), f"{model} has no recorded source"
     text = CATALOG_FILE.read_text()
     assert "nlzy/vllm-gfx906 commit cf3b073ea" in text, "the catalog says who runs each model on gfx906"
+
+
+def qwen3_vl_style(model_type: str, deepstack: list[int]) -> Architecture:
+    """A Qwen-VL model from the recorded Qwen2.5-VL config with Qwen3-VL's encoder shape (patch 16,
+    merge 2, gelu fc1/fc2, deepstack layers): the vLLM 0.11.2 arithmetic under test reads only these."""
+    base = config("Qwen--Qwen2.5-VL-7B-Instruct")
+    vision = {**base["vision_config"], "patch_size": 16, "hidden_act": "gelu_pytorch_tanh"}
+    vision["deepstack_visual_indexes"] = deepstack
+    return Architecture.model_validate({**base, "model_type": model_type, "vision_config": vision})
+
+
+def test_qwen3_vl_profiles_its_largest_image_and_deepstack_width() -> None:
+    # qwen3_vl.py _get_vision_info: the processor's size["longest_edge"] 16777216 px -> 16384 tokens
+    # at patch 16 x merge 2, what vLLM logs ("budget of 16384 tokens, ... 1 image items"); Qwen2-VL's
+    # 12845056 px would give 12544. The cached output is out_hidden_size x (1 + 3 deepstack) wide.
+    qwen3 = qwen3_vl_style("qwen3_vl_moe", [8, 16, 24])
+    qwen2 = qwen3_vl_style("qwen2_5_vl", [])
+    assert encoder_tokens_per_item(qwen3) == 16384 and encoder_tokens_per_item(qwen2) == 12544
+    assert encoder_output_width(qwen3) == 4 * 3584 and encoder_output_width(qwen2) == 3584
+    i3 = MemoryInputs(qwen3, 32.0, 0.9, 4, 32768, 2048, 256, "float16", PROFILES["vllm-0.11"])
+    i2 = dataclasses.replace(i3, arch=qwen2)
+    # One image (budget 16384 // 16384), its cache 16384 x 14336 x 2 bytes, more patches to encode.
+    assert encoder_reserve_bytes(i3, 2) - encoder_reserve_bytes(i2, 2) > 16384 * 3 * 3584 * 2
+    assert plan(i3).kv_cache_tokens < plan(i2).kv_cache_tokens
+    # Three more mergers (deepstack_merger_list), each the size of the main one.
+    assert weights_bytes_per_rank(qwen3, 4, 2) > weights_bytes_per_rank(qwen2, 4, 2)
+    c = plan(i3)
+    assert "1 image(s) of 16384 tokens, encoder cache 16384 x 14336" in c.modelled
+    assert "not modelled: memory other processes hold on the GPU" in c.modelled

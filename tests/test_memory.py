@@ -7,7 +7,14 @@ import dataclasses
 import pytest
 
 from components.planning.catalog import load_catalog
-from components.planning.memory import PROFILES, MemoryInputs, kv_bytes_per_token, plan, weights_bytes_per_rank
+from components.planning.memory import (
+    PROFILES,
+    MemoryInputs,
+    default_batch,
+    kv_bytes_per_token,
+    plan,
+    weights_bytes_per_rank,
+)
 from components.planning.startup_logs import load_startup_logs
 from tests.conftest import DATA
 
@@ -68,3 +75,23 @@ def test_fit_boundary_and_suggestions_are_consistent() -> None:
     beyond = plan(inputs(max_model_len=c.largest_max_model_len + 16))
     assert not beyond.fits
     assert plan(inputs(max_model_len=beyond.max_model_len, gpu_memory_utilization=beyond.utilization_needed)).fits
+
+
+def test_default_batch_follows_vllms_batch_defaults() -> None:
+    # arg_utils.py get_batch_defaults (0.11.2): >= 70 GiB and not an A100 -> 8192 tokens / 1024 seqs.
+    assert default_batch(31.98, "MI60") == default_batch(15.98) == (2048, 256)
+    assert default_batch(79.19, "NVIDIA H100 80GB HBM3") == (8192, 1024)
+    assert default_batch(79.15, "NVIDIA A100-SXM4-80GB") == (2048, 256)
+    # The sampler's dummy run has min(max_num_seqs, max_num_batched_tokens) rows of full-vocabulary
+    # logits: on an 80 GB card at low utilization the defaults move the KV cache by a large share.
+    qwen7 = CATALOG.models["Qwen/Qwen2.5-7B-Instruct-AWQ"]
+    small = plan(inputs(arch=qwen7, gpu_memory_gib=79.15, gpu_memory_utilization=0.25, tensor_parallel_size=1))
+    large = plan(
+        dataclasses.replace(
+            inputs(arch=qwen7, gpu_memory_gib=79.15, gpu_memory_utilization=0.25, tensor_parallel_size=1),
+            max_num_batched_tokens=8192,
+            max_num_seqs=1024,
+        )
+    )
+    assert large.activations_gib_per_gpu - small.activations_gib_per_gpu > 2.5
+    assert "sampler on 1024 rows" in large.modelled and "sampler on 256 rows" in small.modelled

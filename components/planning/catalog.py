@@ -60,7 +60,7 @@ class QuantizationConfig(_ConfigJson):
 
 
 class VisionConfig(_ConfigJson):
-    """config.json's `vision_config` (Qwen2/2.5-VL, SigLIP as in Gemma 3, and like encoders)."""
+    """config.json's `vision_config` (Qwen2/2.5/3-VL, SigLIP as in Gemma 3, and like encoders)."""
 
     model_type: StrictStr | None = None
     num_hidden_layers: Positive = Field(validation_alias=AliasChoices("depth", "num_hidden_layers"))
@@ -74,6 +74,8 @@ class VisionConfig(_ConfigJson):
     out_hidden_size: Positive | None = None
     image_size: Positive | None = None
     hidden_act: StrictStr | None = None
+    # Qwen3-VL: blocks whose features also go to the language model, each through its own merger.
+    deepstack_visual_indexes: tuple[Annotated[StrictInt, Field(ge=0)], ...] = ()
 
 
 # config.json leaves out what the transformers config class defaults: these are those defaults

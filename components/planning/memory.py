@@ -50,9 +50,11 @@ tag v0.11.2+gfx906):
 - vision: GPUModelRunner.profile_run (v1/worker/gpu_model_runner.py) runs the encoder on
   max_items x the largest item and keeps its outputs, padded to the encoder budget
   (max(max_num_batched_tokens, tokens of the largest item): encoder_cache_manager.
-  compute_mm_encoder_budget) x hidden_size, in the encoder cache until the text forward is done. The
-  encoder's own activations are an estimate (linear in patches: flash-style attention, unverified on
-  gfx906).
+  compute_mm_encoder_budget) x the output width, in the encoder cache until the text forward is done.
+  The largest item is the processor's: Qwen2/2.5-VL max_pixels 12845056, Qwen3-VL size.longest_edge
+  16777216 (16384 tokens, 65536 patches); Qwen3-VL's output is out_hidden_size x (1 + deepstack
+  layers) wide and each deepstack layer has its own merger. The encoder's own activations are an
+  estimate (linear in patches: flash-style attention, unverified on gfx906).
 - the profile run (profile_run -> _dummy_run(max_num_batched_tokens), then _dummy_sampler_run on
   min(max_num_seqs, max_num_batched_tokens) rows of full-vocabulary logits, gathered on every rank);
   KV memory = total x utilization - weights - torch peak increase - non-torch increase since the
@@ -74,8 +76,9 @@ from components.planning.catalog import Architecture, QuantizationConfig
 
 GiB = 1 << 30
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
-# vLLM's default max_num_batched_tokens / max_num_seqs for the OpenAI server (engine/arg_utils.py):
-# GPUs with at least 70 GiB get 8192 / 1024, the rest 2048 / 256.
+# vLLM's default max_num_batched_tokens / max_num_seqs for the OpenAI server (engine/arg_utils.py
+# EngineArgs.get_batch_defaults): GPUs with at least 70 GiB get 8192 / 1024, except A100s (PR #17885),
+# the rest 2048 / 256. max_num_seqs sets the rows of the profile run's sampler, so it moves the reserve.
 LARGE_GPU_GIB = 70
 
 
@@ -102,9 +105,10 @@ PROFILES: dict[str, EngineProfile] = {
 DEFAULT_PROFILE = "vllm-0.11"
 
 
-def default_batch(gpu_memory_gib: float) -> tuple[int, int]:
+def default_batch(gpu_memory_gib: float, device_name: str = "") -> tuple[int, int]:
     """vLLM's default (max_num_batched_tokens, max_num_seqs) for the OpenAI server on this GPU."""
-    return (8192, 1024) if gpu_memory_gib >= LARGE_GPU_GIB else (2048, 256)
+    large = gpu_memory_gib >= LARGE_GPU_GIB and "a100" not in device_name.lower()
+    return (8192, 1024) if large else (2048, 256)
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,9 @@ def encoder_weights_bytes_per_rank(arch: Architecture, tp: int, dtype_bytes: int
     merge = v.spatial_merge_size**2
     out = v.out_hidden_size or arch.hidden_size
     projector = (h * merge) ** 2 + h * merge * out if merge > 1 else h * out
-    return (v.num_hidden_layers * block + patch + projector) * dtype_bytes
+    # qwen3_vl.py Qwen3_VisionTransformer: one more merger per deepstack layer (deepstack_merger_list).
+    mergers = 1 + len(v.deepstack_visual_indexes)
+    return (v.num_hidden_layers * block + patch + mergers * projector) * dtype_bytes
 
 
 def weights_bytes_per_rank(arch: Architecture, tp: int, dtype_bytes: int) -> float:
@@ -238,21 +244,40 @@ def weights_bytes_per_rank(arch: Architecture, tp: int, dtype_bytes: int) -> flo
     return embedding + lm_head + total + h * dtype_bytes + rotary + encoder
 
 
+# The largest image the processor lets through, in pixels (vLLM profiles with it: qwen2_vl.py
+# get_image_size_with_most_features resizes a 9999999 x 9999999 image under max_pixels). Qwen2/2.5-VL:
+# Qwen2VLImageProcessor max_pixels 12845056. Qwen3-VL: qwen3_vl.py _get_vision_info passes
+# image_processor.size["longest_edge"], 16777216 in its preprocessor_config.json (16384 tokens at
+# patch 16, merge 2: vLLM logs "Encoder cache will be initialized with a budget of 16384 tokens").
+_MAX_PIXELS = {"qwen3_vl": 16777216, "qwen3_vl_moe": 16777216}
+_QWEN2_VL_MAX_PIXELS = 12845056
+
+
 def encoder_tokens_per_item(arch: Architecture) -> int:
     """Tokens the largest image becomes: Gemma 3's fixed mm_tokens_per_image, or, for Qwen-VL, the
-    processor's default max_pixels (12845056, Qwen2VLImageProcessor) over (patch x merge)^2."""
+    processor's largest image (_MAX_PIXELS) over (patch x merge)^2."""
     v = arch.vision_config
     if v is None:
         return 0
     if arch.mm_tokens_per_image:
         return arch.mm_tokens_per_image
     if v.spatial_merge_size > 1:
-        return 12845056 // (v.patch_size * v.spatial_merge_size) ** 2
+        pixels = _MAX_PIXELS.get(arch.model_type or "", _QWEN2_VL_MAX_PIXELS)
+        return pixels // (v.patch_size * v.spatial_merge_size) ** 2
     return ((v.image_size or 224) // v.patch_size) ** 2
 
 
+def encoder_output_width(arch: Architecture) -> int:
+    """Width of one encoder output token as the encoder cache holds it: the projector's output, and
+    for Qwen3-VL one more of it per deepstack layer (qwen3_vl.py: out_hidden_size x (1 + deepstack))."""
+    v = arch.vision_config
+    if v is None:
+        return 0
+    return (v.out_hidden_size or arch.hidden_size) * (1 + len(v.deepstack_visual_indexes))
+
+
 def encoder_reserve_bytes(i: MemoryInputs, dtype_bytes: int) -> float:
-    """What profile_run holds for the encoder: the cached outputs (budget x text hidden) and an
+    """What profile_run holds for the encoder: the cached outputs (budget x output width) and an
     estimate of the encoder forward's own peak (patches x vision hidden x 8 live copies)."""
     v = i.arch.vision_config
     if v is None:
@@ -260,7 +285,7 @@ def encoder_reserve_bytes(i: MemoryInputs, dtype_bytes: int) -> float:
     per_item = encoder_tokens_per_item(i.arch)
     budget = max(i.max_num_batched_tokens, per_item)
     items = max(1, budget // per_item)
-    cache = items * budget * i.arch.hidden_size * dtype_bytes
+    cache = items * budget * encoder_output_width(i.arch) * dtype_bytes
     patches = per_item * v.spatial_merge_size**2
     forward = items * patches * (8 * v.hidden_size + 2 * v.intermediate_size // i.tensor_parallel_size) * dtype_bytes
     return cache + forward
@@ -407,12 +432,13 @@ def capacity_from_available(
         encoder_reserve_gib_per_gpu=encoder_reserve_bytes(i, dtype_bytes) / GiB,
         kv_groups=layout.groups,
         sliding_layers=sum(1 for w in layout.windows if w is not None),
-        modelled=describe(i.arch, layout),
+        modelled=describe(i, layout),
     )
 
 
-def describe(arch: Architecture, layout: KvLayout) -> str:
-    """One line on what the memory model counted for this architecture."""
+def describe(i: MemoryInputs, layout: KvLayout) -> str:
+    """One line on what the memory model counted for this server, and what it leaves out."""
+    arch, p = i.arch, i.profile
     parts = [f"{arch.architecture_class} ({arch.model_type or 'decoder'}, {arch.num_hidden_layers} layers)"]
     if arch.is_moe:
         moe_layers = arch.num_hidden_layers - arch.dense_mlp_layers
@@ -430,7 +456,23 @@ def describe(arch: Architecture, layout: KvLayout) -> str:
         )
     if arch.vision_config is not None:
         v = arch.vision_config
+        per_item = encoder_tokens_per_item(arch)
+        budget = max(i.max_num_batched_tokens, per_item)
         parts.append(
-            f"vision encoder ({v.num_hidden_layers} layers, hidden {v.hidden_size}) weights and its profiling reserve"
+            f"vision encoder ({v.num_hidden_layers} layers, hidden {v.hidden_size}) weights and its profiling reserve: "
+            f"{max(1, budget // per_item)} image(s) of {per_item} tokens, encoder cache {budget} x {encoder_output_width(arch)} "
+            "(the encoder's own activations are an estimate)"
         )
+    parts.append(
+        f"profile run at {i.max_num_batched_tokens} tokens, sampler on {min(i.max_num_seqs, i.max_num_batched_tokens)} rows"
+    )
+    graphs = (
+        "CUDA/HIP graphs budgeted"
+        if p.cudagraph_gib
+        else "CUDA/HIP graphs outside the budget (captured after the KV cache)"
+    )
+    parts.append(
+        f"{graphs}; not modelled: memory other processes hold on the GPU "
+        "(vLLM refuses to start when free memory is below utilization x total)"
+    )
     return "; ".join(parts)

@@ -295,7 +295,7 @@ def _quantization_rules(
 
 def plan_capacity(s: ServerContext, gpu: Gpu, arch: Architecture, image: Image | None) -> Capacity:
     memory = s.host.gpu_memory_gib or gpu.memory_gib
-    tokens, seqs = default_batch(memory)
+    tokens, seqs = default_batch(memory, gpu.product)
     profile = PROFILES[image.engine if image else DEFAULT_PROFILE]
     return plan(
         MemoryInputs(
