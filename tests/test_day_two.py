@@ -30,7 +30,7 @@ def _write(tmp_path: Path, name: str, values: dict[str, Any], secure: dict[str, 
     config: dict[str, Any] = {f"{NAMESPACE}:{k}": v for k, v in values.items()}
     config |= {f"{NAMESPACE}:{k}": v for k, v in secure.items()}
     path = tmp_path / name / f"Pulumi.{stack}.yaml"
-    path.parent.mkdir(exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"config": config}, sort_keys=False))
     return plan_stack(read_stack_file(path))
 
@@ -276,3 +276,24 @@ def test_every_one_shot_run_is_tried_again_by_the_next_up_after_a_failure(stack:
         fetch = f"{r.parent}-prefetch"
         if any(x.name == fetch for x in runs):
             assert fetch in r.options["dependencies"]
+
+
+def test_replicas_replaced_in_one_update_are_said_to_go_down_together(tmp_path: Path) -> None:
+    """The engine runs independent steps at the same time: both replicas of a model replaced in one update
+    leave it unserved, whatever order the steps are listed in."""
+    both = day_two(
+        tmp_path, "fleet", lambda v, s: [v["servers"][n].update(health_interval=30) for n in ("chat-a", "chat-b")]
+    )
+    (note,) = [o for o in both.outages if o.startswith("llama-3.3-70b:")]
+    assert "every replica (chat-a, chat-b)" in note and "one replica per `pulumi up`" in note
+    one = day_two(tmp_path / "one", "fleet", _set("servers.chat-a.health_interval", 30))
+    assert not [o for o in one.outages if o.startswith("llama-3.3-70b:")], "chat-b serves while chat-a is replaced"
+
+
+def test_a_resource_that_changes_type_is_deleted_and_created() -> None:
+    """A URN holds the type: the download that became a command is another resource; the old container goes."""
+    old = Resource("fetch", "docker:index/container:Container", {"command": ["dl"]}, {"provider": "p"}, True)
+    new = Resource("fetch", "command:local:Command", {"create": "docker run dl"}, {}, True)
+    steps, verdicts = predict([old], [new])
+    assert [(s.op, s.type) for s in steps] == [("create", new.type), ("delete", old.type)]
+    assert [(v.change, v.type) for v in verdicts] == [("create", new.type), ("delete", old.type)]

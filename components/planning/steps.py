@@ -110,8 +110,14 @@ def _changed_keys(old: Resource, new: Resource) -> list[str]:
     holds a secret), so a rotated secret counts as a change of the inputs that carry it."""
     ignored = set(new.options.get("ignore_changes", []))
     keys = sorted(set(old.inputs) | set(new.inputs))
+    # Only where both plans recorded them: a plan made before digests existed tells nothing of its secrets.
+    both = "secret_digests" in old.options and "secret_digests" in new.options
     a, b = old.options.get("secret_digests", {}), new.options.get("secret_digests", {})
-    return [k for k in keys if k not in ignored and (old.inputs.get(k) != new.inputs.get(k) or a.get(k) != b.get(k))]
+    return [
+        k
+        for k in keys
+        if k not in ignored and (old.inputs.get(k) != new.inputs.get(k) or (both and a.get(k) != b.get(k)))
+    ]
 
 
 def _replaces(r: Resource, key: str) -> bool:
@@ -167,8 +173,10 @@ def _dependents_deleted_first(
 def predict(old: Sequence[Resource], new: Sequence[Resource]) -> tuple[list[Step], list[Verdict]]:
     """The steps of `pulumi up` from the state `old` left to the program `new`, in order, and a verdict
     for every resource that changes."""
-    olds = {r.name: r for r in old}
+    # A resource is its URN: the same name under another type is another resource (deleted, and created).
     news = {r.name: r for r in new}
+    olds = {r.name: r for r in old if r.name not in news or news[r.name].type == r.type}
+    retyped = [r for r in old if r.name not in olds]
     steps: list[Step] = []
     verdicts: list[Verdict] = []
     deferred: list[Step] = []  # deletes of create-before-delete replacements: after the program ends
@@ -237,10 +245,10 @@ def predict(old: Sequence[Resource], new: Sequence[Resource]) -> tuple[list[Step
                 note = f"{', '.join(v.unapplied)} changes only in Pulumi's state: the provider applies no such change"
             steps.append(Step(r.name, r.type, "update" if v.change == "update" else "unapplied", tuple(v.keys), note))
     steps += deferred
-    for name in reversed([r.name for r in old]):
-        if name in news or name in recreate:
+    for r in reversed(old):
+        name = r.name
+        if (name in news and r not in retyped) or name in recreate:
             continue
-        r = olds[name]
         if not r.custom:
             continue
         if r.options.get("protect"):

@@ -300,7 +300,11 @@ def render_diff_text(change: Diff) -> str:
         if c.note:
             lines.append(f"           ! {c.note}")
     if change.steps:
-        lines += ["", "What `pulumi up` will do, in order (the engine's rules: components/planning/steps.py):"]
+        lines += [
+            "",
+            "What `pulumi up` will do, in order (the engine's rules: components/planning/steps.py; steps that do not",
+            "depend on each other run at the same time):",
+        ]
         lines += [f"  {n:2}. {step}" for n, step in enumerate(change.steps, 1)]
     if change.outages:
         lines += ["", "Serving downtime:"] + [f"  {o}" for o in change.outages]

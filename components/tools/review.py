@@ -225,7 +225,26 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
     result = Diff(ref, changes, capacities(old))
     result.steps = [s.line() for s in steps]
     result.outages = [_outage_line(o, steps, resources, new) for o in by_outage.values()]
+    result.outages += _replicas_down_together(by_outage, new)
     return result
+
+
+def _replicas_down_together(by_outage: dict[str, Outage], new: Plan) -> list[str]:
+    """The engine runs steps that do not depend on each other at the same time (`pulumi up --parallel`,
+    unbounded by default): replicas of one served model replaced in one update go down together."""
+    servers = new.outputs.get("servers") or {}
+    by_model: dict[str, list[str]] = {}
+    for name, server in servers.items():
+        if isinstance(server, dict) and f"{name}-container" in by_outage:
+            by_model.setdefault(str(server.get("model")), []).append(name)
+    return [
+        f"{model}: every replica ({', '.join(names)}) is replaced in this update, and the engine replaces them at "
+        f"the same time: the model is unserved meanwhile. To keep one serving, change one replica per `pulumi up`, "
+        f"or give `pulumi up` the URNs of {names[0]}'s resources with --target (pulumi stack --show-urns), then the rest"
+        for model, names in by_model.items()
+        if len(names) > 1
+        and len(names) == sum(1 for s in servers.values() if isinstance(s, dict) and s.get("model") == model)
+    ]
 
 
 def _shown_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -348,7 +367,11 @@ def render_markdown(plan: Plan, capacity_bars: list[str], change: Diff | None = 
                 out.append(f"| `{c.name}` | {kind} | {cell} |")
             out.append("")
             if change.steps:
-                out += ["**What `pulumi up` will do, in order** (the engine's rules: components/planning/steps.py)", ""]
+                out += [
+                    "**What `pulumi up` will do, in order** (the engine's rules: components/planning/steps.py; steps "
+                    "that do not depend on each other run at the same time)",
+                    "",
+                ]
                 out += [f"{n}. `{step}`" for n, step in enumerate(change.steps, 1)]
                 out.append("")
             if change.outages:
