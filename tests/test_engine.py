@@ -57,8 +57,9 @@ def engine() -> Iterator[Engine]:
 
 
 # The suite binds no well-known port on 127.0.0.1 (a user's own vLLM may serve there): the deployed
-# stacks publish on an address of their own, on free ports, through the stack files they deploy.
-BIND = "127.0.0.2"
+# stacks publish on an address of their own, on free ports, through the stack files they deploy. Not one
+# the fleet's engines use (127.0.0.2-.4): the two engine modules may run at the same time on two workers.
+BIND = "127.0.0.5"
 
 
 def keyed_plan(stack: str, where: Path) -> Plan:
