@@ -281,9 +281,11 @@ def test_every_one_shot_run_is_tried_again_by_the_next_up_after_a_failure(stack:
 def test_replicas_replaced_in_one_update_are_said_to_go_down_together(tmp_path: Path) -> None:
     """The engine runs independent steps at the same time: both replicas of a model replaced in one update
     leave it unserved, whatever order the steps are listed in."""
-    both = day_two(
-        tmp_path, "fleet", lambda v, s: [v["servers"][n].update(health_interval=30) for n in ("chat-a", "chat-b")]
-    )
+    def slower_checks(values: dict[str, Any], secure: dict[str, Any]) -> None:
+        for name in ("chat-a", "chat-b"):
+            values["servers"][name]["health_interval"] = 30
+
+    both = day_two(tmp_path, "fleet", slower_checks)
     (note,) = [o for o in both.outages if o.startswith("llama-3.3-70b:")]
     assert "every replica (chat-a, chat-b)" in note and "one replica per `pulumi up`" in note
     one = day_two(tmp_path / "one", "fleet", _set("servers.chat-a.health_interval", 30))
