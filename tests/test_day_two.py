@@ -281,6 +281,7 @@ def test_every_one_shot_run_is_tried_again_by_the_next_up_after_a_failure(stack:
 def test_replicas_replaced_in_one_update_are_said_to_go_down_together(tmp_path: Path) -> None:
     """The engine runs independent steps at the same time: both replicas of a model replaced in one update
     leave it unserved, whatever order the steps are listed in."""
+
     def slower_checks(values: dict[str, Any], secure: dict[str, Any]) -> None:
         for name in ("chat-a", "chat-b"):
             values["servers"][name]["health_interval"] = 30
