@@ -241,6 +241,7 @@ class Gpu(_Frozen):
     memory_gib: Annotated[float, Field(gt=0)]
     dtypes: tuple[Dtype, ...]
     fp16_tflops: Annotated[float, Field(gt=0)]
+    hbm_gbps: Annotated[float, Field(gt=0)]
 
 
 class Image(_Frozen):
