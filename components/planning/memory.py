@@ -187,6 +187,12 @@ def _expert_bytes(arch: Architecture, tp: int, dtype_bytes: int) -> float:
     return e * (packed + scales + zeros)
 
 
+def expert_bytes_per_rank(arch: Architecture, tp: int, dtype_bytes: int) -> float:
+    """Every MoE layer's experts on one rank (0 for a dense model)."""
+    moe_layers = arch.num_hidden_layers - arch.dense_mlp_layers
+    return moe_layers * _expert_bytes(arch, tp, dtype_bytes) if arch.is_moe else 0.0
+
+
 def kv_heads_per_rank(arch: Architecture, tp: int) -> int:
     return max(1, arch.kv_heads // tp)
 

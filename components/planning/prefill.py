@@ -1,7 +1,8 @@
 """How long one prefill can take on gfx906, from published measurements: pure.
 
-The one prefill estimate in the project (the stall window sizes from it); a fuller performance model
-can replace `longest_prefill_seconds` here without touching its callers.
+The one prefill estimate in the project: `prefill_seconds` gives its band, the performance model
+(components/planning/performance.py) shows it in the plan, and the stall window sizes from its slow
+end (`longest_prefill_seconds`).
 
 Two costs, fitted apart because they scale apart. The matrix multiplies cost 2 FLOPs per parameter
 per prompt token. Attention costs 4 x heads x head size FLOPs per layer for each (token, earlier
@@ -21,25 +22,50 @@ repeated elsewhere differs by up to 60% in prefill rate at 24K tokens, and hosts
 caps and PCIe lanes: SLOW_END divides both rates by 1.6. tests/test_prefill.py checks the estimate
 against those runs, and the stall window against them scaled to big-chat's 70B at 32K.
 
-Mixture-of-experts models are counted with every expert (a chunk of a long prompt reaches them all,
-and gfx906's fused-MoE kernels run far below the dense rate): an overestimate, the safe side here.
+Mixture-of-experts models: the estimate counts the experts each token is routed to (num_experts_per_tok
+of num_experts), the slow end every expert (a chunk of a long prompt reaches them all, and gfx906's
+fused-MoE kernels run far below the dense rate, unmeasured here): the stall window keeps the safe side.
+The fast end is the estimate over FAST_END (the fastest run fitted, see bench/speed_model.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from components.planning.catalog import Architecture, Gpu
-from components.planning.memory import weights_bytes_per_rank
+from components.planning.memory import expert_bytes_per_rank, weights_bytes_per_rank
 
 # Shares of one board's peak FP16 rate (catalog fp16_tflops) reached in a prefill on gfx906.
 MATMUL_EFFICIENCY = 0.60
 ATTENTION_EFFICIENCY = 0.07
 # How much slower than the slowest fitted run a prefill may run on another box or another run.
 SLOW_END = 1.6
+# How much faster than the estimate a prefill may run (bench/speed_model.py: the fastest published run).
+FAST_END = 1.25
+
+
+@dataclass(frozen=True)
+class Seconds:
+    """A time as an estimate and the band that should hold a measurement of it."""
+
+    estimate: float
+    low: float
+    high: float
 
 
 def parameters(arch: Architecture) -> float:
     """The model's parameter count, from its layer shapes (every expert counted)."""
     return weights_bytes_per_rank(arch.model_copy(update={"quantization_config": None}), 1, 1)
+
+
+def active_parameters(arch: Architecture) -> float:
+    """The parameters one token runs through: a MoE model's experts counted at num_experts_per_tok."""
+    if not arch.is_moe:
+        return parameters(arch)
+    unquantized = arch.model_copy(update={"quantization_config": None})
+    experts = expert_bytes_per_rank(unquantized, 1, 1)
+    share = min(1.0, (arch.num_experts_per_tok or 1) / (arch.num_experts or 1))
+    return parameters(arch) - experts * (1 - share)
 
 
 def attention_flops(arch: Architecture, tokens: int) -> float:
@@ -54,9 +80,16 @@ def attention_flops(arch: Architecture, tokens: int) -> float:
     return 4 * width * pairs
 
 
+def prefill_seconds(arch: Architecture, prompt_tokens: int, tp: int, gpu: Gpu) -> Seconds:
+    """One prefill of `prompt_tokens` alone on `tp` GPUs of this kind (tensor parallel)."""
+    peak = tp * gpu.fp16_tflops * 1e12
+    attention = attention_flops(arch, prompt_tokens) / (peak * ATTENTION_EFFICIENCY)
+    active = 2 * active_parameters(arch) * prompt_tokens / (peak * MATMUL_EFFICIENCY)
+    every = 2 * parameters(arch) * prompt_tokens / (peak * MATMUL_EFFICIENCY)
+    estimate = active + attention
+    return Seconds(estimate, estimate / FAST_END, SLOW_END * (every + attention))
+
+
 def longest_prefill_seconds(arch: Architecture, prompt_tokens: int, tp: int, gpu: Gpu) -> float:
     """The slow end of one prefill of `prompt_tokens` on `tp` GPUs of this kind (tensor parallel)."""
-    peak = tp * gpu.fp16_tflops * 1e12
-    matmul = 2 * parameters(arch) * prompt_tokens / (peak * MATMUL_EFFICIENCY)
-    attention = attention_flops(arch, prompt_tokens) / (peak * ATTENTION_EFFICIENCY)
-    return SLOW_END * (matmul + attention)
+    return prefill_seconds(arch, prompt_tokens, tp, gpu).high
