@@ -1,0 +1,114 @@
+"""The performance model (components/planning/performance.py): its shape, and its fit (bench/speed_model.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from types import ModuleType
+
+import pytest
+
+from components.planning.catalog import load_catalog
+from components.planning.performance import (
+    ALLREDUCE_S,
+    KV_EFFICIENCY,
+    SEQUENCE_S,
+    WEIGHTS_EFFICIENCY,
+    Server,
+    Workload,
+    performance,
+)
+from components.planning.prefill import longest_prefill_seconds
+from tests.conftest import ROOT
+
+CATALOG = load_catalog()
+MODELS = sorted(CATALOG.models)
+WORKLOADS = [Workload(), Workload(16, 256, 1), Workload(8000, 500, 16), Workload(30000, 100, 64)]
+
+
+def _server(model: str, tp: int = 2, kv_cache_tokens: int = 10**6, gpu: str = "mi50-32gb") -> Server:
+    return Server(CATALOG.models[model], CATALOG.gpus[gpu], tp, 32768, 256, kv_cache_tokens)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("tp", [1, 2, 4])
+def test_the_physical_bound_is_never_below_the_estimate_nor_its_band(model: str, tp: int) -> None:
+    for w in WORKLOADS:
+        p = performance(_server(model, tp), w)
+        for rate in (p.decode_tokens_per_s, p.output_tokens_per_s):
+            assert rate.bound is not None
+            assert rate.low <= rate.estimate <= rate.high, (model, w, rate)
+            assert rate.bound >= rate.estimate, (model, w, rate)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_more_concurrency_never_lowers_the_output_rate_until_the_kv_cache_caps_it(model: str) -> None:
+    # Room for 6 requests of 1300 tokens: beyond 6 the workload queues and the rate stays put.
+    server = _server(model, kv_cache_tokens=6 * 1300 + 100)
+    rates = []
+    for c in range(1, 13):
+        p = performance(server, Workload(1000, 300, c))
+        assert (p.running, p.queued) == (min(c, 6), max(0, c - 6))
+        rates.append(p.output_tokens_per_s.estimate)
+    assert rates == sorted(rates), rates
+    assert len(set(rates[5:])) == 1, rates
+    # ... and max_num_seqs caps it the same way.
+    capped = Server(server.arch, server.gpu, 2, 32768, 3, 10**6)
+    assert performance(capped, Workload(1000, 300, 8)).queued == 5
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_longer_prompt_never_prefills_faster_per_token(model: str) -> None:
+    rates = [
+        performance(_server(model), Workload(n, 100, 1)).prefill_tokens_per_s.estimate for n in (64, 512, 4096, 32768)
+    ]
+    assert rates == sorted(rates, reverse=True), rates
+
+
+def test_one_prefill_time_serves_the_plan_and_the_stall_window() -> None:
+    arch, gpu = CATALOG.models["casperhansen/llama-3.3-70b-instruct-awq"], CATALOG.gpus["mi60"]
+    p = performance(Server(arch, gpu, 2, 32768, 256, 10**6))
+    assert p.longest_prefill_s.high == longest_prefill_seconds(arch, 32768, 2, gpu)
+    assert p.longest_prefill_s.low < p.longest_prefill_s.estimate < p.longest_prefill_s.high
+
+
+def test_the_json_carries_exactly_the_issues_fields() -> None:
+    out = performance(_server("google/gemma-3-27b-it")).as_json()
+    assert set(out) == {
+        "workload",
+        "decode_tokens_per_s",
+        "output_tokens_per_s",
+        "prefill_tokens_per_s",
+        "ttft_s",
+        "longest_prefill_s",
+    }
+    assert out["workload"] == {"prompt_tokens": 1000, "output_tokens": 300, "concurrency": 4}
+    assert set(out["decode_tokens_per_s"]) == set(out["output_tokens_per_s"]) == {"estimate", "low", "high", "bound"}
+    assert set(out["ttft_s"]) == {"estimate", "low", "high"}
+
+
+def _bench() -> ModuleType:
+    if not (ROOT.parent / "shared" / "data" / "throughput").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail("the published measurements are not in ../shared/data/throughput")
+        pytest.skip("the published measurements are not in ../shared/data/throughput")
+    spec = importlib.util.spec_from_file_location("speed_model", ROOT / "bench" / "speed_model.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_constants_are_the_bench_fit_and_reproduce_its_out_of_sample_figures() -> None:
+    fitted, _inside, outside, _rows = _bench().evaluate()
+    assert fitted.weights == pytest.approx(WEIGHTS_EFFICIENCY, rel=0.05)
+    assert fitted.kv == pytest.approx(KV_EFFICIENCY, rel=0.05)
+    assert fitted.allreduce_s == pytest.approx(ALLREDUCE_S, rel=0.05)
+    assert fitted.sequence_s == pytest.approx(SEQUENCE_S, rel=0.05)
+    # The figures bench/speed_model.py prints (leave one model out), as of the fit above.
+    assert outside.median_error == pytest.approx(0.169, abs=0.02)
+    assert outside.median_width <= 2.0
+    assert outside.bound_below == 0
+    assert outside.inside >= 24, f"{outside.inside}/{outside.total} inside the band"
