@@ -150,6 +150,13 @@ def test_json_format(capsys: pytest.CaptureFixture[str]) -> None:
     }  # fmt: skip
     assert capacity["fits"] is True and capacity["kv_bytes_per_token_per_gpu"] == 163840
     assert capacity["kv_cache_tokens"] >= 32768
+    speed = capacity["performance"]
+    assert set(speed) == {
+        "workload", "decode_tokens_per_s", "output_tokens_per_s", "prefill_tokens_per_s", "ttft_s", "longest_prefill_s",
+    }  # fmt: skip
+    assert speed["workload"] == {"prompt_tokens": 1000, "output_tokens": 300, "concurrency": 4}
+    assert set(speed["decode_tokens_per_s"]) == {"estimate", "low", "high", "bound"}
+    assert set(speed["ttft_s"]) == {"estimate", "low", "high"}
 
 
 def test_text_format_draws_the_memory_plan_per_gpu(capsys: pytest.CaptureFixture[str]) -> None:
@@ -158,6 +165,7 @@ def test_text_format_draws_the_memory_plan_per_gpu(capsys: pytest.CaptureFixture
     bars = [line for line in out.splitlines() if line.startswith(("  GPU 0 |", "  GPU 1 |"))]
     assert len(bars) == 2 and all("█" in b and "░" in b and b.endswith("|") for b in bars)
     assert "tokens" in out and "fits" in out
+    assert len([line for line in out.splitlines() if line.startswith("  Speed at 4 requests")]) == 1
 
 
 def test_text_format_shows_tree_and_container_settings(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from components.planning.catalog import Architecture, Catalog, Gpu, Image, load_catalog
 from components.planning.health import RESTART_DEADLINE_S, stall_seconds
 from components.planning.memory import DEFAULT_PROFILE, PROFILES, Capacity, MemoryInputs, default_batch, plan
+from components.planning.performance import Performance, Server, performance
 from components.planning.timing import load_estimate, whole_minutes
 from components.settings import HostSettings, Problem, ServerSettings, StackSettings, suggestion
 from components.settings.models import MAX_STARTUP_S
@@ -40,6 +41,7 @@ class Assessment:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     capacity: Capacity | None = None
+    performance: Performance | None = None
 
 
 def effective_dtype(requested: str, arch: Architecture, gpu: Gpu) -> str:
@@ -251,7 +253,23 @@ def assess(s: ServerContext, catalog: Catalog) -> Assessment:
         return Assessment(problems, warnings, capacity)
     if not capacity.fits:
         problems.append(_no_fit(s, capacity))
-    return Assessment(problems, warnings, capacity)
+        return Assessment(problems, warnings, capacity)
+    return Assessment(problems, warnings, capacity, plan_performance(s, gpu, arch, capacity))
+
+
+def plan_performance(s: ServerContext, gpu: Gpu, arch: Architecture, capacity: Capacity) -> Performance:
+    """The server's speed bands at its workload (components/planning/performance.py), on the planned KV cache."""
+    _, seqs = default_batch(capacity.gpu_memory_gib, gpu.product)
+    server = Server(
+        arch=arch,
+        gpu=gpu,
+        tensor_parallel_size=s.vllm.tensor_parallel_size,
+        max_model_len=s.vllm.max_model_len,
+        max_num_seqs=s.vllm.max_num_seqs or seqs,
+        kv_cache_tokens=capacity.kv_cache_tokens,
+        dtype=effective_dtype(s.vllm.dtype, arch, gpu),
+    )
+    return performance(server)
 
 
 def _quantization_rules(

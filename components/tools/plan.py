@@ -22,6 +22,7 @@ import yaml
 from components.planning.catalog import load_catalog
 from components.planning.gateway import litellm_config
 from components.planning.monitoring import prometheus_config
+from components.planning.performance import Performance, Rate
 from components.planning.rules import assess_stack
 from components.planning.urns import duplicate_message, duplicates
 from components.program import CHECKS, deploy
@@ -58,7 +59,11 @@ def plan_stack(stack_file: StackFile) -> Plan:
     s = loaded.settings
     servers = {
         name: ServerPlan(
-            s.servers[name].host or "", s.servers[name].gpus, s.hosts[s.servers[name].host or ""].gpu, a.capacity
+            s.servers[name].host or "",
+            s.servers[name].gpus,
+            s.hosts[s.servers[name].host or ""].gpu,
+            a.capacity,
+            a.performance,
         )
         for name, a in assess_stack(s, load_catalog()).items()
     }
@@ -113,7 +118,25 @@ def render_capacity(sp: ServerPlan, title: str = "", width: int = 60) -> list[st
         + ("fit not judged" if c.unmodelled else "fits" if c.fits else "DOES NOT FIT")
     )
     lines.append(f"  Model: {c.modelled}" + (f"; not modelled: {c.unmodelled}" if c.unmodelled else ""))
+    if sp.performance is not None:
+        lines.append("  " + render_performance(sp.performance))
     return lines
+
+
+def _band(r: Rate, unit: str = "") -> str:
+    return f"{r.estimate:.3g}{unit} ({r.low:.3g}-{r.high:.3g}{unit})"
+
+
+def render_performance(p: Performance) -> str:
+    """One line: the speed bands at the workload (components/planning/performance.py)."""
+    w = p.workload
+    queue = f", {p.queued} of them queue" if p.queued else ""
+    return (
+        f"Speed at {w.concurrency} requests of {w.prompt_tokens:,} in / {w.output_tokens:,} out{queue}: "
+        f"decode {_band(p.decode_tokens_per_s)} tokens/s per request (roofline {p.decode_tokens_per_s.bound:.3g}), "
+        f"output {_band(p.output_tokens_per_s)} tokens/s together, prefill {_band(p.prefill_tokens_per_s)} tokens/s, "
+        f"TTFT {_band(p.ttft_s, ' s')}, longest prefill {_band(p.longest_prefill_s, ' s')}"
+    )
 
 
 # --------------------------------------------------------------------------- text view

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.planning.memory import Capacity
+from components.planning.performance import Performance
 from components.settings import NAMESPACE
 
 SECRET_MASK = "[secret]"
@@ -49,6 +50,14 @@ class ServerPlan:
     gpus: tuple[int, ...]
     gpu_name: str
     capacity: Capacity | None
+    performance: Performance | None = None
+
+    def capacity_json(self) -> dict[str, Any]:
+        """The memory plan, and the speed bands at the server's workload where the plan fits."""
+        doc: dict[str, Any] = self.capacity.as_json() if self.capacity else {}
+        if self.performance is not None:
+            doc["performance"] = self.performance.as_json()
+        return doc
 
 
 @dataclass
@@ -85,5 +94,5 @@ class Plan:
             "outputs": self.outputs,
             "warnings": self.warnings,
             # One memory plan per server, by server name ("vllm" in the single-host form).
-            "capacity": {name: sp.capacity.as_json() for name, sp in self.servers.items() if sp.capacity},
+            "capacity": {name: sp.capacity_json() for name, sp in self.servers.items() if sp.capacity},
         }
