@@ -24,7 +24,8 @@ from tests.conftest import ROOT
 
 CATALOG = load_catalog()
 MODELS = sorted(CATALOG.models)
-WORKLOADS = [Workload(), Workload(16, 256, 1), Workload(8000, 500, 16), Workload(30000, 100, 64)]
+CHAT = Workload(1000, 300, 4)
+WORKLOADS = [CHAT, Workload(16, 256, 1), Workload(8000, 500, 16), Workload(30000, 100, 64)]
 
 
 def _server(model: str, tp: int = 2, kv_cache_tokens: int = 10**6, gpu: str = "mi50-32gb") -> Server:
@@ -68,13 +69,13 @@ def test_a_longer_prompt_never_prefills_faster_per_token(model: str) -> None:
 
 def test_one_prefill_time_serves_the_plan_and_the_stall_window() -> None:
     arch, gpu = CATALOG.models["casperhansen/llama-3.3-70b-instruct-awq"], CATALOG.gpus["mi60"]
-    p = performance(Server(arch, gpu, 2, 32768, 256, 10**6))
+    p = performance(Server(arch, gpu, 2, 32768, 256, 10**6), CHAT)
     assert p.longest_prefill_s.high == longest_prefill_seconds(arch, 32768, 2, gpu)
     assert p.longest_prefill_s.low < p.longest_prefill_s.estimate < p.longest_prefill_s.high
 
 
 def test_the_json_carries_exactly_the_issues_fields() -> None:
-    out = performance(_server("google/gemma-3-27b-it")).as_json()
+    out = performance(_server("google/gemma-3-27b-it"), CHAT).as_json()
     assert set(out) == {
         "workload",
         "decode_tokens_per_s",
@@ -112,3 +113,22 @@ def test_the_constants_are_the_bench_fit_and_reproduce_its_out_of_sample_figures
     assert outside.median_width <= 2.0
     assert outside.bound_below == 0
     assert outside.inside >= 24, f"{outside.inside}/{outside.total} inside the band"
+
+
+def test_the_servers_workload_block_sets_the_plans_workload_and_a_too_long_one_is_refused() -> None:
+    from components.planning.rules import assess
+    from tests.stacks import errors, load, set_key, values_of, vllm_context
+
+    values = set_key(values_of("big-chat"), "vllm.workload", {"prompt_tokens": 8000, "concurrency": 2})
+    a = assess(vllm_context(load(values).settings), CATALOG)
+    assert a.performance is not None and not a.problems
+    assert a.performance.as_json()["workload"] == {"prompt_tokens": 8000, "output_tokens": 300, "concurrency": 2}
+    default = assess(vllm_context(load(values_of("big-chat")).settings), CATALOG).performance
+    assert default is not None and default.workload == CHAT
+    assert a.performance.ttft_s.estimate > default.ttft_s.estimate
+
+    too_long = set_key(values_of("big-chat"), "vllm.workload", {"prompt_tokens": 32768})
+    assert errors(too_long) == [
+        "Pulumi.test.yaml: rocm-inference:vllm.workload.prompt_tokens and output_tokens add up to 33068 tokens, "
+        "more than max_model_len 32768: vLLM refuses such requests"
+    ]

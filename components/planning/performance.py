@@ -51,9 +51,9 @@ class Workload:
     """What the server is asked to do: `concurrency` requests at once, each `prompt_tokens` in and
     `output_tokens` out. `cached_tokens` of each prompt hit the prefix cache (prefilled already)."""
 
-    prompt_tokens: int = 1000
-    output_tokens: int = 300
-    concurrency: int = 4
+    prompt_tokens: int
+    output_tokens: int
+    concurrency: int
     cached_tokens: int = 0
 
     def as_json(self) -> dict[str, int]:
@@ -168,7 +168,7 @@ def _prefill(s: Server, tokens: int) -> Seconds:
     return prefill_seconds(s.arch, tokens, s.tensor_parallel_size, s.gpu)
 
 
-def performance(s: Server, w: Workload = Workload(), eff: Efficiency = Efficiency()) -> Performance:
+def performance(s: Server, w: Workload, eff: Efficiency = Efficiency()) -> Performance:
     """The server's speed bands for the workload."""
     length = w.prompt_tokens + w.output_tokens
     # The mean context over a request's decode: the prompt and half the output.

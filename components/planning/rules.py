@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from components.planning.catalog import Architecture, Catalog, Gpu, Image, load_catalog
 from components.planning.health import RESTART_DEADLINE_S, stall_seconds
 from components.planning.memory import DEFAULT_PROFILE, PROFILES, Capacity, MemoryInputs, default_batch, plan
-from components.planning.performance import Performance, Server, performance
+from components.planning.performance import Performance, Server, Workload, performance
 from components.planning.timing import load_estimate, whole_minutes
 from components.settings import HostSettings, Problem, ServerSettings, StackSettings, suggestion
 from components.settings.models import MAX_STARTUP_S
@@ -227,6 +227,15 @@ def assess(s: ServerContext, catalog: Catalog) -> Assessment:
                 f"(vLLM refuses longer contexts), got {s.vllm.max_model_len}",
             )
         )
+    w = s.vllm.workload
+    if "workload" in s.vllm.model_fields_set and w.prompt_tokens + w.output_tokens > s.vllm.max_model_len:
+        problems.append(
+            Problem(
+                "vllm.workload.prompt_tokens",
+                f"and output_tokens add up to {w.prompt_tokens + w.output_tokens} tokens, more than max_model_len "
+                f"{s.vllm.max_model_len}: vLLM refuses such requests",
+            )
+        )
     dtype = effective_dtype(s.vllm.dtype, arch, gpu)
     if arch.torch_dtype == "bfloat16" and dtype == "float16" and (arch.model_type or "") in FLOAT16_UNSTABLE:
         warnings.append(
@@ -269,7 +278,13 @@ def plan_performance(s: ServerContext, gpu: Gpu, arch: Architecture, capacity: C
         kv_cache_tokens=capacity.kv_cache_tokens,
         dtype=effective_dtype(s.vllm.dtype, arch, gpu),
     )
-    return performance(server)
+    w = s.vllm.workload
+    output, prompt = w.output_tokens, w.prompt_tokens
+    if "workload" not in s.vllm.model_fields_set:
+        # The default chat box, cut to a short max_model_len (a workload the stack sets is checked instead).
+        output = min(output, max(1, s.vllm.max_model_len // 4))
+        prompt = min(prompt, max(1, s.vllm.max_model_len - output))
+    return performance(server, Workload(prompt, output, w.concurrency))
 
 
 def _quantization_rules(

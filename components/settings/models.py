@@ -372,6 +372,15 @@ def _not_a_config(content: Any) -> str:
     return ""
 
 
+class WorkloadSettings(_Model):
+    """What the plan's speed bands assume of a server's traffic: `concurrency` requests at once, each
+    `prompt_tokens` in and `output_tokens` out. The defaults suit a chat box of a few users."""
+
+    prompt_tokens: Annotated[StrictInt, Field(ge=1)] = 1000
+    output_tokens: Annotated[StrictInt, Field(ge=1)] = 300
+    concurrency: Annotated[StrictInt, Field(ge=1, le=4096)] = 4
+
+
 class ServerSettings(_Model):
     """One vLLM server: `rocm-inference:vllm` in the single-host form, `rocm-inference:servers.<name>` in a fleet."""
 
@@ -400,6 +409,8 @@ class ServerSettings(_Model):
     stall_timeout: Annotated[StrictInt, Field(ge=1, le=7200)] | None = None
     health_interval: HealthInterval = 15
     environment: Environment
+    # The traffic the plan's speed bands are computed for (components/planning/performance.py).
+    workload: WorkloadSettings = WorkloadSettings()
     # The model's config.json, as it is, for a model that is not in the catalog (or to override it);
     # or the path of that config.json, relative to the stack file's folder.
     architecture: Architecture | None = None
