@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from components.planning.rules import ServerContext, server_contexts
 from components.program import CHECKS
-from components.settings import LoadedStack, StackConfigError, StackSettings, validate
+from components.settings import LoadedStack, StackConfigError, StackSettings, read_stack_file, validate
+from components.tools.plan import plan_stack
+from components.tools.planned import Plan
 from tests.conftest import stack_file
 
 
@@ -29,6 +34,19 @@ def set_key(values: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     else:
         node[last] = value
     return out
+
+
+def plan_values(
+    values: dict[str, Any], where: Path, secure: dict[str, Any] | None = None, stack: str = "variant"
+) -> Plan:
+    """Plan these stack values, written to where/Pulumi.<stack>.yaml; `secure` values as the stack file holds
+    them (`{"secure": "v1:..."}`)."""
+    config = {f"rocm-inference:{k}": v for k, v in values.items()}
+    config |= {f"rocm-inference:{k}": v for k, v in (secure or {}).items()}
+    where.mkdir(parents=True, exist_ok=True)
+    path = where / f"Pulumi.{stack}.yaml"
+    path.write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+    return plan_stack(read_stack_file(path))
 
 
 def load(values: dict[str, Any], secrets: tuple[str, ...] = (), source: str = "Pulumi.test.yaml") -> LoadedStack:

@@ -13,26 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from components.planning.steps import Resource, predict
-from components.settings import NAMESPACE, read_stack_file
-from components.tools.plan import plan_stack
 from components.tools.planned import Plan
 from components.tools.review import Diff, diff
 from tests.conftest import stack_file
+from tests.stacks import plan_values
 
 Edit = Callable[[dict[str, Any], dict[str, Any]], None]  # (values, secure) -> None, in place
 
 
 def _write(tmp_path: Path, name: str, values: dict[str, Any], secure: dict[str, Any], stack: str = "day2") -> Plan:
     """Plan these values as stack `stack` (one name before and after: the stack's name is in labels)."""
-    config: dict[str, Any] = {f"{NAMESPACE}:{k}": v for k, v in values.items()}
-    config |= {f"{NAMESPACE}:{k}": v for k, v in secure.items()}
-    path = tmp_path / name / f"Pulumi.{stack}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({"config": config}, sort_keys=False))
-    return plan_stack(read_stack_file(path))
+    return plan_values(values, tmp_path / name, secure, stack)
 
 
 def day_two(tmp_path: Path, stack: str, edit: Edit, secure: dict[str, Any] | None = None) -> Diff:

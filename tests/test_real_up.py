@@ -23,8 +23,8 @@ from components.settings.stackfile import stack_path
 from components.tools.compose import to_compose
 from components.tools.discover import DirectoryReader, discover
 from components.tools.mocks import PlanMocks
-from components.tools.plan import plan_stack
 from components.tools.planned import Plan, fake_image_id
+from tests import stacks
 from tests.conftest import ROOT, STACKS, shipped_plan
 from tests.stacks import errors, set_key, values_of
 
@@ -38,10 +38,7 @@ def plan_of(stack: str) -> Plan:
 
 
 def plan_values(values: dict[str, Any], tmp_path: Path, where: str = "variant") -> Plan:
-    (tmp_path / where).mkdir(exist_ok=True)
-    path = tmp_path / where / "Pulumi.variant.yaml"
-    path.write_text(yaml.safe_dump({"config": {f"rocm-inference:{k}": v for k, v in values.items()}}))
-    return plan_stack(read_stack_file(path))
+    return stacks.plan_values(values, tmp_path / where)
 
 
 # --------------------------------------------------------------------------- 1. timeouts

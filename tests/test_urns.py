@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from components.planning.urns import duplicates, qualified_type, type_chain, urn
-from components.settings import NAMESPACE, StackConfigError, read_stack_file
+from components.settings import StackConfigError, read_stack_file
 from components.tools.plan import plan_stack
 from tests.conftest import STACKS, shipped_plan
-from tests.stacks import values_of
+from tests.stacks import plan_values, values_of
 
 
 def test_urns_are_built_as_the_engine_builds_them() -> None:
@@ -44,11 +43,8 @@ def test_each_shipped_stack_registers_every_urn_once(stack: str) -> None:
 
 
 def _plan(tmp_path: Path, values: dict[str, Any], secure: dict[str, str]) -> list[str]:
-    config: dict[str, Any] = {f"{NAMESPACE}:{k}": v for k, v in values.items()}
-    config |= {f"{NAMESPACE}:{k}": {"secure": v} for k, v in secure.items()}
-    path = tmp_path / "Pulumi.variant.yaml"
-    path.write_text(yaml.safe_dump({"config": config}, sort_keys=False))
-    return [r.urn for r in plan_stack(read_stack_file(path)).resources]
+    plan = plan_values(values, tmp_path, {k: {"secure": v} for k, v in secure.items()})
+    return [r.urn for r in plan.resources]
 
 
 def _fleet() -> dict[str, Any]:
