@@ -160,15 +160,19 @@ def _serving(r: Resource) -> bool:
     return r.type.endswith(":Container") and r.inputs.get("mustRun") is not False
 
 
+def _downtime_of(r: Resource, new: Plan) -> str:
+    """The load-time estimate of a replaced container: its server's memory plan where it has one."""
+    parent = next((x.parent for x in new.resources if x.name == r.name), None)
+    capacity = new.capacity_of(parent or "")
+    return downtime(bool(r.inputs.get("devices")), capacity.as_json() if capacity else None)
+
+
 def _note(step_kind: str, r: Resource, new: Plan, outage: Outage | None, runs_between: list[str]) -> str:
     if outage is not None and step_kind == "replace":
-        capacity = (
-            new.capacity_of(new.by_name(r.name).parent or "") if any(x.name == r.name for x in new.resources) else None
-        )
-        down = downtime(bool(r.inputs.get("devices")), capacity.as_json() if capacity else None)
+        down = _downtime_of(r, new)
         if runs_between:
             return (
-                f"DOWN ALSO WHILE {', '.join(runs_between)} RUNS: the engine deletes it before that, then "
+                f"down also while {', '.join(runs_between)} runs: the engine deletes it before that, then "
                 + down.split(";")[0]
             )
         return down
@@ -266,10 +270,7 @@ def _outage_line(o: Outage, steps: list[Step], resources: dict[str, Resource], n
     span = f"{o.name}: down from step {o.down_at + 1} to step {o.up_at + 1}"
     if runs:
         return span + f", and {', '.join(runs)} runs in between: down for the whole download, then the load"
-    capacity = None
-    if any(x.name == o.name for x in new.resources):
-        capacity = new.capacity_of(new.by_name(o.name).parent or "")
-    return span + ": " + downtime(bool(r.inputs.get("devices")), capacity.as_json() if capacity else None)
+    return span + ": " + _downtime_of(r, new)
 
 
 # --------------------------------------------------------------------------- the PR comment
