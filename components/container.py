@@ -80,7 +80,6 @@ class Prefetch:
     """
 
     command: Sequence[str]
-    what: str  # what it fetches, for the error
     timeout_s: int
     environment: Mapping[str, str] = field(default_factory=dict)
     secret_environment: Mapping[str, pulumi.Output[str] | None] = field(default_factory=dict)

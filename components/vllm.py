@@ -86,7 +86,6 @@ class VllmServer(Service):
             init=True,
             prefetch=Prefetch(
                 command=download_command(s),
-                what=f"{s.model}@{s.model_revision or 'main'}",
                 timeout_s=s.download_timeout,
                 environment={"HF_HUB_DISABLE_PROGRESS_BARS": "1", "DO_NOT_TRACK": "1"},
                 secret_environment={"HF_TOKEN": args.hf_token},

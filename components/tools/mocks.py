@@ -70,8 +70,6 @@ class PlanMocks(pulumi.runtime.Mocks):
             # The key a real provider generates: a placeholder, masked wherever it shows.
             state["result"] = f"{PLACEHOLDER}generated-{args.name}"
             state["bcryptHash"] = f"$2a$10${PLACEHOLDER}hash-{args.name}"
-        if args.typ == "docker:index/container:Container" and args.inputs.get("mustRun") is False:
-            state["exitCode"] = 0  # a one-shot container that ran to completion, as the provider records it
         if args.typ == "docker:index/remoteImage:RemoteImage":
             state["imageId"] = fake_image_id(args.inputs["name"])
             state["repoDigest"] = f"{args.inputs['name']}@{fake_image_id(args.inputs['name'])}"
