@@ -102,12 +102,19 @@ def proxy_venv() -> Path:
     return venv
 
 
+_HANDED_OUT: set[tuple[str, int]] = set()
+
+
 def free_port(host: str) -> int:
-    """A port free on host now (the kernel's pick for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port free on host now (the kernel's pick for port 0), and never one this process was given before:
+    the kernel may pick a just-released port again, and two services of one stack would then share it."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port: int = s.getsockname()[1]
+        if (host, port) not in _HANDED_OUT:
+            _HANDED_OUT.add((host, port))
+            return port
 
 
 # No internet: the proxy reads its bundled copies instead of fetching them at start or on a request.
