@@ -15,10 +15,12 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from components.chat_ui import ChatUi, ChatUiArgs
 from components.embeddings import EmbeddingsServer, EmbeddingsServerArgs
 from components.gateway import Gateway, GatewayArgs
 from components.host import PreflightArgs, RocmHost, RocmHostArgs
 from components.monitoring import Monitoring, MonitoringArgs
+from components.planning import chat_ui as chat_ui_plan
 from components.planning.catalog import load_catalog
 from components.planning.gateway import backend_key_env, litellm_config
 from components.planning.monitoring import alertmanager_config, grafana_files, prometheus_config, rules_text
@@ -58,14 +60,18 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
         hosts[name] = RocmHost(
             name, RocmHostArgs(settings=h, preflight=preflight, ssh_private_key=secrets.ssh_private_key)
         )
-    gateway_host = s.gateway.host if s.gateway is not None else None
-    monitoring_host = s.monitoring.host if s.monitoring is not None else None
-    # The gateway and Prometheus reach the services of their own host by container name, on a network
-    # of the stack's on that host (no host port involved); other hosts' by address and published port.
+    ui = chat_ui_plan.plan(s) if s.chat_ui is not None else None
+    callers = {
+        s.gateway.host if s.gateway is not None else None,
+        s.monitoring.host if s.monitoring is not None else None,
+        s.chat_ui.host if s.chat_ui is not None and ui is not None and ui.same_host else None,
+    }
+    # The gateway, Prometheus and the chat UI reach the services of their own host by container name, on a
+    # network of the stack's on that host (no host port involved); other hosts' by address and published port.
     networks = {
         h: hosts[h].network(f"{h}-network", f"{project}-{stack}")
         # One per host, however many of the stack's callers share it (two would be one URN twice).
-        for h in sorted({h for h in (gateway_host, monitoring_host) if h is not None})
+        for h in sorted({h for h in callers if h is not None})
     }
 
     def where(host: str | None) -> dict[str, Any]:
@@ -139,9 +145,55 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
             ),
         )
     outputs = _outputs(s, servers, embeddings, gateway, keys, secrets)
+    if s.chat_ui is not None and ui is not None:
+        # After the endpoint it chats through and the embeddings it files documents with.
+        endpoint: list[pulumi.Resource] = [gateway] if gateway is not None else list(servers.values())
+        outputs |= _chat_ui(
+            s, ui, where(s.chat_ui.host), [*endpoint, *([embeddings] if embeddings else [])], keys, secrets
+        )
     if s.monitoring is not None:
         outputs |= _monitoring(s, hosts, networks, labels, secrets)
     return outputs
+
+
+def _chat_ui(
+    s: StackSettings,
+    ui: chat_ui_plan.ChatUiPlan,
+    here: dict[str, Any],
+    after: list[pulumi.Resource],
+    keys: dict[str, pulumi.Output[str]],
+    secrets: Secrets,
+) -> dict[str, pulumi.Input[Any]]:
+    assert s.chat_ui is not None
+    # Open WebUI signs sessions with this key: generated once and kept in state, so a replaced container
+    # signs nobody out (left unset, the image writes one outside its data volume: start.sh L31-50).
+    session_key = random.RandomPassword("chat-ui-secret-key", length=48, special=False)
+    parts: dict[str, pulumi.Output[str]] = {chat_ui_plan.SECRET_KEY: pulumi.Output.secret(session_key.result)}
+    password = None
+    if s.chat_ui.login:
+        password = secrets.chat_ui_admin_password or pulumi.Output.secret(
+            random.RandomPassword("chat-ui-admin-password", length=24, special=False).result
+        )
+        parts[chat_ui_plan.ADMIN_PASSWORD] = password
+    if secrets.gateway_api_key is not None:
+        parts[chat_ui_plan.GATEWAY_KEY] = secrets.gateway_api_key
+    if "embeddings" in keys:
+        parts[chat_ui_plan.EMBEDDINGS_KEY] = keys["embeddings"]
+    parts |= {chat_ui_plan.server_key(name): key for name, key in keys.items() if name in s.servers}
+    chat = ChatUi(
+        "chat-ui",
+        ChatUiArgs(
+            settings=s.chat_ui,
+            plan=ui,
+            secret_parts=parts,
+            secret_environment=secrets.environment.get("chat_ui", {}),
+            **(here | {"hf_token": None, "depends_on": [*here["depends_on"], *after]}),
+        ),
+    )
+    out: dict[str, pulumi.Input[Any]] = {"chat_ui_url": chat.url, "chat_ui_container": chat.container_name}
+    if password is not None:
+        out |= {"chat_ui_admin_email": s.chat_ui.admin_email, "chat_ui_admin_password": password}
+    return out
 
 
 def _monitoring(

@@ -15,6 +15,7 @@ from components.settings.errors import NAMESPACE, Problem, StackConfigError, sug
 from components.settings.models import (
     CONFIG_KEYS,
     SECRET_KEYS,
+    ChatUiSettings,
     EmbeddingsSettings,
     GatewaySettings,
     GpuNode,
@@ -32,6 +33,7 @@ __all__ = [
     "CONFIG_KEYS",
     "NAMESPACE",
     "SECRET_KEYS",
+    "ChatUiSettings",
     "Check",
     "EmbeddingsSettings",
     "GatewaySettings",

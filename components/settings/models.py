@@ -544,11 +544,51 @@ class MonitoringSettings(_Model):
     alertmanager: AlertmanagerSettings | None = None
 
 
+def _email(value: str) -> str:
+    """Open WebUI's own rule for an account's email (open-webui 0.12.4 utils/misc.py L888-892,
+    validate_email_format), and lower case, as it stores them (utils/auth.py L648)."""
+    if re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+|[^@\s]+@localhost", value) is None:
+        raise _invalid(f"is {value!r}, not an email address Open WebUI accepts: name@domain.tld, or name@localhost")
+    if value != value.lower():
+        raise _invalid(f"is {value!r}: Open WebUI keeps emails in lower case; write {value.lower()!r}")
+    return value
+
+
+Email = Annotated[StrictStr, AfterValidator(_email)]
+
+
+class ChatUiSettings(_Model):
+    """Open WebUI: the chat and document (RAG) page in front of the stack's endpoint and embeddings.
+
+    The first admin account is `admin_email` with the secret rocm-inference:chat_ui_admin_password
+    (generated when unset, and exported as a secret output); Open WebUI creates it only while it has no
+    user, so a later password change reaches nothing (change it on the page instead)."""
+
+    host: HostRef | None = None
+    image: Image = "ghcr.io/open-webui/open-webui:v0.12.4"
+    # The image listens on 8080 (big-chat's embeddings publish there); 3000 is Grafana's.
+    port: Port = 3080
+    container_name: DockerName = "open-webui"
+    # Users, chats, uploaded documents and their vectors: kept across upgrades and replacements.
+    data_volume: DockerName = "open-webui-data"
+    # Accounts: off only for a page on loopback (Open WebUI's single-user mode, WEBUI_AUTH=false).
+    login: StrictBool = True
+    admin_email: Email = "admin@localhost"
+    admin_name: Annotated[StrictStr, Field(min_length=1, max_length=100)] = "Admin"
+    # The embedding model's task prefixes, when the catalog of components/planning/chat_ui.py has none.
+    query_prefix: StrictStr | None = None
+    document_prefix: StrictStr | None = None
+    # Its first start creates the database (migrations): about a minute on a small CPU.
+    startup_timeout: StartupTimeout = 600
+    health_interval: HealthInterval = 15
+    environment: Environment
+
+
 # The single-host form's names for its one host and one server, in the fleet underneath.
 SINGLE_HOST = "host"
 SINGLE_SERVER = "vllm"
 # The optional services, each on one host of the stack.
-SECTIONS: tuple[str, ...] = ("embeddings", "gateway", "monitoring")
+SECTIONS: tuple[str, ...] = ("embeddings", "gateway", "monitoring", "chat_ui")
 RESERVED_NAMES = frozenset(SECTIONS)
 
 
@@ -564,6 +604,7 @@ class StackSettings(_Model):
     embeddings: EmbeddingsSettings | None = None
     gateway: GatewaySettings | None = None
     monitoring: MonitoringSettings | None = None
+    chat_ui: ChatUiSettings | None = None
     secrets: frozenset[str] = frozenset()
     single: bool = False
 
@@ -618,6 +659,7 @@ SECRET_KEYS: tuple[str, ...] = (
     "embeddings_api_key",
     "gateway_api_key",
     "grafana_admin_password",
+    "chat_ui_admin_password",
     "ssh_private_key",
 )
 # Nested secrets: a server's own backend key (`pulumi config set --secret --path 'rocm-inference:servers.NAME.api_key'`).

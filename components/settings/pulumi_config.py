@@ -33,6 +33,7 @@ class Secrets:
     gateway_api_key: pulumi.Output[str] | None = None
     ssh_private_key: pulumi.Output[str] | None = None
     grafana_admin_password: pulumi.Output[str] | None = None
+    chat_ui_admin_password: pulumi.Output[str] | None = None
     # A server's own backend key (`servers.<name>.api_key`, a nested secret), by server name.
     server_api_keys: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
     # `monitoring.alertmanager.webhook_url`, a nested secret.

@@ -214,7 +214,7 @@ def nested_secret_paths(values: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 # An environment entry written as a secret: `vllm.environment.NAME`, `servers.<name>.environment.NAME`,
 # `embeddings.environment.NAME`, `gateway.environment.NAME`.
-_SECRET_ENVIRONMENT = re.compile(r"^(vllm|servers\.[^.]+|embeddings|gateway)\.environment\.([^.]+)$")
+_SECRET_ENVIRONMENT = re.compile(r"^(vllm|servers\.[^.]+|embeddings|gateway|chat_ui)\.environment\.([^.]+)$")
 
 
 def secret_environment_entry(path: str) -> tuple[str, str] | None:

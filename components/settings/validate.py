@@ -57,7 +57,7 @@ Check = Callable[[StackSettings], tuple[list[Problem], list[Problem]]]
 
 DEFAULT_VLLM_PORT = 8000
 # Sections whose every key has a default: `{}` turns them on as they are.
-DEFAULTED_SECTIONS = frozenset({"monitoring"})
+DEFAULTED_SECTIONS = frozenset({"monitoring", "chat_ui"})
 
 
 def to_fleet(values: Mapping[str, Any]) -> tuple[dict[str, Any], bool, list[Problem]]:
@@ -238,6 +238,8 @@ class _Published:
     def field_key(self, attr: str) -> str:
         if attr == "port":
             return self.port_key or f"{self.key}.port"
+        if attr == "volume" and self.key == "chat_ui":
+            return "chat_ui.data_volume"
         return f"{self.key}.{'container_name' if attr == 'container' else 'cache_volume'}"
 
 
@@ -262,6 +264,12 @@ def _containers_by_host(s: StackSettings) -> dict[str, list[_Published]]:
     if s.gateway is not None:
         g = s.gateway
         by_host[g.host or ""].append(_Published("gateway", g.container_name, g.port, None, True, "the gateway"))
+    if s.chat_ui is not None:
+        u = s.chat_ui
+        # Open WebUI has its own login; without one (login: false) it must stay on loopback (_chat_ui).
+        by_host[u.host or ""].append(
+            _Published("chat_ui", u.container_name, u.port, u.data_volume, True, "the chat UI", "chat_ui.port")
+        )
     if s.monitoring is not None:
         m = s.monitoring
         # node-exporter on every host, guarded by basic auth; Prometheus and Grafana by their own logins
@@ -477,16 +485,76 @@ def _gateway_key(s: StackSettings) -> list[Problem]:
     ]
 
 
+def _chat_ui(s: StackSettings) -> list[Problem]:
+    """Open WebUI's wiring: the stack's embeddings for its documents, its own variables left to the project, and
+    its single-user mode (no login) only on loopback."""
+    # Imported here: components/planning/chat_ui.py reads the settings models this module validates.
+    from components.planning.chat_ui import MANAGED as CHAT_UI_MANAGED
+
+    u = s.chat_ui
+    if u is None:
+        return []
+    out = []
+    if s.embeddings is None:
+        out.append(
+            Problem(
+                "chat_ui",
+                "needs the stack's embeddings server (rocm-inference:embeddings) for the documents users upload "
+                "(RAG): without it Open WebUI would embed them with a model of its own; add an embeddings section",
+            )
+        )
+    for name in sorted(set(u.environment) & CHAT_UI_MANAGED):
+        out.append(
+            Problem(
+                "chat_ui.environment",
+                f"has {name!r}, which this project sets itself (the wiring, accounts and offline settings of "
+                "components/planning/chat_ui.py): use the chat_ui keys instead",
+            )
+        )
+    host = s.hosts.get(u.host or "")
+    if not u.login and host is not None and not host.bind_is_loopback:
+        key = s.key(f"hosts.{u.host}.bind")
+        out.append(
+            Problem(
+                "chat_ui.login",
+                f"is false, Open WebUI's single-user mode, where whoever opens the page is its admin, but "
+                f"{NAMESPACE}:{key} is {host.bind}, beyond this host: keep the login on (login: true), or bind "
+                "to loopback and reach the page through an SSH tunnel",
+            )
+        )
+    if s.has_secret("chat_ui_admin_password") and not u.login:
+        out.append(
+            Problem(
+                "chat_ui.login",
+                "is false, so there is no admin account, but rocm-inference:chat_ui_admin_password is set: "
+                "remove one of them",
+            )
+        )
+    tag = parse_reference(u.image).tag or ""
+    if re.search(r"(^|[-_.])slim($|[-_.])", tag):
+        out.append(
+            Problem(
+                "chat_ui.image",
+                f"is {u.image!r}, a -slim variant, which has no vector store of its own (its RAG wants Postgres "
+                "with pgvector): use the full image, e.g. ghcr.io/open-webui/open-webui:v0.12.4",
+            )
+        )
+    return out
+
+
 def _reachable(s: StackSettings) -> list[Problem]:
     """The gateway and Prometheus reach services on other hosts at that host's address and published
     port: such a host should publish beyond loopback and be named by an address that is not loopback.
     A warning, not an error: only a caller outside containers on the same machine (the suite's engine
     tests, two engines on one box) reaches another host's loopback."""
     callers = [("gateway", s.gateway.host)] if s.gateway is not None else []
+    callers += [("chat UI", s.chat_ui.host)] if s.chat_ui is not None else []
     callers += [("monitoring", s.monitoring.host)] if s.monitoring is not None else []
     out = []
     for caller, here in callers:
         needed = {srv.host for srv in s.servers.values()} | ({s.embeddings.host} if s.embeddings else set())
+        if caller == "chat UI" and s.gateway is not None:
+            needed = {s.gateway.host}  # behind a gateway, the UI reaches only the gateway
         if caller == "monitoring":
             needed |= set(s.hosts)  # node-exporter on every host
         for name in sorted(h for h in needed if h and h != here and h in s.hosts):
@@ -517,6 +585,8 @@ def _advertised(s: StackSettings, warned: Iterable[Problem]) -> list[Problem]:
         ports[s.gateway.host or ""].append(("the gateway", s.gateway.port))
     if s.monitoring is not None:
         ports[s.monitoring.host or ""].append(("Grafana", s.monitoring.grafana_port))
+    if s.chat_ui is not None:
+        ports[s.chat_ui.host or ""].append(("the chat UI", s.chat_ui.port))
     out = []
     for name, services in ports.items():
         host = s.hosts.get(name)
@@ -549,6 +619,7 @@ def _is_loopback(address: str) -> bool:
 def _cross_checks(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
     refs = _host_refs(s)
     problems = refs + _names(s) + _gateway_key(s) + _monitoring_secrets(s) + _secret_environment(s)
+    problems += _chat_ui(s) if not refs else []
     if refs:
         return problems, []
     problems += _one_machine_twice(s) + _server_gpus(s) + _per_host(s)

@@ -1,0 +1,240 @@
+"""What Open WebUI, the stack's chat and document (RAG) page, is told: its environment, made from the stack.
+
+Pure, free of Pulumi: the component (components/chat_ui.py) turns the secret parts into Outputs, and the
+browser test (tests/test_chat_ui_browser.py) starts a real Open WebUI with this same environment, its
+secrets filled in with the test's values. Every name and default below was read in open-webui 0.12.4
+(the PyPI wheel, open_webui/config.py and env.py; the Docker image is built from the same tree).
+
+- Chat goes to the stack's own endpoint: the gateway where the stack has one, otherwise each vLLM
+  server. A service on the UI's own host is reached by container name on the stack's Docker network of
+  that host (servers publish on the host's bind, often loopback); one elsewhere by its host's address and
+  published port, as the gateway reaches its backends. `OPENAI_API_CONFIGS` names the models of each
+  connection, so the page lists the stack's chat models and nothing else (not the embedding model the
+  gateway also serves; routers/openai.py L605-633: with `model_ids` it does not even ask /models).
+- RAG embeds with the stack's embeddings server through Open WebUI's `openai` engine (it loads no
+  local model: routers/retrieval.py), at `{base}/embeddings`: Infinity's own route, or the gateway's.
+- Offline: nothing leaves the host (see OFFLINE below, each with its reason).
+- Accounts: signup off, the first admin from the stack; `ENABLE_PERSISTENT_CONFIG=false`, so that the
+  environment is read at every start and a stack change reaches a running UI (config.py L3352: by default
+  the environment seeds the database once and later changes are ignored).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from components.planning.gateway import GATEWAY_PORT, INFINITY_INTERNAL_PORT, VLLM_INTERNAL_PORT
+from components.settings import StackSettings
+
+# The image's port (Dockerfile L78: ENV PORT=8080) and data directory (env.py L228), where its SQLite
+# database, uploaded files and vector store live.
+CHAT_UI_PORT = 8080
+DATA_DIR = "/app/backend/data"
+# The image's own healthcheck (Dockerfile L215) uses curl and jq, which every variant has; /health answers
+# {"status": true} once the app serves (main.py L3075).
+HEALTH_CHECK = [
+    "CMD-SHELL",
+    f"curl --silent --fail http://localhost:{CHAT_UI_PORT}/health | jq -ne 'input.status == true' || exit 1",
+]
+
+# The pieces of secret values, by name: the component maps each to its Output, the test to its value.
+ADMIN_PASSWORD = "admin_password"
+SECRET_KEY = "webui_secret_key"
+GATEWAY_KEY = "gateway_api_key"
+EMBEDDINGS_KEY = "embeddings"
+
+
+def server_key(name: str) -> str:
+    """The secret part that stands for vLLM server `name`'s key."""
+    return f"server:{name}"
+
+
+# Nothing reaches the internet, at start or at use. Each entry: variable, value, why.
+OFFLINE: tuple[tuple[str, str, str], ...] = (
+    # env.py L1225-1229: HF_HUB_OFFLINE=1, no version update check, no pip installs of tools' requirements.
+    ("OFFLINE_MODE", "true", "no update check, no Hugging Face downloads"),
+    ("ENABLE_VERSION_UPDATE_CHECK", "false", "asks the project's release feed (off under OFFLINE_MODE too)"),
+    # config.py L243; the image's default OLLAMA_BASE_URL=/ollama becomes host.docker.internal:11434.
+    ("ENABLE_OLLAMA_API", "false", "no Ollama in the stack"),
+    # config.py L296-299: with OLLAMA_BASE_URL unset (or the image's /ollama) it probes ports 11434 and 12434
+    # at import, even with the Ollama API off. A name that cannot resolve (RFC 6761 .invalid) stops the probe,
+    # and any later use of it would fail at once and show up as a lookup.
+    ("OLLAMA_BASE_URL", "http://ollama.invalid:11434", "stops the Ollama port probe at start"),
+    ("ENABLE_WEB_SEARCH", "false", "web search asks search engines on the internet (default off; kept off)"),
+    ("ENABLE_COMMUNITY_SHARING", "false", "the share button posts chats to openwebui.com"),
+    ("ENABLE_DIRECT_CONNECTIONS", "false", "users' own API endpoints, from the browser (default off; kept off)"),
+    ("ENABLE_IMAGE_GENERATION", "false", "no image model in the stack"),
+    ("RAG_EMBEDDING_MODEL_AUTO_UPDATE", "false", "never downloads a local embedding model"),
+    ("RAG_RERANKING_MODEL_AUTO_UPDATE", "false", "never downloads a local reranking model"),
+    ("WHISPER_MODEL_AUTO_UPDATE", "false", "never downloads a speech-to-text model"),
+    # The image's Dockerfile sets these for the libraries it bundles (chromadb, Scarf).
+    ("ANONYMIZED_TELEMETRY", "false", "chromadb's telemetry"),
+    ("SCARF_NO_ANALYTICS", "true", "install analytics of bundled libraries"),
+    ("DO_NOT_TRACK", "true", "telemetry of bundled libraries"),
+    ("HF_HUB_OFFLINE", "1", "no Hugging Face downloads (OFFLINE_MODE sets it too, after import)"),
+)
+
+# Variables the stack's `chat_ui.environment` may not set: the project sets them from the stack.
+MANAGED = frozenset(
+    {
+        *(name for name, _, _ in OFFLINE),
+        "WEBUI_AUTH",
+        "ENABLE_SIGNUP",
+        "DEFAULT_USER_ROLE",
+        "ENABLE_PERSISTENT_CONFIG",
+        "WEBUI_ADMIN_EMAIL",
+        "WEBUI_ADMIN_NAME",
+        "WEBUI_ADMIN_PASSWORD",
+        "WEBUI_SECRET_KEY",
+        "WEBUI_SECRET_KEY_FILE",
+        "DATA_DIR",
+        "PORT",
+        "ENABLE_OPENAI_API",
+        "OPENAI_API_BASE_URL",
+        "OPENAI_API_BASE_URLS",
+        "OPENAI_API_KEY",
+        "OPENAI_API_KEYS",
+        "OPENAI_API_CONFIGS",
+        "RAG_EMBEDDING_ENGINE",
+        "RAG_EMBEDDING_MODEL",
+        "RAG_OPENAI_API_BASE_URL",
+        "RAG_OPENAI_API_KEY",
+        "RAG_EMBEDDING_QUERY_PREFIX",
+        "RAG_EMBEDDING_CONTENT_PREFIX",
+    }
+)
+
+# Embedding models trained with task prefixes, which Infinity does not add: (query prefix, document prefix).
+# Open WebUI concatenates them as given (config.py L1034-1036), so each keeps its trailing space.
+TASK_PREFIXES: dict[str, tuple[str, str]] = {
+    # huggingface.co/nomic-ai/nomic-embed-text-v1.5 model card, "Task instruction prefixes"
+    "nomic-ai/nomic-embed-text-v1.5": ("search_query: ", "search_document: "),
+    "nomic-ai/nomic-embed-text-v1": ("search_query: ", "search_document: "),
+    # huggingface.co/intfloat/e5-* model cards: "query: " and "passage: "
+    "intfloat/e5-large-v2": ("query: ", "passage: "),
+    "intfloat/e5-base-v2": ("query: ", "passage: "),
+    "intfloat/e5-small-v2": ("query: ", "passage: "),
+    "intfloat/multilingual-e5-large": ("query: ", "passage: "),
+    "intfloat/multilingual-e5-base": ("query: ", "passage: "),
+    "intfloat/multilingual-e5-small": ("query: ", "passage: "),
+}
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One OpenAI endpoint the UI chats through."""
+
+    base_url: str
+    key: str | None  # the secret part of its key, None when it takes none
+    models: tuple[str, ...]
+    what: str  # "the gateway", "vLLM server chat-a"
+
+
+@dataclass(frozen=True)
+class ChatUiPlan:
+    """The UI's wiring and environment. `secret_environment` maps a variable to the secret parts its value is
+    made of, joined by `;` (a part that is None stands for an empty entry: a server without a key)."""
+
+    connections: tuple[Connection, ...]
+    embeddings_url: str
+    embeddings_key: str | None
+    embeddings_model: str
+    environment: dict[str, str] = field(default_factory=dict)
+    secret_environment: dict[str, tuple[str | None, ...]] = field(default_factory=dict)
+    same_host: frozenset[str] = frozenset()  # services reached over the stack's network on the UI's host
+
+
+def _gateway_url(s: StackSettings, here: str | None) -> str:
+    assert s.gateway is not None
+    g = s.gateway
+    if g.host == here:
+        return f"http://{g.container_name}:{GATEWAY_PORT}/v1"
+    return f"http://{s.hosts[g.host or ''].address}:{g.port}/v1"
+
+
+def connections(s: StackSettings) -> tuple[Connection, ...]:
+    """Where the UI chats: the gateway, or each server (one connection per served model name: replicas of one
+    model behind no gateway are one choice, the first of them)."""
+    assert s.chat_ui is not None
+    here = s.chat_ui.host
+    if s.gateway is not None:
+        models = tuple(dict.fromkeys(srv.name_served for srv in s.servers.values()))
+        return (Connection(_gateway_url(s, here), GATEWAY_KEY, models, "the gateway"),)
+    out: list[Connection] = []
+    seen: set[str] = set()
+    for name, srv in s.servers.items():
+        if srv.name_served in seen:
+            continue
+        seen.add(srv.name_served)
+        if srv.host == here:
+            url = f"http://{srv.container_name}:{VLLM_INTERNAL_PORT}/v1"
+        else:
+            url = f"http://{s.hosts[srv.host or ''].address}:{srv.port}/v1"
+        keyed = s.has_secret(f"servers.{name}.api_key") or s.has_secret("vllm_api_key")
+        out.append(Connection(url, server_key(name) if keyed else None, (srv.name_served,), f"vLLM server {name}"))
+    return tuple(out)
+
+
+def plan(s: StackSettings) -> ChatUiPlan:
+    """The UI's environment for this stack (the stack has a chat_ui section and embeddings: validate checks)."""
+    assert s.chat_ui is not None and s.embeddings is not None
+    ui, e = s.chat_ui, s.embeddings
+    here = ui.host
+    conns = connections(s)
+    same = {name for name, srv in s.servers.items() if srv.host == here and s.gateway is None}
+    if s.gateway is not None:
+        # LiteLLM serves the embedding model under its Hub id, at {base}/embeddings (planning/gateway.py).
+        emb_url, emb_key = _gateway_url(s, here), GATEWAY_KEY
+        same |= {"gateway"} if s.gateway.host == here else set()
+    elif e.host == here:
+        # Infinity v2 serves /embeddings at the root (url_prefix ""), one model whatever the request names.
+        emb_url, emb_key = f"http://{e.container_name}:{INFINITY_INTERNAL_PORT}", None
+        same.add("embeddings")
+    else:
+        emb_url, emb_key = f"http://{s.hosts[e.host or ''].address}:{e.port}", None
+    if s.gateway is None and s.has_secret("embeddings_api_key"):
+        emb_key = EMBEDDINGS_KEY
+    query_prefix, document_prefix = TASK_PREFIXES.get(e.model, ("", ""))
+    if ui.query_prefix is not None:
+        query_prefix = ui.query_prefix
+    if ui.document_prefix is not None:
+        document_prefix = ui.document_prefix
+    env: dict[str, str] = {name: value for name, value, _ in OFFLINE}
+    env |= {
+        # Read at every start: a changed stack reaches the running UI (config.py L3352).
+        "ENABLE_PERSISTENT_CONFIG": "false",
+        "WEBUI_AUTH": "true" if ui.login else "false",
+        "ENABLE_SIGNUP": "false",
+        "DEFAULT_USER_ROLE": "pending",
+        "ENABLE_OPENAI_API": "true",
+        "OPENAI_API_BASE_URLS": ";".join(c.base_url for c in conns),
+        "OPENAI_API_CONFIGS": json.dumps(
+            {str(i): {"enable": True, "model_ids": list(c.models)} for i, c in enumerate(conns)}, sort_keys=True
+        ),
+        "RAG_EMBEDDING_ENGINE": "openai",
+        "RAG_EMBEDDING_MODEL": e.model,
+        "RAG_OPENAI_API_BASE_URL": emb_url,
+    }
+    if query_prefix:
+        env["RAG_EMBEDDING_QUERY_PREFIX"] = query_prefix
+    if document_prefix:
+        env["RAG_EMBEDDING_CONTENT_PREFIX"] = document_prefix
+    secret: dict[str, tuple[str | None, ...]] = {
+        # Signs sessions: kept across container replacements, so an upgrade signs nobody out.
+        "WEBUI_SECRET_KEY": (SECRET_KEY,),
+    }
+    if ui.login:
+        env |= {"WEBUI_ADMIN_EMAIL": ui.admin_email, "WEBUI_ADMIN_NAME": ui.admin_name}
+        secret["WEBUI_ADMIN_PASSWORD"] = (ADMIN_PASSWORD,)
+    if any(c.key is not None for c in conns):
+        secret["OPENAI_API_KEYS"] = tuple(c.key for c in conns)
+    if emb_key is not None:
+        secret["RAG_OPENAI_API_KEY"] = (emb_key,)
+    env |= dict(ui.environment)
+    return ChatUiPlan(conns, emb_url, emb_key, e.model, env, secret, frozenset(same))
+
+
+def join_secret(parts: tuple[str | None, ...], values: dict[str, str]) -> str:
+    """A secret variable's value from its parts' values (the test's side; the component joins Outputs)."""
+    return ";".join("" if p is None else values[p] for p in parts)
