@@ -212,6 +212,13 @@ def plan(s: StackSettings) -> ChatUiPlan:
         "OPENAI_API_CONFIGS": json.dumps(
             {str(i): {"enable": True, "model_ids": list(c.models)} for i, c in enumerate(conns)}, sort_keys=True
         ),
+        # 0.12.4 calls functions "natively" by default (main.py L1354-1358): every chat from the page carries its
+        # built-in tools (utils/middleware.py L2078-2082, L2923-2930), and vLLM makes a request with tools
+        # tool_choice "auto", which a server without --enable-auto-tool-choice and --tool-call-parser refuses
+        # with a 400 (the stack's servers have neither, components/vllm.py): the page would show that error
+        # instead of any answer, through the gateway too. "legacy" sends no tools; a tool a user turns on runs
+        # through Open WebUI's own prompt. The stack's environment may set it otherwise.
+        "DEFAULT_MODEL_PARAMS": json.dumps({"function_calling": "legacy"}),
         "RAG_EMBEDDING_ENGINE": "openai",
         "RAG_EMBEDDING_MODEL": e.model,
         "RAG_OPENAI_API_BASE_URL": emb_url,
