@@ -119,6 +119,12 @@ def test_parents_form_the_component_tree() -> None:
         "grafana-cache": "monitoring",
         "grafana-container": "monitoring",
         "grafana-password-reset": "monitoring",
+        "chat-ui-secret-key": None,
+        "chat-ui-admin-password": None,
+        "chat-ui": None,
+        "chat-ui-image": "chat-ui",
+        "chat-ui-cache": "chat-ui",
+        "chat-ui-container": "chat-ui",
     }
 
 

@@ -44,7 +44,7 @@ INVALID: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "unknown top-level key",
         {**values_of("big-chat"), "vlm": {}},
         (),
-        "vlm is not a known key (did you mean 'vllm'?); allowed: embeddings, embeddings_api_key, gateway, gateway_api_key, grafana_admin_password, hf_token, host, hosts, monitoring, servers, ssh_private_key, vllm, vllm_api_key",
+        "vlm is not a known key (did you mean 'vllm'?); allowed: chat_ui, chat_ui_admin_password, embeddings, embeddings_api_key, gateway, gateway_api_key, grafana_admin_password, hf_token, host, hosts, monitoring, servers, ssh_private_key, vllm, vllm_api_key",
     ),
     (
         "unknown nested key",
