@@ -816,11 +816,7 @@ UNREACHED: list[tuple[str, dict[str, Any], tuple[str, ...], str, str]] = [
     ),
     (
         "3 a fleet host without gateway or monitoring, its servers' URLs in the outputs",
-        {
-            k: v
-            for k, v in _no_gateway({"hosts.gpu-b.bind": "127.0.0.1"}).items()
-            if k not in ("monitoring", "chat_ui")
-        },
+        {k: v for k, v in _no_gateway({"hosts.gpu-b.bind": "127.0.0.1"}).items() if k not in ("monitoring", "chat_ui")},
         ("vllm_api_key", "embeddings_api_key"),
         f"hosts.gpu-b.address is 'gpu-b.lan', {ADDRESS}hosts.gpu-b.bind is 127.0.0.1, loopback: the outputs "
         "advertise vLLM server chat-b at http://gpu-b.lan:8000",

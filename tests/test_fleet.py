@@ -114,7 +114,12 @@ def test_the_gateway_reaches_servers_of_its_own_host_over_a_network_of_their_own
 def test_every_backend_behind_the_gateway_has_a_generated_key_and_no_server_is_open() -> None:
     plan = fleet()
     generated = {r.name for r in plan.of_type(":RandomPassword")}
-    assert generated - {"node-exporter-password", "grafana-admin-password", "chat-ui-admin-password", "chat-ui-secret-key"} == {
+    assert generated - {
+        "node-exporter-password",
+        "grafana-admin-password",
+        "chat-ui-admin-password",
+        "chat-ui-secret-key",
+    } == {
         "chat-a-api-key",
         "chat-b-api-key",
         "coder-api-key",

@@ -17,10 +17,10 @@ from components.settings.errors import NAMESPACE
 from components.settings.models import (
     NESTED_SECRET_FIELDS,
     SECRET_KEYS,
+    ChatUiSettings,
     EmbeddingsSettings,
     GatewaySettings,
     HostSettings,
-    ChatUiSettings,
     MonitoringSettings,
     ServerSettings,
 )
