@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pulumi
 
 from components.container import ServerArgs, ServiceSpec, service_resources
-from components.planning.chat_ui import CHAT_UI_PORT, DATA_DIR, HEALTH_CHECK, ChatUiPlan
+from components.planning.chat_ui import CHAT_UI_PORT, DATA_DIR, HEALTH_PATH, ChatUiPlan
 from components.planning.secrets import SECRET_ENV_LABEL
 from components.settings import ChatUiSettings
 
@@ -52,7 +52,7 @@ class ChatUi(pulumi.ComponentResource):
                 container_name=s.container_name,
                 command=[],  # the image's own start.sh
                 internal_port=CHAT_UI_PORT,
-                health_check=HEALTH_CHECK,
+                health_path=HEALTH_PATH,
                 external_port=s.port,
                 bind=args.bind,
                 cache_volume=s.data_volume,

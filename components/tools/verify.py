@@ -194,6 +194,57 @@ def verify_gateway(out: dict[str, Any], servers: dict[str, dict[str, Any]]) -> l
     return checks
 
 
+def verify_chat_ui(out: dict[str, Any], servers: dict[str, dict[str, Any]]) -> list[Check]:
+    """Open WebUI: /health; with the admin account from the outputs, a sign-in, the stack's models on offer,
+    and one chat through the UI, which crosses its wiring to the stack's endpoint (the network, the key)."""
+    base = out["chat_ui_url"].rstrip("/")
+    r = request("GET", base + "/health")
+    up = r.status == 200 and isinstance(r.body, dict) and r.body.get("status") is True
+    checks = [Check("chat UI /health", up, f"HTTP {r.status or r.error}", r.ms)]
+    email, password = out.get("chat_ui_admin_email"), out.get("chat_ui_admin_password")
+    if not (up and email and password):
+        return checks
+    r = request("POST", base + "/api/v1/auths/signin", {"email": email, "password": password})
+    token = r.body.get("token") if r.status == 200 and isinstance(r.body, dict) else None
+    checks.append(
+        Check(
+            f"chat UI: sign in as {email}",
+            bool(token),
+            f"HTTP {r.status or r.error}"
+            + (
+                ""
+                if token or r.status != 400
+                else ": the password in the outputs is not the admin's (changed on the page?)"
+            ),
+            r.ms,
+        )
+    )
+    if not token:
+        return checks
+    r = request("GET", base + "/api/models", key=token)
+    offered = {m.get("id") for m in (r.body.get("data") or [])} if isinstance(r.body, dict) else set()
+    wanted = {s["model"] for s in servers.values()}
+    missing = sorted(wanted - offered)
+    checks.append(
+        Check(
+            "chat UI offers the stack's models",
+            r.status == 200 and not missing,
+            f"HTTP {r.status or r.error}"
+            + (f", missing {', '.join(missing)}" if missing else f", {len(offered)} models"),
+            r.ms,
+        )
+    )
+    for model in sorted(wanted & offered)[:1]:
+        chat = {"model": model, "messages": [{"role": "user", "content": "Reply with OK."}], "stream": False}
+        r = request("POST", base + "/api/chat/completions", chat, key=token)
+        body = r.body if isinstance(r.body, dict) else {}
+        ok = r.status == 200 and bool(body.get("choices"))
+        checks.append(
+            Check(f"chat UI: chat with {model} through its endpoint", ok, f"HTTP {r.status or r.error}", r.ms)
+        )
+    return checks
+
+
 @dataclass(frozen=True)
 class LoadReport:
     """A bounded smoke test of the endpoint under load: not a benchmark suite."""
@@ -344,6 +395,9 @@ READ = frozenset(
         "embeddings_model",
         "embeddings_api_key",
         "gateway_api_key",
+        "chat_ui_url",
+        "chat_ui_admin_email",
+        "chat_ui_admin_password",
     }
 )
 
@@ -367,6 +421,7 @@ def unusable_outputs(outputs: dict[str, Any], where: str) -> list[str]:
     urls = {
         "openai_base_url": outputs.get("openai_base_url"),
         "embeddings_base_url": outputs.get("embeddings_base_url"),
+        "chat_ui_url": outputs.get("chat_ui_url"),
     }
     servers = outputs.get("servers")
     if isinstance(servers, dict):
@@ -417,6 +472,8 @@ def run(outputs: dict[str, Any], wait_s: float | None, say: Callable[[str], None
             urls["embeddings"] = outputs["embeddings_base_url"].rstrip("/") + "/health"
         if has_gateway:
             urls["gateway"] = _root(outputs["openai_base_url"].rstrip("/")) + "/health/readiness"
+        if "chat_ui_url" in outputs:
+            urls["chat UI"] = outputs["chat_ui_url"].rstrip("/") + "/health"
         if not wait_ready(urls, wait_s, say):
             return [Check("ready", False, f"not healthy within {wait_s:.0f} s")]
     checks: list[Check] = []
@@ -426,6 +483,8 @@ def run(outputs: dict[str, Any], wait_s: float | None, say: Callable[[str], None
         checks += verify_embeddings(outputs)
     if has_gateway:
         checks += verify_gateway(outputs, servers)
+    if "chat_ui_url" in outputs:
+        checks += verify_chat_ui(outputs, servers)
     return checks
 
 
