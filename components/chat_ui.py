@@ -40,7 +40,9 @@ class ChatUi(pulumi.ComponentResource):
         secret_environment: dict[str, pulumi.Output[str] | None] = {
             variable: _joined(parts, args.secret_parts) for variable, parts in args.plan.secret_environment.items()
         }
-        labels = {**args.labels, AUTH_LABEL: "login" if s.login else "none"}
+        # Its login guards its port (the policy pack's wide_ports_need_api_key reads the label); without one it
+        # carries none, and a port beyond loopback is a violation (validation refuses that stack before).
+        labels = {**args.labels, **({AUTH_LABEL: "login"} if s.login else {})}
         if args.secret_environment:
             # The stack's own secret entries; the label tells the policy pack which names are secrets too.
             secret_environment = {**args.secret_environment, **secret_environment}

@@ -197,6 +197,20 @@ def _note(step_kind: str, r: Resource, new: Plan, outage: Outage | None, runs_be
     return ""
 
 
+# Open WebUI creates its admin from WEBUI_ADMIN_PASSWORD only while it has no user (open-webui 0.12.4
+# utils/auth.py L631-662): a changed password in the stack reaches nothing once the UI has run.
+ADMIN_PASSWORD_NOTE = (
+    "chat_ui_admin_password changed, but Open WebUI creates its admin only while it has no user: the running UI "
+    "keeps the old password; change it on the page (Settings > Account) to match"
+)
+
+
+def _rotated_secrets(old_options: dict[str, Any], new_options: dict[str, Any]) -> list[str]:
+    """The secret environment variables whose value changed, from the per-variable digests both plans hold."""
+    a, b = old_options.get("secret_digests", {}), new_options.get("secret_digests", {})
+    return sorted(k.split(".", 1)[1] for k in set(a) & set(b) if k.startswith("envs.") and a[k] != b[k])
+
+
 def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
     """The changes between the plan at `ref` and now, as the engine will take them (components/planning/steps.py)."""
     if isinstance(old, str):
@@ -215,8 +229,12 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
         if v.name in old_by and any(x.name == v.name for x in new.resources):
             a, b = old_by[v.name], new.by_name(v.name)
             settings = [f"{k}: {t}" for k, t in _setting_changes(a["inputs"], b.inputs)]
+            rotated = _rotated_secrets(a.get("options", {}), b.options)
             settings += [
-                f"{k}: a secret in it changed" for k in v.keys if k in b.inputs and a["inputs"].get(k) == b.inputs[k]
+                f"{k}: "
+                + (f"{', '.join(rotated)} changed (secrets)" if k == "envs" and rotated else "a secret in it changed")
+                for k in v.keys
+                if k in b.inputs and a["inputs"].get(k) == b.inputs[k]
             ]
             settings += [
                 f"{k}: {t}"
@@ -224,7 +242,13 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
             ]
         outage = by_outage.get(v.name)
         runs = [n for n in (outage.during if outage else ()) if _is_run(resources.get(n))]
-        change = Change(v.name, v.type, v.change, settings, _note(v.change, r, new, outage, runs))
+        note = _note(v.change, r, new, outage, runs)
+        kept = v.name in old_by and any(x.name == v.name for x in new.resources)
+        if kept and "WEBUI_ADMIN_PASSWORD" in _rotated_secrets(
+            old_by[v.name].get("options", {}), new.by_name(v.name).options
+        ):
+            note = (note + "; " if note else "") + ADMIN_PASSWORD_NOTE
+        change = Change(v.name, v.type, v.change, settings, note)
         changes.append(change)
     result = Diff(ref, changes, capacities(old))
     result.steps = [s.line() for s in steps]
