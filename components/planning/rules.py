@@ -8,12 +8,15 @@ Pure logic, free of Pulumi.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
+from components.planning.calibration import CALIBRATED_BAND
 from components.planning.catalog import Architecture, Catalog, Gpu, Image, load_catalog
-from components.planning.health import RESTART_DEADLINE_S, stall_seconds
+from components.planning.health import RESTART_DEADLINE_S, STALL_MIN_S, stall_seconds
 from components.planning.memory import DEFAULT_PROFILE, PROFILES, Capacity, MemoryInputs, default_batch, plan
-from components.planning.performance import Performance, Server, Workload, performance
+from components.planning.performance import Efficiency, Performance, Server, Workload, performance
+from components.planning.prefill import prefill_seconds
 from components.planning.timing import load_estimate, whole_minutes
 from components.settings import HostSettings, Problem, ServerSettings, StackSettings, suggestion
 from components.settings.models import MAX_STARTUP_S
@@ -263,11 +266,20 @@ def assess(s: ServerContext, catalog: Catalog) -> Assessment:
     if not capacity.fits:
         problems.append(_no_fit(s, capacity))
         return Assessment(problems, warnings, capacity)
+    _, stale = calibrated_efficiency(s.vllm)
+    if stale:
+        warnings.append(
+            Problem(
+                "vllm.calibration",
+                f"was measured for another server ({stale}): the speed bands ignore it and use the fitted model; "
+                "run `python -m components.verify STACK --calibrate --write` again after the deploy",
+            )
+        )
     return Assessment(problems, warnings, capacity, plan_performance(s, gpu, arch, capacity))
 
 
-def plan_performance(s: ServerContext, gpu: Gpu, arch: Architecture, capacity: Capacity) -> Performance:
-    """The server's speed bands at its workload (components/planning/performance.py), on the planned KV cache."""
+def speed_inputs(s: ServerContext, gpu: Gpu, arch: Architecture, capacity: Capacity) -> tuple[Server, Workload]:
+    """What the speed model knows of the server, and the workload its bands are for."""
     _, seqs = default_batch(capacity.gpu_memory_gib, gpu.product)
     server = Server(
         arch=arch,
@@ -284,7 +296,50 @@ def plan_performance(s: ServerContext, gpu: Gpu, arch: Architecture, capacity: C
         # The default chat box, cut to a short max_model_len (a workload the stack sets is checked instead).
         output = min(output, max(1, s.vllm.max_model_len // 4))
         prompt = min(prompt, max(1, s.vllm.max_model_len - output))
-    return performance(server, Workload(prompt, output, w.concurrency))
+    return server, Workload(prompt, output, w.concurrency)
+
+
+def speed_inputs_of(s: ServerContext, catalog: Catalog) -> tuple[Server, Workload] | None:
+    """speed_inputs for a server the rules pass (None for one they refuse, or whose memory they cannot plan)."""
+    a = assess(s, catalog)
+    gpu = catalog.gpus.get(s.host.gpu)
+    arch, _ = architecture_of(s, catalog)
+    if a.problems or a.capacity is None or a.performance is None or gpu is None or arch is None:
+        return None
+    return speed_inputs(s, gpu, arch, a.capacity)
+
+
+def plan_performance(s: ServerContext, gpu: Gpu, arch: Architecture, capacity: Capacity) -> Performance:
+    """The server's speed bands at its workload (components/planning/performance.py), on the planned KV cache."""
+    server, workload = speed_inputs(s, gpu, arch, capacity)
+    eff, _ = calibrated_efficiency(s.vllm)
+    if eff is None:
+        return performance(server, workload)
+    assert s.vllm.calibration is not None
+    return performance(server, workload, eff, s.vllm.calibration.measured)
+
+
+def calibrated_efficiency(v: ServerSettings) -> tuple[Efficiency | None, str]:
+    """The efficiencies a calibration measured, if it still holds for this server; else None and why not."""
+    c = v.calibration
+    if c is None:
+        return None, ""
+    now = {"model": v.model, "tensor_parallel_size": v.tensor_parallel_size, "image": v.image}
+    then = {"model": c.model, "tensor_parallel_size": c.tensor_parallel_size, "image": c.image}
+    changed = [k for k in now if now[k] != then[k]]
+    if changed:
+        return None, ", ".join(f"{k} {then[k]} then, {now[k]} now" for k in changed)
+    return (
+        Efficiency(
+            weights=c.weights_efficiency,
+            kv=c.kv_efficiency,
+            allreduce_s=c.allreduce_us * 1e-6,
+            sequence_s=c.sequence_ms * 1e-3,
+            prefill=c.prefill_factor,
+            band=CALIBRATED_BAND,
+        ),
+        "",
+    )
 
 
 def _quantization_rules(
@@ -454,4 +509,11 @@ def server_stall_seconds(ctx: ServerContext, catalog: Catalog) -> int:
     gpu = catalog.gpus.get(ctx.host.gpu)
     if arch is None or gpu is None:
         raise ValueError("the rules refuse a server without a known GPU and model first")
-    return stall_seconds(arch, ctx.vllm.max_model_len, ctx.vllm.tensor_parallel_size, gpu)
+    eff, _ = calibrated_efficiency(ctx.vllm)
+    if eff is None:
+        return stall_seconds(arch, ctx.vllm.max_model_len, ctx.vllm.tensor_parallel_size, gpu)
+    # Calibrated on the box: its measured prefill rate's slow end, and never below the fitted estimate (the
+    # calibration timed prompts of the workload's length; the hang detector errs on the long side).
+    fitted = prefill_seconds(arch, ctx.vllm.max_model_len, ctx.vllm.tensor_parallel_size, gpu)
+    slow = max(fitted.estimate, fitted.estimate * eff.prefill * (eff.band or 1.0))
+    return max(STALL_MIN_S, math.ceil(1.2 * slow))
