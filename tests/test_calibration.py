@@ -4,6 +4,7 @@ that generates at a known rate (127.0.0.9, a free port), and the fit itself on e
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -227,3 +228,59 @@ def test_the_stall_window_takes_the_calibrated_prefill_rate() -> None:
     assert window(3.0) > 2 * fitted, "a box that prefills three times slower gets a longer window"
     # a faster box: the window follows its rate, but never below the fitted estimate's
     assert window(0.5) < fitted and window(0.1) == window(0.01)
+
+
+# --------------------------------------------------------------------------- --against
+
+
+def test_a_change_against_an_older_plan_says_how_it_moves_the_speed(tmp_path: Path) -> None:
+    from tests.test_day_two import day_two
+
+    def shorter(values: dict[str, Any], secure: dict[str, Any]) -> None:
+        values["vllm"]["max_num_seqs"] = 2  # two of the four requests now queue: a longer TTFT
+
+    d = day_two(tmp_path, "big-chat", shorter)
+    assert len(d.speed) == 1 and d.speed[0].startswith("vllm: ")
+    assert "TTFT" in d.speed[0] and "slower" in d.speed[0]
+    assert "decode" not in d.speed[0], "one request alone decodes as fast as before"
+
+
+# --------------------------------------------------------------------------- advice
+
+
+def _advice(values: dict[str, Any]) -> list[str]:
+    from components.planning.rules import assess
+
+    return assess(server_contexts(load(values).settings)["vllm"], load_catalog()).advice
+
+
+def test_a_model_given_more_gpus_than_it_needs_is_weighed_as_replicas() -> None:
+    values = set_key(values_of("small-chat"), "vllm.gpus", [0, 1])
+    values = set_key(values, "vllm.tensor_parallel_size", 2)
+    values = set_key(values, "vllm.workload", {"prompt_tokens": 1000, "output_tokens": 300, "concurrency": 16})
+    lines = [a for a in _advice(values) if a.startswith("the model also fits on 1 GPU")]
+    assert len(lines) == 1, _advice(values)
+    # both figures, each from the speed model, and a verdict for this workload (which one wins is the model's)
+    assert (
+        "2 replicas of tensor parallel 1 on these 2 GPUs" in lines[0] and "tokens/s together at 16 requests" in lines[0]
+    )
+    assert any(v in lines[0] for v in ("2 replicas serve more together", "serves as much or more", "about even"))
+    # one request alone decodes faster on the wider server
+    alone = re.search(r"one request alone decodes at ([\d.]+) against ([\d.]+) tokens/s now", lines[0])
+    assert alone is not None and float(alone.group(1)) < float(alone.group(2))
+    # big-chat's 70B fits only across both GPUs: nothing to weigh
+    assert not any(a.startswith("the model also fits") for a in _advice(values_of("big-chat")))
+
+
+def test_requests_queued_behind_max_num_seqs_are_said_with_the_way_out() -> None:
+    values = set_key(values_of("small-chat"), "vllm.max_num_seqs", 2)
+    lines = [a for a in _advice(values) if "queue behind max_num_seqs 2" in a]
+    assert len(lines) == 1 and "raise max_num_seqs to 4" in lines[0]
+
+
+def test_a_long_chunked_prefill_is_said_with_its_stall() -> None:
+    lines = [a for a in _advice(values_of("big-chat")) if "chunks of max_num_batched_tokens 2,048" in a]
+    assert len(lines) == 1 and "16 chunks" in lines[0]
+    fewer = set_key(values_of("big-chat"), "vllm.max_num_batched_tokens", 512)
+    smaller = next(a for a in _advice(fewer) if "chunks of max_num_batched_tokens 512" in a)
+    assert "64 chunks" in smaller

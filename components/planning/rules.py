@@ -11,6 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from components.planning import advice
 from components.planning.calibration import CALIBRATED_BAND
 from components.planning.catalog import Architecture, Catalog, Gpu, Image, load_catalog
 from components.planning.health import RESTART_DEADLINE_S, STALL_MIN_S, stall_seconds
@@ -45,6 +46,7 @@ class Assessment:
     warnings: list[Problem] = field(default_factory=list)
     capacity: Capacity | None = None
     performance: Performance | None = None
+    advice: list[str] = field(default_factory=list)
 
 
 def effective_dtype(requested: str, arch: Architecture, gpu: Gpu) -> str:
@@ -275,7 +277,36 @@ def assess(s: ServerContext, catalog: Catalog) -> Assessment:
                 "run `python -m components.verify STACK --calibrate --write` again after the deploy",
             )
         )
-    return Assessment(problems, warnings, capacity, plan_performance(s, gpu, arch, capacity))
+    speed = plan_performance(s, gpu, arch, capacity)
+    return Assessment(problems, warnings, capacity, speed, plan_advice(s, gpu, arch, image, capacity, speed))
+
+
+def plan_advice(
+    s: ServerContext, gpu: Gpu, arch: Architecture, image: Image | None, capacity: Capacity, speed: Performance
+) -> list[str]:
+    """What would serve this workload faster (components/planning/advice.py)."""
+    server, workload = speed_inputs(s, gpu, arch, capacity)
+    eff, _ = calibrated_efficiency(s.vllm)
+    narrower: dict[int, int] = {}
+    tp = s.vllm.tensor_parallel_size // 2
+    while tp >= 1 and s.vllm.tensor_parallel_size % tp == 0:
+        if not tensor_parallel_rules(arch, tp, "vllm"):
+            smaller = dataclasses.replace(
+                s, vllm=s.vllm.model_copy(update={"tensor_parallel_size": tp, "gpus": s.vllm.gpus[:tp]})
+            )
+            c = plan_capacity(smaller, gpu, arch, image)
+            if c.fits:
+                narrower[tp] = c.kv_cache_tokens
+        tp //= 2
+    tokens, _ = default_batch(capacity.gpu_memory_gib, gpu.product)
+    out = []
+    split = advice.replicas(server, workload, speed, narrower, eff)
+    if split:
+        out.append(split)
+    out += advice.batching(
+        server, workload, speed, s.vllm.max_num_seqs is not None, s.vllm.max_num_batched_tokens or tokens
+    )
+    return out
 
 
 def speed_inputs(s: ServerContext, gpu: Gpu, arch: Architecture, capacity: Capacity) -> tuple[Server, Workload]:

@@ -70,6 +70,7 @@ def plan_stack(stack_file: StackFile) -> Plan:
             s.hosts[s.servers[name].host or ""].gpu,
             a.capacity,
             a.performance,
+            tuple(a.advice),
         )
         for name, a in assess_stack(s, load_catalog()).items()
     }
@@ -126,6 +127,7 @@ def render_capacity(sp: ServerPlan, title: str = "", width: int = 60) -> list[st
     lines.append(f"  Model: {c.modelled}" + (f"; not modelled: {c.unmodelled}" if c.unmodelled else ""))
     if sp.performance is not None:
         lines.append("  " + render_performance(sp.performance))
+        lines += [f"  Advice: {a}" for a in sp.advice]
     return lines
 
 
@@ -338,6 +340,8 @@ def render_diff_text(change: Diff) -> str:
         lines += [f"  {n:2}. {step}" for n, step in enumerate(change.steps, 1)]
     if change.outages:
         lines += ["", "Serving downtime:"] + [f"  {o}" for o in change.outages]
+    if change.speed:
+        lines += ["", "Speed (the plan's estimates before -> after):"] + [f"  {s}" for s in change.speed]
     return "\n".join(lines)
 
 

@@ -45,6 +45,7 @@ class Diff:
     old_missing: str = ""  # why there is nothing to compare with at the ref
     steps: list[str] = field(default_factory=list)  # what `pulumi up` does, in order
     outages: list[str] = field(default_factory=list)  # each serving container's time down, from the steps
+    speed: list[str] = field(default_factory=list)  # how the change moves each server's speed bands
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +53,7 @@ class Diff:
             "changes": [c.as_json() for c in self.changes],
             "steps": self.steps,
             "downtime": self.outages,
+            "speed": self.speed,
             "capacity_before": self.old_capacity,
             "note": self.old_missing,
         }
@@ -254,7 +256,46 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
     result.steps = [s.line() for s in steps]
     result.outages = [_outage_line(o, steps, resources, new) for o in by_outage.values()]
     result.outages += _replicas_down_together(by_outage, new)
+    result.speed = speed_changes(result.old_capacity or {}, new)
     return result
+
+
+# What a speed line shows: (field of capacity.<server>.performance, what, unit, higher is better)
+SPEED_FIELDS = (
+    ("decode_tokens_per_s", "decode", " tokens/s per request", True),
+    ("output_tokens_per_s", "output", " tokens/s together", True),
+    ("prefill_tokens_per_s", "prefill", " tokens/s", True),
+    ("ttft_s", "TTFT", " s", False),
+    ("longest_prefill_s", "longest prefill", " s", False),
+)
+
+
+def speed_changes(before: dict[str, dict[str, Any]], new: Plan) -> list[str]:
+    """Per server, each speed estimate the change moves (by more than 1%), from the old plan's JSON bands."""
+    lines = []
+    for name, sp in new.servers.items():
+        now = sp.performance.as_json() if sp.performance is not None else None
+        then = (before.get(name) or {}).get("performance")
+        if now is None or then is None:
+            if now is not None and name not in before:
+                lines.append(f"{name}: a new server")
+            continue
+        moved = []
+        for key, what, unit, higher in SPEED_FIELDS:
+            a, b = (then.get(key) or {}).get("estimate"), now[key]["estimate"]
+            if not a or not b or abs(b / a - 1) < 0.01:
+                continue
+            better = (b > a) == higher
+            moved.append(
+                f"{what} {a:.3g} -> {b:.3g}{unit} ({b / a - 1:+.0%}, {'faster' if better else 'slower'}; "
+                f"band {now[key]['low']:.3g}-{now[key]['high']:.3g})"
+            )
+        if then.get("workload") != now["workload"]:
+            w = now["workload"]
+            moved.append(f"at the workload now {w['concurrency']} x {w['prompt_tokens']} in / {w['output_tokens']} out")
+        if moved:
+            lines.append(f"{name}: " + ", ".join(moved))
+    return lines
 
 
 def _replicas_down_together(by_outage: dict[str, Outage], new: Plan) -> list[str]:
@@ -401,6 +442,8 @@ def render_markdown(plan: Plan, capacity_bars: list[str], change: Diff | None = 
                 out.append("")
             if change.outages:
                 out += ["**Serving downtime**", "", *(f"- {o}" for o in change.outages), ""]
+            if change.speed:
+                out += ["**Speed** (the plan's estimates before -> after)", "", *(f"- {s}" for s in change.speed), ""]
     if plan.servers:
         out += ["**GPU memory plan**", "", "```", *capacity_bars, "```", ""]
         before = (change.old_capacity or {}) if change else {}
