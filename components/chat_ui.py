@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pulumi
 
 from components.container import ServerArgs, ServiceSpec, service_resources
-from components.planning.chat_ui import CHAT_UI_PORT, DATA_DIR, HEALTH_CHECK, ChatUiPlan
+from components.planning.chat_ui import CHAT_UI_PORT, DATA_DIR, HEALTH_PATH, ChatUiPlan
 from components.planning.secrets import SECRET_ENV_LABEL
 from components.settings import ChatUiSettings
 
@@ -40,7 +40,9 @@ class ChatUi(pulumi.ComponentResource):
         secret_environment: dict[str, pulumi.Output[str] | None] = {
             variable: _joined(parts, args.secret_parts) for variable, parts in args.plan.secret_environment.items()
         }
-        labels = {**args.labels, AUTH_LABEL: "login" if s.login else "none"}
+        # Its login guards its port (the policy pack's wide_ports_need_api_key reads the label); without one it
+        # carries none, and a port beyond loopback is a violation (validation refuses that stack before).
+        labels = {**args.labels, **({AUTH_LABEL: "login"} if s.login else {})}
         if args.secret_environment:
             # The stack's own secret entries; the label tells the policy pack which names are secrets too.
             secret_environment = {**args.secret_environment, **secret_environment}
@@ -52,7 +54,7 @@ class ChatUi(pulumi.ComponentResource):
                 container_name=s.container_name,
                 command=[],  # the image's own start.sh
                 internal_port=CHAT_UI_PORT,
-                health_check=HEALTH_CHECK,
+                health_path=HEALTH_PATH,
                 external_port=s.port,
                 bind=args.bind,
                 cache_volume=s.data_volume,

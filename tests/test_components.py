@@ -317,7 +317,9 @@ def test_deploy_registers_the_same_tree_for_each_stack(mocks: PlanMocks, stack: 
                   "host-node-exporter-image", "host-node-exporter-container", "prometheus-image", "prometheus-cache",
                   "prometheus-container", "grafana-image", "grafana-cache", "grafana-container",
                   "grafana-password-reset"}  # fmt: skip
-    assert names == (serving | monitoring if stack == "big-chat" else serving)
+    chat_ui = {"chat-ui-secret-key", "chat-ui-admin-password", "chat-ui", "chat-ui-image", "chat-ui-cache",
+               "chat-ui-container"}  # fmt: skip
+    assert names == (serving | monitoring | chat_ui if stack == "big-chat" else serving)
 
 
 def loaded_model(stack: str) -> str:

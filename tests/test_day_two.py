@@ -218,7 +218,11 @@ def test_a_server_added_to_the_fleet_is_created_and_nothing_else_restarts_but_th
         assert change_of(d, name) == "create"
     assert index(d, "create", "coder-prefetch") < index(d, "create", "coder-container")
     restarted = {c.name for c in d.changes if c.kind == "replace" and c.type.endswith(":Container")}
-    assert restarted <= {"gateway-container", "prometheus-container"}, restarted
+    # The router learns the new backend, Prometheus its target, and the chat UI its new model (qwen2.5-7b):
+    # the UI reads its model list from its environment at start (ENABLE_PERSISTENT_CONFIG=false).
+    assert restarted <= {"gateway-container", "prometheus-container", "chat-ui-container"}, restarted
+    ui = next(c for c in d.changes if c.name == "chat-ui-container")
+    assert any("envs" in setting for setting in ui.settings), ui.settings
 
 
 @pytest.mark.parametrize("stack", ["small-chat", "big-chat", "fleet"])

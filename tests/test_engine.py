@@ -38,10 +38,16 @@ pytestmark = [pytest.mark.engine, pytest.mark.xdist_group("engine")]
 STACKS = ["big-chat", "small-chat"]
 
 SECRETS = {"vllm_api_key": "vk-3b1f0c9e", "embeddings_api_key": "ek-77a2d4c0", "hf_token": "hf_stubtoken1234567890"}
+# big-chat's chat UI: its generated admin password and session key, as `pulumi stack output --show-secrets` gives them
+UI_PASSWORD, UI_SESSION_KEY = "ui-pass-4c1e9b", "ui-session-0d7f2a91"
 COMPOSE_ENV = {
     "VLLM_API_KEY": SECRETS["vllm_api_key"],
     "INFINITY_API_KEY": SECRETS["embeddings_api_key"],
     "HF_TOKEN": SECRETS["hf_token"],
+    "WEBUI_ADMIN_PASSWORD": UI_PASSWORD,
+    "WEBUI_SECRET_KEY": UI_SESSION_KEY,
+    "OPENAI_API_KEYS": SECRETS["vllm_api_key"],  # one connection: the vLLM server, with its key
+    "RAG_OPENAI_API_KEY": SECRETS["embeddings_api_key"],  # the embeddings, with theirs
 }
 
 
@@ -68,9 +74,10 @@ def keyed_plan(stack: str, where: Path) -> Plan:
     values = values_of(stack)
     values = set_key(values, "host.bind", BIND)
     values = set_key(values, "host.address", BIND)
-    for service in ("vllm", "embeddings"):
-        values = set_key(values, f"{service}.port", free_port(BIND))
-        values = set_key(values, f"{service}.health_interval", 1)
+    for service in ("vllm", "embeddings", "chat_ui"):
+        if service in values:
+            values = set_key(values, f"{service}.port", free_port(BIND))
+            values = set_key(values, f"{service}.health_interval", 1)
     config: dict[str, Any] = {f"rocm-inference:{k}": v for k, v in values.items()}
     config |= {f"rocm-inference:{key}": {"secure": "v1:AAAAAAAAAAAAAAAA:BBBBBBBBBBBBBBBBBBBB"} for key in SECRETS}
     path = where / f"Pulumi.{stack}.yaml"
@@ -140,8 +147,20 @@ def test_stack_deploys_from_its_compose_export_and_verifies(engine: Engine, stac
             "embeddings_api_key": SECRETS["embeddings_api_key"],
         }
         outputs["servers"]["vllm"]["api_key"] = SECRETS["vllm_api_key"]
+        if "chat_ui_url" in outputs:
+            outputs["chat_ui_admin_password"] = UI_PASSWORD
         checks = verify(outputs, 60, lambda line: None)
         assert [c.name for c in checks if not c.ok] == [], [c for c in checks if not c.ok]
+        if stack == "big-chat":
+            # The UI signs in its admin, offers the stack's model, and chats with the vLLM server by its container
+            # name over the stack's network, with the server's key (the stub UI forwards the chat as configured).
+            model = outputs["served_model"]
+            assert {c.name for c in checks} >= {
+                "chat UI /health",
+                "chat UI: sign in as admin@localhost",
+                "chat UI offers the stack's models",
+                f"chat UI: chat with {model} through its endpoint",
+            }
         (tmp_path / "outputs.json").write_text(json.dumps(outputs))
         cli = subprocess.run(
             [sys.executable, "-m", "components.verify", stack, "--outputs", str(tmp_path / "outputs.json"), "--format", "json"],
@@ -188,10 +207,15 @@ def test_stack_deploys_from_its_compose_export_and_verifies(engine: Engine, stac
         assert env_of(emb)["INFINITY_API_KEY"] == SECRETS["embeddings_api_key"]
         assert emb["devices"] == [], "the embeddings server got a GPU node"
 
-        for name, internal, external in (
-            ("vllm", 8000, v.port),
-            ("infinity-embeddings", 7997, settings.embeddings.port),
-        ):
+        published = [("vllm", 8000, v.port), ("infinity-embeddings", 7997, settings.embeddings.port)]
+        if settings.chat_ui is not None:
+            ui = env_of(report(settings.chat_ui.port))
+            assert ui["WEBUI_ADMIN_PASSWORD"] == UI_PASSWORD and ui["WEBUI_SECRET_KEY"] == UI_SESSION_KEY
+            assert ui["OPENAI_API_BASE_URLS"] == "http://vllm:8000/v1", "the server by name, on the stack's network"
+            assert ui["RAG_OPENAI_API_BASE_URL"] == "http://infinity-embeddings:7997"
+            assert ui["OFFLINE_MODE"] == "true" and ui["ENABLE_SIGNUP"] == "false"
+            published.append(("open-webui", 8080, settings.chat_ui.port))
+        for name, internal, external in published:
             bindings = json.loads(
                 engine.docker("inspect", name, "--format", "{{json .HostConfig.PortBindings}}").stdout
             )

@@ -475,7 +475,11 @@ def test_13_monitoring_with_its_defaults_is_planned(tmp_path: Path, capsys: pyte
 def test_13_an_empty_embeddings_key_is_still_refused() -> None:
     assert errors(big({"embeddings": {}})) == [
         SOURCE + "rocm-inference:embeddings is empty: give its settings (image, model, ...), or remove the key for "
-        "no embeddings server"
+        "no embeddings server",
+        # big-chat's chat UI files documents with the stack's embeddings
+        SOURCE + "rocm-inference:chat_ui needs the stack's embeddings server (rocm-inference:embeddings) for the "
+        "documents users upload (RAG): without it Open WebUI would embed them with a model of its own; add an "
+        "embeddings section",
     ]
 
 
@@ -812,7 +816,7 @@ UNREACHED: list[tuple[str, dict[str, Any], tuple[str, ...], str, str]] = [
     ),
     (
         "3 a fleet host without gateway or monitoring, its servers' URLs in the outputs",
-        {k: v for k, v in _no_gateway({"hosts.gpu-b.bind": "127.0.0.1"}).items() if k != "monitoring"},
+        {k: v for k, v in _no_gateway({"hosts.gpu-b.bind": "127.0.0.1"}).items() if k not in ("monitoring", "chat_ui")},
         ("vllm_api_key", "embeddings_api_key"),
         f"hosts.gpu-b.address is 'gpu-b.lan', {ADDRESS}hosts.gpu-b.bind is 127.0.0.1, loopback: the outputs "
         "advertise vLLM server chat-b at http://gpu-b.lan:8000",

@@ -63,6 +63,8 @@ def test_fleet_plan_shows_both_hosts_each_container_under_its_hosts_provider_and
         "gpu-b-node-exporter-container": "gpu-b-docker",
         "prometheus-container": "gpu-a-docker",
         "grafana-container": "gpu-a-docker",
+        # the chat UI, beside the gateway it chats through
+        "chat-ui-container": "gpu-a-docker",
     }
     assert set(plan.as_json()["capacity"]) == {"chat-a", "chat-b", "coder"}
     # each host's preflight checks the GPUs its own servers own
@@ -112,7 +114,12 @@ def test_the_gateway_reaches_servers_of_its_own_host_over_a_network_of_their_own
 def test_every_backend_behind_the_gateway_has_a_generated_key_and_no_server_is_open() -> None:
     plan = fleet()
     generated = {r.name for r in plan.of_type(":RandomPassword")}
-    assert generated - {"node-exporter-password", "grafana-admin-password"} == {
+    assert generated - {
+        "node-exporter-password",
+        "grafana-admin-password",
+        "chat-ui-admin-password",
+        "chat-ui-secret-key",
+    } == {
         "chat-a-api-key",
         "chat-b-api-key",
         "coder-api-key",
@@ -129,7 +136,9 @@ def test_every_backend_behind_the_gateway_has_a_generated_key_and_no_server_is_o
 def test_no_key_is_generated_without_a_gateway(stack: str) -> None:
     plan = shipped_plan(stack)
     keys = [r.name for r in plan.of_type(":RandomPassword") if r.name.endswith("-api-key")]
-    assert keys == [] and all(r.name.startswith(("node-exporter", "grafana")) for r in plan.of_type(":RandomPassword"))
+    assert keys == [] and all(
+        r.name.startswith(("node-exporter", "grafana", "chat-ui")) for r in plan.of_type(":RandomPassword")
+    )
 
 
 def test_each_hosts_compose_file_holds_its_own_services(tmp_path: Path) -> None:
@@ -143,6 +152,7 @@ def test_each_hosts_compose_file_holds_its_own_services(tmp_path: Path) -> None:
         "prometheus",
         "grafana",
         "grafana-password-reset",
+        "chat-ui",
     }
     assert set(b["services"]) == {
         "chat-b-prefetch",
@@ -159,7 +169,9 @@ def test_each_hosts_compose_file_holds_its_own_services(tmp_path: Path) -> None:
     assert yaml.safe_load(a["configs"]["gateway-config"]["content"]) == plan.gateway_config
     assert a["services"]["gateway"]["environment"]["LITELLM_MASTER_KEY"].startswith("${LITELLM_MASTER_KEY:?")
     assert set(b["volumes"]) == {"chat-b-hf-cache", "coder-hf-cache", "infinity-embeddings-cache"}
-    assert set(a["volumes"]) == {"chat-a-hf-cache", "prometheus-data", "grafana-data"}
+    assert set(a["volumes"]) == {"chat-a-hf-cache", "prometheus-data", "grafana-data", "open-webui-data"}
+    # the chat UI starts once the gateway on its host serves (the embeddings on gpu-b are not this file's)
+    assert a["services"]["chat-ui"]["depends_on"] == {"gateway": {"condition": "service_healthy"}}
     assert main(["fleet", "--format", "compose", "--output", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["compose.gpu-a.yaml", "compose.gpu-b.yaml"]
     with pytest.raises(SystemExit) as usage:
@@ -276,6 +288,7 @@ def test_the_single_host_form_is_the_fleet_form_with_one_of_each() -> None:
         "servers": {"vllm": values_of("big-chat")["vllm"]},
         "embeddings": values_of("big-chat")["embeddings"],
         "monitoring": values_of("big-chat")["monitoring"],
+        "chat_ui": values_of("big-chat")["chat_ui"],
     }
     fleet_form = load(as_fleet).settings
     assert single.single and not fleet_form.single

@@ -119,6 +119,12 @@ def test_parents_form_the_component_tree() -> None:
         "grafana-cache": "monitoring",
         "grafana-container": "monitoring",
         "grafana-password-reset": "monitoring",
+        "chat-ui-secret-key": None,
+        "chat-ui-admin-password": None,
+        "chat-ui": None,
+        "chat-ui-image": "chat-ui",
+        "chat-ui-cache": "chat-ui",
+        "chat-ui-container": "chat-ui",
     }
 
 
@@ -165,7 +171,16 @@ def test_text_format_draws_the_memory_plan_per_gpu(capsys: pytest.CaptureFixture
     bars = [line for line in out.splitlines() if line.startswith(("  GPU 0 |", "  GPU 1 |"))]
     assert len(bars) == 2 and all("█" in b and "░" in b and b.endswith("|") for b in bars)
     assert "tokens" in out and "fits" in out
-    assert len([line for line in out.splitlines() if line.startswith("  Speed at 4 requests")]) == 1
+    assert (
+        len(
+            [
+                line
+                for line in out.splitlines()
+                if line.startswith("  Speed (fitted on published gfx906 runs) at 4 requests")
+            ]
+        )
+        == 1
+    )
 
 
 def test_text_format_shows_tree_and_container_settings(capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,16 +27,15 @@ from dataclasses import dataclass, field
 from components.planning.gateway import GATEWAY_PORT, INFINITY_INTERNAL_PORT, VLLM_INTERNAL_PORT
 from components.settings import StackSettings
 
-# The image's port (Dockerfile L78: ENV PORT=8080) and data directory (env.py L228), where its SQLite
+# The image's port (Dockerfile L213: EXPOSE 8080; start.sh's PORT default) and data directory (env.py L228), where its SQLite
 # database, uploaded files and vector store live.
 CHAT_UI_PORT = 8080
 DATA_DIR = "/app/backend/data"
-# The image's own healthcheck (Dockerfile L215) uses curl and jq, which every variant has; /health answers
-# {"status": true} once the app serves (main.py L3075).
-HEALTH_CHECK = [
-    "CMD-SHELL",
-    f"curl --silent --fail http://localhost:{CHAT_UI_PORT}/health | jq -ne 'input.status == true' || exit 1",
-]
+# Health: GET /health answers {"status": true} once the app serves (main.py L3075). The image's own
+# HEALTHCHECK pipes curl into jq (Dockerfile L215); the container's check is the project's usual python3 one
+# (components/container.py health_test): the image is python:3.12-slim-trixie (Dockerfile L59), and so the
+# engine tests' stub images run it as written.
+HEALTH_PATH = "/health"
 
 # The pieces of secret values, by name: the component maps each to its Output, the test to its value.
 ADMIN_PASSWORD = "admin_password"

@@ -25,7 +25,8 @@ another box's power cap, PCIe lanes and fork version move these by 25-50% (opera
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from components.planning.catalog import Architecture, Gpu
 from components.planning.memory import (
@@ -97,9 +98,11 @@ class Performance:
     prefill_tokens_per_s: Rate
     ttft_s: Rate
     longest_prefill_s: Rate
+    # When the efficiencies come from a calibration on the box: the day it was measured.
+    calibrated: str | None = None
 
-    def as_json(self) -> dict[str, dict[str, float] | dict[str, int]]:
-        return {
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "workload": self.workload.as_json(),
             "decode_tokens_per_s": self.decode_tokens_per_s.as_json(),
             "output_tokens_per_s": self.output_tokens_per_s.as_json(),
@@ -107,6 +110,9 @@ class Performance:
             "ttft_s": self.ttft_s.as_json(),
             "longest_prefill_s": self.longest_prefill_s.as_json(),
         }
+        if self.calibrated is not None:
+            out["calibrated"] = self.calibrated
+        return out
 
 
 def _round(x: float) -> float:
@@ -143,6 +149,10 @@ class Efficiency:
     kv: float = KV_EFFICIENCY
     allreduce_s: float = ALLREDUCE_S
     sequence_s: float = SEQUENCE_S
+    # A prefill takes this times the fitted estimate (a calibration on the box measures it).
+    prefill: float = 1.0
+    # The band around every estimate, high/low = band^2: None is the fitted one; a calibration narrows it.
+    band: float | None = None
 
 
 ROOFLINE = Efficiency(1.0, 1.0, 0.0, 0.0)
@@ -158,18 +168,27 @@ def step_seconds(s: Server, batch: int, context: int, eff: Efficiency = Efficien
     return weights + kv + allreduce + batch * eff.sequence_s
 
 
-def _band(estimate: float, bound: float | None = None) -> Rate:
-    return Rate(estimate, estimate / DECODE_BAND, estimate * DECODE_BAND, bound)
+def _band(estimate: float, bound: float | None = None, band: float = DECODE_BAND) -> Rate:
+    return Rate(estimate, estimate / band, estimate * band, bound)
 
 
-def _prefill(s: Server, tokens: int) -> Seconds:
+def _prefill(s: Server, tokens: int, eff: Efficiency = Efficiency()) -> Seconds:
     if tokens <= 0:
         return Seconds(0.0, 0.0, 0.0)
-    return prefill_seconds(s.arch, tokens, s.tensor_parallel_size, s.gpu)
+    fitted = prefill_seconds(s.arch, tokens, s.tensor_parallel_size, s.gpu)
+    if eff.band is None and eff.prefill == 1.0:
+        return fitted
+    estimate = fitted.estimate * eff.prefill
+    band = eff.band or 1.0
+    return Seconds(estimate, min(estimate / band, fitted.low * eff.prefill), estimate * band)
 
 
-def performance(s: Server, w: Workload, eff: Efficiency = Efficiency()) -> Performance:
-    """The server's speed bands for the workload."""
+def performance(s: Server, w: Workload, eff: Efficiency = Efficiency(), calibrated: str | None = None) -> Performance:
+    """The server's speed bands for the workload (`calibrated`: the day `eff` was measured on the box)."""
+    return replace(_performance(s, w, eff), calibrated=calibrated)
+
+
+def _performance(s: Server, w: Workload, eff: Efficiency) -> Performance:
     length = w.prompt_tokens + w.output_tokens
     # The mean context over a request's decode: the prompt and half the output.
     context = w.prompt_tokens + w.output_tokens // 2
@@ -177,11 +196,12 @@ def performance(s: Server, w: Workload, eff: Efficiency = Efficiency()) -> Perfo
     running = max(1, min(w.concurrency, s.max_num_seqs, kv_holds))
     queued = max(0, w.concurrency - running)
 
+    spread = eff.band or DECODE_BAND
     one = step_seconds(s, 1, context, eff)
-    decode = _band(1 / one, 1 / step_seconds(s, 1, context, ROOFLINE))
+    decode = _band(1 / one, 1 / step_seconds(s, 1, context, ROOFLINE), spread)
 
-    prompt = _prefill(s, w.prompt_tokens)
-    new = _prefill(s, w.prompt_tokens - w.cached_tokens)
+    prompt = _prefill(s, w.prompt_tokens, eff)
+    new = _prefill(s, w.prompt_tokens - w.cached_tokens, eff)
     step = step_seconds(s, running, context, eff)
     # A request's first token: its own prefill, and a step of the running batch it joins.
     ttft = new.estimate + step
@@ -193,16 +213,16 @@ def performance(s: Server, w: Workload, eff: Efficiency = Efficiency()) -> Perfo
     wait = request / 2 * queued / w.concurrency if queued else 0.0
     ttft_rate = Rate(
         ttft + wait,
-        new.low + step / DECODE_BAND + wait / DECODE_BAND,
-        new.high + step * DECODE_BAND + wait * DECODE_BAND,
+        new.low + step / spread + wait / spread,
+        new.high + step * spread + wait * spread,
     )
-    longest = _prefill(s, s.max_model_len)
+    longest = _prefill(s, s.max_model_len, eff)
     return Performance(
         workload=w,
         running=running,
         queued=queued,
         decode_tokens_per_s=decode,
-        output_tokens_per_s=_band(output, output_bound),
+        output_tokens_per_s=_band(output, output_bound, spread),
         prefill_tokens_per_s=Rate(
             w.prompt_tokens / prompt.estimate, w.prompt_tokens / prompt.high, w.prompt_tokens / prompt.low
         ),

@@ -8,12 +8,16 @@ Pure logic, free of Pulumi.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
+from components.planning import advice
+from components.planning.calibration import CALIBRATED_BAND
 from components.planning.catalog import Architecture, Catalog, Gpu, Image, load_catalog
-from components.planning.health import RESTART_DEADLINE_S, stall_seconds
+from components.planning.health import RESTART_DEADLINE_S, STALL_MIN_S, stall_seconds
 from components.planning.memory import DEFAULT_PROFILE, PROFILES, Capacity, MemoryInputs, default_batch, plan
-from components.planning.performance import Performance, Server, Workload, performance
+from components.planning.performance import Efficiency, Performance, Server, Workload, performance
+from components.planning.prefill import prefill_seconds
 from components.planning.timing import load_estimate, whole_minutes
 from components.settings import HostSettings, Problem, ServerSettings, StackSettings, suggestion
 from components.settings.models import MAX_STARTUP_S
@@ -42,6 +46,7 @@ class Assessment:
     warnings: list[Problem] = field(default_factory=list)
     capacity: Capacity | None = None
     performance: Performance | None = None
+    advice: list[str] = field(default_factory=list)
 
 
 def effective_dtype(requested: str, arch: Architecture, gpu: Gpu) -> str:
@@ -263,11 +268,49 @@ def assess(s: ServerContext, catalog: Catalog) -> Assessment:
     if not capacity.fits:
         problems.append(_no_fit(s, capacity))
         return Assessment(problems, warnings, capacity)
-    return Assessment(problems, warnings, capacity, plan_performance(s, gpu, arch, capacity))
+    _, stale = calibrated_efficiency(s.vllm)
+    if stale:
+        warnings.append(
+            Problem(
+                "vllm.calibration",
+                f"was measured for another server ({stale}): the speed bands ignore it and use the fitted model; "
+                "run `python -m components.verify STACK --calibrate --write` again after the deploy",
+            )
+        )
+    speed = plan_performance(s, gpu, arch, capacity)
+    return Assessment(problems, warnings, capacity, speed, plan_advice(s, gpu, arch, image, capacity, speed))
 
 
-def plan_performance(s: ServerContext, gpu: Gpu, arch: Architecture, capacity: Capacity) -> Performance:
-    """The server's speed bands at its workload (components/planning/performance.py), on the planned KV cache."""
+def plan_advice(
+    s: ServerContext, gpu: Gpu, arch: Architecture, image: Image | None, capacity: Capacity, speed: Performance
+) -> list[str]:
+    """What would serve this workload faster (components/planning/advice.py)."""
+    server, workload = speed_inputs(s, gpu, arch, capacity)
+    eff, _ = calibrated_efficiency(s.vllm)
+    narrower: dict[int, int] = {}
+    tp = s.vllm.tensor_parallel_size // 2
+    while tp >= 1 and s.vllm.tensor_parallel_size % tp == 0:
+        if not tensor_parallel_rules(arch, tp, "vllm"):
+            smaller = dataclasses.replace(
+                s, vllm=s.vllm.model_copy(update={"tensor_parallel_size": tp, "gpus": s.vllm.gpus[:tp]})
+            )
+            c = plan_capacity(smaller, gpu, arch, image)
+            if c.fits:
+                narrower[tp] = c.kv_cache_tokens
+        tp //= 2
+    tokens, _ = default_batch(capacity.gpu_memory_gib, gpu.product)
+    out = []
+    split = advice.replicas(server, workload, speed, narrower, eff)
+    if split:
+        out.append(split)
+    out += advice.batching(
+        server, workload, speed, s.vllm.max_num_seqs is not None, s.vllm.max_num_batched_tokens or tokens
+    )
+    return out
+
+
+def speed_inputs(s: ServerContext, gpu: Gpu, arch: Architecture, capacity: Capacity) -> tuple[Server, Workload]:
+    """What the speed model knows of the server, and the workload its bands are for."""
     _, seqs = default_batch(capacity.gpu_memory_gib, gpu.product)
     server = Server(
         arch=arch,
@@ -284,7 +327,50 @@ def plan_performance(s: ServerContext, gpu: Gpu, arch: Architecture, capacity: C
         # The default chat box, cut to a short max_model_len (a workload the stack sets is checked instead).
         output = min(output, max(1, s.vllm.max_model_len // 4))
         prompt = min(prompt, max(1, s.vllm.max_model_len - output))
-    return performance(server, Workload(prompt, output, w.concurrency))
+    return server, Workload(prompt, output, w.concurrency)
+
+
+def speed_inputs_of(s: ServerContext, catalog: Catalog) -> tuple[Server, Workload] | None:
+    """speed_inputs for a server the rules pass (None for one they refuse, or whose memory they cannot plan)."""
+    a = assess(s, catalog)
+    gpu = catalog.gpus.get(s.host.gpu)
+    arch, _ = architecture_of(s, catalog)
+    if a.problems or a.capacity is None or a.performance is None or gpu is None or arch is None:
+        return None
+    return speed_inputs(s, gpu, arch, a.capacity)
+
+
+def plan_performance(s: ServerContext, gpu: Gpu, arch: Architecture, capacity: Capacity) -> Performance:
+    """The server's speed bands at its workload (components/planning/performance.py), on the planned KV cache."""
+    server, workload = speed_inputs(s, gpu, arch, capacity)
+    eff, _ = calibrated_efficiency(s.vllm)
+    if eff is None:
+        return performance(server, workload)
+    assert s.vllm.calibration is not None
+    return performance(server, workload, eff, s.vllm.calibration.measured)
+
+
+def calibrated_efficiency(v: ServerSettings) -> tuple[Efficiency | None, str]:
+    """The efficiencies a calibration measured, if it still holds for this server; else None and why not."""
+    c = v.calibration
+    if c is None:
+        return None, ""
+    now = {"model": v.model, "tensor_parallel_size": v.tensor_parallel_size, "image": v.image}
+    then = {"model": c.model, "tensor_parallel_size": c.tensor_parallel_size, "image": c.image}
+    changed = [k for k in now if now[k] != then[k]]
+    if changed:
+        return None, ", ".join(f"{k} {then[k]} then, {now[k]} now" for k in changed)
+    return (
+        Efficiency(
+            weights=c.weights_efficiency,
+            kv=c.kv_efficiency,
+            allreduce_s=c.allreduce_us * 1e-6,
+            sequence_s=c.sequence_ms * 1e-3,
+            prefill=c.prefill_factor,
+            band=CALIBRATED_BAND,
+        ),
+        "",
+    )
 
 
 def _quantization_rules(
@@ -454,4 +540,11 @@ def server_stall_seconds(ctx: ServerContext, catalog: Catalog) -> int:
     gpu = catalog.gpus.get(ctx.host.gpu)
     if arch is None or gpu is None:
         raise ValueError("the rules refuse a server without a known GPU and model first")
-    return stall_seconds(arch, ctx.vllm.max_model_len, ctx.vllm.tensor_parallel_size, gpu)
+    eff, _ = calibrated_efficiency(ctx.vllm)
+    if eff is None:
+        return stall_seconds(arch, ctx.vllm.max_model_len, ctx.vllm.tensor_parallel_size, gpu)
+    # Calibrated on the box: its measured prefill rate's slow end, and never below the fitted estimate (the
+    # calibration timed prompts of the workload's length; the hang detector errs on the long side).
+    fitted = prefill_seconds(arch, ctx.vllm.max_model_len, ctx.vllm.tensor_parallel_size, gpu)
+    slow = max(fitted.estimate, fitted.estimate * eff.prefill * (eff.band or 1.0))
+    return max(STALL_MIN_S, math.ceil(1.2 * slow))

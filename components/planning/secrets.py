@@ -37,7 +37,8 @@ _NAME_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
 
 # The environment variables this project fills from Pulumi secrets itself.
 PROJECT_SECRET_ENV = re.compile(
-    r"^(HF_TOKEN|VLLM_API_KEY|INFINITY_API_KEY|LITELLM_MASTER_KEY|BACKEND_KEY_[A-Z0-9_]+|GF_SECURITY_ADMIN_PASSWORD)$"
+    r"^(HF_TOKEN|VLLM_API_KEY|INFINITY_API_KEY|LITELLM_MASTER_KEY|BACKEND_KEY_[A-Z0-9_]+|GF_SECURITY_ADMIN_PASSWORD"
+    r"|WEBUI_ADMIN_PASSWORD|WEBUI_SECRET_KEY|OPENAI_API_KEYS|RAG_OPENAI_API_KEY)$"
 )
 # A container label naming the stack's own secret environment entries (`environment` values written
 # with `pulumi config set --secret --path`): the policy pack trusts those names in a secret env list.

@@ -381,6 +381,25 @@ class WorkloadSettings(_Model):
     concurrency: Annotated[StrictInt, Field(ge=1, le=4096)] = 4
 
 
+Positive = Annotated[float, Field(gt=0, le=1e6)]
+
+
+class CalibrationSettings(_Model):
+    """The server's speed measured on its own box (`python -m components.verify STACK --calibrate --write`):
+    the performance model's efficiencies as the box showed them, and what they were measured with. The plan
+    uses them while the model, tensor parallel size and image are the same (components/planning/calibration.py)."""
+
+    measured: Annotated[StrictStr, Field(pattern=r"^\d{4}-\d{2}-\d{2}")]
+    model: StrictStr
+    tensor_parallel_size: Annotated[StrictInt, Field(ge=1)]
+    image: StrictStr
+    weights_efficiency: Annotated[float, Field(gt=0, le=1)]  # share of HBM bandwidth reading the weights
+    kv_efficiency: Annotated[float, Field(gt=0, le=1)]  # share of HBM bandwidth reading the KV cache
+    allreduce_us: Positive  # one all-reduce between TP ranks
+    sequence_ms: Positive  # per running sequence and step
+    prefill_factor: Positive  # a prefill's time over the fitted estimate
+
+
 class ServerSettings(_Model):
     """One vLLM server: `rocm-inference:vllm` in the single-host form, `rocm-inference:servers.<name>` in a fleet."""
 
@@ -411,6 +430,8 @@ class ServerSettings(_Model):
     environment: Environment
     # The traffic the plan's speed bands are computed for (components/planning/performance.py).
     workload: WorkloadSettings = WorkloadSettings()
+    # Its speed measured on the box, which the plan's speed bands then use (verify --calibrate --write).
+    calibration: CalibrationSettings | None = None
     # The model's config.json, as it is, for a model that is not in the catalog (or to override it);
     # or the path of that config.json, relative to the stack file's folder.
     architecture: Architecture | None = None

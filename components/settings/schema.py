@@ -17,6 +17,7 @@ from components.settings.errors import NAMESPACE
 from components.settings.models import (
     NESTED_SECRET_FIELDS,
     SECRET_KEYS,
+    ChatUiSettings,
     EmbeddingsSettings,
     GatewaySettings,
     HostSettings,
@@ -50,6 +51,7 @@ class _Config(BaseModel):
     embeddings: EmbeddingsSettings | None = Field(None, alias="rocm-inference:embeddings")
     gateway: GatewaySettings | None = Field(None, alias="rocm-inference:gateway")
     monitoring: MonitoringSettings | None = Field(None, alias="rocm-inference:monitoring")
+    chat_ui: ChatUiSettings | None = Field(None, alias="rocm-inference:chat_ui")
 
 
 class _StackFile(BaseModel):
@@ -73,7 +75,7 @@ def stack_schema() -> dict[str, Any]:
             "$ref": "#/$defs/Secure",
             "description": "the server's own key: pulumi config set --secret --path 'rocm-inference:servers.NAME.api_key'",
         }
-    for model in ("ServerSettings", "EmbeddingsSettings", "GatewaySettings"):
+    for model in ("ServerSettings", "EmbeddingsSettings", "GatewaySettings", "ChatUiSettings"):
         environment = defs[model]["properties"]["environment"]
         environment["additionalProperties"] = {"anyOf": [{"type": "string"}, {"$ref": "#/$defs/Secure"}]}
         environment["description"] = (

@@ -264,12 +264,6 @@ def _containers_by_host(s: StackSettings) -> dict[str, list[_Published]]:
     if s.gateway is not None:
         g = s.gateway
         by_host[g.host or ""].append(_Published("gateway", g.container_name, g.port, None, True, "the gateway"))
-    if s.chat_ui is not None:
-        u = s.chat_ui
-        # Open WebUI has its own login; without one (login: false) it must stay on loopback (_chat_ui).
-        by_host[u.host or ""].append(
-            _Published("chat_ui", u.container_name, u.port, u.data_volume, True, "the chat UI", "chat_ui.port")
-        )
     if s.monitoring is not None:
         m = s.monitoring
         # node-exporter on every host, guarded by basic auth; Prometheus and Grafana by their own logins
@@ -314,6 +308,13 @@ def _containers_by_host(s: StackSettings) -> dict[str, list[_Published]]:
                     "monitoring.alertmanager.port",
                 )
             )
+    # Last: the services it shares a host with keep their ports, and the UI's own key is the one named.
+    if s.chat_ui is not None:
+        u = s.chat_ui
+        # Open WebUI has its own login; without one (login: false) it must stay on loopback (_chat_ui).
+        by_host[u.host or ""].append(
+            _Published("chat_ui", u.container_name, u.port, u.data_volume, True, "the chat UI", "chat_ui.port")
+        )
     return by_host
 
 

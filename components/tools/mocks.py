@@ -166,9 +166,17 @@ def secret_digests(inputs: dict[str, Any]) -> dict[str, str]:
     """For each input that carries a secret placeholder: a digest of it, so two plans show a rotated secret."""
     out = {}
     for key, value in inputs.items():
-        text = json.dumps(rpc.unwrap_rpc_secret(value) if rpc.is_rpc_secret(value) else value, default=str)
+        plain = rpc.unwrap_rpc_secret(value) if rpc.is_rpc_secret(value) else value
+        text = json.dumps(plain, default=str)
         if PLACEHOLDER in text:
             out[key] = hashlib.sha256(text.encode()).hexdigest()[:12]
+        if key == "envs" and isinstance(plain, list):
+            # and one per variable, so a review names the secret that changed (`envs.WEBUI_ADMIN_PASSWORD`)
+            for entry in plain:
+                entry = rpc.unwrap_rpc_secret(entry) if rpc.is_rpc_secret(entry) else entry
+                if isinstance(entry, str) and PLACEHOLDER in entry:
+                    name = entry.partition("=")[0]
+                    out[f"envs.{name}"] = hashlib.sha256(entry.encode()).hexdigest()[:12]
     return out
 
 

@@ -26,8 +26,8 @@ from components.planning.performance import Performance, Rate
 from components.planning.rules import assess_stack
 from components.planning.urns import duplicate_message, duplicates
 from components.program import CHECKS, deploy
-from components.settings import StackConfigError, StackFile, read_stack_file
-from components.settings.pulumi_config import load_from_pulumi
+from components.settings import LoadedStack, StackConfigError, StackFile, read_stack_file
+from components.settings.pulumi_config import Secrets, load_from_pulumi
 from components.settings.stackfile import PROJECT_ROOT, stack_names, stack_path
 from components.tools.mocks import PROJECT, config_map, run_program
 from components.tools.planned import Plan, PlannedResource, ServerPlan
@@ -37,14 +37,20 @@ if TYPE_CHECKING:
     from components.tools.review import Diff
 
 
-def plan_stack(stack_file: StackFile) -> Plan:
-    """Validate the stack file exactly as `pulumi up` would, then record what it deploys. Raises StackConfigError."""
+def load_stack(stack_file: StackFile) -> tuple[LoadedStack, Secrets]:
+    """The stack file validated exactly as `pulumi up` would (its secrets as placeholders). Raises StackConfigError."""
     config, secret_keys = config_map(stack_file)
     pulumi.runtime.set_all_config(config, secret_keys)
     try:
-        loaded, secrets = load_from_pulumi(stack_file.path, CHECKS, stack_file)
+        return load_from_pulumi(stack_file.path, CHECKS, stack_file)
     finally:
         pulumi.runtime.set_all_config({}, [])
+
+
+def plan_stack(stack_file: StackFile) -> Plan:
+    """Validate the stack file exactly as `pulumi up` would, then record what it deploys. Raises StackConfigError."""
+    config, secret_keys = config_map(stack_file)
+    loaded, secrets = load_stack(stack_file)
     resources, outputs = run_program(
         stack_file.stack, config, secret_keys, lambda: deploy(loaded, secrets, PROJECT, stack_file.stack)
     )
@@ -64,6 +70,7 @@ def plan_stack(stack_file: StackFile) -> Plan:
             s.hosts[s.servers[name].host or ""].gpu,
             a.capacity,
             a.performance,
+            tuple(a.advice),
         )
         for name, a in assess_stack(s, load_catalog()).items()
     }
@@ -120,6 +127,7 @@ def render_capacity(sp: ServerPlan, title: str = "", width: int = 60) -> list[st
     lines.append(f"  Model: {c.modelled}" + (f"; not modelled: {c.unmodelled}" if c.unmodelled else ""))
     if sp.performance is not None:
         lines.append("  " + render_performance(sp.performance))
+        lines += [f"  Advice: {a}" for a in sp.advice]
     return lines
 
 
@@ -131,8 +139,9 @@ def render_performance(p: Performance) -> str:
     """One line: the speed bands at the workload (components/planning/performance.py)."""
     w = p.workload
     queue = f", {p.queued} of them queue" if p.queued else ""
+    source = f"calibrated on the box {p.calibrated}" if p.calibrated else "fitted on published gfx906 runs"
     return (
-        f"Speed at {w.concurrency} requests of {w.prompt_tokens:,} in / {w.output_tokens:,} out{queue}: "
+        f"Speed ({source}) at {w.concurrency} requests of {w.prompt_tokens:,} in / {w.output_tokens:,} out{queue}: "
         f"decode {_band(p.decode_tokens_per_s)} tokens/s per request (roofline {p.decode_tokens_per_s.bound:.3g}), "
         f"output {_band(p.output_tokens_per_s)} tokens/s together, prefill {_band(p.prefill_tokens_per_s)} tokens/s, "
         f"TTFT {_band(p.ttft_s, ' s')}, longest prefill {_band(p.longest_prefill_s, ' s')}"
@@ -331,6 +340,8 @@ def render_diff_text(change: Diff) -> str:
         lines += [f"  {n:2}. {step}" for n, step in enumerate(change.steps, 1)]
     if change.outages:
         lines += ["", "Serving downtime:"] + [f"  {o}" for o in change.outages]
+    if change.speed:
+        lines += ["", "Speed (the plan's estimates before -> after):"] + [f"  {s}" for s in change.speed]
     return "\n".join(lines)
 
 

@@ -51,12 +51,14 @@ class ServerPlan:
     gpu_name: str
     capacity: Capacity | None
     performance: Performance | None = None
+    advice: tuple[str, ...] = ()
 
     def capacity_json(self) -> dict[str, Any]:
         """The memory plan, and the speed bands at the server's workload where the plan fits."""
         doc: dict[str, Any] = self.capacity.as_json() if self.capacity else {}
         if self.performance is not None:
             doc["performance"] = self.performance.as_json()
+            doc["advice"] = list(self.advice)
         return doc
 
 

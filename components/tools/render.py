@@ -77,7 +77,10 @@ def container_settings(container: PlannedResource, images: dict[str, str]) -> di
     }
     if i.get("entrypoints"):
         svc["entrypoint"] = list(i["entrypoints"])
-    svc["command"] = list(i.get("command") or [])
+    # None runs the image's own CMD; compose takes an explicit `command: []` as an empty one instead (the
+    # compose specification, "command"), so an image's CMD (Open WebUI's `bash start.sh`) is left unset.
+    if i.get("command"):
+        svc["command"] = list(i["command"])
     if i.get("devices"):
         svc["devices"] = [
             f"{d['hostPath']}:{d.get('containerPath', d['hostPath'])}:{d.get('permissions', 'rwm')}"

@@ -45,6 +45,7 @@ class Diff:
     old_missing: str = ""  # why there is nothing to compare with at the ref
     steps: list[str] = field(default_factory=list)  # what `pulumi up` does, in order
     outages: list[str] = field(default_factory=list)  # each serving container's time down, from the steps
+    speed: list[str] = field(default_factory=list)  # how the change moves each server's speed bands
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +53,7 @@ class Diff:
             "changes": [c.as_json() for c in self.changes],
             "steps": self.steps,
             "downtime": self.outages,
+            "speed": self.speed,
             "capacity_before": self.old_capacity,
             "note": self.old_missing,
         }
@@ -197,6 +199,20 @@ def _note(step_kind: str, r: Resource, new: Plan, outage: Outage | None, runs_be
     return ""
 
 
+# Open WebUI creates its admin from WEBUI_ADMIN_PASSWORD only while it has no user (open-webui 0.12.4
+# utils/auth.py L631-662): a changed password in the stack reaches nothing once the UI has run.
+ADMIN_PASSWORD_NOTE = (
+    "chat_ui_admin_password changed, but Open WebUI creates its admin only while it has no user: the running UI "
+    "keeps the old password; change it on the page (Settings > Account) to match"
+)
+
+
+def _rotated_secrets(old_options: dict[str, Any], new_options: dict[str, Any]) -> list[str]:
+    """The secret environment variables whose value changed, from the per-variable digests both plans hold."""
+    a, b = old_options.get("secret_digests", {}), new_options.get("secret_digests", {})
+    return sorted(k.split(".", 1)[1] for k in set(a) & set(b) if k.startswith("envs.") and a[k] != b[k])
+
+
 def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
     """The changes between the plan at `ref` and now, as the engine will take them (components/planning/steps.py)."""
     if isinstance(old, str):
@@ -215,8 +231,12 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
         if v.name in old_by and any(x.name == v.name for x in new.resources):
             a, b = old_by[v.name], new.by_name(v.name)
             settings = [f"{k}: {t}" for k, t in _setting_changes(a["inputs"], b.inputs)]
+            rotated = _rotated_secrets(a.get("options", {}), b.options)
             settings += [
-                f"{k}: a secret in it changed" for k in v.keys if k in b.inputs and a["inputs"].get(k) == b.inputs[k]
+                f"{k}: "
+                + (f"{', '.join(rotated)} changed (secrets)" if k == "envs" and rotated else "a secret in it changed")
+                for k in v.keys
+                if k in b.inputs and a["inputs"].get(k) == b.inputs[k]
             ]
             settings += [
                 f"{k}: {t}"
@@ -224,13 +244,58 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
             ]
         outage = by_outage.get(v.name)
         runs = [n for n in (outage.during if outage else ()) if _is_run(resources.get(n))]
-        change = Change(v.name, v.type, v.change, settings, _note(v.change, r, new, outage, runs))
+        note = _note(v.change, r, new, outage, runs)
+        kept = v.name in old_by and any(x.name == v.name for x in new.resources)
+        if kept and "WEBUI_ADMIN_PASSWORD" in _rotated_secrets(
+            old_by[v.name].get("options", {}), new.by_name(v.name).options
+        ):
+            note = (note + "; " if note else "") + ADMIN_PASSWORD_NOTE
+        change = Change(v.name, v.type, v.change, settings, note)
         changes.append(change)
     result = Diff(ref, changes, capacities(old))
     result.steps = [s.line() for s in steps]
     result.outages = [_outage_line(o, steps, resources, new) for o in by_outage.values()]
     result.outages += _replicas_down_together(by_outage, new)
+    result.speed = speed_changes(result.old_capacity or {}, new)
     return result
+
+
+# What a speed line shows: (field of capacity.<server>.performance, what, unit, higher is better)
+SPEED_FIELDS = (
+    ("decode_tokens_per_s", "decode", " tokens/s per request", True),
+    ("output_tokens_per_s", "output", " tokens/s together", True),
+    ("prefill_tokens_per_s", "prefill", " tokens/s", True),
+    ("ttft_s", "TTFT", " s", False),
+    ("longest_prefill_s", "longest prefill", " s", False),
+)
+
+
+def speed_changes(before: dict[str, dict[str, Any]], new: Plan) -> list[str]:
+    """Per server, each speed estimate the change moves (by more than 1%), from the old plan's JSON bands."""
+    lines = []
+    for name, sp in new.servers.items():
+        now = sp.performance.as_json() if sp.performance is not None else None
+        then = (before.get(name) or {}).get("performance")
+        if now is None or then is None:
+            if now is not None and name not in before:
+                lines.append(f"{name}: a new server")
+            continue
+        moved = []
+        for key, what, unit, higher in SPEED_FIELDS:
+            a, b = (then.get(key) or {}).get("estimate"), now[key]["estimate"]
+            if not a or not b or abs(b / a - 1) < 0.01:
+                continue
+            better = (b > a) == higher
+            moved.append(
+                f"{what} {a:.3g} -> {b:.3g}{unit} ({b / a - 1:+.0%}, {'faster' if better else 'slower'}; "
+                f"band {now[key]['low']:.3g}-{now[key]['high']:.3g})"
+            )
+        if then.get("workload") != now["workload"]:
+            w = now["workload"]
+            moved.append(f"at the workload now {w['concurrency']} x {w['prompt_tokens']} in / {w['output_tokens']} out")
+        if moved:
+            lines.append(f"{name}: " + ", ".join(moved))
+    return lines
 
 
 def _replicas_down_together(by_outage: dict[str, Outage], new: Plan) -> list[str]:
@@ -377,6 +442,8 @@ def render_markdown(plan: Plan, capacity_bars: list[str], change: Diff | None = 
                 out.append("")
             if change.outages:
                 out += ["**Serving downtime**", "", *(f"- {o}" for o in change.outages), ""]
+            if change.speed:
+                out += ["**Speed** (the plan's estimates before -> after)", "", *(f"- {s}" for s in change.speed), ""]
     if plan.servers:
         out += ["**GPU memory plan**", "", "```", *capacity_bars, "```", ""]
         before = (change.old_capacity or {}) if change else {}

@@ -194,6 +194,57 @@ def verify_gateway(out: dict[str, Any], servers: dict[str, dict[str, Any]]) -> l
     return checks
 
 
+def verify_chat_ui(out: dict[str, Any], servers: dict[str, dict[str, Any]]) -> list[Check]:
+    """Open WebUI: /health; with the admin account from the outputs, a sign-in, the stack's models on offer,
+    and one chat through the UI, which crosses its wiring to the stack's endpoint (the network, the key)."""
+    base = out["chat_ui_url"].rstrip("/")
+    r = request("GET", base + "/health")
+    up = r.status == 200 and isinstance(r.body, dict) and r.body.get("status") is True
+    checks = [Check("chat UI /health", up, f"HTTP {r.status or r.error}", r.ms)]
+    email, password = out.get("chat_ui_admin_email"), out.get("chat_ui_admin_password")
+    if not (up and email and password):
+        return checks
+    r = request("POST", base + "/api/v1/auths/signin", {"email": email, "password": password})
+    token = r.body.get("token") if r.status == 200 and isinstance(r.body, dict) else None
+    checks.append(
+        Check(
+            f"chat UI: sign in as {email}",
+            bool(token),
+            f"HTTP {r.status or r.error}"
+            + (
+                ""
+                if token or r.status != 400
+                else ": the password in the outputs is not the admin's (changed on the page?)"
+            ),
+            r.ms,
+        )
+    )
+    if not token:
+        return checks
+    r = request("GET", base + "/api/models", key=token)
+    offered = {m.get("id") for m in (r.body.get("data") or [])} if isinstance(r.body, dict) else set()
+    wanted = {s["model"] for s in servers.values()}
+    missing = sorted(wanted - offered)
+    checks.append(
+        Check(
+            "chat UI offers the stack's models",
+            r.status == 200 and not missing,
+            f"HTTP {r.status or r.error}"
+            + (f", missing {', '.join(missing)}" if missing else f", {len(offered)} models"),
+            r.ms,
+        )
+    )
+    for model in sorted(wanted & offered)[:1]:
+        chat = {"model": model, "messages": [{"role": "user", "content": "Reply with OK."}], "stream": False}
+        r = request("POST", base + "/api/chat/completions", chat, key=token)
+        body = r.body if isinstance(r.body, dict) else {}
+        ok = r.status == 200 and bool(body.get("choices"))
+        checks.append(
+            Check(f"chat UI: chat with {model} through its endpoint", ok, f"HTTP {r.status or r.error}", r.ms)
+        )
+    return checks
+
+
 @dataclass(frozen=True)
 class LoadReport:
     """A bounded smoke test of the endpoint under load: not a benchmark suite."""
@@ -231,6 +282,105 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One chat request of a load: its outcome, and the times of its first and last output token."""
+
+    ok: bool
+    ms: float  # the whole request
+    ttft_ms: float  # to the first output token (the whole request when the answer did not stream)
+    completion_tokens: int
+    prompt_tokens: int
+    decode_ms: float  # first to last output token
+
+
+def stream_chat(base: str, payload: dict[str, Any], key: str | None, timeout: float = TIMEOUT_S) -> Sample:
+    """One chat, streamed (server-sent events) so that the first token's time is seen; an answer that does
+    not stream (a server that ignores `stream`) counts as one piece."""
+    body = json.dumps(
+        {**payload, "stream": True, "stream_options": {"include_usage": True, "continuous_usage_stats": False}}
+    ).encode()
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    req = urllib.request.Request(base.rstrip("/") + "/chat/completions", data=body, headers=headers, method="POST")
+    start = time.perf_counter()
+    first = last = None
+    pieces = completion = prompt = 0
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            if "text/event-stream" not in (r.headers.get("Content-Type") or ""):
+                answer = json.loads(r.read() or b"{}")
+                usage = answer.get("usage") or {}
+                ms = (time.perf_counter() - start) * 1000
+                ok = r.status == 200 and bool(answer.get("choices"))
+                return Sample(
+                    ok, ms, ms, int(usage.get("completion_tokens", 0)), int(usage.get("prompt_tokens", 0)), 0.0
+                )
+            for raw in r:
+                line = raw.decode(errors="replace").strip()
+                if not line.startswith("data:") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[5:])
+                usage = chunk.get("usage") or {}
+                completion = int(usage.get("completion_tokens") or completion)
+                prompt = int(usage.get("prompt_tokens") or prompt)
+                delta = ((chunk.get("choices") or [{}])[0].get("delta") or {}) if chunk.get("choices") else {}
+                if delta.get("content") or delta.get("reasoning_content"):
+                    now = time.perf_counter()
+                    first = first if first is not None else now
+                    last = now
+                    pieces += 1
+    except (OSError, urllib.error.URLError, ValueError):
+        ms = (time.perf_counter() - start) * 1000
+        return Sample(False, ms, ms, 0, 0, 0.0)
+    end = time.perf_counter()
+    if first is None or last is None:
+        return Sample(False, (end - start) * 1000, (end - start) * 1000, 0, prompt, 0.0)
+    return Sample(
+        True, (end - start) * 1000, (first - start) * 1000, completion or pieces, prompt, (last - first) * 1000
+    )
+
+
+def run_load(
+    base: str,
+    payload: dict[str, Any] | Callable[[int], dict[str, Any]],
+    key: str | None,
+    concurrency: int,
+    seconds: float | None = None,
+    requests: int | None = None,
+) -> tuple[list[Sample], float]:
+    """`concurrency` workers send this chat back to back, until `seconds` have passed or `requests` were sent
+    (each request bounded by the request timeout): the samples, and the wall time. The one way this project
+    loads a deployed server: `--load` reports it, `--calibrate` fits the speed model on it."""
+    deadline = time.monotonic() + seconds if seconds is not None else None
+    samples: list[Sample] = []
+    sent = 0
+    lock = threading.Lock()
+
+    def take() -> int | None:
+        nonlocal sent
+        with lock:
+            if requests is not None and sent >= requests:
+                return None
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            sent += 1
+            return sent
+
+    def worker() -> None:
+        while (n := take()) is not None:
+            sample = stream_chat(base, payload(n) if callable(payload) else payload, key)
+            with lock:
+                samples.append(sample)
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=(seconds or 0) + TIMEOUT_S * (1 + (requests or 0)) + 5)
+    return samples, time.monotonic() - start
+
+
 def load_test(
     base: str, model: str, key: str | None, concurrency: int, seconds: float, max_tokens: int = 32
 ) -> LoadReport:
@@ -242,37 +392,15 @@ def load_test(
         "max_tokens": max_tokens,
         "temperature": 0,
     }
-    deadline = time.monotonic() + seconds
-    latencies: list[float] = []
-    tokens = failed = 0
-    lock = threading.Lock()
-
-    def worker() -> None:
-        nonlocal tokens, failed
-        while time.monotonic() < deadline:
-            r = request("POST", base.rstrip("/") + "/chat/completions", chat, key)
-            body = r.body if isinstance(r.body, dict) else {}
-            with lock:
-                if r.status == 200:
-                    latencies.append(r.ms)
-                    tokens += int((body.get("usage") or {}).get("completion_tokens", 0))
-                else:
-                    failed += 1
-
-    start = time.monotonic()
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=seconds + TIMEOUT_S + 5)
-    elapsed = time.monotonic() - start
+    samples, elapsed = run_load(base, chat, key, concurrency, seconds=seconds)
+    latencies = [s.ms for s in samples if s.ok]
     return LoadReport(
         model,
         concurrency,
         elapsed,
-        len(latencies) + failed,
-        failed,
-        tokens,
+        len(samples),
+        sum(1 for s in samples if not s.ok),
+        sum(s.completion_tokens for s in samples if s.ok),
         percentile(latencies, 0.5),
         percentile(latencies, 0.95),
     )
@@ -344,6 +472,9 @@ READ = frozenset(
         "embeddings_model",
         "embeddings_api_key",
         "gateway_api_key",
+        "chat_ui_url",
+        "chat_ui_admin_email",
+        "chat_ui_admin_password",
     }
 )
 
@@ -367,6 +498,7 @@ def unusable_outputs(outputs: dict[str, Any], where: str) -> list[str]:
     urls = {
         "openai_base_url": outputs.get("openai_base_url"),
         "embeddings_base_url": outputs.get("embeddings_base_url"),
+        "chat_ui_url": outputs.get("chat_ui_url"),
     }
     servers = outputs.get("servers")
     if isinstance(servers, dict):
@@ -417,6 +549,8 @@ def run(outputs: dict[str, Any], wait_s: float | None, say: Callable[[str], None
             urls["embeddings"] = outputs["embeddings_base_url"].rstrip("/") + "/health"
         if has_gateway:
             urls["gateway"] = _root(outputs["openai_base_url"].rstrip("/")) + "/health/readiness"
+        if "chat_ui_url" in outputs:
+            urls["chat UI"] = outputs["chat_ui_url"].rstrip("/") + "/health"
         if not wait_ready(urls, wait_s, say):
             return [Check("ready", False, f"not healthy within {wait_s:.0f} s")]
     checks: list[Check] = []
@@ -426,6 +560,8 @@ def run(outputs: dict[str, Any], wait_s: float | None, say: Callable[[str], None
         checks += verify_embeddings(outputs)
     if has_gateway:
         checks += verify_gateway(outputs, servers)
+    if "chat_ui_url" in outputs:
+        checks += verify_chat_ui(outputs, servers)
     return checks
 
 
@@ -451,7 +587,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--duration", type=float, default=30.0, metavar="SECONDS", help="how long --load runs (default 30)"
     )
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="then time each vLLM server at its own endpoint (a few minutes at most) and fit the speed model on it",
+    )
+    parser.add_argument("--write", action="store_true", help="with --calibrate: write the fit into the stack file")
+    parser.add_argument("--file", metavar="PATH", help="the stack file (default: Pulumi.STACK.yaml of the project)")
     args = parser.parse_args(argv)
+    if args.write and not args.calibrate:
+        parser.error("--write goes with --calibrate")
     if args.load is not None and not 1 <= args.load <= 256:
         parser.error("--load takes 1 to 256 concurrent chats")
     if not 1 <= args.duration <= 600:
@@ -484,6 +629,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for model in sorted({s["model"] for s in servers.values()}):
             loads.append(load_test(base, model, key, args.load, args.duration))
     loads_ok = all(r.failed == 0 and r.requests > 0 for r in loads)
+    calibrated: list[str] = []
+    if args.calibrate and all(c.ok for c in checks):
+        done = _calibrate(args, outputs, calibrated)
+        loads_ok = loads_ok and done
     if args.format == "json":
         doc = {
             "stack": args.stack,
@@ -500,7 +649,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render(args.stack, checks))
         for r in loads:
             print(r.line())
+        for line in calibrated:
+            print(line)
     return 0 if all(c.ok for c in checks) and loads_ok else 1
+
+
+def _calibrate(args: argparse.Namespace, outputs: dict[str, Any], lines: list[str]) -> bool:
+    """--calibrate (and --write): each server timed at its own endpoint, the fit printed (and written)."""
+    from components.settings import StackConfigError, read_stack_file
+    from components.settings.stackfile import stack_path
+    from components.tools.calibrate import CalibrationFailed, calibrate_server, today, write_calibration
+    from components.tools.plan import load_stack
+
+    path = Path(args.file) if args.file else stack_path(args.stack)
+    try:
+        settings = load_stack(read_stack_file(path))[0].settings
+    except (StackConfigError, OSError) as exc:
+        lines.append(f"calibrate: {exc}")
+        return False
+    ok = True
+    for name, server in servers_of(outputs).items():
+        if name not in settings.servers:
+            lines.append(f"calibrate {name}: not a server of {path.name}: skipped")
+            continue
+        try:
+            result = calibrate_server(
+                name,
+                settings,
+                server["base_url"],
+                server.get("api_key"),
+                lambda line: print(line, file=sys.stderr, flush=True),
+            )
+        except CalibrationFailed as exc:
+            lines.append(f"calibrate {name}: {exc}")
+            ok = False
+            continue
+        lines += result.lines()
+        if args.write:
+            write_calibration(path, name, settings.single, result.block(settings, today()), today())
+            lines.append(f"  written to {path.name}: the next plan shows these bands as calibrated")
+    return ok
 
 
 def cli() -> None:

@@ -367,14 +367,23 @@ def stub_rootfs() -> bytes:
     return buf.getvalue()
 
 
+# Images whose container runs the image's own CMD (the stack gives no command): what stands for that CMD.
+# Open WebUI's is `bash start.sh` (its Dockerfile L234), which starts the app on :8080.
+STUB_CMDS = {"ghcr.io/open-webui/open-webui": ("/stub/serve", "open-webui")}
+
+
 def import_stub(engine: Engine, tag: str, entrypoint: str | None) -> None:
-    """The stub root filesystem as `tag` (with the real image's entrypoint, if it has one): imported once
-    per entrypoint, then tagged (an import copies the whole tree under the vfs driver; a tag is free)."""
-    base = f"rocm-inference-stub:{entrypoint or 'none'}"
+    """The stub root filesystem as `tag` (with the real image's entrypoint, if it has one, or its CMD's
+    stand-in): imported once per entrypoint and CMD, then tagged (an import copies the whole tree under the
+    vfs driver; a tag is free)."""
+    cmd = next((c for repo, c in STUB_CMDS.items() if tag.startswith(repo + ":")), None)
+    base = f"rocm-inference-stub:{entrypoint or (cmd[-1] if cmd else 'none')}"
     if engine.docker("image", "inspect", base, check=False).returncode != 0:
         tar = engine.root / "stub.tar"
         if not tar.exists():
             tar.write_bytes(stub_rootfs())
         changes = ["--change", f'ENTRYPOINT ["{entrypoint}"]'] if entrypoint else []
+        if cmd:
+            changes += ["--change", "CMD [" + ", ".join(f'"{c}"' for c in cmd) + "]"]
         engine.docker("import", *changes, str(tar), base)
     engine.docker("tag", base, tag)

@@ -1,0 +1,101 @@
+"""A server's speed measured on its own box, turned into the performance model's efficiencies: pure.
+
+`python -m components.verify STACK --calibrate` runs a short, bounded load through each server's own
+endpoint (components/tools/verify.py, the same loader as `--load`): requests one at a time, then at the
+workload's concurrency, each a prompt of about the workload's length and a fixed number of output tokens.
+From what it measures, `fit` solves for two factors on the model's decode step
+(components/planning/performance.py `step_seconds`):
+
+    measured step(B) = a x (weights read + all-reduces)(B) + b x (KV read + per-sequence work)(B)
+
+at B = 1 and at the workload's batch (one factor for both when only one was measured), and one factor c
+on the prefill time (time to first token at concurrency 1, less one decode step). The efficiencies that
+result (weights / a, KV / b, all-reduce x a, per sequence x b, prefill x c) are written into the server's
+`calibration` block; later plans use them, with a band of CALIBRATED_BAND, and say so. A calibration holds
+for the model, tensor parallel size and image it was measured with: after a change of any, the plan
+ignores it and says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from components.planning.performance import Efficiency, Server, step_seconds
+from components.planning.prefill import prefill_seconds
+
+# The band of a calibrated estimate: a short benchmark on the box narrows the 25-50% spread between
+# boxes to about 10-20% (operations-facts.md §9); repeated runs of one benchmark differ by up to ~15%.
+CALIBRATED_BAND = 1.2
+# A factor outside this range is a measurement gone wrong (a stalled request, a wrong endpoint), not a box.
+SANE = (0.05, 20.0)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What one loaded run measured, per request on average: `batch` requests ran at once."""
+
+    batch: int
+    context_tokens: float  # prompt plus half the output, the mean context of a decode step
+    step_s: float  # time between two output tokens of one request (TPOT)
+    prompt_tokens: float = 0.0
+    prefill_s: float | None = None  # time to first token less one step, at batch 1
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The efficiencies the box showed, and the factors that made them (measured over modelled)."""
+
+    efficiency: Efficiency
+    decode_factor: float  # a: weights and all-reduces
+    batch_factor: float  # b: KV reads and per-sequence work
+    prefill_factor: float  # c: prefill time
+
+
+def _terms(s: Server, batch: int, context: float, eff: Efficiency) -> tuple[float, float]:
+    """The modelled step split into (batch-independent, batch-dependent) seconds."""
+    fixed = step_seconds(s, batch, int(context), Efficiency(eff.weights, 1e30, eff.allreduce_s, 0.0))
+    total = step_seconds(s, batch, int(context), eff)
+    return fixed, total - fixed
+
+
+def fit(s: Server, runs: list[Measured], base: Efficiency | None = None) -> Fitted:
+    """The factors a, b, c (module docstring) from one or two runs; ValueError when they make no sense."""
+    base = base or Efficiency()
+    if not runs:
+        raise ValueError("nothing was measured")
+    runs = sorted(runs, key=lambda r: r.batch)
+    one, wide = runs[0], runs[-1]
+    f1, p1 = _terms(s, one.batch, one.context_tokens, base)
+    a = b = one.step_s / (f1 + p1)
+    if wide.batch > one.batch:
+        fn, pn = _terms(s, wide.batch, wide.context_tokens, base)
+        det = f1 * pn - fn * p1
+        if det > 0:
+            a2 = (one.step_s * pn - wide.step_s * p1) / det
+            b2 = (f1 * wide.step_s - fn * one.step_s) / det
+            if a2 > 0 and b2 > 0:
+                a, b = a2, b2
+            else:  # noise between the two runs: one factor for both, fitted on both
+                a = b = (one.step_s + wide.step_s) / (f1 + p1 + fn + pn)
+    c = 1.0
+    if one.prefill_s is not None and one.prompt_tokens > 0:
+        model = prefill_seconds(s.arch, int(one.prompt_tokens), s.tensor_parallel_size, s.gpu).estimate
+        c = max(one.prefill_s, 1e-4) / model if model > 0 else 1.0
+    for name, value in (("decode", a), ("batch", b), ("prefill", c)):
+        if not SANE[0] <= value <= SANE[1]:
+            raise ValueError(
+                f"the measured {name} time is {value:.2f}x the model's: outside {SANE[0]}-{SANE[1]}x, a measurement "
+                "gone wrong (a stalled request, another server on the GPUs), not a calibration"
+            )
+    if base.weights / a > 1 or base.kv / b > 1:
+        raise ValueError(
+            "the measured decode is faster than the GPUs' memory bandwidth allows (the roofline): the endpoint is "
+            "not this server, or it answered without generating"
+        )
+    eff = Efficiency(
+        weights=base.weights / a,
+        kv=base.kv / b,
+        allreduce_s=base.allreduce_s * a,
+        sequence_s=base.sequence_s * b,
+    )
+    return Fitted(eff, a, b, c)
