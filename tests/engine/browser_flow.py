@@ -36,6 +36,29 @@ def close_whats_new(page: Page, wait_ms: int) -> bool:
     return True
 
 
+# Chromium drops every request in flight when the machine's network changes (net::ERR_NETWORK_CHANGED): the
+# suite's Docker engines add and remove bridges beside this test, and the page then shows "500: Internal Error".
+# A page that did not come up is loaded again, a few times; what the user does is never repeated.
+LOAD_TRIES = 4
+LOAD_WAIT_MS = 20_000
+
+
+def load_until(page: Page, css: str, seen: dict[str, Any], url: str | None = None) -> None:
+    """Go to url (or stay) until the element `css` shows, reloading a page the network change broke."""
+    for attempt in range(1, LOAD_TRIES + 1):
+        if url is not None and attempt == 1:
+            page.goto(url, wait_until="domcontentloaded")
+        elif attempt > 1:
+            seen.setdefault("reloads", []).append(css)
+            page.reload(wait_until="domcontentloaded")
+        try:
+            page.locator(css).first.wait_for(timeout=LOAD_WAIT_MS)
+            return
+        except PlaywrightTimeout:
+            if attempt == LOAD_TRIES:
+                raise
+
+
 def assistant_text(page: Page, index: int, marker: str) -> str:
     """The text of the index-th answer on the page, once it holds marker and has stopped growing."""
     answer = page.locator(".chat-assistant").nth(index)
@@ -69,8 +92,7 @@ def run(spec: dict[str, Any], seen: dict[str, Any]) -> None:
             started = time.monotonic()
 
             step.append("sign-in page")
-            page.goto(spec["url"] + "/auth", wait_until="domcontentloaded")
-            page.locator("#email").wait_for()
+            load_until(page, "#email", seen, spec["url"] + "/auth")
             page.locator("#password").wait_for()
             seen["sign_in_heading"] = page.locator("form").first.inner_text()
             seen["signup_buttons"] = page.get_by_role("button", name="Sign up").count()
@@ -78,10 +100,23 @@ def run(spec: dict[str, Any], seen: dict[str, Any]) -> None:
             seen["name_inputs"] = page.locator("#name").count()
 
             step.append("sign in")
-            page.locator("#email").fill(spec["email"])
-            page.locator("#password").fill(spec["password"])
-            page.locator("button[type=submit]").click()
-            page.locator("#chat-input").wait_for()
+            for attempt in range(1, LOAD_TRIES + 1):
+                if page.locator("#email").count():  # the sign-in form (again, if the network change lost the sign-in)
+                    page.locator("#email").fill(spec["email"])
+                    page.locator("#password").fill(spec["password"])
+                    page.locator("button[type=submit]").click()
+                try:
+                    page.locator("#chat-input").wait_for(timeout=LOAD_WAIT_MS)
+                    break
+                except PlaywrightTimeout:
+                    if attempt == LOAD_TRIES:
+                        raise
+                    seen.setdefault("reloads", []).append("sign in")
+                    page.reload(wait_until="domcontentloaded")
+                    try:
+                        page.locator("#email, #chat-input").first.wait_for(timeout=LOAD_WAIT_MS)
+                    except PlaywrightTimeout:
+                        continue
             seen["whats_new_closed"] = close_whats_new(page, 5000)
 
             step.append("pick the model")
