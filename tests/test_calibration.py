@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components.planning.calibration import Measured, fit
+from components.planning.calibration import FIXED, PER_SEQUENCE, Measured, fit
 from components.planning.catalog import load_catalog
-from components.planning.performance import Efficiency, step_seconds
+from components.planning.performance import Efficiency, step_parts, step_seconds
 from components.planning.rules import server_contexts, speed_inputs_of
 from components.settings import read_stack_file
 from components.tools.calibrate import write_calibration
@@ -149,14 +149,17 @@ def test_the_fit_recovers_known_factors_from_two_runs() -> None:
     a, b = 1.3, 0.7  # the box: weights and all-reduces 1.3x slower, per-sequence work 0.7x
 
     def measured(batch: int, context: int) -> float:
-        fixed = step_seconds(server, batch, context, Efficiency(base.weights, 1e30, base.allreduce_s, 0.0))
-        return a * fixed + b * (step_seconds(server, batch, context, base) - fixed)
+        parts = step_parts(server, batch, context, base)
+        return a * sum(parts[k] for k in FIXED) + b * sum(parts[k] for k in PER_SEQUENCE)
 
     runs = [Measured(1, 1100, measured(1, 1100)), Measured(8, 1100, measured(8, 1100))]
     f = fit(server, runs)
     assert f.decode_factor == pytest.approx(a) and f.batch_factor == pytest.approx(b)
     assert f.efficiency.weights == pytest.approx(base.weights / a)
     assert f.efficiency.sequence_s == pytest.approx(base.sequence_s * b)
+    # and the fitted efficiencies give those steps back
+    for batch in (1, 8):
+        assert step_seconds(server, batch, 1100, f.efficiency) == pytest.approx(measured(batch, 1100))
 
 
 def test_a_measurement_faster_than_the_roofline_is_refused() -> None:
@@ -174,7 +177,11 @@ def test_a_calibration_of_another_model_is_ignored_and_said(tmp_path: Path) -> N
         "tensor_parallel_size": 2,
         "image": "nalanzeyu/vllm-gfx906:v0.11.2-rocm6.3",
         "weights_efficiency": 0.3,
+        "experts_efficiency": 0.06,
         "kv_efficiency": 0.2,
+        "kv_serial": 0.45,
+        "matmul_efficiency": 0.6,
+        "dequant_ops": 4.0,
         "allreduce_us": 60.0,
         "sequence_ms": 1.0,
         "prefill_factor": 1.0,
@@ -212,7 +219,11 @@ def test_the_stall_window_takes_the_calibrated_prefill_rate() -> None:
         "tensor_parallel_size": 2,
         "image": "nalanzeyu/vllm-gfx906:v0.11.2-rocm6.3",
         "weights_efficiency": 0.3,
+        "experts_efficiency": 0.06,
         "kv_efficiency": 0.2,
+        "kv_serial": 0.45,
+        "matmul_efficiency": 0.6,
+        "dequant_ops": 4.0,
         "allreduce_us": 60.0,
         "sequence_ms": 1.0,
     }

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.planning.performance import Efficiency, Server, step_seconds
+from components.planning.performance import Efficiency, Server, step_parts
 from components.planning.prefill import prefill_seconds
 
 # The band of a calibrated estimate: a short benchmark on the box narrows the 25-50% spread between
@@ -51,11 +51,16 @@ class Fitted:
     prefill_factor: float  # c: prefill time
 
 
+# The step's terms (performance.step_parts) that a calibration scales together: those a step pays once
+# (the weights, the all-reduces, unpacking, walking one sequence's KV), and those it pays per sequence.
+FIXED = ("weights", "experts", "allreduce", "dequant", "kv_serial")
+PER_SEQUENCE = ("kv", "sequence", "compute")
+
+
 def _terms(s: Server, batch: int, context: float, eff: Efficiency) -> tuple[float, float]:
-    """The modelled step split into (batch-independent, batch-dependent) seconds."""
-    fixed = step_seconds(s, batch, int(context), Efficiency(eff.weights, 1e30, eff.allreduce_s, 0.0))
-    total = step_seconds(s, batch, int(context), eff)
-    return fixed, total - fixed
+    """The modelled step split into (paid once, paid per sequence) seconds."""
+    parts = step_parts(s, batch, int(context), eff)
+    return sum(parts[k] for k in FIXED), sum(parts[k] for k in PER_SEQUENCE)
 
 
 def fit(s: Server, runs: list[Measured], base: Efficiency | None = None) -> Fitted:
@@ -87,15 +92,19 @@ def fit(s: Server, runs: list[Measured], base: Efficiency | None = None) -> Fitt
                 f"the measured {name} time is {value:.2f}x the model's: outside {SANE[0]}-{SANE[1]}x, a measurement "
                 "gone wrong (a stalled request, another server on the GPUs), not a calibration"
             )
-    if base.weights / a > 1 or base.kv / b > 1:
-        raise ValueError(
-            "the measured decode is faster than the GPUs' memory bandwidth allows (the roofline): the endpoint is "
-            "not this server, or it answered without generating"
-        )
     eff = Efficiency(
         weights=base.weights / a,
-        kv=base.kv / b,
+        experts=base.experts / a,
         allreduce_s=base.allreduce_s * a,
+        dequant=base.dequant * a,
+        kv_serial=base.kv_serial * a / b,  # its part is kv_serial x one KV read, and that read scales by b
+        kv=base.kv / b,
         sequence_s=base.sequence_s * b,
+        matmul=base.matmul / b,
     )
+    if max(eff.weights, eff.experts, eff.kv, eff.matmul) > 1:
+        raise ValueError(
+            "the measured decode is faster than the GPUs' memory bandwidth or FP16 rate allow (the roofline): the "
+            "endpoint is not this server, or it answered without generating"
+        )
     return Fitted(eff, a, b, c)

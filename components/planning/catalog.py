@@ -244,6 +244,52 @@ class Gpu(_Frozen):
     hbm_gbps: Annotated[float, Field(gt=0)]
 
 
+Share = Annotated[float, Field(gt=0, le=1)]
+
+
+class DecodeSpeed(_Frozen):
+    """A decode step's costs on one GPU family (components/planning/performance.py): shares of the
+    board's HBM bandwidth reached reading each kind of bytes, and latencies in seconds."""
+
+    weights: Share  # the dense layers and the LM head
+    experts: Share  # a MoE layer's routed experts (the fused-MoE kernels)
+    kv: Share  # the running sequences' KV cache (paged attention)
+    kv_serial: Annotated[float, Field(ge=0)]  # sequences' worth of KV time a step pays for its walk along one
+    allreduce_s: Annotated[float, Field(ge=0)]  # one all-reduce between tensor-parallel ranks
+    sequence_s: Annotated[float, Field(ge=0)]  # per running sequence and step, besides its matmuls
+    dequant_ops: Annotated[float, Field(ge=0)] = 0.0  # FP16 operations to unpack one quantized weight
+
+
+class DecodeBand(_Frozen):
+    """The spread of measured over estimated decode rates (natural log, one standard deviation): what
+    any estimate carries (`sigma`), and per unit share of the step for the two terms the measurements
+    disagree on most (the all-reduce latency across boxes, the experts' rate)."""
+
+    sigma: Annotated[float, Field(ge=0)]
+    allreduce_sigma: Annotated[float, Field(ge=0)]
+    experts_sigma: Annotated[float, Field(ge=0)]
+    coverage: Share  # the share of measurements the band is fitted to hold
+
+
+class PrefillSpeed(_Frozen):
+    """A prefill's costs (components/planning/prefill.py): shares of the board's peak FP16 rate, and the
+    band's ends as factors on the estimate."""
+
+    matmul: Share
+    attention: Share
+    fast_end: Annotated[float, Field(ge=1)]
+    slow_end: Annotated[float, Field(ge=1)]
+
+
+class Speed(_Frozen):
+    """Serving speed on one GPU family, fitted on published measurements (`source` says which)."""
+
+    source: StrictStr
+    decode: DecodeSpeed
+    decode_band: DecodeBand
+    prefill: PrefillSpeed
+
+
 class Image(_Frozen):
     vllm: StrictStr
     engine: StrictStr
@@ -273,6 +319,8 @@ class Catalog(_Frozen):
     # Tags that move in any repository the catalog does not list (see moving_tag).
     moving_words: tuple[StrictStr, ...] = ("latest",)
     models: dict[StrictStr, Architecture]
+    # By gfx: the families whose serving speed was measured (components/planning/performance.py).
+    speed: dict[StrictStr, Speed] = Field(default_factory=dict)
 
     def image(self, reference: str) -> Image | None:
         """The catalog entry of an image reference (`repo:tag`, `repo@digest`, with or without a registry)."""

@@ -1,34 +1,54 @@
 """How fast a planned vLLM server serves on gfx906: pure, bands from constants fitted on published runs.
 
-Decode: each step of a batch of B running sequences reads the rank's weights and the B sequences' KV
-from HBM, and, under tensor parallel, waits on two all-reduces per layer (a latency floor each over
-PCIe):
+Decode: one step of a batch of B running sequences, each `context` tokens long, costs on one rank
 
-    step = weights read / (HBM x WEIGHTS_EFFICIENCY) + B x KV read per sequence / (HBM x KV_EFFICIENCY)
-           + 2 x layers x ALLREDUCE_S  (TP > 1)  + B x SEQUENCE_S
+    step = dense weights read / (HBM x weights)                the layers and the LM head
+         + experts read / (HBM x experts)                      a MoE layer's experts the B tokens reach
+         + (B + kv_serial) x one sequence's KV / (HBM x kv)     paged attention
+         + quantized weights read x dequant / FP16                unpacking them
+         + 2 x layers x allreduce_s                             (TP > 1) a latency each over PCIe
+         + B x (2 x weights a token runs through / (FP16 x matmul) + sequence_s)
 
-The weights read are what the step touches: the layers and the LM head, not the embedding table
-(B rows of it), the vision encoder or the rotary cache; a MoE layer reads the experts B tokens are
-routed to (num_experts x (1 - (1 - top_k / num_experts)^B), routing taken as uniform). A sequence's KV
-read is its whole context on each layer (see kv_read_bytes). Prefill is the project's one
-prefill estimate (components/planning/prefill.py). The spec-sheet roofline (every efficiency 1, no
-latency) is the bound, never the estimate: on gfx906 it overestimates decode several-fold.
+- The weights read are what the step touches: the layers and the LM head, not the embedding table
+  (B rows of it), the vision encoder or the rotary cache. A MoE layer reads the experts B tokens are
+  routed to (num_experts x (1 - (1 - top_k / num_experts)^B), routing taken as uniform), through the
+  fused-MoE kernels at their own rate (`experts`).
+- A sequence's KV read is its whole context on each layer (kv_read_bytes). The decode attention kernel
+  walks each sequence's context in order, so a step pays `kv_serial` sequences' worth of KV time beyond
+  the bytes: one request alone reads its KV at a lower rate than four together (mixa3607's gemma-3-27b
+  and Qwen3-VL-8B alike, bench/speed_model.py).
+- The ALUs are not free on gfx906 (26.5 TFLOPs FP16, no matrix cores). A 4- or 8-bit weight costs a
+  few operations to unpack once per step (`dequant`): per byte, an int8 checkpoint (Seed-OSS-36B) and an
+  fp16 one (Llama-3.1-8B) stream faster than the AWQ 4-bit ones. The matmuls cost 2 FLOPs per weight per
+  token at the rate prefills reach (prefill.MATMUL_EFFICIENCY, fitted on prefills, not here): a batch
+  of 64 on Llama-3.1-8B fp16 spends about as long multiplying as reading.
+- sequence_s: per running sequence and step, the rest (sampling, scheduling, the batch's small kernels).
+
+The efficiencies are the catalog's (catalog.yaml `speed`, with their source), fitted by
+bench/speed_model.py. The spec-sheet roofline is the bound, never the estimate: the bytes at peak HBM or
+the matmuls at peak FP16, whichever is longer, no latency. Prefill is the project's one prefill
+estimate (components/planning/prefill.py).
+
+The band: measured over estimated decode rates spread, in natural log, by `sigma` for any estimate,
+and by `allreduce_sigma` and `experts_sigma` per unit share of the step those two terms take: the boxes
+measured disagree most on the all-reduce (a single request at TP 2 runs 40-50% below the model on
+mixa3607's box while TP 4 runs 50-70% above it on another), and the experts' rate rests on one report.
+So a band is narrow for one GPU's decode, wide where a single request waits on PCIe. The band is the
+estimate x/÷ exp(z x that spread), z holding `coverage` of a normal spread. A calibrated plan (an
+Efficiency measured on the box) gives its own `band` instead. A GPU family without measurements (no
+`speed` entry) borrows gfx906's efficiencies with the band twice as wide in log.
 
 Concurrency: at most max_num_seqs sequences run, and no more than the planned KV cache holds at the
 workload's full length; the rest queue (`queued` says how many).
-
-The constants are fitted by bench/speed_model.py on the shared data (throughput/mixa3607-2xmi50.json:
-gemma-3-27b AWQ at TP 2 and Qwen3-VL-8B AWQ at TP 1 on 2x MI50 32GB at 225 W, vLLM 0.11.0 gfx906,
-`vllm bench serve`); DECODE_BAND is the spread of its leave-one-model-out errors. Two models on one box:
-another box's power cap, PCIe lanes and fork version move these by 25-50% (operations-facts.md §9).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from components.planning.catalog import Architecture, Gpu
+from components.planning.catalog import Architecture, Gpu, load_catalog
 from components.planning.memory import (
     DTYPE_BYTES,
     encoder_weights_bytes_per_rank,
@@ -36,15 +56,32 @@ from components.planning.memory import (
     kv_heads_per_rank,
     weights_bytes_per_rank,
 )
-from components.planning.prefill import Seconds, prefill_seconds
+from components.planning.prefill import MATMUL_EFFICIENCY, Seconds, prefill_seconds
 
-# Fitted by bench/speed_model.py (all decode points of throughput/mixa3607-2xmi50.json).
-WEIGHTS_EFFICIENCY = 0.32  # share of HBM bandwidth reached reading the weights
-KV_EFFICIENCY = 0.19  # share of HBM bandwidth reached reading the KV cache (paged attention)
-ALLREDUCE_S = 64e-6  # one all-reduce between TP ranks over PCIe, a latency floor
-SEQUENCE_S = 1.03e-3  # per running sequence and step: sampling, scheduling, the batch's small kernels
-# The band around a decode estimate: (estimate / DECODE_BAND, estimate x DECODE_BAND).
-DECODE_BAND = 1.35
+_SPEED = load_catalog().speed
+# gfx906's, the family measured: catalog.yaml `speed.gfx906` (bench/speed_model.py fits them).
+_DECODE, _BAND = _SPEED["gfx906"].decode, _SPEED["gfx906"].decode_band
+WEIGHTS_EFFICIENCY = _DECODE.weights  # share of HBM bandwidth reached reading the dense weights
+EXPERTS_EFFICIENCY = _DECODE.experts  # ... reading a MoE layer's routed experts
+KV_EFFICIENCY = _DECODE.kv  # ... reading the KV cache (paged attention)
+KV_SERIAL = _DECODE.kv_serial  # sequences' worth of KV time a step pays for walking one
+ALLREDUCE_S = _DECODE.allreduce_s  # one all-reduce between TP ranks over PCIe, a latency floor
+SEQUENCE_S = _DECODE.sequence_s  # per running sequence and step, besides its matmuls
+DEQUANT_OPS = _DECODE.dequant_ops  # FP16 operations to unpack one quantized weight
+# A GPU family nothing was measured on: its band is this many times as wide (in log).
+UNMEASURED_WIDENING = 2.0
+
+
+def _z(coverage: float) -> float:
+    """z of a two-sided normal interval holding `coverage` (bisection on erf; no statistics import)."""
+    lo, hi = 0.0, 10.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if math.erf(mid / math.sqrt(2)) < coverage else (lo, mid)
+    return (lo + hi) / 2
+
+
+_Z = _z(_BAND.coverage)
 
 
 @dataclass(frozen=True)
@@ -120,56 +157,111 @@ def _round(x: float) -> float:
 
 
 def weights_read_bytes(arch: Architecture, tp: int, dtype_bytes: int, batch: int) -> float:
-    """The weight bytes one decode step of `batch` sequences reads on one rank."""
+    """The weight bytes one decode step of `batch` sequences reads on one rank, routed experts included."""
     total = weights_bytes_per_rank(arch, tp, dtype_bytes)
     untouched = encoder_weights_bytes_per_rank(arch, tp, dtype_bytes)
     untouched += arch.max_position_embeddings * arch.head_size * dtype_bytes  # rotary cos/sin cache
     if not arch.tied_embeddings:
         untouched += -(-arch.vocab_size // 64) * 64 // tp * arch.hidden_size * dtype_bytes  # embedding rows
     experts = expert_bytes_per_rank(arch, tp, dtype_bytes)
-    if experts:
-        e, k = arch.num_experts or 1, arch.num_experts_per_tok or 1
-        touched = 1 - (1 - min(1.0, k / e)) ** batch
-        untouched += experts * (1 - touched)
-    return total - untouched
+    return total - untouched - experts + expert_read_bytes(arch, tp, dtype_bytes, batch)
+
+
+def expert_read_bytes(arch: Architecture, tp: int, dtype_bytes: int, batch: int) -> float:
+    """The expert bytes one decode step of `batch` sequences reads on one rank (0 for a dense model)."""
+    experts = expert_bytes_per_rank(arch, tp, dtype_bytes)
+    if not experts:
+        return 0.0
+    e, k = arch.num_experts or 1, arch.num_experts_per_tok or 1
+    return experts * (1 - (1 - min(1.0, k / e)) ** batch)
 
 
 def kv_read_bytes(arch: Architecture, tp: int, dtype_bytes: int, context: int) -> float:
     """The KV cost of one sequence of `context` tokens per decode step on one rank, in bytes as if every
     layer read the whole context. Sliding layers too: gemma-3-27b's decode (5 of 6 layers slide over
     1024 tokens) slows from 16 to 16K tokens of context by the same bytes-per-second as Qwen3-VL-8B's
-    (every layer full) does, ~12% of HBM, as if the decode kernel walked the whole context; counting
-    the window instead leaves gemma's slowdown a third explained (bench/speed_model.py)."""
+    (every layer full) does, as if the decode kernel walked the whole context; counting the window
+    instead leaves gemma's slowdown a third explained (bench/speed_model.py)."""
     return context * 2 * arch.num_hidden_layers * kv_heads_per_rank(arch, tp) * arch.head_size * dtype_bytes
+
+
+def token_flops(arch: Architecture, tp: int) -> float:
+    """The matmul FLOPs of one token's decode on one rank: 2 per weight it runs through (experts at top_k)."""
+    return 2 * weights_read_bytes(arch.model_copy(update={"quantization_config": None}), tp, 1, 1)
+
+
+def quantized_weights_read(arch: Architecture, tp: int, batch: int) -> float:
+    """How many quantized weights one decode step of `batch` sequences unpacks on one rank (the LM head
+    stays in the model's dtype)."""
+    if arch.quantization_config is None:
+        return 0.0
+    elements = weights_read_bytes(arch.model_copy(update={"quantization_config": None}), tp, 1, batch)
+    return elements - -(-arch.vocab_size // 64) * 64 // tp * arch.hidden_size
 
 
 @dataclass(frozen=True)
 class Efficiency:
+    """The rates a decode step reaches (see the module's docstring); the defaults are the catalog's fit.
+    `band`: a calibrated plan's own band, the estimate x/÷ band; None is the fitted band."""
+
     weights: float = WEIGHTS_EFFICIENCY
     kv: float = KV_EFFICIENCY
     allreduce_s: float = ALLREDUCE_S
     sequence_s: float = SEQUENCE_S
+    experts: float = EXPERTS_EFFICIENCY
+    kv_serial: float = KV_SERIAL
+    matmul: float = MATMUL_EFFICIENCY
+    dequant: float = DEQUANT_OPS
     # A prefill takes this times the fitted estimate (a calibration on the box measures it).
     prefill: float = 1.0
-    # The band around every estimate, high/low = band^2: None is the fitted one; a calibration narrows it.
     band: float | None = None
 
 
-ROOFLINE = Efficiency(1.0, 1.0, 0.0, 0.0)
+ROOFLINE = Efficiency(1.0, 1.0, 0.0, 0.0, experts=1.0, kv_serial=0.0, matmul=1.0, dequant=0.0)
+
+
+def step_parts(s: Server, batch: int, context: int, eff: Efficiency = Efficiency()) -> dict[str, float]:
+    """The seconds of each term of one decode step of `batch` sequences, each `context` tokens long."""
+    tp, dtype_bytes = s.tensor_parallel_size, DTYPE_BYTES[s.dtype]
+    hbm = s.gpu.hbm_gbps * 1e9
+    experts = expert_read_bytes(s.arch, tp, dtype_bytes, batch)
+    dense = weights_read_bytes(s.arch, tp, dtype_bytes, batch) - experts
+    kv = kv_read_bytes(s.arch, tp, dtype_bytes, context) / (hbm * eff.kv)
+    return {
+        "weights": dense / (hbm * eff.weights),
+        "experts": experts / (hbm * eff.experts),
+        "kv": batch * kv,
+        "kv_serial": eff.kv_serial * kv,
+        "allreduce": 2 * s.arch.num_hidden_layers * eff.allreduce_s if tp > 1 else 0.0,
+        "sequence": batch * eff.sequence_s,
+        "compute": batch * token_flops(s.arch, tp) / (s.gpu.fp16_tflops * 1e12 * eff.matmul),
+        "dequant": quantized_weights_read(s.arch, tp, batch) * eff.dequant / (s.gpu.fp16_tflops * 1e12),
+    }
 
 
 def step_seconds(s: Server, batch: int, context: int, eff: Efficiency = Efficiency()) -> float:
     """One decode step of `batch` sequences, each `context` tokens long."""
-    tp, dtype_bytes = s.tensor_parallel_size, DTYPE_BYTES[s.dtype]
-    hbm = s.gpu.hbm_gbps * 1e9
-    weights = weights_read_bytes(s.arch, tp, dtype_bytes, batch) / (hbm * eff.weights)
-    kv = batch * kv_read_bytes(s.arch, tp, dtype_bytes, context) / (hbm * eff.kv)
-    allreduce = 2 * s.arch.num_hidden_layers * eff.allreduce_s if tp > 1 else 0.0
-    return weights + kv + allreduce + batch * eff.sequence_s
+    return sum(step_parts(s, batch, context, eff).values())
 
 
-def _band(estimate: float, bound: float | None = None, band: float = DECODE_BAND) -> Rate:
-    return Rate(estimate, estimate / band, estimate * band, bound)
+def bound_seconds(s: Server, batch: int, context: int) -> float:
+    """The roofline of one decode step: its bytes at peak HBM or its matmuls at peak FP16, the longer."""
+    p = step_parts(s, batch, context, ROOFLINE)
+    return max(p["weights"] + p["experts"] + p["kv"], p["compute"])
+
+
+def band_factor(s: Server, parts: dict[str, float], eff: Efficiency = Efficiency()) -> float:
+    """The factor a step's estimate is multiplied and divided by for its band (see the docstring)."""
+    if eff.band is not None:
+        return eff.band
+    total = sum(parts.values())
+    spread = math.hypot(
+        _BAND.sigma,
+        parts["allreduce"] / total * _BAND.allreduce_sigma,
+        parts["experts"] / total * _BAND.experts_sigma,
+    )
+    widening = 1.0 if s.gpu.gfx in _SPEED else UNMEASURED_WIDENING
+    return math.exp(_Z * spread * widening)
 
 
 def _prefill(s: Server, tokens: int, eff: Efficiency = Efficiency()) -> Seconds:
@@ -196,33 +288,30 @@ def _performance(s: Server, w: Workload, eff: Efficiency) -> Performance:
     running = max(1, min(w.concurrency, s.max_num_seqs, kv_holds))
     queued = max(0, w.concurrency - running)
 
-    spread = eff.band or DECODE_BAND
-    one = step_seconds(s, 1, context, eff)
-    decode = _band(1 / one, 1 / step_seconds(s, 1, context, ROOFLINE), spread)
+    alone = step_parts(s, 1, context, eff)
+    one, f1 = sum(alone.values()), band_factor(s, alone, eff)
+    decode = Rate(1 / one, 1 / (one * f1), f1 / one, 1 / bound_seconds(s, 1, context))
 
     prompt = _prefill(s, w.prompt_tokens, eff)
     new = _prefill(s, w.prompt_tokens - w.cached_tokens, eff)
-    step = step_seconds(s, running, context, eff)
+    parts = step_parts(s, running, context, eff)
+    step, f = sum(parts.values()), band_factor(s, parts, eff)
     # A request's first token: its own prefill, and a step of the running batch it joins.
     ttft = new.estimate + step
     request = ttft + (w.output_tokens - 1) * step
-    output = running * w.output_tokens / request
-    bound_step = step_seconds(s, running, context, ROOFLINE)
-    output_bound = running * w.output_tokens / (w.output_tokens * bound_step)
+    fast, slow = new.low + w.output_tokens * step / f, new.high + w.output_tokens * step * f
+    tokens = running * w.output_tokens
+    output = Rate(tokens / request, tokens / slow, tokens / fast, running / bound_seconds(s, running, context))
     # Requests beyond the running ones wait, on average, half a request's time for a slot.
-    wait = request / 2 * queued / w.concurrency if queued else 0.0
-    ttft_rate = Rate(
-        ttft + wait,
-        new.low + step / spread + wait / spread,
-        new.high + step * spread + wait * spread,
-    )
+    share = queued / w.concurrency / 2
+    ttft_rate = Rate(ttft + request * share, new.low + step / f + fast * share, new.high + step * f + slow * share)
     longest = _prefill(s, s.max_model_len, eff)
     return Performance(
         workload=w,
         running=running,
         queued=queued,
         decode_tokens_per_s=decode,
-        output_tokens_per_s=_band(output, output_bound, spread),
+        output_tokens_per_s=output,
         prefill_tokens_per_s=Rate(
             w.prompt_tokens / prompt.estimate, w.prompt_tokens / prompt.high, w.prompt_tokens / prompt.low
         ),

@@ -32,16 +32,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.planning.catalog import Architecture, Gpu
+from components.planning.catalog import Architecture, Gpu, load_catalog
 from components.planning.memory import expert_bytes_per_rank, weights_bytes_per_rank
 
+# The catalog's gfx906 figures (catalog.yaml `speed`, with their source), the only family measured.
+_PREFILL = load_catalog().speed["gfx906"].prefill
 # Shares of one board's peak FP16 rate (catalog fp16_tflops) reached in a prefill on gfx906.
-MATMUL_EFFICIENCY = 0.60
-ATTENTION_EFFICIENCY = 0.07
+MATMUL_EFFICIENCY = _PREFILL.matmul
+ATTENTION_EFFICIENCY = _PREFILL.attention
 # How much slower than the slowest fitted run a prefill may run on another box or another run.
-SLOW_END = 1.6
+SLOW_END = _PREFILL.slow_end
 # How much faster than the estimate a prefill may run (bench/speed_model.py: the fastest published run).
-FAST_END = 1.25
+FAST_END = _PREFILL.fast_end
 
 
 @dataclass(frozen=True)

@@ -363,7 +363,11 @@ def calibrated_efficiency(v: ServerSettings) -> tuple[Efficiency | None, str]:
     return (
         Efficiency(
             weights=c.weights_efficiency,
+            experts=c.experts_efficiency,
             kv=c.kv_efficiency,
+            kv_serial=c.kv_serial,
+            matmul=c.matmul_efficiency,
+            dequant=c.dequant_ops,
             allreduce_s=c.allreduce_us * 1e-6,
             sequence_s=c.sequence_ms * 1e-3,
             prefill=c.prefill_factor,

@@ -393,8 +393,13 @@ class CalibrationSettings(_Model):
     model: StrictStr
     tensor_parallel_size: Annotated[StrictInt, Field(ge=1)]
     image: StrictStr
-    weights_efficiency: Annotated[float, Field(gt=0, le=1)]  # share of HBM bandwidth reading the weights
-    kv_efficiency: Annotated[float, Field(gt=0, le=1)]  # share of HBM bandwidth reading the KV cache
+    # components/planning/performance.py's Efficiency, as measured:
+    weights_efficiency: Annotated[float, Field(gt=0, le=1)]  # share of HBM bandwidth reading the dense weights
+    experts_efficiency: Annotated[float, Field(gt=0, le=1)]  # ... reading a MoE layer's experts
+    kv_efficiency: Annotated[float, Field(gt=0, le=1)]  # ... reading the KV cache
+    kv_serial: Annotated[float, Field(ge=0, le=100)]  # sequences' worth of KV time a step pays walking one
+    matmul_efficiency: Annotated[float, Field(gt=0, le=1)]  # share of peak FP16 a decode's matmuls reach
+    dequant_ops: Annotated[float, Field(ge=0, le=1000)]  # FP16 operations to unpack one quantized weight
     allreduce_us: Positive  # one all-reduce between TP ranks
     sequence_ms: Positive  # per running sequence and step
     prefill_factor: Positive  # a prefill's time over the fitted estimate
