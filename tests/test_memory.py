@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
+import yaml
 
 from components.planning.catalog import load_catalog
 from components.planning.memory import (
@@ -13,9 +15,10 @@ from components.planning.memory import (
     default_batch,
     kv_bytes_per_token,
     plan,
+    sampler_bytes_per_logit,
     weights_bytes_per_rank,
 )
-from components.planning.startup_logs import load_startup_logs
+from components.planning.startup_logs import StartupLog, load_startup_logs
 from tests.conftest import DATA
 
 LOGS = load_startup_logs(DATA / "vllm_startup_logs.yaml")
@@ -95,3 +98,54 @@ def test_default_batch_follows_vllms_batch_defaults() -> None:
     )
     assert large.activations_gib_per_gpu - small.activations_gib_per_gpu > 2.5
     assert "sampler on 1024 rows" in large.modelled and "sampler on 256 rows" in small.modelled
+
+
+def test_sampler_bytes_follow_the_tensors_each_top_k_top_p_path_keeps() -> None:
+    # PyTorch path (ROCm, the gfx906 image): model-dtype logits, float32 copy, sorted values, int64
+    # indices, two bool masks, sorted softmax, scatter output. FlashInfer: logits, float32 copy, masked
+    # copy, softmax.
+    assert sampler_bytes_per_logit("pytorch", 2) == 2 + 4 + 4 + 8 + 1 + 4 + 1 + 4 == 28
+    assert sampler_bytes_per_logit("flashinfer", 2) == 2 + 4 + 4 + 4 == 14
+    assert sampler_bytes_per_logit("pytorch", 4) == 30
+    with pytest.raises(ValueError, match="one of pytorch, flashinfer"):
+        sampler_bytes_per_logit("triton", 2)
+    qwen7 = CATALOG.models["Qwen/Qwen2.5-7B-Instruct-AWQ"]
+    rocm = inputs(arch=qwen7, gpu_memory_gib=79.15, gpu_memory_utilization=0.25, tensor_parallel_size=1)
+    cuda = dataclasses.replace(rocm, sampler="flashinfer")
+    # 256 rows x 152064 logits x 14 bytes fewer: the KV cache the FlashInfer build gets on top.
+    gained = plan(cuda).kv_cache_gib_per_gpu - plan(rocm).kv_cache_gib_per_gpu
+    assert gained == pytest.approx(256 * 152064 * 14 / 2**30, rel=0.01)
+    assert "sampler on 256 rows (pytorch top-k/top-p, 28 bytes per logit)" in plan(rocm).modelled
+
+
+LOW_UTILIZATION = [log for log in LOGS if log.reported.get("class") == "low-utilization"]
+
+
+@pytest.mark.parametrize("log", LOW_UTILIZATION, ids=[log.name for log in LOW_UTILIZATION])
+def test_low_utilization_on_an_80gb_card_is_predicted_closely(log: StartupLog) -> None:
+    # Issue #20, class 1: a 7B model on A100 80GB at 0.25 and 0.5, TP 1 and 2 (vLLM 0.10.1.1, FlashInfer
+    # sampler). An absolute error in the reserve is a large share of a small KV cache: 0.5 GiB is 10% at 0.25.
+    p, r = log.predicted(), log.reported
+    assert abs(p.kv_cache_tokens - r["kv_cache_tokens"]) / r["kv_cache_tokens"] < 0.03
+    assert log.inputs.max_num_seqs == 256 and log.inputs.sampler == "flashinfer"
+
+
+def test_startup_logs_take_unprinted_batch_settings_from_vllms_defaults(tmp_path: Path) -> None:
+    entry = {
+        "name": "x",
+        "source": "test",
+        "engine": "vllm-0.11",
+        "gpu_memory_gib": 79.19,
+        "gpu_memory_utilization": 0.9,
+        "tensor_parallel_size": 1,
+        "max_model_len": 4096,
+        "dtype": "float16",
+        "model": "Qwen/Qwen2.5-7B-Instruct-AWQ",
+        "reported": {"kv_cache_tokens": 1, "fits": True},
+    }
+    a100 = {**entry, "device": "NVIDIA A100-SXM4-80GB"}
+    (tmp_path / "logs.yaml").write_text(yaml.safe_dump([entry, a100]))
+    h100, a = load_startup_logs(tmp_path / "logs.yaml")
+    assert (h100.inputs.max_num_batched_tokens, h100.inputs.max_num_seqs) == (8192, 1024)
+    assert (a.inputs.max_num_batched_tokens, a.inputs.max_num_seqs) == (2048, 256)
+    assert h100.inputs.sampler == "pytorch"

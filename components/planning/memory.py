@@ -20,9 +20,11 @@ Each piece, per GPU (one tensor-parallel rank each):
 - peak activations of the profiling run at max_num_batched_tokens T: the MLP's gate_up output,
   its activation and the residual stream, T x dtype x (3 x intermediate/TP + 3 x hidden),
   plus, where the image's kernels dequantize a layer for large batches (exllama's reconstruct
-  path on gfx906), that layer's fp16 copy; or the sampler's dummy run, max_num_seqs x vocab
-  fp32 logits and the sampler's copies, whichever is larger. The sampler's 28 bytes per logit
-  (7 float32 copies) are calibrated on a recorded vLLM 0.26 log (bench/data).
+  path on gfx906), that layer's fp16 copy; or the sampler's dummy run, min(max_num_seqs,
+  max_num_batched_tokens) rows of full-vocabulary logits, whichever is larger. The sampler's bytes per
+  logit are counted tensor by tensor for the top-k/top-p path vLLM takes (sampler_bytes_per_logit):
+  28 on the PyTorch path (ROCm, the gfx906 image; CUDA from 0.11.2), 14 on FlashInfer's (CUDA up to
+  0.11.1 with FlashInfer). The 28 matches the peak activation of a recorded vLLM 0.26 log (bench/data).
 - non-torch memory: what the runtime allocates outside PyTorch (HIP/CUDA libraries' workspaces),
   and RCCL/NCCL buffers when TP > 1. Estimates, per engine profile below.
 - CUDA/HIP graphs: captured after the KV cache in vLLM 0.11 (so they come out of the headroom,
@@ -90,7 +92,6 @@ class EngineProfile:
     non_torch_gib: float
     non_torch_tp_gib: float
     cudagraph_gib: float
-    sampler_bytes_per_logit: int = 28
     block_size: int = 16
 
 
@@ -103,6 +104,33 @@ PROFILES: dict[str, EngineProfile] = {
     "vllm-v0": EngineProfile("vllm-v0", non_torch_gib=0.35, non_torch_tp_gib=0.4, cudagraph_gib=0.0),
 }
 DEFAULT_PROFILE = "vllm-0.11"
+
+
+# The top-k/top-p implementation the profile run's dummy sampler takes (vllm/v1/sample/ops/topk_topp_sampler.py
+# TopKTopPSampler.__init__). "pytorch" (forward_native): every ROCm build, the gfx906 image included; CUDA
+# builds from vLLM 0.11.2 on, where FlashInfer is opt-in (v0.11.2+gfx906 lines 34-47,
+# VLLM_USE_FLASHINFER_SAMPLER); CUDA builds without FlashInfer ("Falling back to the PyTorch-native
+# implementation of top-p & top-k sampling"). "flashinfer" (forward_cuda): CUDA builds up to 0.11.1 with
+# FlashInfer installed, by default (v0.10.1+gfx906 lines 41-52: "Using FlashInfer for top-p & top-k sampling").
+SAMPLERS = ("pytorch", "flashinfer")
+
+
+def sampler_bytes_per_logit(sampler: str, dtype_bytes: int) -> int:
+    """Bytes per logit alive at the peak of the profile run's _dummy_sampler_run, tensor by tensor.
+
+    The dummy batch asks for top_k = vocab - 1 and top_p = 0.9 (gpu_model_runner.py:3904-3923, v0.11.2),
+    so both filters run on every row. Both paths hold compute_logits' logits in the model dtype (kept by
+    _dummy_sampler_run) and Sampler.forward's float32 copy (sampler.py:87).
+    pytorch, apply_top_k_top_p at its scatter (topk_topp_sampler.py:152-194): the sorted values (4) and
+    int64 indices (8, line 171), the top-k mask (bool, 178), the sorted softmax (4, 183, cumsum in place),
+    the top-p mask (bool, 185) and the scatter's output (4, 191): dtype + 26, 28 in float16/bfloat16.
+    flashinfer, top_k_top_p_sampling_from_logits with a tensor top_k (v0.10.1 topk_topp_sampler.py:109 and
+    295; flashinfer/sampling.py, filter order "top_k_first"): top_k_mask_logits' masked copy (4) and its
+    softmax (4): dtype + 12, 14 bytes.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler is {sampler!r}: one of {', '.join(SAMPLERS)}")
+    return dtype_bytes + (26 if sampler == "pytorch" else 12)
 
 
 def default_batch(gpu_memory_gib: float, device_name: str = "") -> tuple[int, int]:
@@ -123,6 +151,8 @@ class MemoryInputs:
     dtype: str = "float16"
     profile: EngineProfile = PROFILES[DEFAULT_PROFILE]
     dequantizes_for_large_batches: bool = False
+    # The dummy sampler's top-k/top-p path (SAMPLERS): the gfx906 image runs "pytorch".
+    sampler: str = "pytorch"
 
 
 @dataclass(frozen=True)
@@ -311,7 +341,7 @@ def activation_bytes_per_rank(i: MemoryInputs, dtype_bytes: int) -> float:
         inter, topk = arch.expert_intermediate_size // tp, arch.num_experts_per_tok or 1
         forward = max(forward, t * dtype_bytes * (topk * (max(2 * inter, h) + inter) + 3 * h))
     rows = min(i.max_num_seqs, t)
-    sampler = rows * arch.vocab_size * i.profile.sampler_bytes_per_logit
+    sampler = rows * arch.vocab_size * sampler_bytes_per_logit(i.sampler, dtype_bytes)
     return max(forward, sampler) + encoder_reserve_bytes(i, dtype_bytes)
 
 
@@ -469,16 +499,28 @@ def describe(i: MemoryInputs, layout: KvLayout) -> str:
             f"{max(1, budget // per_item)} image(s) of {per_item} tokens, encoder cache {budget} x {encoder_output_width(arch)} "
             "(the encoder's own activations are an estimate)"
         )
+    rows = min(i.max_num_seqs, i.max_num_batched_tokens)
+    per_logit = sampler_bytes_per_logit(i.sampler, DTYPE_BYTES[i.dtype])
     parts.append(
-        f"profile run at {i.max_num_batched_tokens} tokens, sampler on {min(i.max_num_seqs, i.max_num_batched_tokens)} rows"
+        f"profile run at {i.max_num_batched_tokens} tokens, sampler on {rows} rows "
+        f"({i.sampler} top-k/top-p, {per_logit} bytes per logit)"
     )
-    graphs = (
+    parts.append(
         "CUDA/HIP graphs budgeted"
         if p.cudagraph_gib
         else "CUDA/HIP graphs outside the budget (captured after the KV cache)"
     )
+    non_torch = p.non_torch_gib + (p.non_torch_tp_gib if i.tensor_parallel_size > 1 else 0.0)
+    estimated = [
+        f"non-torch memory {non_torch:.2f} GiB (library workspaces"
+        + (", RCCL/NCCL buffers" if i.tensor_parallel_size > 1 else "")
+        + f", fitted per engine profile {p.name})"
+    ]
+    if arch.vision_config is not None:
+        estimated.append("the vision encoder's own activations")
+    parts.append("estimated: " + ", ".join(estimated))
     parts.append(
-        f"{graphs}; not modelled: memory other processes hold on the GPU "
+        "not modelled: memory other processes hold on the GPU "
         "(vLLM refuses to start when free memory is below utilization x total)"
     )
     return "; ".join(parts)
