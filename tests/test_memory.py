@@ -12,7 +12,9 @@ from components.planning.catalog import load_catalog
 from components.planning.memory import (
     PROFILES,
     MemoryInputs,
+    activation_bytes_per_rank,
     default_batch,
+    encoder_profile,
     kv_bytes_per_token,
     plan,
     sampler_bytes_per_logit,
@@ -149,3 +151,36 @@ def test_startup_logs_take_unprinted_batch_settings_from_vllms_defaults(tmp_path
     assert (h100.inputs.max_num_batched_tokens, h100.inputs.max_num_seqs) == (8192, 1024)
     assert (a.inputs.max_num_batched_tokens, a.inputs.max_num_seqs) == (2048, 256)
     assert h100.inputs.sampler == "pytorch"
+
+
+VISION_MOE = next(log for log in LOGS if log.reported.get("class") == "vision-moe")
+
+
+def test_vision_moe_at_tp4_profiles_the_video_vllm_logged() -> None:
+    # Issue #20, class 2: Qwen3-VL-30B-A3B at TP 4. vLLM 0.11 logged "Encoder cache will be initialized
+    # with a budget of 153600 tokens, and profiled with 1 video items": a video of 12288 embeddings
+    # counted with its timestamps, not the 16384-token image the plan assumed.
+    e = encoder_profile(VISION_MOE.inputs)
+    assert e is not None and (e.modality, e.items, e.budget, e.item_embeddings) == ("video", 1, 153600, 12288)
+    # What profile_run holds while the text model and the sampler run, on each of the 4 ranks: the
+    # pixel values (float32), the encoder's output, that output padded to the budget, the sampler.
+    held = 49152 * 3 * 2 * 16 * 16 * 4 + 12288 * 8192 * 2 + 153600 * 8192 * 2 + 256 * 151936 * 28
+    assert activation_bytes_per_rank(VISION_MOE.inputs, 2) == held
+    p, r = VISION_MOE.predicted(), VISION_MOE.reported
+    assert abs(p.kv_cache_tokens - r["kv_cache_tokens"]) / r["kv_cache_tokens"] < 0.10
+    assert abs(p.max_concurrency - r["max_concurrency"]) / r["max_concurrency"] < 0.10
+
+
+def test_the_profiled_video_follows_max_model_len() -> None:
+    # get_num_frames_with_most_features adds frames while the video's tokens fit max_model_len: Qwen3-VL
+    # at 4096 stops at its first 2 frames (12100 embeddings, still counted 12.5 times over); Qwen2.5-VL
+    # adds whole frames of its largest image, so at 8192 its video is no larger than the image.
+    short = dataclasses.replace(VISION_MOE.inputs, max_model_len=4096)
+    s = encoder_profile(short)
+    assert s is not None and (s.modality, s.frames, s.item_embeddings, s.budget) == ("video", 2, 12100, 151250)
+    qwen25 = CATALOG.models["Qwen/Qwen2.5-VL-7B-Instruct"]
+    base = inputs(arch=qwen25, tensor_parallel_size=1)
+    at_8k = encoder_profile(dataclasses.replace(base, max_model_len=8192))
+    at_32k = encoder_profile(dataclasses.replace(base, max_model_len=32768))
+    assert at_8k is not None and (at_8k.modality, at_8k.item_embeddings) == ("image", 16384)
+    assert at_32k is not None and (at_32k.modality, at_32k.frames, at_32k.item_embeddings) == ("video", 4, 32768)
