@@ -306,7 +306,8 @@ class QwenVlProcessor:
 # Qwen2/2.5-VL: Qwen2VLImageProcessor min_pixels 3136, max_pixels 12845056; qwen2_vl.py:116 caps a
 # video at 14 frames. Qwen3-VL: image size {shortest_edge 65536, longest_edge 16777216}, video size
 # {shortest_edge 4096, longest_edge 25165824} (the released preprocessor and video preprocessor
-# configs), qwen3_vl.py:123 caps a video at 24576 frames and counts from 2 (line 686).
+# configs, as public copies quote them; the 153600-token budget vLLM logs for Qwen3-VL = 12.5 x
+# 25165824 / (32 x 32 x 2)), qwen3_vl.py:123 caps a video at 24576 frames and counts from 2 (line 686).
 QWEN2_VL = QwenVlProcessor(3136, 12845056, None, None, 14, 1, 1.0)
 QWEN3_VL = QwenVlProcessor(65536, 16777216, 4096, 25165824, 24576, 2, 12.5)
 _QWEN_VL = {"qwen2_vl": QWEN2_VL, "qwen2_5_vl": QWEN2_VL, "qwen3_vl": QWEN3_VL, "qwen3_vl_moe": QWEN3_VL}
