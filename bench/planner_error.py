@@ -58,7 +58,9 @@ def fitted_without(log: StartupLog, logs: list[StartupLog]) -> tuple[StartupLog,
     extra = statistics.mean(tpn) - base if tpn else profile.non_torch_tp_gib
     fitted = dataclasses.replace(profile, non_torch_gib=max(0.0, base), non_torch_tp_gib=max(0.0, extra))
     inputs = dataclasses.replace(log.inputs, profile=fitted)
-    return dataclasses.replace(log, inputs=inputs), f"fitted on {len(others)}: non-torch {fitted.non_torch_gib:.2f} GiB"
+    tp = f" + {fitted.non_torch_tp_gib:.2f} with TP" if log.inputs.tensor_parallel_size > 1 else ""
+    note = f"fitted on {len(others)}: non-torch {fitted.non_torch_gib:.2f}{tp} GiB"
+    return dataclasses.replace(log, inputs=inputs), note
 
 
 def main(argv: list[str]) -> int:

@@ -13,6 +13,7 @@ from components.planning.memory import (
     PROFILES,
     MemoryInputs,
     encoder_output_width,
+    encoder_profile,
     encoder_reserve_bytes,
     encoder_tokens_per_item,
     kv_layout,
@@ -192,21 +193,31 @@ def qwen3_vl_style(model_type: str, deepstack: list[int]) -> Architecture:
     return Architecture.model_validate({**base, "model_type": model_type, "vision_config": vision})
 
 
-def test_qwen3_vl_profiles_its_largest_image_and_deepstack_width() -> None:
+def test_qwen3_vl_profiles_its_largest_item_and_deepstack_width() -> None:
     # qwen3_vl.py _get_vision_info: the processor's size["longest_edge"] 16777216 px -> 16384 tokens
-    # at patch 16 x merge 2, what vLLM logs ("budget of 16384 tokens, ... 1 image items"); Qwen2-VL's
-    # 12845056 px would give 12544. The cached output is out_hidden_size x (1 + 3 deepstack) wide.
+    # at patch 16 x merge 2 for an image; Qwen2-VL's 12845056 px would give 12544. The cached output is
+    # out_hidden_size x (1 + 3 deepstack) wide.
     qwen3 = qwen3_vl_style("qwen3_vl_moe", [8, 16, 24])
     qwen2 = qwen3_vl_style("qwen2_5_vl", [])
     assert encoder_tokens_per_item(qwen3) == 16384 and encoder_tokens_per_item(qwen2) == 12544
     assert encoder_output_width(qwen3) == 4 * 3584 and encoder_output_width(qwen2) == 3584
     i3 = MemoryInputs(qwen3, 32.0, 0.9, 4, 32768, 2048, 256, "float16", PROFILES["vllm-0.11"])
     i2 = dataclasses.replace(i3, arch=qwen2)
-    # One image (budget 16384 // 16384), its cache 16384 x 14336 x 2 bytes, more patches to encode.
-    assert encoder_reserve_bytes(i3, 2) - encoder_reserve_bytes(i2, 2) > 16384 * 3 * 3584 * 2
+    # vLLM profiles the larger of the largest image and the largest video (gpu_model_runner.py profile_run,
+    # MultiModalBudget.get_modality_with_max_tokens). Qwen3-VL's video: 24576 frames sharing 25165824 px,
+    # 12288 embeddings counted 12.5 times with their timestamps (qwen3_vl.py get_max_video_tokens) -> the
+    # 153600-token budget vLLM 0.11 logs; the output is padded to it in the encoder cache.
+    e3 = encoder_profile(i3)
+    assert e3 is not None and (e3.modality, e3.frames, e3.item_embeddings, e3.budget) == ("video", 24576, 12288, 153600)
+    # Qwen2.5-VL's video: frames of the largest image while they fit max_model_len, 4 frames -> 2 x 12544.
+    e2 = encoder_profile(i2)
+    assert e2 is not None and (e2.modality, e2.frames, e2.item_embeddings, e2.budget) == ("video", 4, 25088, 25088)
+    assert encoder_reserve_bytes(i3, 2) - encoder_reserve_bytes(i2, 2) > (153600 - 25088) * 3584 * 2
     assert plan(i3).kv_cache_tokens < plan(i2).kv_cache_tokens
     # Three more mergers (deepstack_merger_list), each the size of the main one.
     assert weights_bytes_per_rank(qwen3, 4, 2) > weights_bytes_per_rank(qwen2, 4, 2)
     c = plan(i3)
-    assert "1 image(s) of 16384 tokens, encoder cache 16384 x 14336" in c.modelled
+    assert "1 video of 24576 frames, 12288 embeddings each (153600 with its placeholder text)" in c.modelled
+    assert "padded to 1 x 153600 x 14336 in the encoder cache" in c.modelled
+    assert "estimated: non-torch memory" in c.modelled and "the vision encoder's own activations" in c.modelled
     assert "not modelled: memory other processes hold on the GPU" in c.modelled

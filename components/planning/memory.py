@@ -20,9 +20,11 @@ Each piece, per GPU (one tensor-parallel rank each):
 - peak activations of the profiling run at max_num_batched_tokens T: the MLP's gate_up output,
   its activation and the residual stream, T x dtype x (3 x intermediate/TP + 3 x hidden),
   plus, where the image's kernels dequantize a layer for large batches (exllama's reconstruct
-  path on gfx906), that layer's fp16 copy; or the sampler's dummy run, max_num_seqs x vocab
-  fp32 logits and the sampler's copies, whichever is larger. The sampler's 28 bytes per logit
-  (7 float32 copies) are calibrated on a recorded vLLM 0.26 log (bench/data).
+  path on gfx906), that layer's fp16 copy; or the sampler's dummy run, min(max_num_seqs,
+  max_num_batched_tokens) rows of full-vocabulary logits, whichever is larger. The sampler's bytes per
+  logit are counted tensor by tensor for the top-k/top-p path vLLM takes (sampler_bytes_per_logit):
+  28 on the PyTorch path (ROCm, the gfx906 image; CUDA from 0.11.2), 14 on FlashInfer's (CUDA up to
+  0.11.1 with FlashInfer). The 28 matches the peak activation of a recorded vLLM 0.26 log (bench/data).
 - non-torch memory: what the runtime allocates outside PyTorch (HIP/CUDA libraries' workspaces),
   and RCCL/NCCL buffers when TP > 1. Estimates, per engine profile below.
 - CUDA/HIP graphs: captured after the KV cache in vLLM 0.11 (so they come out of the headroom,
@@ -47,14 +49,20 @@ tag v0.11.2+gfx906):
   check_enough_kv_cache_memory sums max_memory_usage_bytes over layers: full layers cdiv(L, 16)
   pages, sliding layers (cdiv(min(window - 1 + max_num_batched_tokens, L), 16) + 1) pages
   (kv_cache_interface.SlidingWindowSpec); estimate_max_model_len binary-searches the same sum.
-- vision: GPUModelRunner.profile_run (v1/worker/gpu_model_runner.py) runs the encoder on
-  max_items x the largest item and keeps its outputs, padded to the encoder budget
-  (max(max_num_batched_tokens, tokens of the largest item): encoder_cache_manager.
-  compute_mm_encoder_budget) x the output width, in the encoder cache until the text forward is done.
-  The largest item is the processor's: Qwen2/2.5-VL max_pixels 12845056, Qwen3-VL size.longest_edge
-  16777216 (16384 tokens, 65536 patches); Qwen3-VL's output is out_hidden_size x (1 + deepstack
-  layers) wide and each deepstack layer has its own merger. The encoder's own activations are an
-  estimate (linear in patches: flash-style attention, unverified on gfx906).
+- vision: GPUModelRunner.profile_run (v1/worker/gpu_model_runner.py:4067-4148) runs the encoder on
+  max_items x the largest item of the modality with the most tokens per item (images and videos are
+  both allowed, 999 per prompt by default), then pads each output shorter than the encoder budget
+  (max(max_num_batched_tokens, that item's tokens): encoder_cache_manager.compute_mm_encoder_budget)
+  to budget x output width in the encoder cache, where it stays through the text forward and the
+  sampler, with the dummy batch's float32 pixel values and the unpadded output (encoder_profile,
+  activation_bytes_per_rank). The largest image is the processor's (Qwen2/2.5-VL max_pixels 12845056,
+  Qwen3-VL size.longest_edge 16777216: 16384 tokens); the largest video is frames of it while they fit
+  max_model_len: Qwen2.5-VL up to 14 of them, Qwen3-VL up to 24576 sharing 25165824 px, 12288
+  embeddings counted 12.5 times over with their timestamps (153600 tokens, as vLLM 0.11 logs).
+  Qwen3-VL's output is out_hidden_size x (1 + deepstack layers) wide and each deepstack layer has its
+  own merger. The encoder's own activations are an estimate (linear in patches: flash-style
+  attention, unverified on gfx906); they peak before the cache is filled, so the reserve is the
+  larger of the two phases.
 - the profile run (profile_run -> _dummy_run(max_num_batched_tokens), then _dummy_sampler_run on
   min(max_num_seqs, max_num_batched_tokens) rows of full-vocabulary logits, gathered on every rank);
   KV memory = total x utilization - weights - torch peak increase - non-torch increase since the
@@ -71,6 +79,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import cache
 
 from components.planning.catalog import Architecture, QuantizationConfig
 
@@ -90,7 +99,6 @@ class EngineProfile:
     non_torch_gib: float
     non_torch_tp_gib: float
     cudagraph_gib: float
-    sampler_bytes_per_logit: int = 28
     block_size: int = 16
 
 
@@ -103,6 +111,33 @@ PROFILES: dict[str, EngineProfile] = {
     "vllm-v0": EngineProfile("vllm-v0", non_torch_gib=0.35, non_torch_tp_gib=0.4, cudagraph_gib=0.0),
 }
 DEFAULT_PROFILE = "vllm-0.11"
+
+
+# The top-k/top-p implementation the profile run's dummy sampler takes (vllm/v1/sample/ops/topk_topp_sampler.py
+# TopKTopPSampler.__init__). "pytorch" (forward_native): every ROCm build, the gfx906 image included; CUDA
+# builds from vLLM 0.11.2 on, where FlashInfer is opt-in (v0.11.2+gfx906 lines 34-47,
+# VLLM_USE_FLASHINFER_SAMPLER); CUDA builds without FlashInfer ("Falling back to the PyTorch-native
+# implementation of top-p & top-k sampling"). "flashinfer" (forward_cuda): CUDA builds up to 0.11.1 with
+# FlashInfer installed, by default (v0.10.1+gfx906 lines 41-52: "Using FlashInfer for top-p & top-k sampling").
+SAMPLERS = ("pytorch", "flashinfer")
+
+
+def sampler_bytes_per_logit(sampler: str, dtype_bytes: int) -> int:
+    """Bytes per logit alive at the peak of the profile run's _dummy_sampler_run, tensor by tensor.
+
+    The dummy batch asks for top_k = vocab - 1 and top_p = 0.9 (gpu_model_runner.py:3904-3923, v0.11.2),
+    so both filters run on every row. Both paths hold compute_logits' logits in the model dtype (kept by
+    _dummy_sampler_run) and Sampler.forward's float32 copy (sampler.py:87).
+    pytorch, apply_top_k_top_p at its scatter (topk_topp_sampler.py:152-194): the sorted values (4) and
+    int64 indices (8, line 171), the top-k mask (bool, 178), the sorted softmax (4, 183, cumsum in place),
+    the top-p mask (bool, 185) and the scatter's output (4, 191): dtype + 26, 28 in float16/bfloat16.
+    flashinfer, top_k_top_p_sampling_from_logits with a tensor top_k (v0.10.1 topk_topp_sampler.py:109 and
+    295; flashinfer/sampling.py, filter order "top_k_first"): top_k_mask_logits' masked copy (4) and its
+    softmax (4): dtype + 12, 14 bytes.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler is {sampler!r}: one of {', '.join(SAMPLERS)}")
+    return dtype_bytes + (26 if sampler == "pytorch" else 12)
 
 
 def default_batch(gpu_memory_gib: float, device_name: str = "") -> tuple[int, int]:
@@ -123,6 +158,8 @@ class MemoryInputs:
     dtype: str = "float16"
     profile: EngineProfile = PROFILES[DEFAULT_PROFILE]
     dequantizes_for_large_batches: bool = False
+    # The dummy sampler's top-k/top-p path (SAMPLERS): the gfx906 image runs "pytorch".
+    sampler: str = "pytorch"
 
 
 @dataclass(frozen=True)
@@ -250,26 +287,155 @@ def weights_bytes_per_rank(arch: Architecture, tp: int, dtype_bytes: int) -> flo
     return embedding + lm_head + total + h * dtype_bytes + rotary + encoder
 
 
-# The largest image the processor lets through, in pixels (vLLM profiles with it: qwen2_vl.py
-# get_image_size_with_most_features resizes a 9999999 x 9999999 image under max_pixels). Qwen2/2.5-VL:
-# Qwen2VLImageProcessor max_pixels 12845056. Qwen3-VL: qwen3_vl.py _get_vision_info passes
-# image_processor.size["longest_edge"], 16777216 in its preprocessor_config.json (16384 tokens at
-# patch 16, merge 2: vLLM logs "Encoder cache will be initialized with a budget of 16384 tokens").
-_MAX_PIXELS = {"qwen3_vl": 16777216, "qwen3_vl_moe": 16777216}
-_QWEN2_VL_MAX_PIXELS = 12845056
+@dataclass(frozen=True)
+class QwenVlProcessor:
+    """What a Qwen-VL processor lets through (preprocessor_config.json, video_preprocessor_config.json)."""
+
+    image_min_pixels: int
+    image_max_pixels: int
+    # None: videos go through the image processor, frame by frame (Qwen2/2.5-VL, qwen2_vl.py:973).
+    video_min_pixels: int | None
+    video_max_pixels: int | None
+    max_frames: int  # _MAX_FRAMES_PER_VIDEO
+    start_frames: int  # _get_max_video_frames' first count
+    # get_max_video_tokens counts a video's placeholder text too: Qwen3-VL writes "<t seconds>" and
+    # vision start/end around each frame's tokens, 12.5 tokens per embedding (qwen3_vl.py:700-716).
+    video_tokens_per_embedding: float
+
+
+# Qwen2/2.5-VL: Qwen2VLImageProcessor min_pixels 3136, max_pixels 12845056; qwen2_vl.py:116 caps a
+# video at 14 frames. Qwen3-VL: image size {shortest_edge 65536, longest_edge 16777216}, video size
+# {shortest_edge 4096, longest_edge 25165824} (the released preprocessor and video preprocessor
+# configs, as public copies quote them; the 153600-token budget vLLM logs for Qwen3-VL = 12.5 x
+# 25165824 / (32 x 32 x 2)), qwen3_vl.py:123 caps a video at 24576 frames and counts from 2 (line 686).
+QWEN2_VL = QwenVlProcessor(3136, 12845056, None, None, 14, 1, 1.0)
+QWEN3_VL = QwenVlProcessor(65536, 16777216, 4096, 25165824, 24576, 2, 12.5)
+_QWEN_VL = {"qwen2_vl": QWEN2_VL, "qwen2_5_vl": QWEN2_VL, "qwen3_vl": QWEN3_VL, "qwen3_vl_moe": QWEN3_VL}
+_LARGEST = 9999999  # qwen2_vl.py:1038 get_image_size_with_most_features asks for a 9999999 px square
+
+
+def _smart_resize(
+    height: int, width: int, factor: int, min_pixels: int, max_pixels: int, frames: int | None = None, temporal: int = 2
+) -> tuple[int, int]:
+    """transformers' smart_resize, as vLLM calls it: qwen2_vl image_processing (frames None) and, with
+    frames, qwen3_vl video_processing (the pixel budget covers every frame)."""
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    t_bar = 1 if frames is None else round(frames / temporal) * temporal
+    n = 1 if frames is None else frames
+    if t_bar * h_bar * w_bar > max_pixels:
+        beta = math.sqrt(n * height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif t_bar * h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (n * height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+@cache
+def _qwen_vl_patches(proc: QwenVlProcessor, patch: int, merge: int, temporal: int, frames: int, video: bool) -> int:
+    """Patches of the largest image (frames 1) or video of `frames` frames: _get_vision_info
+    (qwen2_vl.py:964-1005, qwen3_vl.py:631-684) on get_image_size_with_most_features' square."""
+    factor = patch * merge
+    side, _ = _smart_resize(_LARGEST, _LARGEST, factor, proc.image_min_pixels, proc.image_max_pixels)
+    if video and proc.video_max_pixels is not None and proc.video_min_pixels is not None:
+        h, w = _smart_resize(side, side, factor, proc.video_min_pixels, proc.video_max_pixels, frames, temporal)
+    else:
+        h, w = _smart_resize(side, side, factor, proc.image_min_pixels, proc.image_max_pixels)
+    grid_t = max((frames + frames % temporal) // temporal, 1)
+    return grid_t * (h // patch) * (w // patch)
+
+
+@cache
+def _qwen_vl_video_frames(proc: QwenVlProcessor, patch: int, merge: int, temporal: int, seq_len: int) -> int:
+    """get_num_frames_with_most_features (qwen2_vl.py:1056-1090): frames are added while the video's
+    tokens stay within max_model_len, up to max_frames."""
+    frames = proc.start_frames
+    while frames < proc.max_frames:
+        if _qwen_vl_patches(proc, patch, merge, temporal, frames + 1, True) // merge**2 > seq_len:
+            break
+        frames += 1
+    return max(frames, 1)
+
+
+@dataclass(frozen=True)
+class EncoderProfile:
+    """What GPUModelRunner.profile_run feeds the vision encoder and keeps (gpu_model_runner.py:4067-4148)."""
+
+    modality: str  # MultiModalBudget.get_modality_with_max_tokens: the modality of the most tokens per item
+    frames: int
+    items: int  # MultiModalBudget.get_max_items
+    item_tokens: int  # tokens one item takes in the prompt, as the budget counts them
+    item_embeddings: int  # rows the encoder outputs for one item
+    item_patches: int  # patches the encoder runs for one item
+    budget: int  # compute_mm_encoder_budget: max(max_num_batched_tokens, item_tokens)
+    width: int  # one output row: out_hidden_size x (1 + deepstack layers)
+    item_pixel_bytes: int  # the processor's float32 patch values of one item, on the GPU
+
+
+def encoder_profile(i: MemoryInputs) -> EncoderProfile | None:
+    """The dummy batch vLLM 0.11 profiles the vision encoder with, or None for a text-only model.
+
+    Qwen-VL offers images and videos (limit_mm_per_prompt defaults to 999 each, config/multimodal.py:216-226);
+    get_mm_max_tokens_per_item (qwen2_vl.py:955-962) gives each one's largest item and profile_run takes the
+    larger (gpu_model_runner.py:4080-4096). A video wins once max_model_len lets it hold more tokens than an
+    image: Qwen2.5-VL, up to 14 frames at the image's size; Qwen3-VL, up to 24576 frames sharing 25165824
+    pixels, 12288 embeddings, counted 12.5 times over with their timestamps (153600 tokens: vLLM 0.11 logs
+    "Encoder cache will be initialized with a budget of 153600 tokens, and profiled with 1 video items").
+    SigLIP-style encoders (Gemma 3) take one fixed-size image.
+    """
+    arch, v = i.arch, i.arch.vision_config
+    if v is None:
+        return None
+    width = encoder_output_width(arch)
+    frames = 1
+    modality = "image"
+    if v.spatial_merge_size > 1:
+        proc = _QWEN_VL.get(arch.model_type or "", QWEN2_VL)
+        key = (proc, v.patch_size, v.spatial_merge_size, v.temporal_patch_size)
+        patches = _qwen_vl_patches(*key, 1, False)
+        tokens = embeddings = patches // v.spatial_merge_size**2
+        video_frames = _qwen_vl_video_frames(*key, i.max_model_len)
+        video_patches = _qwen_vl_patches(*key, video_frames, True)
+        video_embeddings = video_patches // v.spatial_merge_size**2
+        video_tokens = int(video_embeddings * proc.video_tokens_per_embedding)
+        if video_tokens > tokens:  # max() keeps the image on a tie (dict order image, video)
+            modality, frames, patches, tokens, embeddings = (
+                "video",
+                video_frames,
+                video_patches,
+                video_tokens,
+                video_embeddings,
+            )
+        pixel_bytes = patches * v.in_channels * v.temporal_patch_size * v.patch_size**2 * 4
+    else:
+        side = v.image_size or 224
+        patches = (side // v.patch_size) ** 2
+        tokens = embeddings = arch.mm_tokens_per_image or patches
+        pixel_bytes = v.in_channels * side * side * 4
+    budget = max(i.max_num_batched_tokens, tokens)
+    # utils.py:84-125 get_max_items, chunked prefill on: the budget's items, at most max_num_seqs prompts of
+    # max_model_len // tokens items each.
+    per_prompt = max(1, min(999, i.max_model_len // tokens))
+    items = max(1, min(budget // tokens, i.max_num_seqs * per_prompt))
+    return EncoderProfile(modality, frames, items, tokens, embeddings, patches, budget, width, pixel_bytes)
 
 
 def encoder_tokens_per_item(arch: Architecture) -> int:
     """Tokens the largest image becomes: Gemma 3's fixed mm_tokens_per_image, or, for Qwen-VL, the
-    processor's largest image (_MAX_PIXELS) over (patch x merge)^2."""
+    processor's largest image over (patch x merge)^2 (Qwen2/2.5-VL 12845056 px, Qwen3-VL 16777216 px:
+    vLLM logs "Encoder cache will be initialized with a budget of 16384 tokens" for a Qwen3-VL image)."""
     v = arch.vision_config
     if v is None:
         return 0
     if arch.mm_tokens_per_image:
         return arch.mm_tokens_per_image
     if v.spatial_merge_size > 1:
-        pixels = _MAX_PIXELS.get(arch.model_type or "", _QWEN2_VL_MAX_PIXELS)
-        return pixels // (v.patch_size * v.spatial_merge_size) ** 2
+        proc = _QWEN_VL.get(arch.model_type or "", QWEN2_VL)
+        patches = _qwen_vl_patches(proc, v.patch_size, v.spatial_merge_size, v.temporal_patch_size, 1, False)
+        return patches // v.spatial_merge_size**2
     return ((v.image_size or 224) // v.patch_size) ** 2
 
 
@@ -282,22 +448,8 @@ def encoder_output_width(arch: Architecture) -> int:
     return (v.out_hidden_size or arch.hidden_size) * (1 + len(v.deepstack_visual_indexes))
 
 
-def encoder_reserve_bytes(i: MemoryInputs, dtype_bytes: int) -> float:
-    """What profile_run holds for the encoder: the cached outputs (budget x output width) and an
-    estimate of the encoder forward's own peak (patches x vision hidden x 8 live copies)."""
-    v = i.arch.vision_config
-    if v is None:
-        return 0.0
-    per_item = encoder_tokens_per_item(i.arch)
-    budget = max(i.max_num_batched_tokens, per_item)
-    items = max(1, budget // per_item)
-    cache = items * budget * encoder_output_width(i.arch) * dtype_bytes
-    patches = per_item * v.spatial_merge_size**2
-    forward = items * patches * (8 * v.hidden_size + 2 * v.intermediate_size // i.tensor_parallel_size) * dtype_bytes
-    return cache + forward
-
-
-def activation_bytes_per_rank(i: MemoryInputs, dtype_bytes: int) -> float:
+def _text_peak_bytes(i: MemoryInputs, dtype_bytes: int) -> float:
+    """The text model's part of the profile run: its forward at max_num_batched_tokens, or the sampler."""
     arch, tp = i.arch, i.tensor_parallel_size
     h, t = arch.hidden_size, i.max_num_batched_tokens
     forward = 0.0
@@ -311,8 +463,40 @@ def activation_bytes_per_rank(i: MemoryInputs, dtype_bytes: int) -> float:
         inter, topk = arch.expert_intermediate_size // tp, arch.num_experts_per_tok or 1
         forward = max(forward, t * dtype_bytes * (topk * (max(2 * inter, h) + inter) + 3 * h))
     rows = min(i.max_num_seqs, t)
-    sampler = rows * arch.vocab_size * i.profile.sampler_bytes_per_logit
-    return max(forward, sampler) + encoder_reserve_bytes(i, dtype_bytes)
+    sampler = rows * arch.vocab_size * sampler_bytes_per_logit(i.sampler, dtype_bytes)
+    return max(forward, sampler)
+
+
+def activation_bytes_per_rank(i: MemoryInputs, dtype_bytes: int) -> float:
+    """The torch peak increase of profile_run (gpu_model_runner.py:4067-4148, v0.11.2), phase by phase.
+
+    A vision model first runs its encoder on the dummy batch (4098-4106); then each output shorter than
+    the budget is copied into a zeroed (budget x width) tensor and cached (4119-4132) while the text
+    forward and the sampler run (4135-4143). Through that second phase profile_run's locals keep the
+    dummy batch's pixel values (float32, as the processor returns them) and, through the loop variable
+    `output`, the encoder's own output: all of it counts, on every rank (the encoder's weights are
+    split by TP, its inputs and outputs are not).
+    """
+    text = _text_peak_bytes(i, dtype_bytes)
+    e = encoder_profile(i)
+    if e is None:
+        return text
+    v = i.arch.vision_config
+    assert v is not None
+    pixels = e.items * e.item_pixel_bytes
+    outputs = e.items * e.item_embeddings * e.width * dtype_bytes
+    padded = e.items * e.budget * e.width * dtype_bytes if e.item_embeddings < e.budget else 0
+    # The encoder's own activations are an estimate: 8 live copies of the residual stream and the MLP's
+    # split hidden layer per patch (flash-style attention, linear in patches; unverified on gfx906).
+    per_patch = (8 * v.hidden_size + 2 * v.intermediate_size // i.tensor_parallel_size) * dtype_bytes
+    encoding = pixels + e.items * e.item_patches * per_patch + outputs
+    with_text = pixels + outputs + padded + text
+    return max(encoding, with_text)
+
+
+def encoder_reserve_bytes(i: MemoryInputs, dtype_bytes: int) -> float:
+    """What the vision encoder's profiling adds to the text model's peak (0 for a text-only model)."""
+    return activation_bytes_per_rank(i, dtype_bytes) - _text_peak_bytes(i, dtype_bytes)
 
 
 def kv_bytes_per_token(arch: Architecture, tp: int, dtype_bytes: int) -> int:
@@ -460,25 +644,44 @@ def describe(i: MemoryInputs, layout: KvLayout) -> str:
             f"{sliding} sliding-window layers (window {window}) and {len(layout.windows) - sliding} full: "
             f"{layout.groups} KV cache groups of {layout.layers} layers, tokens counted as vLLM 0.11 reports them"
         )
-    if arch.vision_config is not None:
+    e = encoder_profile(i)
+    if arch.vision_config is not None and e is not None:
         v = arch.vision_config
-        per_item = encoder_tokens_per_item(arch)
-        budget = max(i.max_num_batched_tokens, per_item)
+        item = f"{e.modality}{'s' if e.items > 1 else ''}" + (f" of {e.frames} frames" if e.modality == "video" else "")
+        counted = f" ({e.item_tokens} with its placeholder text)" if e.item_tokens != e.item_embeddings else ""
+        if e.item_embeddings < e.budget:
+            held = (
+                f"each output padded to {e.items} x {e.budget} x {e.width} in the encoder cache, held through the "
+                "text run with the unpadded output and the pixel values"
+            )
+        else:
+            held = f"its output ({e.items} x {e.item_embeddings} x {e.width}) cached through the text run with the pixel values"
         parts.append(
-            f"vision encoder ({v.num_hidden_layers} layers, hidden {v.hidden_size}) weights and its profiling reserve: "
-            f"{max(1, budget // per_item)} image(s) of {per_item} tokens, encoder cache {budget} x {encoder_output_width(arch)} "
-            "(the encoder's own activations are an estimate)"
+            f"vision encoder ({v.num_hidden_layers} layers, hidden {v.hidden_size}) weights and its profiling run: "
+            f"{e.items} {item}, {e.item_embeddings} embeddings each{counted}, encoder budget {e.budget} tokens; {held}"
         )
+    rows = min(i.max_num_seqs, i.max_num_batched_tokens)
+    per_logit = sampler_bytes_per_logit(i.sampler, DTYPE_BYTES[i.dtype])
     parts.append(
-        f"profile run at {i.max_num_batched_tokens} tokens, sampler on {min(i.max_num_seqs, i.max_num_batched_tokens)} rows"
+        f"profile run at {i.max_num_batched_tokens} tokens, sampler on {rows} rows "
+        f"({i.sampler} top-k/top-p, {per_logit} bytes per logit)"
     )
-    graphs = (
+    parts.append(
         "CUDA/HIP graphs budgeted"
         if p.cudagraph_gib
         else "CUDA/HIP graphs outside the budget (captured after the KV cache)"
     )
+    non_torch = p.non_torch_gib + (p.non_torch_tp_gib if i.tensor_parallel_size > 1 else 0.0)
+    estimated = [
+        f"non-torch memory {non_torch:.2f} GiB (library workspaces"
+        + (", RCCL/NCCL buffers" if i.tensor_parallel_size > 1 else "")
+        + f": a constant of engine profile {p.name})"
+    ]
+    if arch.vision_config is not None:
+        estimated.append("the vision encoder's own activations")
+    parts.append("estimated: " + ", ".join(estimated))
     parts.append(
-        f"{graphs}; not modelled: memory other processes hold on the GPU "
+        "not modelled: memory other processes hold on the GPU "
         "(vLLM refuses to start when free memory is below utilization x total)"
     )
     return "; ".join(parts)

@@ -10,7 +10,15 @@ from typing import Any
 import yaml
 
 from components.planning.catalog import Architecture, load_catalog
-from components.planning.memory import PROFILES, Capacity, GiB, MemoryInputs, capacity_from_available, plan
+from components.planning.memory import (
+    PROFILES,
+    Capacity,
+    GiB,
+    MemoryInputs,
+    capacity_from_available,
+    default_batch,
+    plan,
+)
 
 # Keys a KV-only log never exercises (weights, positions): placeholders so the config validates.
 _KV_ONLY_PLACEHOLDERS = {"vocab_size": 1, "intermediate_size": 1}
@@ -51,17 +59,21 @@ def load_startup_logs(path: Path) -> list[StartupLog]:
     out = []
     for e in yaml.safe_load(path.read_text()):
         kv_only = bool(e.get("kv_only"))
+        gpu_memory_gib = e.get("gpu_memory_gib", 0.0)
+        # What the log does not print comes from vLLM's own defaults for that card (get_batch_defaults).
+        tokens, seqs = default_batch(gpu_memory_gib, e.get("device", ""))
         inputs = MemoryInputs(
             arch=_architecture(e, path.parent),
-            gpu_memory_gib=e.get("gpu_memory_gib", 0.0),
+            gpu_memory_gib=gpu_memory_gib,
             gpu_memory_utilization=e.get("gpu_memory_utilization", 1.0),
             tensor_parallel_size=e["tensor_parallel_size"],
             max_model_len=e["max_model_len"],
-            max_num_batched_tokens=e.get("max_num_batched_tokens", 2048),
-            max_num_seqs=e.get("max_num_seqs", 256),
+            max_num_batched_tokens=e.get("max_num_batched_tokens", tokens),
+            max_num_seqs=e.get("max_num_seqs", seqs),
             dtype=e["dtype"],
             profile=PROFILES[e["engine"]],
             dequantizes_for_large_batches=e.get("dequantizes_for_large_batches", False),
+            sampler=e.get("sampler", "pytorch"),
         )
         out.append(StartupLog(e["name"], e["source"], inputs, e["reported"], kv_only))
     return out
