@@ -8,6 +8,7 @@ medians, measured in this run, and exits 1 when it is above the target.
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -18,9 +19,15 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET = 1.5
 
 
+# As on an operator's machine: the project's modules compiled once, to __pycache__, as pulumi's own are in
+# site-packages (pip compiles them at install). A shell with PYTHONDONTWRITEBYTECODE=1 would otherwise time the
+# project's compilation on every run against a floor that pays none.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def timed(argv: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, env=ENV)
     return time.perf_counter() - start
 
 
