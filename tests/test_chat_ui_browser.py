@@ -33,6 +33,7 @@ import pytest
 
 from components.planning.chat_ui import ADMIN_PASSWORD, SECRET_KEY, ChatUiPlan, join_secret, plan, server_key
 from components.settings import StackSettings
+from components.tools.verify import verify_chat_ui
 from tests.debian import PackageUnavailable, ensure_binary
 from tests.engine.hostproc import HostProcess, VenvUnavailable, free_port
 from tests.engine.open_webui import (
@@ -405,6 +406,20 @@ def test_chat_ui_in_a_browser_then_a_restart_with_a_changed_stack(setup: Setup) 
         assert {f["filename"] for f in files_after["items"]} == file_names
         _, users = api(f"{ui.url}/api/v1/users/", token)
         assert users["total"] == 1 and [u["email"] for u in users["users"]] == [email], users
+        # `verify`'s own checks of the chat UI, against the real one, as the stack's outputs give it
+        outputs = {
+            "chat_ui_url": ui.url,
+            "chat_ui_admin_email": email,
+            "chat_ui_admin_password": SECRETS[ADMIN_PASSWORD],
+        }
+        checks = verify_chat_ui(outputs, {SERVER: {"model": RENAMED_MODEL}})
+        assert [c.name for c in checks] == [
+            "chat UI /health",
+            f"chat UI: sign in as {email}",
+            "chat UI offers the stack's models",
+            f"chat UI: chat with {RENAMED_MODEL} through its endpoint",
+        ]
+        assert [c for c in checks if not c.ok] == []
     finally:
         ui.stop(grace=15)
     guard_clean(s, port, "the restart")
