@@ -35,6 +35,7 @@ MODEL = "casperhansen/llama-3.3-70b-instruct-awq"
 
 class Stub(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    streams = True  # False: a server that answers a streamed request in one piece
     active = 0
     lock = threading.Lock()
 
@@ -61,7 +62,7 @@ class Stub(BaseHTTPRequestHandler):
         prompt = len(body["messages"][0]["content"].split())
         tokens = int(body.get("max_tokens") or 8)
         usage = {"prompt_tokens": prompt, "completion_tokens": tokens, "total_tokens": prompt + tokens}
-        if not body.get("stream"):
+        if not body.get("stream") or not Stub.streams:
             return self._json(200, {"choices": [{"message": {"content": "OK"}}], "usage": usage})
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -135,6 +136,20 @@ def test_calibration_recovers_the_stubs_known_rate_and_the_next_plan_shows_it(
     assert width < before.decode_tokens_per_s.high / before.decode_tokens_per_s.low
     assert plan_main(["--file", str(path)]) == 0
     assert "Speed (calibrated on the box " in capsys.readouterr().out
+
+
+def test_a_server_that_does_not_stream_cannot_be_calibrated_and_says_so(
+    stub: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Stub, "streams", False)
+    path = workload_stack(tmp_path)
+    text = path.read_text()
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"servers": {"vllm": {"base_url": stub + "/v1", "model": MODEL}}}))
+    assert main(["cal", "--outputs", str(outputs), "--file", str(path), "--calibrate", "--write"]) == 1
+    out = capsys.readouterr().out
+    assert "calibrate vllm: 3 of 3 requests at 1 at once failed or streamed no tokens" in out, out
+    assert path.read_text() == text, "nothing written"
 
 
 # --------------------------------------------------------------------------- the fit, on exact figures

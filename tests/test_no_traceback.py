@@ -193,6 +193,13 @@ CASES = [
         "verify: --duration 0", "verify", ("s", "--outputs", "{root}/good.json", "--duration", "0"), 2, ("--duration",)
     ),
     Case("verify: --wait abc", "verify", ("s", "--wait", "abc"), 2, ("argument --wait", "'abc'")),
+    Case(
+        "verify: --write alone",
+        "verify",
+        ("s", "--outputs", "{root}/good.json", "--write"),
+        2,
+        ("--write goes with --calibrate",),
+    ),
     # model
     Case("model: no model", "model", (), 2, ("model",)),
     Case("model: --tp 0", "model", (CACHED_MODEL, "--tp", "0"), 2, ("argument --tp", "0")),
