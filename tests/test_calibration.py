@@ -185,22 +185,26 @@ def test_a_measurement_faster_than_the_roofline_is_refused() -> None:
         fit(inputs[0], [Measured(1, 1100, 0.02)])
 
 
+# A calibration block of big-chat's server, as `verify --calibrate --write` writes one.
+CALIBRATION: dict[str, Any] = {
+    "measured": "2026-12-01",
+    "model": MODEL,
+    "tensor_parallel_size": 2,
+    "image": "nalanzeyu/vllm-gfx906:v0.11.2-rocm6.3",
+    "weights_efficiency": 0.3,
+    "experts_efficiency": 0.06,
+    "kv_efficiency": 0.2,
+    "kv_serial": 0.45,
+    "matmul_efficiency": 0.6,
+    "dequant_ops": 4.0,
+    "allreduce_us": 60.0,
+    "sequence_ms": 1.0,
+    "prefill_factor": 1.0,
+}
+
+
 def test_a_calibration_of_another_model_is_ignored_and_said(tmp_path: Path) -> None:
-    block = {
-        "measured": "2026-12-01",
-        "model": "Qwen/Qwen2.5-7B-Instruct-AWQ",
-        "tensor_parallel_size": 2,
-        "image": "nalanzeyu/vllm-gfx906:v0.11.2-rocm6.3",
-        "weights_efficiency": 0.3,
-        "experts_efficiency": 0.06,
-        "kv_efficiency": 0.2,
-        "kv_serial": 0.45,
-        "matmul_efficiency": 0.6,
-        "dequant_ops": 4.0,
-        "allreduce_us": 60.0,
-        "sequence_ms": 1.0,
-        "prefill_factor": 1.0,
-    }
+    block = CALIBRATION | {"model": "Qwen/Qwen2.5-7B-Instruct-AWQ"}
     loaded = load(set_key(values_of("big-chat"), "vllm.calibration", block))
     assert any(
         "vllm.calibration was measured for another server (model Qwen/Qwen2.5-7B-Instruct-AWQ then, "
@@ -228,20 +232,7 @@ def test_the_fleet_form_gets_the_block_under_its_server(tmp_path: Path) -> None:
 def test_the_stall_window_takes_the_calibrated_prefill_rate() -> None:
     from components.planning.rules import server_stall_seconds
 
-    base = {
-        "measured": "2026-12-01",
-        "model": MODEL,
-        "tensor_parallel_size": 2,
-        "image": "nalanzeyu/vllm-gfx906:v0.11.2-rocm6.3",
-        "weights_efficiency": 0.3,
-        "experts_efficiency": 0.06,
-        "kv_efficiency": 0.2,
-        "kv_serial": 0.45,
-        "matmul_efficiency": 0.6,
-        "dequant_ops": 4.0,
-        "allreduce_us": 60.0,
-        "sequence_ms": 1.0,
-    }
+    base = CALIBRATION
     catalog = load_catalog()
 
     def window(factor: float | None) -> int:
