@@ -31,7 +31,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from components.planning.chat_ui import ADMIN_PASSWORD, SECRET_KEY, ChatUiPlan, join_secret, plan, server_key
+from components.planning.chat_ui import (
+    ADMIN_PASSWORD,
+    GATEWAY_KEY,
+    SECRET_KEY,
+    ChatUiPlan,
+    join_secret,
+    plan,
+    server_key,
+)
 from components.settings import StackSettings
 from components.tools.verify import verify_chat_ui
 from tests.debian import PackageUnavailable, ensure_binary
@@ -451,3 +459,122 @@ def test_control_the_guard_sees_the_ollama_probe_without_its_offline_setting(set
     outside = s.guard.outside(s.endpoints(port))
     print(f"control run ({time.monotonic() - started:.1f} s), the guard recorded:", outside, file=sys.stderr)
     assert any(" lookup getaddrinfo host.docker.internal 11434" in line for line in outside), outside
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The fleet's wiring: through the real LiteLLM gateway
+
+
+GATEWAY_HOST = "127.0.0.10"
+FLEET_SECRETS = {
+    ADMIN_PASSWORD: "fleet-admin-Pw-5b2e",
+    SECRET_KEY: "fleet-session-key-90ac11",
+    GATEWAY_KEY: "sk-fleet-ui-3d7f",
+}
+BACKEND_KEY = "vk-fleet-backend-81c0"
+
+
+def fleet() -> StackSettings:
+    return load(values_of("fleet"), ("gateway_api_key",), "Pulumi.fleet.yaml").settings
+
+
+def upload(url: str, token: str, name: str, content: str) -> tuple[int, Any]:
+    """POST a file as Open WebUI's page does (multipart/form-data, field `file`), processed at once."""
+    boundary = "rocm-inference-test-boundary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        f"Content-Type: text/plain\r\n\r\n{content}\r\n--{boundary}--\r\n"
+    ).encode()
+    request = urllib.request.Request(f"{url}/api/v1/files/?process=true", data=body, method="POST")
+    request.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
+    request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def test_the_fleet_ui_chats_and_files_documents_through_the_real_gateway(setup: Setup) -> None:
+    """Pulumi.fleet.yaml's chat UI, whose plan sends chat and embeddings through the gateway with its key, in front
+    of the real LiteLLM proxy with the plan's own config (its backends moved to the stub servers): the page's models
+    are the fleet's chat models, a document is embedded through the gateway by the stub Infinity (nomic's prefixes),
+    and a question about it reaches a stub vLLM server with the document's chunk, through the gateway."""
+    from components.planning.gateway import backend_key_env, backends, litellm_config
+    from tests.engine.litellm import ProxyUnavailable, proxy_venv, start_proxy
+
+    s = setup
+    settings = fleet()
+    ui_plan = plan(settings)
+    assert [c.base_url for c in ui_plan.connections] == ["http://litellm-gateway:4000/v1"]
+    try:
+        proxy_venv()
+    except ProxyUnavailable as exc:
+        unavailable(str(exc))
+    models = [m for c in ui_plan.connections for m in c.models]
+    with chat_stub(CHAT_HOST, free_port(CHAT_HOST), models) as chat:
+        config = json.loads(json.dumps(litellm_config(settings)))
+        for entry in config["model_list"]:
+            mode = (entry.get("model_info") or {}).get("mode")
+            entry["litellm_params"]["api_base"] = s.embeddings.url if mode == "embedding" else chat.url + "/v1"
+        keys = {backend_key_env(b.service): BACKEND_KEY for b in backends(settings)}
+        proxy_port = free_port(GATEWAY_HOST)
+        proxy = start_proxy(
+            config,
+            {"LITELLM_MASTER_KEY": FLEET_SECRETS[GATEWAY_KEY], **keys},
+            GATEWAY_HOST,
+            proxy_port,
+            s.work / "gateway",
+            90,
+        )
+        try:
+            port = free_port(UI_HOST)
+            where = s.where(port, s.work / "fleet-data") | {
+                "chat": f"{GATEWAY_HOST}:{proxy_port}",
+                "embeddings": f"{GATEWAY_HOST}:{proxy_port}",
+            }
+            env = render(ui_plan, FLEET_SECRETS, where)
+            assert env["RAG_OPENAI_API_BASE_URL"] == f"http://{GATEWAY_HOST}:{proxy_port}/v1"
+            s.guard.log.unlink(missing_ok=True)
+            ui = start_ui(env, UI_HOST, port, s.work / "run-fleet", s.guard)
+            try:
+                assert settings.chat_ui is not None
+                status, body = sign_in(ui, settings.chat_ui.admin_email, FLEET_SECRETS[ADMIN_PASSWORD])
+                assert status == 200, body
+                token = body["token"]
+                _, offered = api(f"{ui.url}/api/models", token)
+                assert [m["id"] for m in offered["data"]] == models == ["llama-3.3-70b", "qwen2.5-7b"]
+                before = len(s.embeddings.seen())
+                status, file = upload(ui.url, token, DOCUMENT_NAME, DOCUMENT)
+                assert status == 200 and file.get("id"), file
+                deadline = time.monotonic() + 60  # processed in the background (routers/files.py L629-680)
+                while (state := api(f"{ui.url}/api/v1/files/{file['id']}/process/status", token)[1])["status"] not in (
+                    "completed",
+                    "failed",
+                ) and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                assert state["status"] == "completed", f"{state}\n{ui.log_tail()}\n{proxy.log_tail()}"
+                embedded = [t for r in s.embeddings.seen()[before:] for t in r.body["input"]]
+                word = quoted_word(DOCUMENT)
+                assert any(t.startswith("search_document: ") and word in t for t in embedded), embedded
+                question = {
+                    "model": "llama-3.3-70b",
+                    "messages": [{"role": "user", "content": QUESTION}],
+                    "files": [{"type": "file", "id": file["id"]}],
+                    "stream": False,
+                }
+                status, answer = api(f"{ui.url}/api/chat/completions", token, question)
+                assert status == 200, answer
+                assert word in json.dumps(answer), answer
+                asked = [r for r in chat.seen() if r.path == "/v1/chat/completions"]
+                assert any(word in json.dumps(r.body["messages"]) for r in asked), "the chunk never reached vLLM"
+                # The gateway took the UI's key (LiteLLM refuses any other) and used each backend's own.
+                assert {r.authorization for r in asked} == {f"Bearer {BACKEND_KEY}"}
+                queries = [t for r in s.embeddings.seen()[before:] for t in r.body["input"]]
+                assert any(t.startswith("search_query: ") for t in queries), queries
+            finally:
+                ui.stop(grace=15)
+        finally:
+            proxy.stop()
+    outside = s.guard.outside({(UI_HOST, port), (GATEWAY_HOST, proxy_port)})
+    assert not outside, "the fleet UI reached for other destinations than the gateway:\n" + "\n".join(outside)
