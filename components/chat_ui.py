@@ -68,6 +68,7 @@ class ChatUi(pulumi.ComponentResource):
                 labels=labels,
                 stop_grace_seconds=30,
                 depends_on=args.depends_on,
+                start_after=args.start_after,
                 host=args.host,
             ),
             self,

@@ -130,6 +130,8 @@ class ServiceSpec:
     shm_size_mb: int | None = None
     stop_grace_seconds: int = 30
     depends_on: Sequence[pulumi.Resource] = ()
+    # What the container (not its image) starts after: the services it talks to. Its image is pulled meanwhile.
+    start_after: Sequence[pulumi.Resource] = ()
     # The stack's name of the host it runs on: moving it to another host replaces its image and containers
     # there (a provider change alone replaces nothing; see components/planning/provider_facts.py).
     host: str = ""
@@ -169,6 +171,8 @@ class ServerArgs:
     labels: Mapping[str, str] = field(default_factory=dict)
     networks: Sequence[pulumi.Input[str]] = ()
     depends_on: Sequence[pulumi.Resource] = ()
+    # The services it talks to: its container starts after them, its image is pulled meanwhile.
+    start_after: Sequence[pulumi.Resource] = ()
 
 
 @dataclass(frozen=True)
@@ -250,7 +254,7 @@ def service_resources(
         )
     if spec.host_namespaces and (spec.external_port is not None or spec.networks):
         raise ValueError(f"{name}: a container on the host's network publishes no port and joins no Docker network")
-    depends_on = list(spec.depends_on)
+    depends_on = [*spec.depends_on, *spec.start_after]
     download = None
     if spec.prefetch is not None:
         if volume is None or spec.cache_path is None or shell is None:

@@ -45,6 +45,7 @@ class Gateway(Service):
             labels=dict(args.labels),
             stop_grace_seconds=30,
             depends_on=args.depends_on,
+            start_after=args.start_after,
             host=args.host,
         )
         self._serve(name, spec, args, "", "/v1")

@@ -126,13 +126,9 @@ def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> d
     gateway = None
     if s.gateway is not None:
         gateway_where = where(s.gateway.host) | {"hf_token": None}
-        # It routes to servers that are up: created after them, so `pulumi up` ends with one endpoint that
-        # answers (a component as a dependency stands for all its children).
-        gateway_where["depends_on"] = [
-            *gateway_where["depends_on"],
-            *servers.values(),
-            *([embeddings] if embeddings else []),
-        ]
+        # It routes to servers that are up: its container starts after them, so `pulumi up` ends with one endpoint
+        # that answers (a component as a dependency stands for all its children); its image is pulled meanwhile.
+        gateway_where["start_after"] = [*servers.values(), *([embeddings] if embeddings else [])]
         gateway = Gateway(
             "gateway",
             GatewayArgs(
@@ -187,7 +183,8 @@ def _chat_ui(
             plan=ui,
             secret_parts=parts,
             secret_environment=secrets.environment.get("chat_ui", {}),
-            **(here | {"hf_token": None, "depends_on": [*here["depends_on"], *after]}),
+            # Its container starts once the endpoint and the embeddings serve; its image is pulled meanwhile.
+            **(here | {"hf_token": None, "start_after": after}),
         ),
     )
     out: dict[str, pulumi.Input[Any]] = {"chat_ui_url": chat.url, "chat_ui_container": chat.container_name}

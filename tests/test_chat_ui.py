@@ -331,3 +331,23 @@ def test_the_policy_pack_takes_the_login_as_the_guard_of_the_ui_port_and_nothing
             r = dataclasses.replace(r, inputs={**r.inputs, "labels": labels})
         unguarded.append(r)
     assert [(v[0], v[1]) for v in run_pack(unguarded)] == [("wide-ports-need-api-key", "chat-ui-container")]
+
+
+@pytest.mark.parametrize(
+    ("stack", "service", "after"),
+    [
+        ("big-chat", "chat-ui", {"vllm", "embeddings"}),
+        ("fleet", "chat-ui", {"gateway", "embeddings"}),
+        ("fleet", "gateway", {"chat-a", "chat-b", "coder", "embeddings"}),
+    ],
+)
+def test_images_are_pulled_while_the_servers_load_and_containers_start_after_them(
+    stack: str, service: str, after: set[str]
+) -> None:
+    """A 70B load takes many minutes: the UI's and the gateway's images come in meanwhile, and only their containers
+    wait for the services they talk to."""
+    p = shipped_plan(stack)
+    image = set(p.by_name(f"{service}-image").options["depends_on"])
+    container = set(p.by_name(f"{service}-container").options["depends_on"])
+    assert not after & image, image
+    assert after <= container, container
