@@ -102,21 +102,21 @@ class Result:
         }
 
 
-def _prompt(tokens: int, n: int) -> str:
+def _prompt(tokens: int, tag: str) -> str:
     """About `tokens` tokens of text (a short common word and a space are one token in the usual vocabularies),
-    different from its first token on for each request `n`, so that vLLM's prefix cache serves none of it."""
-    return f"{n} " + " ".join(["hello"] * max(1, tokens - 8))
+    different from its first token on for each request (`tag`), so that vLLM's prefix cache serves none of it."""
+    return f"{tag} " + " ".join(["hello"] * max(1, tokens - 8))
 
 
 def measure_run(
     base: str, model: str, key: str | None, batch: int, prompt_tokens: int, output: int, deadline: float
 ) -> Measured:
-    """CALIBRATION_REQUESTS rounds of `batch` requests at once; ValueError when they failed."""
+    """CALIBRATION_REQUESTS rounds of `batch` requests at once; CalibrationFailed when too many failed."""
 
     def payload(n: int) -> dict[str, Any]:
         return {
             "model": model,
-            "messages": [{"role": "user", "content": _prompt(prompt_tokens, n)}],
+            "messages": [{"role": "user", "content": _prompt(prompt_tokens, f"{batch}-{n}")}],
             "max_tokens": output,
             "min_tokens": output,
             "ignore_eos": True,  # vLLM: every answer is `output` tokens long
