@@ -94,3 +94,19 @@ def git_repo_with(tmp_path: Path, *names: str) -> Path:
     subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
     return repo
+
+
+# The order modules are handed to the two workers (pyproject: --dist loadscope --no-loadscope-reorder). The browser
+# test goes first and the Docker engine tests last, so they never run at the same time: an engine adds and removes
+# bridges and veth links, and Chromium drops every request in flight when the machine's network changes
+# (net::ERR_NETWORK_CHANGED). Everything else keeps its order in between.
+FIRST_MODULES = ("test_chat_ui_browser.py",)
+LAST_MODULES = ("test_engine.py", "test_engine_fleet.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return 0 if name in FIRST_MODULES else 2 if name in LAST_MODULES else 1
+
+    items.sort(key=rank)
