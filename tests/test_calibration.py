@@ -220,8 +220,8 @@ def test_the_fleet_form_gets_the_block_under_its_server(tmp_path: Path) -> None:
     path = tmp_path / "Pulumi.fleet.yaml"
     path.write_text((Path(__file__).resolve().parents[1] / "Pulumi.fleet.yaml").read_text())
     block = {"measured": "2026-12-02", "model": "Qwen/Qwen2.5-7B-Instruct-AWQ", "tensor_parallel_size": 1}
-    write_calibration(path, "coder", False, block, "2026-12-02")
-    write_calibration(path, "coder", False, block | {"measured": "2026-12-03"}, "2026-12-03")
+    write_calibration(path, "coder", False, block)
+    write_calibration(path, "coder", False, block | {"measured": "2026-12-03"})
     doc = yaml.safe_load(path.read_text())["config"]
     assert doc["rocm-inference:servers"]["coder"]["calibration"]["measured"] == "2026-12-03"
     assert doc["rocm-inference:servers"]["coder"]["port"] == 8001, "the rest of the block is kept"

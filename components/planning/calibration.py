@@ -18,7 +18,9 @@ ignores it and says why.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from components.planning.performance import Efficiency, Server, step_parts
 from components.planning.prefill import prefill_seconds
@@ -28,6 +30,31 @@ from components.planning.prefill import prefill_seconds
 CALIBRATED_BAND = 1.2
 # A factor outside this range is a measurement gone wrong (a stalled request, a wrong endpoint), not a box.
 SANE = (0.05, 20.0)
+
+
+# The calibration block's efficiency keys (settings CalibrationSettings): each with the Efficiency field it holds
+# and the unit it is written in.
+BLOCK_FIELDS = (
+    ("weights_efficiency", "weights", 1.0),
+    ("experts_efficiency", "experts", 1.0),
+    ("kv_efficiency", "kv", 1.0),
+    ("kv_serial", "kv_serial", 1.0),
+    ("matmul_efficiency", "matmul", 1.0),
+    ("dequant_ops", "dequant", 1.0),
+    ("allreduce_us", "allreduce_s", 1e6),
+    ("sequence_ms", "sequence_s", 1e3),
+    ("prefill_factor", "prefill", 1.0),
+)
+
+
+def block_values(eff: Efficiency) -> dict[str, float]:
+    """The efficiencies as a calibration block writes them (4 significant digits)."""
+    return {key: float(f"{getattr(eff, name) * unit:.4g}") for key, name, unit in BLOCK_FIELDS}
+
+
+def efficiency_of(block: Mapping[str, Any]) -> Efficiency:
+    """The efficiencies a calibration block holds, with the calibrated band."""
+    return Efficiency(**{name: float(block[key]) / unit for key, name, unit in BLOCK_FIELDS}, band=CALIBRATED_BAND)
 
 
 @dataclass(frozen=True)
@@ -101,6 +128,7 @@ def fit(s: Server, runs: list[Measured], base: Efficiency | None = None) -> Fitt
         kv=base.kv / b,
         sequence_s=base.sequence_s * b,
         matmul=base.matmul / b,
+        prefill=c,
     )
     if max(eff.weights, eff.experts, eff.kv, eff.matmul) > 1:
         raise ValueError(

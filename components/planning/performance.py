@@ -264,15 +264,19 @@ def band_factor(s: Server, parts: dict[str, float], eff: Efficiency = Efficiency
     return math.exp(_Z * spread * widening)
 
 
+def scaled_prefill(fitted: Seconds, eff: Efficiency) -> Seconds:
+    """A prefill with these efficiencies: the fitted time times `eff.prefill`, in the fitted band, or in the
+    calibration's own band (`eff.band`) where it has one."""
+    estimate = fitted.estimate * eff.prefill
+    if eff.band is None:
+        return Seconds(estimate, fitted.low * eff.prefill, fitted.high * eff.prefill)
+    return Seconds(estimate, estimate / eff.band, estimate * eff.band)
+
+
 def _prefill(s: Server, tokens: int, eff: Efficiency = Efficiency()) -> Seconds:
     if tokens <= 0:
         return Seconds(0.0, 0.0, 0.0)
-    fitted = prefill_seconds(s.arch, tokens, s.tensor_parallel_size, s.gpu)
-    if eff.band is None and eff.prefill == 1.0:
-        return fitted
-    estimate = fitted.estimate * eff.prefill
-    band = eff.band or 1.0
-    return Seconds(estimate, min(estimate / band, fitted.low * eff.prefill), estimate * band)
+    return scaled_prefill(prefill_seconds(s.arch, tokens, s.tensor_parallel_size, s.gpu), eff)
 
 
 def performance(s: Server, w: Workload, eff: Efficiency = Efficiency(), calibrated: str | None = None) -> Performance:

@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass, field
 
 from components.planning import advice
-from components.planning.calibration import CALIBRATED_BAND
+from components.planning.calibration import efficiency_of
 from components.planning.catalog import Architecture, Catalog, Gpu, Image, load_catalog
 from components.planning.health import RESTART_DEADLINE_S, STALL_MIN_S, stall_seconds
 from components.planning.memory import DEFAULT_PROFILE, PROFILES, Capacity, MemoryInputs, default_batch, plan
-from components.planning.performance import Efficiency, Performance, Server, Workload, performance
+from components.planning.performance import Efficiency, Performance, Server, Workload, performance, scaled_prefill
 from components.planning.prefill import prefill_seconds
 from components.planning.timing import load_estimate, whole_minutes
 from components.settings import HostSettings, Problem, ServerSettings, StackSettings, suggestion
@@ -360,21 +360,7 @@ def calibrated_efficiency(v: ServerSettings) -> tuple[Efficiency | None, str]:
     changed = [k for k in now if now[k] != then[k]]
     if changed:
         return None, ", ".join(f"{k} {then[k]} then, {now[k]} now" for k in changed)
-    return (
-        Efficiency(
-            weights=c.weights_efficiency,
-            experts=c.experts_efficiency,
-            kv=c.kv_efficiency,
-            kv_serial=c.kv_serial,
-            matmul=c.matmul_efficiency,
-            dequant=c.dequant_ops,
-            allreduce_s=c.allreduce_us * 1e-6,
-            sequence_s=c.sequence_ms * 1e-3,
-            prefill=c.prefill_factor,
-            band=CALIBRATED_BAND,
-        ),
-        "",
-    )
+    return efficiency_of(c.model_dump()), ""
 
 
 def _quantization_rules(
@@ -550,5 +536,5 @@ def server_stall_seconds(ctx: ServerContext, catalog: Catalog) -> int:
     # Calibrated on the box: its measured prefill rate's slow end, and never below the fitted estimate (the
     # calibration timed prompts of the workload's length; the hang detector errs on the long side).
     fitted = prefill_seconds(arch, ctx.vllm.max_model_len, ctx.vllm.tensor_parallel_size, gpu)
-    slow = max(fitted.estimate, fitted.estimate * eff.prefill * (eff.band or 1.0))
+    slow = max(fitted.estimate, scaled_prefill(fitted, eff).high)
     return max(STALL_MIN_S, math.ceil(1.2 * slow))

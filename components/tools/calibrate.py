@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from components.planning.calibration import CALIBRATED_BAND, Fitted, Measured, fit
+from components.planning.calibration import CALIBRATED_BAND, Fitted, Measured, block_values, fit
 from components.planning.catalog import load_catalog
 from components.planning.performance import Efficiency, Performance, Server, Workload, performance
 from components.planning.rules import calibrated_efficiency, server_contexts, speed_inputs_of
@@ -52,7 +52,7 @@ class Result:
 
     @property
     def calibrated(self) -> Efficiency:
-        return replace(self.fitted.efficiency, prefill=self.fitted.prefill_factor, band=CALIBRATED_BAND)
+        return replace(self.fitted.efficiency, band=CALIBRATED_BAND)
 
     def lines(self) -> list[str]:
         out = [f"calibrate {self.server}:"]
@@ -83,22 +83,14 @@ class Result:
         return out
 
     def block(self, s: StackSettings, today: str) -> dict[str, Any]:
+        """The server's `calibration` block: what it was measured with, and the efficiencies."""
         srv = s.servers[self.server]
-        e = self.fitted.efficiency
         return {
             "measured": today,
             "model": srv.model,
             "tensor_parallel_size": srv.tensor_parallel_size,
             "image": srv.image,
-            "weights_efficiency": round(e.weights, 4),
-            "experts_efficiency": round(e.experts, 4),
-            "kv_efficiency": round(e.kv, 4),
-            "kv_serial": round(e.kv_serial, 4),
-            "matmul_efficiency": round(e.matmul, 4),
-            "dequant_ops": round(e.dequant, 3),
-            "allreduce_us": round(e.allreduce_s * 1e6, 2),
-            "sequence_ms": round(e.sequence_s * 1e3, 4),
-            "prefill_factor": round(self.fitted.prefill_factor, 3),
+            **block_values(self.fitted.efficiency),
         }
 
 
@@ -161,7 +153,7 @@ def calibrate_server(name: str, s: StackSettings, base: str, key: str | None, sa
     return Result(name, server, workload, runs, output, eff, fitted)
 
 
-def write_calibration(path: Path, server: str, single: bool, block: dict[str, Any], today: str) -> None:
+def write_calibration(path: Path, server: str, single: bool, block: dict[str, Any]) -> None:
     """Set one server's `calibration` block in the stack file, every other line as it was."""
     lines = path.read_text().splitlines(keepends=True)
     if single:
@@ -193,7 +185,7 @@ def write_calibration(path: Path, server: str, single: bool, block: dict[str, An
     pad = " " * indent
     text = yaml.safe_dump({"calibration": block}, sort_keys=False, default_flow_style=False)
     block_lines = [
-        f"{pad}# measured by `python -m components.verify --calibrate` on {today}\n",
+        f"{pad}# measured by `python -m components.verify --calibrate` on {block['measured']}\n",
         *(pad + ln + "\n" for ln in text.splitlines()),
     ]
     lines[start + 1 : end] = kept + block_lines

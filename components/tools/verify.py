@@ -686,7 +686,7 @@ def _calibrate(args: argparse.Namespace, outputs: dict[str, Any], lines: list[st
             continue
         lines += result.lines()
         if args.write:
-            write_calibration(path, name, settings.single, result.block(settings, today()), today())
+            write_calibration(path, name, settings.single, result.block(settings, today()))
             lines.append(f"  written to {path.name}: the next plan shows these bands as calibrated")
     return ok
 
