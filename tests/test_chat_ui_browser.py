@@ -257,13 +257,22 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         yield Setup(venv, chromium, guard, chat, embeddings, work / "data", work)
 
 
-def api(url: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode())
-    request.add_header("Content-Type", "application/json")
+def api(
+    url: str,
+    token: str | None = None,
+    body: Any = None,
+    data: bytes | None = None,
+    content_type: str = "application/json",
+    timeout: float = 30,
+) -> tuple[int, Any]:
+    """One request to Open WebUI's API: a JSON `body` (or raw `data`), its status and JSON answer."""
+    payload = data if data is not None else None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=payload)
+    request.add_header("Content-Type", content_type)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
@@ -485,14 +494,13 @@ def upload(url: str, token: str, name: str, content: str) -> tuple[int, Any]:
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
         f"Content-Type: text/plain\r\n\r\n{content}\r\n--{boundary}--\r\n"
     ).encode()
-    request = urllib.request.Request(f"{url}/api/v1/files/?process=true", data=body, method="POST")
-    request.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
-    request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+    return api(
+        f"{url}/api/v1/files/?process=true",
+        token,
+        data=body,
+        content_type=f"multipart/form-data; boundary={boundary}",
+        timeout=60,
+    )
 
 
 def test_the_fleet_ui_chats_and_files_documents_through_the_real_gateway(setup: Setup) -> None:
