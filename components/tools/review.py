@@ -228,7 +228,14 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
     for v in verdicts:
         r = resources[v.name]
         settings: list[str] = []
-        if v.name in old_by and any(x.name == v.name for x in new.resources):
+        rotated: list[str] = []
+        # The same resource in both plans (one of another type under the same name is another resource).
+        kept = (
+            v.name in old_by
+            and old_by[v.name]["type"] == v.type
+            and any(x.name == v.name and x.type == v.type for x in new.resources)
+        )
+        if kept:
             a, b = old_by[v.name], new.by_name(v.name)
             settings = [f"{k}: {t}" for k, t in _setting_changes(a["inputs"], b.inputs)]
             rotated = _rotated_secrets(a.get("options", {}), b.options)
@@ -245,10 +252,7 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
         outage = by_outage.get(v.name)
         runs = [n for n in (outage.during if outage else ()) if _is_run(resources.get(n))]
         note = _note(v.change, r, new, outage, runs)
-        kept = v.name in old_by and any(x.name == v.name for x in new.resources)
-        if kept and "WEBUI_ADMIN_PASSWORD" in _rotated_secrets(
-            old_by[v.name].get("options", {}), new.by_name(v.name).options
-        ):
+        if "WEBUI_ADMIN_PASSWORD" in rotated:
             note = (note + "; " if note else "") + ADMIN_PASSWORD_NOTE
         change = Change(v.name, v.type, v.change, settings, note)
         changes.append(change)
