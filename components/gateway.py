@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pulumi
-import yaml
 
 from components.container import ServerArgs, Service, ServiceSpec
+from components.planning.catalog import dump_yaml
 from components.planning.gateway import CONFIG_PATH, GATEWAY_PORT, MASTER_KEY_ENV
 from components.settings import GatewaySettings
 
@@ -38,7 +38,7 @@ class Gateway(Service):
             pull_timeout=args.pull_timeout,
             health_interval=s.health_interval,
             networks=args.networks,
-            uploads={CONFIG_PATH: yaml.safe_dump(dict(args.config), sort_keys=False)},
+            uploads={CONFIG_PATH: dump_yaml(dict(args.config), sort_keys=False)},
             # Without LITELLM_LOCAL_MODEL_COST_MAP the proxy fetches its cost map from the internet at every start.
             environment={**s.environment, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "DO_NOT_TRACK": "1"},
             secret_environment={MASTER_KEY_ENV: args.api_key, **args.backend_keys},

@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
-import yaml
 
 from components.container import OneShot, ServiceResources, ServiceSpec, run_once, service_resources
 from components.host import RocmHost
+from components.planning.catalog import dump_yaml
 from components.planning.monitoring import (
     ALERTMANAGER_CONFIG,
     ALERTMANAGER_CONTAINER,
@@ -136,7 +136,7 @@ class Monitoring(pulumi.ComponentResource):
                 # its own host's node-exporter is on the host's network: Prometheus scrapes it there
                 extra_hosts={HOST_GATEWAY: DOCKER_HOST_GATEWAY},
                 uploads={
-                    PROMETHEUS_CONFIG: yaml.safe_dump(dict(args.prometheus_config), sort_keys=False),
+                    PROMETHEUS_CONFIG: dump_yaml(dict(args.prometheus_config), sort_keys=False),
                     RULES_FILE: args.rules,
                     **secret_files,
                 },
@@ -181,7 +181,7 @@ class Monitoring(pulumi.ComponentResource):
                     health_check=wget_check(ALERTMANAGER_PORT, "/-/ready"),
                     external_port=m.alertmanager.port,
                     uploads={
-                        ALERTMANAGER_CONFIG: yaml.safe_dump(dict(args.alertmanager_config), sort_keys=False),
+                        ALERTMANAGER_CONFIG: dump_yaml(dict(args.alertmanager_config), sort_keys=False),
                         **({ALERTMANAGER_WEBHOOK_FILE: args.alert_webhook_url} if args.alert_webhook_url else {}),
                     },
                 ),

@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from components.planning.catalog import dump_yaml
 from components.planning.gateway import GATEWAY_PORT, INFINITY_INTERNAL_PORT, VLLM_INTERNAL_PORT
 from components.settings import StackSettings
 
@@ -236,7 +235,7 @@ def prometheus_config(s: StackSettings) -> dict[str, Any]:
 def node_exporter_web_config(bcrypt_hash: str) -> str:
     """node-exporter's --web.config.file: basic auth for NODE_EXPORTER_USER with this bcrypt hash
     (exporter-toolkit's format; pulumi-random's RandomPassword.bcrypt_hash is one)."""
-    return yaml.safe_dump({"basic_auth_users": {NODE_EXPORTER_USER: bcrypt_hash}}, sort_keys=False)
+    return dump_yaml({"basic_auth_users": {NODE_EXPORTER_USER: bcrypt_hash}}, sort_keys=False)
 
 
 def alertmanager_config(s: StackSettings) -> dict[str, Any]:
@@ -299,8 +298,8 @@ def grafana_files(s: StackSettings | None = None) -> dict[str, str]:
         ],
     }
     files = {
-        GRAFANA_DATASOURCE_FILE: yaml.safe_dump(datasource, sort_keys=False),
-        GRAFANA_DASHBOARD_PROVIDER_FILE: yaml.safe_dump(provider, sort_keys=False),
+        GRAFANA_DATASOURCE_FILE: dump_yaml(datasource, sort_keys=False),
+        GRAFANA_DASHBOARD_PROVIDER_FILE: dump_yaml(provider, sort_keys=False),
     }
     files.update({f"{GRAFANA_DASHBOARDS_DIR}/{name}": text for name, text in dashboards().items()})
     return files

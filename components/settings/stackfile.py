@@ -51,7 +51,13 @@ def stack_name(path: Path) -> str:
     return path.stem
 
 
-class _StackLoader(yaml.SafeLoader):
+try:  # libyaml's parser where PyYAML has it (several times faster)
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # pragma: no cover  # a PyYAML built without libyaml
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
+
+class _StackLoader(_SafeLoader):
     """YAML's safe loader that keeps every mapping key it sees twice (YAML itself lets the last one win)."""
 
     def __init__(self, stream: str) -> None:

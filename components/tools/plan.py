@@ -260,11 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(render_gateway(plan), end="")
         return 0
-    # The review and compose views load only when asked for: the plain plan stays fast.
-    from components.tools.review import RefError, diff, plan_at_ref
-
     change = None
     if args.against:
+        # The review and compose views load only when asked for: the plain plan stays fast.
+        from components.tools.review import RefError, diff, plan_at_ref
+
         try:
             change = diff(plan_at_ref(args.against, plan.stack, PROJECT_ROOT), plan, args.against)
         except RefError as exc:
