@@ -15,6 +15,7 @@ from components.planning.catalog import load_catalog
 from components.planning.performance import (
     WEIGHTS_EFFICIENCY,
     Efficiency,
+    Performance,
     Rate,
     Server,
     Workload,
@@ -222,4 +223,37 @@ def test_the_servers_workload_block_sets_the_plans_workload_and_a_too_long_one_i
     assert errors(too_long) == [
         "Pulumi.test.yaml: rocm-inference:vllm.workload.prompt_tokens and output_tokens add up to 33068 tokens, "
         "more than max_model_len 32768: vLLM refuses such requests"
+    ]
+
+
+def test_a_cached_prompt_prefix_shortens_the_first_token_and_not_the_decode() -> None:
+    """A system prompt or a conversation's earlier turns in vLLM's prefix cache: only the rest is prefilled."""
+    from components.planning.rules import assess
+    from tests.stacks import errors, load, set_key, values_of, vllm_context
+
+    def plan(workload: dict[str, int]) -> Performance:
+        values = set_key(values_of("big-chat"), "vllm.workload", workload)
+        a = assess(vllm_context(load(values).settings), CATALOG)
+        assert a.performance is not None and not a.problems
+        return a.performance
+
+    cold = plan({"prompt_tokens": 8000, "concurrency": 1})
+    warm = plan({"prompt_tokens": 8000, "concurrency": 1, "cached_prompt_tokens": 7000})
+    assert warm.as_json()["workload"] == {
+        "prompt_tokens": 8000,
+        "output_tokens": 300,
+        "concurrency": 1,
+        "cached_prompt_tokens": 7000,
+    }
+    # The first token waits for 1,000 tokens' prefill, not 8,000 (attention grows with the prompt: more than 8x)
+    assert warm.ttft_s.estimate < cold.ttft_s.estimate / 5
+    # The cache saves compute, not bytes: each step still reads the whole context's KV.
+    assert warm.decode_tokens_per_s == cold.decode_tokens_per_s
+    assert warm.prefill_tokens_per_s == cold.prefill_tokens_per_s  # one prompt alone, cold, as the field says
+    assert warm.output_tokens_per_s.estimate > cold.output_tokens_per_s.estimate
+
+    all_of_it = set_key(values_of("big-chat"), "vllm.workload", {"prompt_tokens": 800, "cached_prompt_tokens": 800})
+    assert errors(all_of_it) == [
+        "Pulumi.test.yaml: rocm-inference:vllm.workload.cached_prompt_tokens must be below prompt_tokens 800, got "
+        "800: vLLM computes at least a prompt's last token even when the prefix cache holds all of it"
     ]

@@ -95,7 +95,10 @@ class Workload:
     cached_tokens: int = 0
 
     def as_json(self) -> dict[str, int]:
-        return {k: v for k, v in asdict(self).items() if k != "cached_tokens"}
+        out = {k: v for k, v in asdict(self).items() if k != "cached_tokens"}
+        if self.cached_tokens:
+            out["cached_prompt_tokens"] = self.cached_tokens
+        return out
 
 
 @dataclass(frozen=True)

@@ -241,6 +241,14 @@ def assess(s: ServerContext, catalog: Catalog) -> Assessment:
                 f"{s.vllm.max_model_len}: vLLM refuses such requests",
             )
         )
+    if w.cached_prompt_tokens >= w.prompt_tokens:
+        problems.append(
+            Problem(
+                "vllm.workload.cached_prompt_tokens",
+                f"must be below prompt_tokens {w.prompt_tokens}, got {w.cached_prompt_tokens}: vLLM computes at "
+                "least a prompt's last token even when the prefix cache holds all of it",
+            )
+        )
     dtype = effective_dtype(s.vllm.dtype, arch, gpu)
     if arch.torch_dtype == "bfloat16" and dtype == "float16" and (arch.model_type or "") in FLOAT16_UNSTABLE:
         warnings.append(
@@ -327,7 +335,8 @@ def speed_inputs(s: ServerContext, gpu: Gpu, arch: Architecture, capacity: Capac
         # The default chat box, cut to a short max_model_len (a workload the stack sets is checked instead).
         output = min(output, max(1, s.vllm.max_model_len // 4))
         prompt = min(prompt, max(1, s.vllm.max_model_len - output))
-    return server, Workload(prompt, output, w.concurrency)
+    cached = min(w.cached_prompt_tokens, prompt - 1)
+    return server, Workload(prompt, output, w.concurrency, cached)
 
 
 def speed_inputs_of(s: ServerContext, catalog: Catalog) -> tuple[Server, Workload] | None:

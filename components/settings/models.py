@@ -374,11 +374,14 @@ def _not_a_config(content: Any) -> str:
 
 class WorkloadSettings(_Model):
     """What the plan's speed bands assume of a server's traffic: `concurrency` requests at once, each
-    `prompt_tokens` in and `output_tokens` out. The defaults suit a chat box of a few users."""
+    `prompt_tokens` in and `output_tokens` out, the first `cached_prompt_tokens` of each prompt already in
+    vLLM's prefix cache (a system prompt or a conversation's earlier turns; prefix caching is on in vLLM V1).
+    The defaults suit a chat box of a few users."""
 
     prompt_tokens: Annotated[StrictInt, Field(ge=1)] = 1000
     output_tokens: Annotated[StrictInt, Field(ge=1)] = 300
     concurrency: Annotated[StrictInt, Field(ge=1, le=4096)] = 4
+    cached_prompt_tokens: Annotated[StrictInt, Field(ge=0)] = 0
 
 
 Positive = Annotated[float, Field(gt=0, le=1e6)]

@@ -139,9 +139,10 @@ def render_performance(p: Performance) -> str:
     """One line: the speed bands at the workload (components/planning/performance.py)."""
     w = p.workload
     queue = f", {p.queued} of them queue" if p.queued else ""
+    cached = f" ({w.cached_tokens:,} of it cached)" if w.cached_tokens else ""
     source = f"calibrated on the box {p.calibrated}" if p.calibrated else "fitted on published gfx906 runs"
     return (
-        f"Speed ({source}) at {w.concurrency} requests of {w.prompt_tokens:,} in / {w.output_tokens:,} out{queue}: "
+        f"Speed ({source}) at {w.concurrency} requests of {w.prompt_tokens:,} in{cached} / {w.output_tokens:,} out{queue}: "
         f"decode {_band(p.decode_tokens_per_s)} tokens/s per request (roofline {p.decode_tokens_per_s.bound:.3g}), "
         f"output {_band(p.output_tokens_per_s)} tokens/s together, prefill {_band(p.prefill_tokens_per_s)} tokens/s, "
         f"TTFT {_band(p.ttft_s, ' s')}, longest prefill {_band(p.longest_prefill_s, ' s')}"

@@ -296,7 +296,10 @@ def speed_changes(before: dict[str, dict[str, Any]], new: Plan) -> list[str]:
             )
         if then.get("workload") != now["workload"]:
             w = now["workload"]
-            moved.append(f"at the workload now {w['concurrency']} x {w['prompt_tokens']} in / {w['output_tokens']} out")
+            cached = f" ({w['cached_prompt_tokens']} cached)" if w.get("cached_prompt_tokens") else ""
+            moved.append(
+                f"at the workload now {w['concurrency']} x {w['prompt_tokens']} in{cached} / {w['output_tokens']} out"
+            )
         if moved:
             lines.append(f"{name}: " + ", ".join(moved))
     return lines
