@@ -264,11 +264,12 @@ class DecodeSpeed(_Frozen):
 
 class DecodeBand(_Frozen):
     """The spread of measured over estimated decode rates (natural log, one standard deviation): what
-    any estimate carries (`sigma`), and per unit share of the step for the two terms the measurements
-    disagree on most (the all-reduce latency across boxes, the experts' rate)."""
+    any estimate carries (`sigma`), what a single request on more than one GPU carries besides (`single_sigma`:
+    the boxes measured disagree most there), and per unit share of the step the experts' rate takes
+    (`experts_sigma`)."""
 
     sigma: Annotated[float, Field(ge=0)]
-    allreduce_sigma: Annotated[float, Field(ge=0)]
+    single_sigma: Annotated[float, Field(ge=0)]
     experts_sigma: Annotated[float, Field(ge=0)]
     coverage: Share  # the share of measurements the band is fitted to hold
 

@@ -29,11 +29,12 @@ bench/speed_model.py. The spec-sheet roofline is the bound, never the estimate: 
 the matmuls at peak FP16, whichever is longer, no latency. Prefill is the project's one prefill
 estimate (components/planning/prefill.py).
 
-The band: measured over estimated decode rates spread, in natural log, by `sigma` for any estimate,
-and by `allreduce_sigma` and `experts_sigma` per unit share of the step those two terms take: the boxes
-measured disagree most on the all-reduce (a single request at TP 2 runs 40-50% below the model on
-mixa3607's box while TP 4 runs 50-70% above it on another), and the experts' rate rests on one report.
-So a band is narrow for one GPU's decode, wide where a single request waits on PCIe. The band is the
+The band: measured over estimated decode rates spread, in natural log, by `sigma` for any estimate, by
+`single_sigma` more for a single request on more than one GPU, and by `experts_sigma` per unit share of the
+step the experts take: the boxes measured disagree most on a single request at tensor parallel (at TP 2 it
+runs 40-45% below the model on mixa3607's box, slower even than four requests together there, while at TP 4
+it runs 0-50% above it on nlzy's), and the experts' rate rests on one report. So a band is narrow for one
+GPU's decode and for a batch, wide for one request alone across GPUs. The band is the
 estimate x/÷ exp(z x that spread), z holding `coverage` of a normal spread. A calibrated plan (an
 Efficiency measured on the box) gives its own `band` instead. A GPU family without measurements (no
 `speed` entry) borrows gfx906's efficiencies with the band twice as wide in log.
@@ -253,16 +254,12 @@ def bound_seconds(s: Server, batch: int, context: int) -> float:
     return max(p["weights"] + p["experts"] + p["kv"], p["compute"])
 
 
-def band_factor(s: Server, parts: dict[str, float], eff: Efficiency = Efficiency()) -> float:
-    """The factor a step's estimate is multiplied and divided by for its band (see the docstring)."""
+def band_factor(s: Server, parts: dict[str, float], batch: int, eff: Efficiency = Efficiency()) -> float:
+    """The factor a step of `batch` sequences is multiplied and divided by for its band (see the docstring)."""
     if eff.band is not None:
         return eff.band
-    total = sum(parts.values())
-    spread = math.hypot(
-        _BAND.sigma,
-        parts["allreduce"] / total * _BAND.allreduce_sigma,
-        parts["experts"] / total * _BAND.experts_sigma,
-    )
+    single = _BAND.single_sigma if batch == 1 and s.tensor_parallel_size > 1 else 0.0
+    spread = math.hypot(_BAND.sigma, single, parts["experts"] / sum(parts.values()) * _BAND.experts_sigma)
     widening = 1.0 if s.gpu.gfx in _SPEED else UNMEASURED_WIDENING
     return math.exp(_Z * spread * widening)
 
@@ -296,13 +293,13 @@ def _performance(s: Server, w: Workload, eff: Efficiency) -> Performance:
     queued = max(0, w.concurrency - running)
 
     alone = step_parts(s, 1, context, eff)
-    one, f1 = sum(alone.values()), band_factor(s, alone, eff)
+    one, f1 = sum(alone.values()), band_factor(s, alone, 1, eff)
     decode = Rate(1 / one, 1 / (one * f1), f1 / one, 1 / bound_seconds(s, 1, context))
 
     prompt = _prefill(s, w.prompt_tokens, eff)
     new = _prefill(s, w.prompt_tokens - w.cached_tokens, eff)
     parts = step_parts(s, running, context, eff)
-    step, f = sum(parts.values()), band_factor(s, parts, eff)
+    step, f = sum(parts.values()), band_factor(s, parts, running, eff)
     # A request's first token: its own prefill, and a step of the running batch it joins.
     ttft = new.estimate + step
     request = ttft + (w.output_tokens - 1) * step
