@@ -301,3 +301,15 @@ def test_a_long_chunked_prefill_is_said_with_its_stall() -> None:
     fewer = set_key(values_of("big-chat"), "vllm.max_num_batched_tokens", 512)
     smaller = next(a for a in _advice(fewer) if "chunks of max_num_batched_tokens 512" in a)
     assert "64 chunks" in smaller
+
+
+def test_the_widest_fitted_band_says_how_to_narrow_it() -> None:
+    """big-chat's one request across two GPUs: the band the published boxes disagree on most."""
+    lines = [a for a in _advice(values_of("big-chat")) if "--calibrate --write" in a]
+    assert len(lines) == 1, _advice(values_of("big-chat"))
+    assert lines[0].startswith("one request alone on 2 GPUs decodes at ") and "disagree most" in lines[0]
+    # once the box is measured, its own band: nothing to say
+    measured = set_key(values_of("big-chat"), "vllm.calibration", CALIBRATION)
+    assert not any("--calibrate" in a for a in _advice(measured)), _advice(measured)
+    # one GPU of a measured family: a band of about 2x, nothing to say
+    assert not any("--calibrate" in a for a in _advice(values_of("small-chat")))

@@ -5,6 +5,8 @@
   tokens per second together, as reported on gfx906 boxes (4x TP1 against TP4: 20% to 124% more,
   operations-facts.md §9), while one request alone decodes faster on the wider server. Which wins is the
   workload's: the model is evaluated at both.
+- Calibration: where the fitted band is widest (one request on more than one GPU, where the published boxes
+  disagree most), measuring the box narrows it (components/planning/calibration.py).
 - max_num_seqs: requests beyond it queue (so do those beyond what the KV cache holds at the workload's length).
 - max_num_batched_tokens: vLLM V1 prefills a long prompt in chunks of this many tokens between decode steps
   (chunked prefill; the gfx906 fork's default is 2048): while one runs, every running request's next token
@@ -16,11 +18,36 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from components.planning.performance import Efficiency, Performance, Server, Workload, performance
+from components.planning.calibration import CALIBRATED_BAND
+from components.planning.performance import Efficiency, Performance, Server, Workload, is_measured, performance
 from components.planning.prefill import prefill_seconds
 
 # A stall of the running requests' tokens worth saying (seconds per chunk).
 CHUNK_STALL_S = 1.0
+# A fitted decode band this wide (high / low) is worth narrowing by a calibration on the box.
+WIDE_BAND = 3.0
+
+
+def calibration(s: Server, now: Performance) -> str | None:
+    """How to narrow a fitted decode band this wide: the box's own measurement."""
+    d = now.decode_tokens_per_s
+    if now.calibrated is not None or d.high / d.low < WIDE_BAND:
+        return None
+    why = []
+    if s.tensor_parallel_size > 1:
+        why.append(
+            "the published boxes disagree most on a single request across GPUs (one runs it 40% below the model, "
+            "another 50% above)"
+        )
+    if not is_measured(s.gpu):
+        why.append(f"no published run on {s.gpu.gfx} was fitted (gfx906's rates are borrowed)")
+    gpus = f"{s.tensor_parallel_size} GPUs" if s.tensor_parallel_size > 1 else "one GPU"
+    return (
+        f"one request alone on {gpus} decodes at {d.low:.3g}-{d.high:.3g} tokens/s in the fitted band, "
+        f"{d.high / d.low:.1f}x wide: {' and '.join(why) or 'the fit is loose here'}; after the deploy, "
+        "`python -m components.verify STACK --calibrate --write` measures this box, and the next plan's bands are "
+        f"its own (x/÷ {CALIBRATED_BAND})"
+    )
 
 
 def replicas(

@@ -254,13 +254,18 @@ def bound_seconds(s: Server, batch: int, context: int) -> float:
     return max(p["weights"] + p["experts"] + p["kv"], p["compute"])
 
 
+def is_measured(gpu: Gpu) -> bool:
+    """Whether published runs on this GPU's family were fitted (catalog.yaml `speed`); others borrow gfx906's."""
+    return gpu.gfx in _SPEED
+
+
 def band_factor(s: Server, parts: dict[str, float], batch: int, eff: Efficiency = Efficiency()) -> float:
     """The factor a step of `batch` sequences is multiplied and divided by for its band (see the docstring)."""
     if eff.band is not None:
         return eff.band
     single = _BAND.single_sigma if batch == 1 and s.tensor_parallel_size > 1 else 0.0
     spread = math.hypot(_BAND.sigma, single, parts["experts"] / sum(parts.values()) * _BAND.experts_sigma)
-    widening = 1.0 if s.gpu.gfx in _SPEED else UNMEASURED_WIDENING
+    widening = 1.0 if is_measured(s.gpu) else UNMEASURED_WIDENING
     return math.exp(_Z * spread * widening)
 
 

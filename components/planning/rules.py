@@ -314,6 +314,9 @@ def plan_advice(
     out += advice.batching(
         server, workload, speed, s.vllm.max_num_seqs is not None, s.vllm.max_num_batched_tokens or tokens
     )
+    narrow = advice.calibration(server, speed)
+    if narrow:
+        out.append(narrow)
     return out
 
 
