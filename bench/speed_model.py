@@ -24,13 +24,14 @@ The fit (components/planning/performance.py's decode terms, the catalog's `speed
    dense models, pulled gently towards PRIOR: a term the data says little about (a fold without TP > 1,
    say) keeps about its prior, and the print shows which did. The matmul term is not fitted here: it
    runs at prefill.py's MATMUL_EFFICIENCY, fitted on prefills.
-2. experts on the MoE points, the rest as fitted (the prior: the dense rate).
+2. the MoE layers: their experts' bytes at the dense rate, and moe_layer_s, each MoE layer's latency, by least
+   squares on the MoE points, the rest as fitted (no MoE point: no latency).
 3. the band: sigma, and single_sigma for a single request on more than one GPU (where the boxes measured
    disagree most: mixa3607's TP 2 runs one request slower than four, nlzy's TP 4 faster than the model), by
    maximum likelihood on the leave-one-source-out residuals of the data fitted (each box predicted by a fit
-   without it: the plan's case, a box it never saw);
-   experts_sigma = |ln(experts / weights)|, as uncertain as the experts' rate is far from the dense one
-   (it rests on one report).
+   without it: the plan's case, a box it never saw), and experts_sigma per unit share of the step the MoE
+   layers take, the same way (a MoE point whose box is left out is predicted by a fit that saw no other MoE
+   model from it, or none at all: the spread says how far that goes wrong).
 Prefill constants are prefill.py's (the gemma runs' slowest), not refitted here: the gemma prefill points are
 in sample for them in every column below; the others ("prefill, new") are not.
 
@@ -59,6 +60,7 @@ from components.planning.performance import (  # noqa: E402
     Rate,
     Server,
     Workload,
+    moe_layers,
     performance,
     step_parts,
 )
@@ -129,6 +131,27 @@ QWEN3_235B_A22B = Architecture.model_validate(
         "vocab_size": 151936,
     }
 )
+# MiniMaxAI/MiniMax-M2's shapes, transformers' MiniMaxM2Config defaults (src/transformers/models/minimax_m2/
+# configuration_minimax_m2.py at 008e574: 62 layers, hidden 3072, 48 heads and 8 KV heads of 128, 256 experts of
+# FFN 1536 (Mixtral-style `intermediate_size`), top 8, no shared expert, vocab 200064, untied). M2.7 taken as the
+# same (a test of another project's "official contract" for M2.7 lists these shapes); cyankiwi's AWQ 4-bit taken as
+# group 128 with zero points (its group size unverified).
+MINIMAX_M2 = Architecture.model_validate(
+    {
+        "model_type": "minimax_m2",
+        "head_dim": 128,
+        "hidden_size": 3072,
+        "intermediate_size": 1536,
+        "max_position_embeddings": 196608,
+        "num_attention_heads": 48,
+        "num_hidden_layers": 62,
+        "num_key_value_heads": 8,
+        "num_local_experts": 256,
+        "num_experts_per_tok": 8,
+        "tie_word_embeddings": False,
+        "vocab_size": 200064,
+    }
+)
 # A point whose workload is not stated: one short chat request, and this weight in the fit.
 REPORTED_PROMPT, REPORTED_OUTPUT, REPORTED = 500, 300, 0.3
 # A prior for each fitted decode constant, and how hard the fit is pulled towards it. dequant: shift, mask,
@@ -161,6 +184,10 @@ def architectures() -> dict[str, Architecture]:
             update={"quantization_config": GPTQ_INT4}
         ),
         "Qwen3-32B-GPTQ-Int4": catalog["Qwen/Qwen3-32B"].model_copy(update={"quantization_config": GPTQ_INT4}),
+        "MiniMax-M2.7-AWQ-4bit (cyankiwi/MiniMax-M2.7-AWQ-4bit per scripts/start_vllm_fa.sh default)": (
+            MINIMAX_M2.model_copy(update={"quantization_config": AWQ})
+        ),
+        "QuantTrio/MiniMax-M2.1-AWQ": MINIMAX_M2.model_copy(update={"quantization_config": AWQ}),
     }
 
 
@@ -325,21 +352,20 @@ def fit_constants(train: list[Point]) -> Efficiency:
     eff = Efficiency(
         weights=1 / c[0], kv=1 / c[1], kv_serial=c[2] / c[1], allreduce_s=c[3], sequence_s=c[4], dequant=c[5]
     )
-    # The experts' rate on the MoE points, the rest as fitted; the prior: the dense rate.
-    moe = [p for p in decode if p.server.arch.is_moe]
-    cx = c[0]
-    if moe:
-        num = den = 0.0
-        for p in moe:
-            assert p.tpot_s is not None
-            parts = step_parts(p.server, p.running, p.context, replace(eff, experts=1.0))
-            x = _features(p)["experts"] / p.tpot_s
-            rest = (sum(parts.values()) - parts["experts"]) / p.tpot_s
-            num += p.weight * x * (1 - rest)
-            den += p.weight * x * x
-        lam = PRIOR_WEIGHT * den * cx**2  # the prior weighs as PRIOR_WEIGHT of the MoE points' own evidence
-        cx = max((num + lam / cx) / (den + lam / cx**2), 1e-3 * cx)
-    return replace(eff, experts=1 / cx)
+    # The experts' bytes at the dense rate; each MoE layer's latency by least squares on the MoE points, the
+    # rest as fitted (none: no latency).
+    eff = replace(eff, experts=eff.weights, moe_layer_s=0.0)
+    num = den = 0.0
+    for p in decode:
+        layers = moe_layers(p.server.arch)
+        if not layers:
+            continue
+        assert p.tpot_s is not None
+        x = layers / p.tpot_s
+        rest = sum(step_parts(p.server, p.running, p.context, eff).values()) / p.tpot_s
+        num += p.weight * x * (1 - rest)
+        den += p.weight * x * x
+    return replace(eff, moe_layer_s=max(0.0, num / den) if den else 0.0)
 
 
 @dataclass(frozen=True)
@@ -350,11 +376,11 @@ class Band:
 
 
 def _shares(p: Point, eff: Efficiency) -> tuple[float, float]:
-    """Whether the point is a single request on more than one GPU (1 or 0), and the experts' share of its step."""
+    """Whether the point is a single request on more than one GPU (1 or 0), and the MoE layers' share of its step."""
     batch = 1 if p.metric == "decode_tokens_per_s" else p.running
     parts = step_parts(p.server, batch, p.context, eff)
     single = 1.0 if batch == 1 and p.server.tensor_parallel_size > 1 else 0.0
-    return single, parts["experts"] / sum(parts.values())
+    return single, (parts["experts"] + parts["moe"]) / sum(parts.values())
 
 
 def _spread(band: Band, shares: tuple[float, float]) -> float:
@@ -369,7 +395,6 @@ def fit_band(train: list[Point], eff: Efficiency) -> Band:
         for p in train:
             if p.source == source and p.tpot_s is not None:
                 residuals.append((math.log(p.measured / estimate(p, fold)), _shares(p, fold), p.weight))
-    experts = abs(math.log(eff.experts / eff.weights))
 
     def nll(b: Band) -> float:
         out = 0.0
@@ -378,10 +403,11 @@ def fit_band(train: list[Point], eff: Efficiency) -> Band:
             out += w * (0.5 * math.log(v) + r * r / (2 * v))
         return out
 
-    band = Band(0.2, 0.5, experts)
+    band = Band(0.2, 0.5, 0.5)
     for _ in range(4):  # coordinate descent on a grid
-        band = min((Band(s, band.single_sigma, experts) for s in SIGMAS), key=nll)
-        band = min((Band(band.sigma, s, experts) for s in (0.0, *SIGMAS)), key=nll)
+        band = min((Band(s, band.single_sigma, band.experts_sigma) for s in SIGMAS), key=nll)
+        band = min((Band(band.sigma, s, band.experts_sigma) for s in (0.0, *SIGMAS)), key=nll)
+        band = min((Band(band.sigma, band.single_sigma, s) for s in (0.0, *SIGMAS)), key=nll)
     return band
 
 

@@ -13,7 +13,6 @@ import pytest
 
 from components.planning.catalog import load_catalog
 from components.planning.performance import (
-    WEIGHTS_EFFICIENCY,
     Efficiency,
     Performance,
     Rate,
@@ -120,7 +119,7 @@ def evaluation(bench: ModuleType) -> Any:
 def test_the_catalogs_constants_are_the_bench_fit(evaluation: Any) -> None:
     fitted, band = evaluation.fitted, evaluation.band
     speed = CATALOG.speed["gfx906"]
-    for name in ("weights", "experts", "kv", "kv_serial", "allreduce_s", "sequence_s"):
+    for name in ("weights", "experts", "kv", "kv_serial", "allreduce_s", "sequence_s", "moe_layer_s"):
         assert getattr(fitted, name) == pytest.approx(getattr(speed.decode, name), rel=0.01), name
     assert fitted.dequant == pytest.approx(speed.decode.dequant_ops, rel=0.01)
     assert band.sigma == pytest.approx(speed.decode_band.sigma, abs=0.005)
@@ -153,24 +152,26 @@ def test_the_band_holds_the_share_it_is_fitted_to_hold(evaluation: Any) -> None:
     assert inside.inside >= coverage * inside.total, f"{inside.inside}/{inside.total} inside the band"
 
 
-def test_the_out_of_sample_figures_do_not_regress(evaluation: Any) -> None:
-    """The figures bench/speed_model.py prints, as of the catalog's fit (issue 19's targets: median error
-    <= 25%, median width <= 2x, 8 of 10 inside, the bound never below; see the bench for which are met)."""
-    model_out = evaluation.figures("leave one model out")
-    assert model_out.median_error <= 0.17
-    assert model_out.median_width <= 2.05
-    assert model_out.inside >= 30, f"{model_out.inside}/{model_out.total} inside the band"
-    source_out = evaluation.figures("leave one source out")
-    assert source_out.median_error <= 0.28
-    assert source_out.median_width <= 2.05
-    # 29: Qwen3-235B, the one MoE point, left out with its box leaves the experts' rate at the dense prior
-    assert source_out.inside >= 29, f"{source_out.inside}/{source_out.total} inside the band"
-    assert model_out.total == source_out.total == 40
+def test_the_out_of_sample_figures_do_not_regress(bench: ModuleType, evaluation: Any) -> None:
+    """The figures bench/speed_model.py prints, as of the catalog's fit, on the 32 points no fit of its own
+    constants saw (not the gemma prefills prefill.py's constants came from). Issue 19's targets: median error
+    <= 25%, median width <= 2x, 8 of 10 inside, the bound never below; see the bench for which are met."""
+    model_out = evaluation.figures("leave one model out", bench.unseen)
+    assert model_out.total == 32
+    assert model_out.median_error <= 0.22
+    assert model_out.median_width <= 2.0
+    assert model_out.inside >= 22, f"{model_out.inside}/{model_out.total} inside the band"
+    source_out = evaluation.figures("leave one source out", bench.unseen)
+    assert source_out.median_error <= 0.31
+    assert source_out.median_width <= 2.0
+    # mixa3607's box is most of the points: the other three boxes, which agree with each other within the band, run
+    # its decode about 30% too fast, so half its points fall outside when it is left out.
+    assert source_out.inside >= 16, f"{source_out.inside}/{source_out.total} inside the band"
+    assert model_out.bound_below == source_out.bound_below == 0
     # A single request on TP > 1 gets its own spread, so the rest are narrow: every decode point held in sample
-    # at a median width under 2x (an all-reduce share spread instead gave 2.64x for the same 28 of 28).
+    # at a median width under 2x (an all-reduce share spread instead gave 2.64x).
     decode = evaluation.figures("in sample", lambda p: p.tpot_s is not None)
     assert decode.inside == decode.total and decode.median_width <= 1.95
-    assert model_out.bound_below == source_out.bound_below == 0
 
 
 def test_a_calibrated_band_replaces_the_fitted_one() -> None:
@@ -198,12 +199,16 @@ def test_the_band_is_wider_for_one_request_across_gpus_and_where_nothing_was_mea
     assert math.log(width(unmeasured)) == pytest.approx(2 * math.log(width(one)))
 
 
-def test_a_moe_layers_experts_are_read_at_their_own_rate() -> None:
+def test_each_moe_layer_pays_its_latency_besides_its_experts_bytes() -> None:
     server, w = _server("Qwen/Qwen3-30B-A3B", tp=1), Workload(1000, 300, 1)
+    parts = step_parts(server, 1, 1150)
+    assert parts["moe"] == pytest.approx(48 * CATALOG.speed["gfx906"].decode.moe_layer_s)  # every layer routes
+    assert step_parts(_server("Qwen/Qwen3-32B", tp=1), 1, 1150)["moe"] == 0
     slow = performance(server, w).decode_tokens_per_s
-    dense_rate = performance(server, w, Efficiency(experts=WEIGHTS_EFFICIENCY)).decode_tokens_per_s
-    assert slow.estimate < dense_rate.estimate
-    assert slow.high / slow.low > dense_rate.high / dense_rate.low  # the experts' rate rests on one report
+    bytes_only = performance(server, w, Efficiency(moe_layer_s=0.0)).decode_tokens_per_s
+    assert slow.estimate < bytes_only.estimate
+    # a 3B-active MoE still decodes faster than a dense 32B on the same GPU
+    assert slow.estimate > performance(_server("Qwen/Qwen3-32B", tp=1), w).decode_tokens_per_s.estimate
 
 
 def test_a_large_batch_pays_for_its_matmuls() -> None:

@@ -44,6 +44,7 @@ BLOCK_FIELDS = (
     ("allreduce_us", "allreduce_s", 1e6),
     ("sequence_ms", "sequence_s", 1e3),
     ("prefill_factor", "prefill", 1.0),
+    ("moe_layer_us", "moe_layer_s", 1e6),
 )
 
 
@@ -54,7 +55,9 @@ def block_values(eff: Efficiency) -> dict[str, float]:
 
 def efficiency_of(block: Mapping[str, Any]) -> Efficiency:
     """The efficiencies a calibration block holds, with the calibrated band."""
-    return Efficiency(**{name: float(block[key]) / unit for key, name, unit in BLOCK_FIELDS}, band=CALIBRATED_BAND)
+    # A block written before the MoE latency was modelled has no moe_layer_us: the fitted one stands.
+    values = {name: float(block[key]) / unit for key, name, unit in BLOCK_FIELDS if block.get(key) is not None}
+    return Efficiency(**values, band=CALIBRATED_BAND)
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class Fitted:
 
 # The step's terms (performance.step_parts) that a calibration scales together: those a step pays once
 # (the weights, the all-reduces, unpacking, walking one sequence's KV), and those it pays per sequence.
-FIXED = ("weights", "experts", "allreduce", "dequant", "kv_serial")
+FIXED = ("weights", "experts", "moe", "allreduce", "dequant", "kv_serial")
 PER_SEQUENCE = ("kv", "sequence", "compute")
 
 
@@ -123,6 +126,7 @@ def fit(s: Server, runs: list[Measured], base: Efficiency | None = None) -> Fitt
         weights=base.weights / a,
         experts=base.experts / a,
         allreduce_s=base.allreduce_s * a,
+        moe_layer_s=base.moe_layer_s * a,
         dequant=base.dequant * a,
         kv_serial=base.kv_serial * a / b,  # its part is kv_serial x one KV read, and that read scales by b
         kv=base.kv / b,

@@ -260,6 +260,7 @@ class DecodeSpeed(_Frozen):
     allreduce_s: Annotated[float, Field(ge=0)]  # one all-reduce between tensor-parallel ranks
     sequence_s: Annotated[float, Field(ge=0)]  # per running sequence and step, besides its matmuls
     dequant_ops: Annotated[float, Field(ge=0)] = 0.0  # FP16 operations to unpack one quantized weight
+    moe_layer_s: Annotated[float, Field(ge=0)] = 0.0  # one MoE layer's routing and fused-kernel launches, per step
 
 
 class DecodeBand(_Frozen):

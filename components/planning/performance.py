@@ -6,13 +6,18 @@ Decode: one step of a batch of B running sequences, each `context` tokens long, 
          + experts read / (HBM x experts)                      a MoE layer's experts the B tokens reach
          + (B + kv_serial) x one sequence's KV / (HBM x kv)     paged attention
          + quantized weights read x dequant / FP16                unpacking them
+         + MoE layers x moe_layer_s                              routing and the fused-MoE kernels
          + 2 x layers x allreduce_s                             (TP > 1) a latency each over PCIe
          + B x (2 x weights a token runs through / (FP16 x matmul) + sequence_s)
 
 - The weights read are what the step touches: the layers and the LM head, not the embedding table
   (B rows of it), the vision encoder or the rotary cache. A MoE layer reads the experts B tokens are
-  routed to (num_experts x (1 - (1 - top_k / num_experts)^B), routing taken as uniform), through the
-  fused-MoE kernels at their own rate (`experts`).
+  routed to (num_experts x (1 - (1 - top_k / num_experts)^B), routing taken as uniform), at the dense
+  rate (`experts`, fitted equal to `weights`), and each MoE layer pays a latency besides (`moe_layer_s`:
+  the router's top-k, sorting the tokens to their experts, the fused-MoE kernels' launches, which at a
+  small batch run far below the bandwidth). Two published MoE runs agree on it within 1.5x (276 and 418 us
+  a layer: Qwen3-235B-A22B at TP 4, MiniMax-M2.7 at TP 8), where a rate for the experts' bytes would
+  differ 3.6x between them (bench/speed_model.py).
 - A sequence's KV read is its whole context on each layer (kv_read_bytes). The decode attention kernel
   walks each sequence's context in order, so a step pays `kv_serial` sequences' worth of KV time beyond
   the bytes: one request alone reads its KV at a lower rate than four together (mixa3607's gemma-3-27b
@@ -31,9 +36,9 @@ estimate (components/planning/prefill.py).
 
 The band: measured over estimated decode rates spread, in natural log, by `sigma` for any estimate, by
 `single_sigma` more for a single request on more than one GPU, and by `experts_sigma` per unit share of the
-step the experts take: the boxes measured disagree most on a single request at tensor parallel (at TP 2 it
+step the MoE layers' experts and latency take: the boxes measured disagree most on a single request at tensor parallel (at TP 2 it
 runs 40-45% below the model on mixa3607's box, slower even than four requests together there, while at TP 4
-it runs 0-50% above it on nlzy's), and the experts' rate rests on one report. So a band is narrow for one
+it runs 0-50% above it on nlzy's), and the MoE latency rests on two reports. So a band is narrow for one
 GPU's decode and for a batch, wide for one request alone across GPUs. The band is the
 estimate x/÷ exp(z x that spread), z holding `coverage` of a normal spread. A calibrated plan (an
 Efficiency measured on the box) gives its own `band` instead. A GPU family without measurements (no
@@ -69,6 +74,7 @@ KV_SERIAL = _DECODE.kv_serial  # sequences' worth of KV time a step pays for wal
 ALLREDUCE_S = _DECODE.allreduce_s  # one all-reduce between TP ranks over PCIe, a latency floor
 SEQUENCE_S = _DECODE.sequence_s  # per running sequence and step, besides its matmuls
 DEQUANT_OPS = _DECODE.dequant_ops  # FP16 operations to unpack one quantized weight
+MOE_LAYER_S = _DECODE.moe_layer_s  # per MoE layer and step, besides its experts' bytes
 # A GPU family nothing was measured on: its band is this many times as wide (in log).
 UNMEASURED_WIDENING = 2.0
 
@@ -180,6 +186,11 @@ def expert_read_bytes(arch: Architecture, tp: int, dtype_bytes: int, batch: int)
     return experts * (1 - (1 - min(1.0, k / e)) ** batch)
 
 
+def moe_layers(arch: Architecture) -> int:
+    """How many of the model's layers route to experts (0 for a dense model)."""
+    return arch.num_hidden_layers - arch.dense_mlp_layers if arch.is_moe else 0
+
+
 def kv_read_bytes(arch: Architecture, tp: int, dtype_bytes: int, context: int) -> float:
     """The KV cost of one sequence of `context` tokens per decode step on one rank, in bytes as if every
     layer read the whole context. Sliding layers too: gemma-3-27b's decode (5 of 6 layers slide over
@@ -216,12 +227,13 @@ class Efficiency:
     kv_serial: float = KV_SERIAL
     matmul: float = MATMUL_EFFICIENCY
     dequant: float = DEQUANT_OPS
+    moe_layer_s: float = MOE_LAYER_S
     # A prefill takes this times the fitted estimate (a calibration on the box measures it).
     prefill: float = 1.0
     band: float | None = None
 
 
-ROOFLINE = Efficiency(1.0, 1.0, 0.0, 0.0, experts=1.0, kv_serial=0.0, matmul=1.0, dequant=0.0)
+ROOFLINE = Efficiency(1.0, 1.0, 0.0, 0.0, experts=1.0, kv_serial=0.0, matmul=1.0, dequant=0.0, moe_layer_s=0.0)
 
 
 def step_parts(s: Server, batch: int, context: int, eff: Efficiency = Efficiency()) -> dict[str, float]:
@@ -236,6 +248,7 @@ def step_parts(s: Server, batch: int, context: int, eff: Efficiency = Efficiency
         "experts": experts / (hbm * eff.experts),
         "kv": batch * kv,
         "kv_serial": eff.kv_serial * kv,
+        "moe": moe_layers(s.arch) * eff.moe_layer_s,
         "allreduce": 2 * s.arch.num_hidden_layers * eff.allreduce_s if tp > 1 else 0.0,
         "sequence": batch * eff.sequence_s,
         "compute": batch * token_flops(s.arch, tp) / (s.gpu.fp16_tflops * 1e12 * eff.matmul),
@@ -264,7 +277,8 @@ def band_factor(s: Server, parts: dict[str, float], batch: int, eff: Efficiency 
     if eff.band is not None:
         return eff.band
     single = _BAND.single_sigma if batch == 1 and s.tensor_parallel_size > 1 else 0.0
-    spread = math.hypot(_BAND.sigma, single, parts["experts"] / sum(parts.values()) * _BAND.experts_sigma)
+    moe = (parts["experts"] + parts["moe"]) / sum(parts.values())
+    spread = math.hypot(_BAND.sigma, single, moe * _BAND.experts_sigma)
     widening = 1.0 if is_measured(s.gpu) else UNMEASURED_WIDENING
     return math.exp(_Z * spread * widening)
 

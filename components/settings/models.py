@@ -406,6 +406,8 @@ class CalibrationSettings(_Model):
     allreduce_us: Positive  # one all-reduce between TP ranks
     sequence_ms: Positive  # per running sequence and step
     prefill_factor: Positive  # a prefill's time over the fitted estimate
+    # per MoE layer and step, besides its experts' bytes (absent in a block written before it was modelled)
+    moe_layer_us: Annotated[float, Field(ge=0, le=1e6)] | None = None
 
 
 class ServerSettings(_Model):
