@@ -503,17 +503,18 @@ def main() -> None:
     e = evaluate()
     f, b = e.fitted, e.band
     print(
-        f"fitted on all points: weights {f.weights:.3f} of HBM, experts {f.experts:.3f}, KV {f.kv:.3f} "
+        f"fitted on all points: weights {f.weights:.3f} of HBM, experts {f.experts:.3f} and {f.moe_layer_s * 1e6:.0f} us "
+        f"a MoE layer, KV {f.kv:.3f} "
         f"(+{f.kv_serial:.2f} of a sequence per step), all-reduce {f.allreduce_s * 1e6:.1f} us, "
         f"per sequence {f.sequence_s * 1e3:.2f} ms, matmuls at {f.matmul:.2f} of peak FP16 (prefill's)"
     )
     print(
         f"  (priors: weights {PRIOR.weights}, KV {PRIOR.kv} +{PRIOR.kv_serial}, unpacking {PRIOR.dequant} FP16 ops "
         f"per quantized weight (fitted {f.dequant:.2f}), all-reduce {PRIOR.allreduce_s * 1e6:.0f} us, per sequence "
-        f"{PRIOR.sequence_s * 1e3:.2f} ms; experts: the dense rate)"
+        f"{PRIOR.sequence_s * 1e3:.2f} ms; experts: the dense rate, each MoE layer by least squares)"
     )
     print(
-        f"band (ln spread): {b.sigma:.2f}, a single request on more than one GPU {b.single_sigma:.2f} more, and "
+        f"band (ln spread): {b.sigma:.2f}, a single request on more than one GPU {b.single_sigma:.2f} more, and MoE "
         f"experts {b.experts_sigma:.2f} per unit share of the step\n"
     )
     _, excluded = other_sources()
