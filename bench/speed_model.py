@@ -29,7 +29,7 @@ The fit (components/planning/performance.py's decode terms, the catalog's `speed
 3. the band: sigma, and single_sigma for a single request on more than one GPU (where the boxes measured
    disagree most: mixa3607's TP 2 runs one request slower than four, nlzy's TP 4 faster than the model), by
    maximum likelihood on the leave-one-source-out residuals of the data fitted (each box predicted by a fit
-   without it: the plan's case, a box it never saw), and experts_sigma per unit share of the step the MoE
+   without it: the plan's case, a box it never saw; sigma with a weak prior, SPREAD_PRIOR), and experts_sigma per unit share of the step the MoE
    layers take, the same way (a MoE point whose box is left out is predicted by a fit that saw no other MoE
    model from it, or none at all: the spread says how far that goes wrong).
 Prefill constants are prefill.py's (the gemma runs' slowest), not refitted here: the gemma prefill points are
@@ -163,6 +163,10 @@ UNIT = Efficiency(weights=1.0, kv=1.0, allreduce_s=1.0, sequence_s=1.0, experts=
 FITTED = ("weights", "kv", "kv_serial", "allreduce", "sequence", "dequant")
 # The model prefill.py's constants come from (mixa3607's gemma-3-27b runs): in sample for the prefill in every column.
 PREFILL_FITTED_ON = "gemma-3-27b"
+# A prior on the band's sigma, as if this many residuals of this spread had been seen besides the data's: boxes
+# differ by about 30% (power caps, PCIe lanes, builds). With the whole data it moves nothing; a fold of three small
+# boxes, whose few residuals happen to agree, keeps a band instead of collapsing to their agreement.
+SPREAD_PRIOR, SPREAD_PRIOR_WEIGHT = 0.3, 2.0
 # The grid the band's spreads are searched on; at most 2 (a rate unknown within e^2).
 SIGMAS = (0.02, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.25, 1.5, 1.75, 2.0)
 
@@ -401,7 +405,9 @@ def fit_band(train: list[Point], eff: Efficiency) -> Band:
         for r, shares, w in residuals:
             v = _spread(b, shares) ** 2
             out += w * (0.5 * math.log(v) + r * r / (2 * v))
-        return out
+        # the prior on sigma: SPREAD_PRIOR_WEIGHT residuals of SPREAD_PRIOR (an inverse-gamma prior on its square)
+        v = max(b.sigma, 1e-3) ** 2
+        return out + SPREAD_PRIOR_WEIGHT * (0.5 * math.log(v) + SPREAD_PRIOR**2 / (2 * v))
 
     band = Band(0.2, 0.5, 0.5)
     for _ in range(4):  # coordinate descent on a grid
