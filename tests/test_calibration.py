@@ -313,3 +313,16 @@ def test_the_widest_fitted_band_says_how_to_narrow_it() -> None:
     assert not any("--calibrate" in a for a in _advice(measured)), _advice(measured)
     # one GPU of a measured family: a band of about 2x, nothing to say
     assert not any("--calibrate" in a for a in _advice(values_of("small-chat")))
+
+
+def test_a_block_keeps_the_moe_latency_and_an_older_block_without_it_stands_alone() -> None:
+    from components.planning.calibration import block_values, efficiency_of
+
+    measured = Efficiency(weights=0.3, experts=0.3, moe_layer_s=5e-4)
+    block = block_values(measured)
+    assert block["moe_layer_us"] == 500.0
+    assert efficiency_of(block).moe_layer_s == pytest.approx(5e-4)
+    # Written before the MoE latency was modelled: its experts' rate was measured with the latency in it.
+    older = {k: v for k, v in block.items() if k != "moe_layer_us"}
+    assert efficiency_of(older).moe_layer_s == 0.0
+    assert efficiency_of(older | {"moe_layer_us": None}).moe_layer_s == 0.0  # as the settings model dumps it

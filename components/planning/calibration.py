@@ -55,9 +55,10 @@ def block_values(eff: Efficiency) -> dict[str, float]:
 
 def efficiency_of(block: Mapping[str, Any]) -> Efficiency:
     """The efficiencies a calibration block holds, with the calibrated band."""
-    # A block written before the MoE latency was modelled has no moe_layer_us: the fitted one stands.
+    # A block written before the MoE latency was modelled has no moe_layer_us: its experts' rate was measured with
+    # that latency in it, so it stands alone (0).
     values = {name: float(block[key]) / unit for key, name, unit in BLOCK_FIELDS if block.get(key) is not None}
-    return Efficiency(**values, band=CALIBRATED_BAND)
+    return Efficiency(**{"moe_layer_s": 0.0, **values}, band=CALIBRATED_BAND)
 
 
 @dataclass(frozen=True)
