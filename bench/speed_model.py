@@ -62,6 +62,7 @@ from components.planning.performance import (  # noqa: E402
     Workload,
     moe_layers,
     performance,
+    spread_terms,
     step_parts,
 )
 
@@ -380,11 +381,9 @@ class Band:
 
 
 def _shares(p: Point, eff: Efficiency) -> tuple[float, float]:
-    """Whether the point is a single request on more than one GPU (1 or 0), and the MoE layers' share of its step."""
+    """The point's step as the plan spreads its band (performance.spread_terms)."""
     batch = 1 if p.metric == "decode_tokens_per_s" else p.running
-    parts = step_parts(p.server, batch, p.context, eff)
-    single = 1.0 if batch == 1 and p.server.tensor_parallel_size > 1 else 0.0
-    return single, (parts["experts"] + parts["moe"]) / sum(parts.values())
+    return spread_terms(p.server, step_parts(p.server, batch, p.context, eff), batch)
 
 
 def _spread(band: Band, shares: tuple[float, float]) -> float:

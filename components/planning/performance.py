@@ -272,13 +272,19 @@ def is_measured(gpu: Gpu) -> bool:
     return gpu.gfx in _SPEED
 
 
+def spread_terms(s: Server, parts: dict[str, float], batch: int) -> tuple[float, float]:
+    """What a step's band spreads by besides `sigma`: 1 for a single request on more than one GPU (else 0), and
+    the share of the step the MoE layers take (bench/speed_model.py fits the band on the same terms)."""
+    single = 1.0 if batch == 1 and s.tensor_parallel_size > 1 else 0.0
+    return single, (parts["experts"] + parts["moe"]) / sum(parts.values())
+
+
 def band_factor(s: Server, parts: dict[str, float], batch: int, eff: Efficiency = Efficiency()) -> float:
     """The factor a step of `batch` sequences is multiplied and divided by for its band (see the docstring)."""
     if eff.band is not None:
         return eff.band
-    single = _BAND.single_sigma if batch == 1 and s.tensor_parallel_size > 1 else 0.0
-    moe = (parts["experts"] + parts["moe"]) / sum(parts.values())
-    spread = math.hypot(_BAND.sigma, single, moe * _BAND.experts_sigma)
+    single, moe = spread_terms(s, parts, batch)
+    spread = math.hypot(_BAND.sigma, single * _BAND.single_sigma, moe * _BAND.experts_sigma)
     widening = 1.0 if is_measured(s.gpu) else UNMEASURED_WIDENING
     return math.exp(_Z * spread * widening)
 
