@@ -8,7 +8,6 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from components.tools.calibrate import write_calibration
 from components.tools.plan import main as plan_main
 from components.tools.plan import plan_stack
 from components.tools.verify import main
+from tests.local_http import JsonHandler, serving
 from tests.stacks import load, plan_values, set_key, values_of
 
 HOST = "127.0.0.9"
@@ -33,29 +33,18 @@ STEP_S, PER_SEQ_S, PREFILL_S = 0.04, 0.02, 0.0005
 MODEL = "casperhansen/llama-3.3-70b-instruct-awq"
 
 
-class Stub(BaseHTTPRequestHandler):
+class Stub(JsonHandler):
     protocol_version = "HTTP/1.1"
     streams = True  # False: a server that answers a streamed request in one piece
     active = 0
     lock = threading.Lock()
 
-    def log_message(self, *args: Any) -> None:
-        return None
-
-    def _json(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_GET(self) -> None:
         if self.path == "/health":
-            return self._json(200, {})
+            return self.json_reply(200, {})
         if self.path == "/v1/models":
-            return self._json(200, {"data": [{"id": MODEL, "max_model_len": 32768}]})
-        self._json(404, {})
+            return self.json_reply(200, {"data": [{"id": MODEL, "max_model_len": 32768}]})
+        self.json_reply(404, {})
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
@@ -63,7 +52,7 @@ class Stub(BaseHTTPRequestHandler):
         tokens = int(body.get("max_tokens") or 8)
         usage = {"prompt_tokens": prompt, "completion_tokens": tokens, "total_tokens": prompt + tokens}
         if not body.get("stream") or not Stub.streams:
-            return self._json(200, {"choices": [{"message": {"content": "OK"}}], "usage": usage})
+            return self.json_reply(200, {"choices": [{"message": {"content": "OK"}}], "usage": usage})
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -91,14 +80,8 @@ class Stub(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def stub() -> Iterator[str]:
-    httpd = ThreadingHTTPServer((HOST, 0), Stub)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{HOST}:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(HOST, Stub) as base:
+        yield base
 
 
 def workload_stack(tmp_path: Path) -> Path:

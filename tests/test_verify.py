@@ -4,67 +4,51 @@ OpenAI-style server (127.0.0.8, a free port: never a well-known one on 127.0.0.1
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from components.tools.verify import main, percentile, run
+from tests.local_http import JsonHandler, serving
 
 HOST = "127.0.0.8"
 MODEL = "qwen2.5-7b"
 EMB = "nomic-ai/nomic-embed-text-v1.5"
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     embeddings_model = EMB
     requests: list[str] = []  # noqa: RUF012  # every path asked for, in order (reset per test by the fixture)
     served_max_model_len = 16384
 
-    def log_message(self, *args: Any) -> None:
-        return None
-
-    def _reply(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_GET(self) -> None:
         Handler.requests.append(self.path)
         if self.path in ("/health", "/v1/../health"):
-            return self._reply(200, {})
+            return self.json_reply(200, {})
         if self.path == "/v1/models":
-            return self._reply(200, {"data": [{"id": MODEL, "max_model_len": self.served_max_model_len}]})
-        self._reply(404, {})
+            return self.json_reply(200, {"data": [{"id": MODEL, "max_model_len": self.served_max_model_len}]})
+        self.json_reply(404, {})
 
     def do_POST(self) -> None:
         Handler.requests.append(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
         if self.path == "/v1/chat/completions":
-            return self._reply(200, {"choices": [{"message": {"content": "OK"}}], "usage": {"completion_tokens": 5}})
+            return self.json_reply(
+                200, {"choices": [{"message": {"content": "OK"}}], "usage": {"completion_tokens": 5}}
+            )
         if self.path == "/embeddings":
-            return self._reply(200, {"model": self.embeddings_model, "data": [{"embedding": [0.1, 0.2]}]})
-        self._reply(404, {})
+            return self.json_reply(200, {"model": self.embeddings_model, "data": [{"embedding": [0.1, 0.2]}]})
+        self.json_reply(404, {})
 
 
 @pytest.fixture
 def server() -> Iterator[str]:
     Handler.requests = []
-    httpd = ThreadingHTTPServer((HOST, 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{HOST}:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(HOST, Handler) as base:
+        yield base
 
 
 def outputs(base: str) -> dict[str, Any]:
