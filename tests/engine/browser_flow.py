@@ -59,6 +59,14 @@ def load_until(page: Page, css: str, seen: dict[str, Any], url: str | None = Non
                 raise
 
 
+def ask(page: Page, text: str, index: int, marker: str) -> str:
+    """Type `text` into the chat box and send it; the index-th answer, once it holds marker."""
+    page.locator("#chat-input").click()
+    page.keyboard.type(text)
+    page.keyboard.press("Enter")
+    return assistant_text(page, index, marker)
+
+
 def assistant_text(page: Page, index: int, marker: str) -> str:
     """The text of the index-th answer on the page, once it holds marker and has stopped growing."""
     answer = page.locator(".chat-assistant").nth(index)
@@ -129,10 +137,7 @@ def run(spec: dict[str, Any], seen: dict[str, Any]) -> None:
             seen["selected_model"] = selector.get_attribute("aria-label")
 
             step.append("chat")
-            page.locator("#chat-input").click()
-            page.keyboard.type(spec["message"])
-            page.keyboard.press("Enter")
-            seen["chat_answer"] = assistant_text(page, 0, spec["answer_marker"])
+            seen["chat_answer"] = ask(page, spec["message"], 0, spec["answer_marker"])
 
             step.append("upload")
             document = Path(spec["document"])
@@ -142,10 +147,7 @@ def run(spec: dict[str, Any], seen: dict[str, Any]) -> None:
             chips.locator(".spinner_ajPY").first.wait_for(state="detached", timeout=STEP_TIMEOUT_MS)
 
             step.append("ask about the document")
-            page.locator("#chat-input").click()
-            page.keyboard.type(spec["question"])
-            page.keyboard.press("Enter")
-            seen["rag_answer"] = assistant_text(page, 1, spec["rag_marker"])
+            seen["rag_answer"] = ask(page, spec["question"], 1, spec["rag_marker"])
 
             step.append("sources")
             answer = page.locator(".chat-assistant").nth(1)
