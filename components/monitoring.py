@@ -115,6 +115,9 @@ class Monitoring(pulumi.ComponentResource):
             networks=list(args.networks.get(m.host or "", [])),
             labels=dict(args.labels),
             depends_on=list(args.depends_on.get(m.host or "", [])),
+            # Moving monitoring to another host replaces its images, volumes and containers there, as it does
+            # every other service's (a provider change alone creates nothing on the new host).
+            host=m.host or "",
         )
 
         prometheus = service_resources(
@@ -229,6 +232,7 @@ class Monitoring(pulumi.ComponentResource):
                 custom_timeouts=pulumi.CustomTimeouts(
                     create=go_duration(300), update=go_duration(300), delete=go_duration(120)
                 ),
+                replacement_trigger=args.settings.host or None,
             ),
         )
 
@@ -262,6 +266,7 @@ class Monitoring(pulumi.ComponentResource):
                 health_interval=15,
                 labels={**args.labels, AUTH_LABEL: "basic-auth"},
                 depends_on=list(args.depends_on.get(host_name, [])),
+                host=host_name,
             ),
             self,
             host.provider,

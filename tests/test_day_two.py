@@ -297,3 +297,19 @@ def test_a_resource_that_changes_type_is_deleted_and_created() -> None:
     steps, verdicts = predict([old], [new])
     assert [(s.op, s.type) for s in steps] == [("create", new.type), ("delete", old.type)]
     assert [(v.change, v.type) for v in verdicts] == [("create", new.type), ("delete", old.type)]
+
+
+def test_moving_the_monitoring_to_another_host_recreates_its_services_there(tmp_path: Path) -> None:
+    """Issue 26 defect 1: without a host trigger, Prometheus's and Grafana's images and volumes were only
+    recorded under gpu-b's provider (never pulled or made there), and every later `up` failed to create the
+    containers on gpu-b ("unable to pull image")."""
+    d = day_two(tmp_path, "fleet", _set("monitoring.host", "gpu-b"))
+    for name in ("prometheus", "grafana"):
+        for part in ("image", "cache", "container"):
+            assert change_of(d, f"{name}-{part}") == "replace", f"{name}-{part} must be made on gpu-b"
+        assert index(d, "create", f"{name}-image") < index(d, "create", f"{name}-container")
+        assert index(d, "create", f"{name}-cache") < index(d, "create", f"{name}-container")
+        assert ("forgotten", f"{name}-cache") in ops(d), "the old data stays on gpu-a"
+    assert not [s for s in d.steps if s.startswith("moved")], "a provider change alone recreates nothing"
+    # the reset runs against the new Grafana, after it is up
+    assert index(d, "create", "grafana-container") < index(d, "create", "grafana-password-reset")
