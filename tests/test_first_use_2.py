@@ -885,7 +885,7 @@ QWEN = (ROOT / "tests" / "data" / "configs" / "Qwen--Qwen3-14B.json").read_text(
     [
         ("qwen3-14b.json", "qwen3-14b.json"),  # beside the stack file
         ("models/qwen3-14b.json", "models/qwen3-14b.json"),  # below it
-        ("../shared/qwen3-14b.json", "../shared/qwen3-14b.json"),  # beside its folder
+        ("../models/qwen3-14b.json", "../models/qwen3-14b.json"),  # beside its folder
     ],
 )
 def test_11_an_architecture_file_is_read_from_the_stack_files_folder(

@@ -15,7 +15,7 @@ Qwen) prefill long prompts more than 2x slower per FLOP than Gemma 3 (5 of 6 lay
 
 The rates come from mixa3607/ML-gfx906's `vllm bench serve` prefill runs (gemma-3-27b AWQ, tensor
 parallel 2 on 2x MI50 32GB at 225 W, vLLM 0.11.0 gfx906; 8K, 16K and 24K prompts, one output token,
-three runs; see the project's shared data, `throughput/mixa3607-2xmi50.json`). A least-squares fit of
+three runs; see `data/throughput/mixa3607-2xmi50.json`). A least-squares fit of
 each run to the two costs above gives, per GPU, 60-70% of peak FP16 for the matrix multiplies and
 7.3-9.8% for attention; the slowest run's figures (60%, 7.3%) are taken, rounded down. The same run
 repeated elsewhere differs by up to 60% in prefill rate at 24K tokens, and hosts differ in power
