@@ -14,7 +14,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.planning.chat_ui import MANAGED, OFFLINE, plan
+from components.planning.chat_ui import plan
+from components.planning.open_webui import MANAGED, OFFLINE
 from components.program import deploy
 from components.settings.pulumi_config import load_from_pulumi
 from components.settings.stackfile import stack_path

@@ -22,6 +22,7 @@ PURE = [
     "components.planning.health",
     "components.planning.prefill",
     "components.planning.secrets",
+    "components.planning.open_webui",
     "components.planning.timing",
     "components.planning.provider_facts",
     "components.planning.extract_provider_facts",
@@ -30,6 +31,7 @@ PURE = [
     "components.tools.discover",
     "components.tools.compose",
     "components.tools.verify",
+    "components.tools.load",
     "components.discover",
     "components.verify",
 ]

@@ -48,11 +48,9 @@ def pydantic_key(loc: Iterable[Any]) -> str:
     return f"{NAMESPACE}:{text}"
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The model class that holds the last element of loc (to list the keys allowed there)."""
-    from components.settings.models import StackSettings
-
-    model: Any = StackSettings
+def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class under `root` that holds the last element of loc (to list the keys allowed there)."""
+    model: Any = root
     keyed = False  # the part after a mapping field is one of its keys (a host or server name)
     for part in loc[:-1]:
         if isinstance(part, int) or keyed:
@@ -120,7 +118,9 @@ _TEMPLATES = {
 }
 
 
-def message(err: Mapping[str, Any]) -> str:
+def message(err: Mapping[str, Any], root: type[BaseModel]) -> str:
+    """The words for one of pydantic's errors in validating `root` (the stack's model: the models import this
+    module, so it is given, not imported)."""
     kind = err["type"]
     ctx = err.get("ctx") or {}
     got = _show(err.get("input"))
@@ -129,7 +129,7 @@ def message(err: Mapping[str, Any]) -> str:
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
-        model = _model_at(tuple(err["loc"]))
+        model = _model_at(root, tuple(err["loc"]))
         allowed = model.model_fields.keys() if model else ()
         internal = {"secrets", "single"}
         return unknown_key_message(str(err["loc"][-1]), [a for a in allowed if a not in internal])

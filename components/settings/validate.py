@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from components.planning.catalog import load_catalog, parse_reference
+from components.planning.open_webui import MANAGED as CHAT_UI_MANAGED
 from components.settings.errors import (
     NAMESPACE,
     Problem,
@@ -489,9 +490,6 @@ def _gateway_key(s: StackSettings) -> list[Problem]:
 def _chat_ui(s: StackSettings) -> list[Problem]:
     """Open WebUI's wiring: the stack's embeddings for its documents, its own variables left to the project, and
     its single-user mode (no login) only on loopback."""
-    # Imported here: components/planning/chat_ui.py reads the settings models this module validates.
-    from components.planning.chat_ui import MANAGED as CHAT_UI_MANAGED
-
     u = s.chat_ui
     if u is None:
         return []
@@ -726,7 +724,7 @@ def validate(
             loc = tuple(err["loc"])
             if loc and loc[-1] in FLEET_KEYS and err["type"] == "missing":
                 continue  # reported in the form's own words below
-            problems.append(Problem(pydantic_key(loc).split(":", 1)[1], message(err)))
+            problems.append(Problem(pydantic_key(loc).split(":", 1)[1], message(err, StackSettings)))
         raise StackConfigError(
             [*(p.line(source) for p in found), *_lines(problems + missing, single, source)]
         ) from None

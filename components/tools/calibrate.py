@@ -24,7 +24,7 @@ from components.planning.catalog import load_catalog
 from components.planning.performance import Efficiency, Performance, Server, Workload, performance
 from components.planning.rules import calibrated_efficiency, server_contexts, speed_inputs_of
 from components.settings import NAMESPACE, StackSettings
-from components.tools.verify import run_load
+from components.tools.load import run_load
 
 CALIBRATION_REQUESTS = 3  # one at a time, and rounds at the workload's concurrency
 MAX_OUTPUT = 128  # output tokens per request: enough steps to time the decode, few enough to stay short
