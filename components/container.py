@@ -37,7 +37,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from components.host import HostShell
+from components.host import HostShell, on_machine
 from components.planning.secrets import SECRET_ENV_LABEL
 from components.planning.timing import Timeouts, container_timeouts, download_timeouts, go_duration, image_timeouts
 
@@ -216,7 +216,8 @@ def service_resources(
     name: str, spec: ServiceSpec, parent: pulumi.Resource, provider: docker.Provider, shell: HostShell | None = None
 ) -> ServiceResources:
     """The image, cache volume (if any) and container of one service, children of `parent`, named from `name`."""
-    child = pulumi.ResourceOptions(parent=parent, provider=provider)
+    # Every resource of the service, the one-shot runs included, is replaced when the host's machine changes.
+    child = pulumi.ResourceOptions.merge(pulumi.ResourceOptions(parent=parent, provider=provider), on_machine(provider))
     labels = [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(spec.labels.items())]
     # Nothing is pulled before the host's preflight check has passed.
     image = docker.RemoteImage(

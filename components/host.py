@@ -13,6 +13,11 @@ from components.gpus import GpuDevices, GpuDevicesArgs
 from components.settings import HostSettings
 
 
+def on_machine(provider: docker.Provider) -> pulumi.ResourceOptions:
+    """Replaced whenever this host's provider is: when the host's `docker` points at another machine."""
+    return pulumi.ResourceOptions(replace_with=[provider])
+
+
 @dataclass(frozen=True)
 class PreflightArgs:
     """The host check to run before anything is pulled: a command line, its script (stdin), its triggers."""
@@ -80,11 +85,19 @@ class RocmHost(pulumi.ComponentResource):
     def __init__(self, name: str, args: RocmHostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rocm-inference:host:RocmHost", name, None, opts)
         self.settings = s = args.settings
+        # The machine is what the provider's replacement trigger sees: pointing `docker` at another machine
+        # replaces the provider, and with it everything on this host (each takes `replace_with` it, on_host):
+        # a provider whose config changes is only updated (pulumi-docker's DiffConfig forces nothing), and its
+        # resources would be recorded under the new machine with nothing deployed there. The old ones are
+        # deleted through the old provider, on the old machine (pulumi/pulumi v3.259.0
+        # pkg/resource/deploy/step_generator.go L2893-2906: a resource is replaced when one in its
+        # ReplaceWith list is; L3626-3640: a trigger that was unset replaces nothing, so a stack deployed
+        # before the trigger existed keeps everything).
         self.provider = docker.Provider(
             f"{name}-docker",
             host=s.docker,
             ssh_opts=list(s.ssh_opts) or None,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, replacement_trigger=s.docker),
         )
         self.shell = HostShell(s.docker, self._connection(args.ssh_private_key))
         self.preflight = self._preflight(name, args.preflight) if args.preflight else None
@@ -111,9 +124,14 @@ class RocmHost(pulumi.ComponentResource):
             host=host, user=user, port=port, host_key=s.ssh_host_key, private_key=private_key
         )
 
+    def on_host(self, opts: pulumi.ResourceOptions | None = None) -> pulumi.ResourceOptions:
+        """Options for a resource that lives on this host's machine: it is replaced with the provider, i.e. when
+        `docker` points at another machine (see the provider's replacement trigger)."""
+        return pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), on_machine(self.provider))
+
     def _preflight(self, name: str, p: PreflightArgs) -> command.local.Command | command.remote.Command:
         """The check runs where Docker runs: here for a local socket, over SSH for an ssh:// host."""
-        opts = pulumi.ResourceOptions(parent=self)
+        opts = self.on_host(pulumi.ResourceOptions(parent=self))
         s = self.settings
         if s.is_remote:
             # The same user, host and port as Docker's ssh:// URL, and the host key pinned (the settings
@@ -139,8 +157,12 @@ class RocmHost(pulumi.ComponentResource):
 
     def network(self, name: str, network_name: str) -> docker.Network:
         """A user-defined bridge network on this host: containers on it reach each other by name."""
+        # Delete-first: it has a fixed name, so a replacement beside the old one would clash on one machine.
         return docker.Network(
-            name, name=network_name, driver="bridge", opts=pulumi.ResourceOptions(parent=self, provider=self.provider)
+            name,
+            name=network_name,
+            driver="bridge",
+            opts=self.on_host(pulumi.ResourceOptions(parent=self, provider=self.provider, delete_before_replace=True)),
         )
 
     def gpu_devices(self, name: str, indices: Sequence[int]) -> GpuDevices:

@@ -224,15 +224,17 @@ class Monitoring(pulumi.ComponentResource):
                 path=GRAFANA_DATA,
                 secret_environment={"GF_SECURITY_ADMIN_PASSWORD": args.grafana_admin_password},
             ),
-            pulumi.ResourceOptions(
-                parent=self,
-                # Against the database Grafana has created and migrated (the CLI also runs beside a live
-                # Grafana: `docker exec grafana grafana cli ...` is the documented way).
-                depends_on=[grafana.container, *args.depends_on.get(args.settings.host or "", [])],
-                custom_timeouts=pulumi.CustomTimeouts(
-                    create=go_duration(300), update=go_duration(300), delete=go_duration(120)
-                ),
-                replacement_trigger=args.settings.host or None,
+            here.on_host(
+                pulumi.ResourceOptions(
+                    parent=self,
+                    # Against the database Grafana has created and migrated (the CLI also runs beside a live
+                    # Grafana: `docker exec grafana grafana cli ...` is the documented way).
+                    depends_on=[grafana.container, *args.depends_on.get(args.settings.host or "", [])],
+                    custom_timeouts=pulumi.CustomTimeouts(
+                        create=go_duration(300), update=go_duration(300), delete=go_duration(120)
+                    ),
+                    replacement_trigger=args.settings.host or None,
+                )
             ),
         )
 

@@ -313,3 +313,31 @@ def test_moving_the_monitoring_to_another_host_recreates_its_services_there(tmp_
     assert not [s for s in d.steps if s.startswith("moved")], "a provider change alone recreates nothing"
     # the reset runs against the new Grafana, after it is up
     assert index(d, "create", "grafana-container") < index(d, "create", "grafana-password-reset")
+
+
+def test_pointing_a_host_at_another_machine_recreates_all_of_it_there(tmp_path: Path) -> None:
+    """Issue 26 defect 2: a new `docker` URL only updated the provider; nothing was deployed on the new
+    machine and the outputs pointed at a box with no containers. The machine is the provider's replacement
+    trigger, and every resource on the host is replaced with the provider (replace_with)."""
+    d = day_two(tmp_path, "fleet", _set("hosts.gpu-b.docker", "ssh://ops@gpu-c.lan"))
+    assert change_of(d, "gpu-b-docker") == "replace"
+    on_b = {c.name for c in d.changes if c.kind == "replace"}
+    for name in ("coder-image", "coder-cache", "coder-prefetch", "coder-container", "gpu-b-node-exporter-container"):
+        assert name in on_b, f"{name} must be made on the new machine"
+    assert not any(c.name.startswith(("gpu-a", "chat-a")) for c in d.changes if c.kind == "replace"), "gpu-a stays"
+    # the new provider exists before anything is made through it; the old cache stays on the old machine
+    assert index(d, "create", "gpu-b-docker") < index(d, "create", "coder-image")
+    assert ("forgotten", "coder-cache") in ops(d)
+    assert not [s for s in d.steps if s.startswith("moved")]
+
+
+def test_a_stack_deployed_before_the_machine_trigger_replaces_nothing_for_it() -> None:
+    """The engine replaces on a trigger only when the old one was set (SG v3.259.0 L3626-3640): a provider
+    deployed without one is not replaced by gaining one, and so nothing on its host is."""
+    provider = "pulumi:providers:docker"
+    old = Resource("h-docker", provider, {"host": "unix:///a.sock"}, {}, True)
+    new = Resource("h-docker", provider, {"host": "unix:///a.sock"}, {"replacement_trigger": "unix:///a.sock"}, True)
+    image = "docker:index/remoteImage:RemoteImage"
+    img_old = Resource("i", image, {"name": "x"}, {"provider": "h-docker"}, True)
+    img_new = Resource("i", image, {"name": "x"}, {"provider": "h-docker", "replace_with": ["h-docker"]}, True)
+    assert predict([old, img_old], [new, img_new]) == ([], [])

@@ -9,6 +9,8 @@ providers' field facts from components/planning/provider_facts.py:
   when `replace_on_changes` covers it ("*" covers every field), or when its `replacement_trigger` changed
   and was set before (SG L1797-1830, L3683-3698); else updated in place; a field that is neither
   replace-forcing nor applied by the provider's update is "updated" in state and reaches nothing;
+- a resource is replaced when one named in its `replace_with` is (SG v3.259.0 L2893-2906): here, every
+  resource on a host with the host's provider, whose trigger is the machine (components/host.py);
 - `ignore_changes` fields count as unchanged (SG L3076-3096);
 - a provider change alone replaces nothing (SG L2841-2862; pulumi-docker has no provider field that
   forces it), so a resource that moves host needs a replace-forcing input (here the host trigger);
@@ -128,16 +130,18 @@ def _replaces(r: Resource, key: str) -> bool:
     return _covers(r.options.get("replace_on_changes", []), key)
 
 
-def verdict(old: Resource, new: Resource) -> Verdict:
+def verdict(old: Resource, new: Resource, replaced: Iterable[str] = ()) -> Verdict:
+    """What happens to `new`, given its old state and the resources already replaced in this update."""
     v = Verdict(new.name, new.type, "same")
     if not new.custom:
         return v
     v.moved = old.options.get("provider") != new.options.get("provider")
     before, after = old.options.get("replacement_trigger"), new.options.get("replacement_trigger")
     triggered = before is not None and after is not None and before != after
+    with_ = set(new.options.get("replace_with", [])) & set(replaced)
     changed = _changed_keys(old, new)
-    v.keys = changed + (["replacement_trigger"] if triggered else [])
-    replace = triggered or any(_replaces(new, k) for k in changed)
+    v.keys = changed + (["replacement_trigger"] if triggered else []) + (["replace_with"] if with_ else [])
+    replace = triggered or bool(with_) or any(_replaces(new, k) for k in changed)
     if replace:
         v.change = "refused" if old.options.get("protect") and new.options.get("protect") else "replace"
     elif changed:
@@ -182,6 +186,7 @@ def predict(old: Sequence[Resource], new: Sequence[Resource]) -> tuple[list[Step
     deferred: list[Step] = []  # deletes of create-before-delete replacements: after the program ends
     recreate: dict[str, str] = {}  # deleted as a dependent -> of which resource
     registered: set[str] = set()
+    replaced: set[str] = set()
     for r in new:
         registered.add(r.name)
         if r.name not in olds:
@@ -193,9 +198,11 @@ def predict(old: Sequence[Resource], new: Sequence[Resource]) -> tuple[list[Step
             steps.append(Step(r.name, r.type, "create", (), f"again, deleted before {recreate[r.name]} was replaced"))
             verdicts.append(Verdict(r.name, r.type, "replace", ["(a dependency was replaced)"]))
             continue
-        v = verdict(olds[r.name], r)
+        v = verdict(olds[r.name], r, replaced)
         if v.change == "same":
             continue
+        if v.change == "replace":
+            replaced.add(r.name)
         verdicts.append(v)
         if v.change == "refused":
             steps.append(

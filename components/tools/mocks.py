@@ -146,6 +146,8 @@ class OptionsRecorder:
             out["replace_on_changes"] = list(opts.replace_on_changes)
         if isinstance(opts.replacement_trigger, str):
             out["replacement_trigger"] = opts.replacement_trigger
+        if opts.replace_with:
+            out["replace_with"] = sorted(n for n in (self.name_of(r) for r in opts.replace_with) if n)
         t = opts.custom_timeouts
         if t is not None:
             out["custom_timeouts"] = {
