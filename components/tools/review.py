@@ -194,6 +194,9 @@ def _note(step_kind: str, r: Resource, new: Plan, outage: Outage | None, runs_be
         return "Pulumi records the change, the provider applies none of it to what runs"
     if r.type.startswith("command:") and step_kind in ("replace", "update", "create"):
         if r.inputs.get("triggers") and isinstance(r.inputs["triggers"][0], dict):
+            if step_kind == "update" and r.inputs.get("update") is not None:
+                # pulumi-command runs `update` instead of `create` on an update (provider_facts: inputs.go L13)
+                return f"does not run again: an update runs its `update` command ({r.inputs['update']}) instead"
             return "runs once more (a one-shot docker run)"
         return "the host preflight check runs again"
     return ""
