@@ -341,3 +341,34 @@ def test_a_stack_deployed_before_the_machine_trigger_replaces_nothing_for_it() -
     img_old = Resource("i", image, {"name": "x"}, {"provider": "h-docker"}, True)
     img_new = Resource("i", image, {"name": "x"}, {"provider": "h-docker", "replace_with": ["h-docker"]}, True)
     assert predict([old, img_old], [new, img_new]) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("stack", "key", "resource"), [("small-chat", "vllm", "vllm-cache"), ("big-chat", "embeddings", "embeddings-cache")]
+)
+def test_a_renamed_container_names_its_cache_as_before_so_destroy_then_up_finds_it(
+    tmp_path: Path, stack: str, key: str, resource: str
+) -> None:
+    """Issue 26 defect 5: the cache's name followed the container's. ignore_changes keeps the old name only
+    while Pulumi's state does: after a rename, `destroy` then `up` made `<new name>-hf-cache` beside the 40 GB
+    cache. The name now follows the server's key (the embeddings': a fixed name), which a rename leaves."""
+    sf = stack_file(stack)
+    values = {k: v for k, v in copy.deepcopy(sf.values).items() if k not in sf.secure}
+    secrets = {k: v for k, v in copy.deepcopy(sf.values).items() if k in sf.secure}
+    before = _write(tmp_path, "before", values, secrets)
+    values[key]["container_name"] = "renamed"
+    after = _write(tmp_path, "after", values, secrets)
+    assert after.by_name(resource).inputs["name"] == before.by_name(resource).inputs["name"]
+
+
+def test_a_new_cache_volume_name_is_kept_and_the_container_mounts_the_old_one(tmp_path: Path) -> None:
+    """Issue 26 defect 12: ignore_changes on the volume's name holds, and the container takes the volume's
+    output name, which stays the old one: the plan showed the volume renamed and the download filling an
+    empty cache. It now shows the container mounting the kept volume, and what a destroy would cost."""
+    d = day_two(tmp_path, "small-chat", _set("vllm.cache_volume", "elsewhere"))
+    assert "vllm-cache" not in {c.name for c in d.changes}
+    # the download mounts the kept volume: nothing runs again but the preflight (its disk check is from settings)
+    assert [c.name for c in d.changes] == ["host-preflight"], d.changes
+    (kept,) = d.kept
+    assert kept.startswith("vllm-cache: keeps name vllm-hf-cache") and "makes elsewhere" in kept
+    assert "set the stack's cache_volume to vllm-hf-cache" in kept

@@ -174,6 +174,54 @@ def _dependents_deleted_first(
     return list(reversed(out))  # dependents of dependents first
 
 
+@dataclass(frozen=True)
+class Kept:
+    """An input the program changed that `ignore_changes` keeps at its old value in state (and in the outputs
+    others take from it), until the resource is created again: after a destroy, it takes the new value."""
+
+    name: str
+    type: str
+    key: str
+    kept: Any
+    wanted: Any
+
+
+def _swap(value: Any, wanted: Any, kept: Any) -> Any:
+    if value == wanted:
+        return kept
+    if isinstance(value, str) and isinstance(wanted, str) and isinstance(kept, str) and wanted:
+        return value.replace(wanted, kept)  # a name inside a command line built from it
+    if isinstance(value, list):
+        return [_swap(v, wanted, kept) for v in value]
+    if isinstance(value, dict):
+        return {k: _swap(v, wanted, kept) for k, v in value.items()}
+    return value
+
+
+def carry_ignored(old: Sequence[Resource], new: Sequence[Resource]) -> tuple[list[Resource], list[Kept]]:
+    """The program's resources as the engine sees them: an ignored input takes its old value (SG L3076-3096),
+    and so does the output of the same name that dependents take through their inputs (the provider's
+    output is what is in state: a volume whose new name is ignored keeps the old name, and the container
+    mounts that). Only outputs equal to their input are carried, as a Volume's `name` is."""
+    olds = {r.name: r for r in old}
+    kept: list[Kept] = []
+    out: list[Resource] = []
+    for r in new:
+        prior = olds.get(r.name)
+        inputs = dict(r.inputs)
+        if prior is not None and prior.type == r.type:
+            for key in r.options.get("ignore_changes", []):
+                if key in prior.inputs and key in inputs and prior.inputs[key] != inputs[key]:
+                    kept.append(Kept(r.name, r.type, key, prior.inputs[key], inputs[key]))
+                    inputs[key] = prior.inputs[key]
+        for key, deps in r.property_dependencies().items():
+            for k in kept:
+                if k.name in deps and key in inputs:
+                    inputs[key] = _swap(inputs[key], k.wanted, k.kept)
+        out.append(Resource(r.name, r.type, inputs, r.options, r.custom))
+    return out, kept
+
+
 def predict(old: Sequence[Resource], new: Sequence[Resource]) -> tuple[list[Step], list[Verdict]]:
     """The steps of `pulumi up` from the state `old` left to the program `new`, in order, and a verdict
     for every resource that changes."""

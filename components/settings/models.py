@@ -490,11 +490,18 @@ class ServerSettings(_Model):
 
     @property
     def volume_name(self) -> str:
+        # In a stack, cache_volume is filled from the server's name (StackSettings._defaults_from_names), never
+        # from the container's: a rename would change it, and after a destroy (which forgets the name Pulumi kept
+        # under ignore_changes) the next `up` would start an empty cache beside the old one.
         return self.cache_volume or f"{self.container_name}-hf-cache"
 
     @property
     def name_served(self) -> str:
         return self.served_model_name or self.model
+
+
+# The embeddings cache's name unless `cache_volume` says otherwise: the default container's, fixed.
+EMBEDDINGS_CACHE = "infinity-embeddings-cache"
 
 
 class EmbeddingsSettings(_Model):
@@ -513,7 +520,8 @@ class EmbeddingsSettings(_Model):
 
     @property
     def volume_name(self) -> str:
-        return self.cache_volume or f"{self.container_name}-cache"
+        # Not from container_name: a rename would start an empty cache after a destroy (see volume_name above).
+        return self.cache_volume or EMBEDDINGS_CACHE
 
 
 class GatewaySettings(_Model):
@@ -653,7 +661,13 @@ class StackSettings(_Model):
             filled = {}
             for name, server in servers.items():
                 if isinstance(server, dict):
-                    server = {"container_name": name, **({"host": only} if only else {}), **server}
+                    server = {
+                        "container_name": name,
+                        # the cache is named after the server, which survives a container rename and a destroy
+                        "cache_volume": f"{name}-hf-cache",
+                        **({"host": only} if only else {}),
+                        **server,
+                    }
                 filled[name] = server
             data["servers"] = filled
         for key in SECTIONS:

@@ -341,6 +341,8 @@ def render_diff_text(change: Diff) -> str:
         lines += [f"  {n:2}. {step}" for n, step in enumerate(change.steps, 1)]
     if change.outages:
         lines += ["", "Serving downtime:"] + [f"  {o}" for o in change.outages]
+    if change.kept:
+        lines += ["", "Kept by Pulumi's state only:"] + [f"  {k}" for k in change.kept]
     if change.speed:
         lines += ["", "Speed (the plan's estimates before -> after):"] + [f"  {s}" for s in change.speed]
     return "\n".join(lines)

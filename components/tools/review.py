@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.planning.steps import Outage, Resource, Step, outages, predict
+from components.planning.steps import Kept, Outage, Resource, Step, carry_ignored, outages, predict
 from components.planning.timing import load_estimate
 from components.settings.stackfile import stack_path
 from components.tools.planned import Plan, PlannedResource
@@ -43,6 +43,7 @@ class Diff:
     changes: list[Change]
     old_capacity: dict[str, dict[str, Any]] | None  # by server
     old_missing: str = ""  # why there is nothing to compare with at the ref
+    kept: list[str] = field(default_factory=list)  # names Pulumi keeps that a destroy would lose
     steps: list[str] = field(default_factory=list)  # what `pulumi up` does, in order
     outages: list[str] = field(default_factory=list)  # each serving container's time down, from the steps
     speed: list[str] = field(default_factory=list)  # how the change moves each server's speed bands
@@ -56,6 +57,7 @@ class Diff:
             "speed": self.speed,
             "capacity_before": self.old_capacity,
             "note": self.old_missing,
+            "kept": self.kept,
         }
 
 
@@ -221,7 +223,7 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
     if isinstance(old, str):
         return Diff(ref, [Change(r.name, r.type, "create") for r in new.resources if r.custom], None, old)
     before = [Resource.of(r) for r in old["resources"]]
-    after = [Resource.of(r.as_json()) for r in new.resources]
+    after, kept = carry_ignored(before, [Resource.of(r.as_json()) for r in new.resources])
     steps, verdicts = predict(before, after)
     serving = [r.name for r in after if _serving(r)] + [r.name for r in before if _serving(r)]
     by_outage = {o.name: o for o in outages(steps, dict.fromkeys(serving))}
@@ -233,14 +235,14 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
         settings: list[str] = []
         rotated: list[str] = []
         # The same resource in both plans (one of another type under the same name is another resource).
-        kept = (
+        same = (
             v.name in old_by
             and old_by[v.name]["type"] == v.type
             and any(x.name == v.name and x.type == v.type for x in new.resources)
         )
-        if kept:
+        if same:
             a, b = old_by[v.name], new.by_name(v.name)
-            settings = [f"{k}: {t}" for k, t in _setting_changes(a["inputs"], b.inputs)]
+            settings = [f"{k}: {t}" for k, t in _setting_changes(a["inputs"], dict(resources[v.name].inputs))]
             rotated = _rotated_secrets(a.get("options", {}), b.options)
             settings += [
                 f"{k}: "
@@ -259,7 +261,7 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
             note = (note + "; " if note else "") + ADMIN_PASSWORD_NOTE
         change = Change(v.name, v.type, v.change, settings, note)
         changes.append(change)
-    result = Diff(ref, changes, capacities(old))
+    result = Diff(ref, changes, capacities(old), kept=[_kept_line(k) for k in kept])
     result.steps = [s.line() for s in steps]
     result.outages = [_outage_line(o, steps, resources, new) for o in by_outage.values()]
     result.outages += _replicas_down_together(by_outage, new)
@@ -324,6 +326,19 @@ def _replicas_down_together(by_outage: dict[str, Outage], new: Plan) -> list[str
         if len(names) > 1
         and len(names) == sum(1 for s in servers.values() if isinstance(s, dict) and s.get("model") == model)
     ]
+
+
+def _kept_line(k: Kept) -> str:
+    return (
+        f"{k.name}: keeps {k.key} {_text(k.kept)} (ignore_changes), but only while Pulumi's state has it: after "
+        f"`pulumi destroy` the next `pulumi up` makes {_text(k.wanted)}"
+        + (
+            " beside the old one, an empty cache. To keep the old one for good, set the stack's cache_volume "
+            f"to {_text(k.kept)}"
+            if k.key == "name" and k.type.endswith(":Volume")
+            else ""
+        )
+    )
 
 
 def _shown_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -452,6 +467,8 @@ def render_markdown(plan: Plan, capacity_bars: list[str], change: Diff | None = 
                 out.append("")
             if change.outages:
                 out += ["**Serving downtime**", "", *(f"- {o}" for o in change.outages), ""]
+            if change.kept:
+                out += ["**Kept by Pulumi's state only**", "", *(f"- {k}" for k in change.kept), ""]
             if change.speed:
                 out += ["**Speed** (the plan's estimates before -> after)", "", *(f"- {s}" for s in change.speed), ""]
     if plan.servers:
