@@ -372,3 +372,20 @@ def test_a_new_cache_volume_name_is_kept_and_the_container_mounts_the_old_one(tm
     (kept,) = d.kept
     assert kept.startswith("vllm-cache: keeps name vllm-hf-cache") and "makes elsewhere" in kept
     assert "set the stack's cache_volume to vllm-hf-cache" in kept
+
+
+def test_at_the_end_the_engine_deletes_dependents_before_what_they_depend_on(tmp_path: Path) -> None:
+    """Issue 26 defect 14: the replaced download (which runs the old image) is deleted before the old image,
+    as ScheduleDeletes orders the end of an update; the plan listed them the other way round."""
+    d = day_two(tmp_path, "small-chat", _set("vllm.image", "mixa3607/vllm-gfx906:0.11.0-rocm-6.4.4-new"))
+    assert change_of(d, "vllm-image") == "replace" and change_of(d, "vllm-prefetch") == "replace"
+    assert index(d, "delete", "vllm-prefetch") < index(d, "delete", "vllm-image")
+
+    # and a removed server's container goes before its image, its cache is forgotten before neither matters
+    def remove(values: dict[str, Any], secure: dict[str, Any]) -> None:
+        del values["servers"]["coder"]
+
+    r = day_two(tmp_path / "r", "fleet", remove)
+    assert (
+        index(r, "delete", "coder-container") < index(r, "delete", "coder-prefetch") < index(r, "delete", "coder-image")
+    )

@@ -109,13 +109,17 @@ def test_the_downtime_line_of_a_replaced_vllm_server(tmp_path: Path) -> None:
     d = day_two(tmp_path, "small-chat", _set("vllm.health_interval", 30))
     assert d.outages == [
         "vllm-container: down from step 1 to step 2: the OpenAI endpoint is down about 3 min while 9 GiB of "
-        "weights load (estimate); a new model is downloaded before, while the old server keeps serving"
+        "weights load (estimate)"
     ]
     (change,) = d.changes
-    assert change.note == (
-        "the OpenAI endpoint is down about 3 min while 9 GiB of weights load (estimate); a new model is "
-        "downloaded before, while the old server keeps serving"
-    )
+    # Issue 26 defect 13: nothing is downloaded for a health setting (the download is untouched)
+    assert change.note == "the OpenAI endpoint is down about 3 min while 9 GiB of weights load (estimate)"
+
+
+def test_the_downtime_line_of_a_model_change_names_the_download_that_runs_before(tmp_path: Path) -> None:
+    d = day_two(tmp_path, "small-chat", _set("vllm.model", "Qwen/Qwen2.5-7B-Instruct-AWQ"))
+    (line,) = [o for o in d.outages if o.startswith("vllm-container")]
+    assert line.endswith("weights load (estimate); the download runs before, while the old server keeps serving")
 
 
 def test_the_downtime_line_of_a_replaced_embeddings_server(tmp_path: Path) -> None:

@@ -21,8 +21,9 @@ providers' field facts from components/planning/provider_facts.py:
   only property dependencies count, a plain `depends_on` deletes nothing; a dependent so deleted is
   created again when it registers (SG L1482-1506);
 - a create-before-delete replacement creates the new one and deletes the old one after the program ends;
-- resources the program no longer registers are deleted after it ends; a protected one is refused, and
-  `retain_on_delete` drops it from state but leaves it where it runs (SG step.go L614-662).
+- resources the program no longer registers are deleted after it ends, with the replaced ones, dependents
+  before what they depend on (SG v3.259.0 L2745-2790); a protected one is refused, and `retain_on_delete`
+  drops it from state but leaves it where it runs (SG step.go L614-662).
 """
 
 from __future__ import annotations
@@ -299,22 +300,30 @@ def predict(old: Sequence[Resource], new: Sequence[Resource]) -> tuple[list[Step
             if v.unapplied:
                 note = f"{', '.join(v.unapplied)} changes only in Pulumi's state: the provider applies no such change"
             steps.append(Step(r.name, r.type, "update" if v.change == "update" else "unapplied", tuple(v.keys), note))
-    steps += deferred
-    for r in reversed(old):
+    # At the end, the engine deletes the replaced (create-before-delete) and the removed resources together,
+    # each only once everything that depends on it is gone: dependents first (v3.259.0 step_generator.go
+    # L2326-2370 GenerateDeletes, L2745-2790 ScheduleDeletes). The old state is in registration order, in
+    # which a resource comes after what it depends on, so its reverse is such an order.
+    position = {(r.name, r.type): i for i, r in enumerate(old)}
+    ends = [(position.get((d.name, d.type), len(old)), d) for d in deferred]
+    for i, r in enumerate(old):
         name = r.name
         if (name in news and r not in retyped) or name in recreate:
             continue
         if not r.custom:
             continue
         if r.options.get("protect"):
-            steps.append(Step(name, r.type, "refused", (), "protected: it cannot be deleted, and `pulumi up` fails"))
+            ends.append(
+                (i, Step(name, r.type, "refused", (), "protected: it cannot be deleted, and `pulumi up` fails"))
+            )
             verdicts.append(Verdict(name, r.type, "refused"))
         elif r.options.get("retain_on_delete"):
-            steps.append(Step(name, r.type, "forgotten", (), "dropped from state; it stays where it runs"))
+            ends.append((i, Step(name, r.type, "forgotten", (), "dropped from state; it stays where it runs")))
             verdicts.append(Verdict(name, r.type, "delete"))
         else:
-            steps.append(Step(name, r.type, "delete", (), "no longer in the program"))
+            ends.append((i, Step(name, r.type, "delete", (), "no longer in the program")))
             verdicts.append(Verdict(name, r.type, "delete"))
+    steps += [step for _, step in sorted(ends, key=lambda e: -e[0])]
     return steps, verdicts
 
 

@@ -138,14 +138,16 @@ def _setting_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str
     return out
 
 
-def downtime(holds_gpus: bool, capacity: dict[str, Any] | None) -> str:
-    """How long a replaced container's service is down: a GPU server reloads its weights."""
+def downtime(holds_gpus: bool, capacity: dict[str, Any] | None, downloads: bool = False) -> str:
+    """How long a replaced container's service is down: a GPU server reloads its weights. `downloads`: its
+    download runs in this update (a new model, a new cache): only then is anything downloaded before."""
     if holds_gpus and capacity:
         load = load_estimate(capacity["weights_gib_per_gpu"], capacity.get("tensor_parallel_size", 1))
-        return (
+        line = (
             f"the OpenAI endpoint is down about {round(load.seconds / 60)} min while {load.weights_gib:.0f} GiB of "
-            "weights load (estimate); a new model is downloaded before, while the old server keeps serving"
+            "weights load (estimate)"
         )
+        return line + ("; the download runs before, while the old server keeps serving" if downloads else "")
     return f"the service is down about {EMBEDDINGS_START_S} s while it restarts (estimate)"
 
 
@@ -164,16 +166,20 @@ def _serving(r: Resource) -> bool:
     return r.type.endswith(":Container") and r.inputs.get("mustRun") is not False
 
 
-def _downtime_of(r: Resource, new: Plan) -> str:
-    """The load-time estimate of a replaced container: its server's memory plan where it has one."""
+def _downtime_of(r: Resource, new: Plan, runs: frozenset[str] = frozenset()) -> str:
+    """The load-time estimate of a replaced container: its server's memory plan where it has one. `runs`:
+    the one-shot runs this update creates (a replaced download runs; an updated one runs its `update`)."""
     parent = next((x.parent for x in new.resources if x.name == r.name), None)
     capacity = new.capacity_of(parent or "")
-    return downtime(bool(r.inputs.get("devices")), capacity.as_json() if capacity else None)
+    fetched = parent is not None and f"{parent}-prefetch" in runs
+    return downtime(bool(r.inputs.get("devices")), capacity.as_json() if capacity else None, fetched)
 
 
-def _note(step_kind: str, r: Resource, new: Plan, outage: Outage | None, runs_between: list[str]) -> str:
+def _note(
+    step_kind: str, r: Resource, new: Plan, outage: Outage | None, runs_between: list[str], runs: frozenset[str]
+) -> str:
     if outage is not None and step_kind == "replace":
-        down = _downtime_of(r, new)
+        down = _downtime_of(r, new, runs)
         if runs_between:
             return (
                 f"down also while {', '.join(runs_between)} runs: the engine deletes it before that, then "
@@ -225,11 +231,12 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
     before = [Resource.of(r) for r in old["resources"]]
     after, kept = carry_ignored(before, [Resource.of(r.as_json()) for r in new.resources])
     steps, verdicts = predict(before, after)
+    resources = {r.name: r for r in before} | {r.name: r for r in after}
+    created_runs = frozenset(s.name for s in steps if s.op == "create" and _is_run(resources.get(s.name)))
     serving = [r.name for r in after if _serving(r)] + [r.name for r in before if _serving(r)]
     by_outage = {o.name: o for o in outages(steps, dict.fromkeys(serving))}
     old_by = {r["name"]: r for r in old["resources"]}
     changes: list[Change] = []
-    resources = {r.name: r for r in before} | {r.name: r for r in after}
     for v in verdicts:
         r = resources[v.name]
         settings: list[str] = []
@@ -256,14 +263,14 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
             ]
         outage = by_outage.get(v.name)
         runs = [n for n in (outage.during if outage else ()) if _is_run(resources.get(n))]
-        note = _note(v.change, r, new, outage, runs)
+        note = _note(v.change, r, new, outage, runs, created_runs)
         if "WEBUI_ADMIN_PASSWORD" in rotated:
             note = (note + "; " if note else "") + ADMIN_PASSWORD_NOTE
         change = Change(v.name, v.type, v.change, settings, note)
         changes.append(change)
     result = Diff(ref, changes, capacities(old), kept=[_kept_line(k) for k in kept])
     result.steps = [s.line() for s in steps]
-    result.outages = [_outage_line(o, steps, resources, new) for o in by_outage.values()]
+    result.outages = [_outage_line(o, steps, resources, new, created_runs) for o in by_outage.values()]
     result.outages += _replicas_down_together(by_outage, new)
     result.speed = speed_changes(result.old_capacity or {}, new)
     return result
@@ -350,7 +357,9 @@ def _is_run(r: Resource | None) -> bool:
     return r is not None and r.type.startswith("command:") and bool(r.inputs.get("triggers"))
 
 
-def _outage_line(o: Outage, steps: list[Step], resources: dict[str, Resource], new: Plan) -> str:
+def _outage_line(
+    o: Outage, steps: list[Step], resources: dict[str, Resource], new: Plan, created_runs: frozenset[str]
+) -> str:
     r = resources[o.name]
     runs = [n for n in o.during if _is_run(resources.get(n))]
     if o.up_at >= len(steps):
@@ -360,7 +369,7 @@ def _outage_line(o: Outage, steps: list[Step], resources: dict[str, Resource], n
     span = f"{o.name}: down from step {o.down_at + 1} to step {o.up_at + 1}"
     if runs:
         return span + f", and {', '.join(runs)} runs in between: down for the whole download, then the load"
-    return span + ": " + _downtime_of(r, new)
+    return span + ": " + _downtime_of(r, new, created_runs)
 
 
 # --------------------------------------------------------------------------- the PR comment
