@@ -18,7 +18,7 @@ IMAGE = re.compile(r"sha256:[0-9a-f]{64}")
 def _command(plan: Plan, run: str, image: str) -> str:
     """The run's command line, its image id (the mocks' digest) written as <image> once checked to be the
     image resource's."""
-    create = plan.by_name(run).inputs["create"]
+    create = str(plan.by_name(run).inputs["create"])
     (digest,) = set(IMAGE.findall(create))
     container = plan.by_name(image).inputs["image"]
     assert digest == container, f"{run} runs {digest}, {image} {container}"
