@@ -39,7 +39,14 @@ import pulumi_docker as docker
 
 from components.host import HostShell, on_machine
 from components.planning.secrets import SECRET_ENV_LABEL
-from components.planning.timing import Timeouts, container_timeouts, download_timeouts, go_duration, image_timeouts
+from components.planning.timing import (
+    SHORT_RUN_S,
+    Timeouts,
+    container_timeouts,
+    download_deadline,
+    go_duration,
+    image_timeouts,
+)
 
 # No start_interval: Docker Engine before v25 (Debian 12 ships 20.10) refuses it in compose; the
 # interval (15 s by default, a stack setting) finds a server ready soon enough without one.
@@ -389,6 +396,9 @@ class OneShot:
     entrypoint: Sequence[str] = ()
     # What a change of only its secrets does: None runs it again; "true" does nothing.
     on_secret_change: str | None = None
+    # Seconds after which the command stops itself (HostShell.command), and the stream the engine shows.
+    deadline_s: int = SHORT_RUN_S
+    log: str = "none"
 
 
 def run_once(resource_name: str, shell: HostShell, job: OneShot, opts: pulumi.ResourceOptions) -> pulumi.Resource:
@@ -412,6 +422,8 @@ def run_once(resource_name: str, shell: HostShell, job: OneShot, opts: pulumi.Re
     return shell.command(
         resource_name,
         resolved.apply(docker_run),
+        deadline_s=job.deadline_s,
+        log=job.log,
         stdin=stdin if secrets else None,
         triggers=[resolved],
         update=job.on_secret_change,
@@ -439,6 +451,9 @@ def _download(
         secret_environment=p.secret_environment,
         # A rotated token changes only stdin: the weights are there already, nothing to run again.
         on_secret_change="true",
+        deadline_s=download_deadline(p.timeout_s),
+        # huggingface_hub's progress bars are on stderr: a 40 GB download shows that it moves.
+        log="stderr",
     )
     return run_once(
         f"{name}-prefetch",
@@ -448,7 +463,6 @@ def _download(
             child,
             pulumi.ResourceOptions(
                 depends_on=list(spec.depends_on),
-                custom_timeouts=_custom(download_timeouts(p.timeout_s)),
                 replacement_trigger=_moved(spec),
             ),
         ),

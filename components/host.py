@@ -10,6 +10,7 @@ import pulumi_command as command
 import pulumi_docker as docker
 
 from components.gpus import GpuDevices, GpuDevicesArgs
+from components.planning.timing import SHORT_RUN_S, run_timeouts, with_deadline
 from components.settings import HostSettings
 
 
@@ -48,22 +49,35 @@ class HostShell:
         name: str,
         create: pulumi.Input[str],
         *,
+        deadline_s: int,
+        log: str,
         stdin: pulumi.Input[str] | None = None,
         triggers: Sequence[pulumi.Input[object]] = (),
         update: str | None = None,
         opts: pulumi.ResourceOptions,
     ) -> command.local.Command | command.remote.Command:
         """A command whose failing create leaves nothing in state, so the next `pulumi up` runs it again
-        (pulumi-command v1.2.1 returns no partial state: pulumi-go-provider v1.3.0 infer/resource.go L1291-1292)."""
+        (pulumi-command v1.2.1 returns no partial state: pulumi-go-provider v1.3.0 infer/resource.go L1291-1292).
+
+        It stops itself at `deadline_s` over SSH (`timeout` in the host's shell: components/planning/timing.py
+        says why), and its custom timeouts lie beyond that. Its stdout and stderr are secret outputs, so the
+        state never holds them in plain text; `log` is the one stream the engine shows while it runs ("stderr",
+        "stdout" or "none"; local/base.go L26, remote/command.go L45). A failed run's error carries both
+        streams whatever `log` says (local/commandOutputs.go L59, remote/commandOutputs.go L101)."""
+        own = pulumi.ResourceOptions(
+            additional_secret_outputs=["stdout", "stderr"],
+            custom_timeouts=pulumi.CustomTimeouts(**vars(run_timeouts(deadline_s))),
+        )
         if self.connection is not None:
             return command.remote.Command(
                 name,
                 connection=self.connection,
-                create=create,
+                create=pulumi.Output.from_input(create).apply(lambda c: with_deadline(c, deadline_s)),
                 update=update,
                 stdin=stdin,
                 triggers=list(triggers),
-                opts=opts,
+                logging=command.remote.Logging(log),
+                opts=pulumi.ResourceOptions.merge(opts, own),
             )
         return command.local.Command(
             name,
@@ -72,7 +86,8 @@ class HostShell:
             stdin=stdin,
             environment={"DOCKER_HOST": self.docker_host},
             triggers=list(triggers),
-            opts=opts,
+            logging=command.local.Logging(log),
+            opts=pulumi.ResourceOptions.merge(opts, own),
         )
 
 
@@ -130,29 +145,21 @@ class RocmHost(pulumi.ComponentResource):
         return pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), on_machine(self.provider))
 
     def _preflight(self, name: str, p: PreflightArgs) -> command.local.Command | command.remote.Command:
-        """The check runs where Docker runs: here for a local socket, over SSH for an ssh:// host."""
-        opts = self.on_host(pulumi.ResourceOptions(parent=self))
-        s = self.settings
-        if s.is_remote:
-            # The same user, host and port as Docker's ssh:// URL, and the host key pinned (the settings
-            # require both): pulumi-command's SSH client reads no ~/.ssh/config and no known_hosts.
-            connection = self.shell.connection
-            assert connection is not None, "the settings require ssh_host_key for an ssh:// host's preflight"
-            return command.remote.Command(
-                f"{name}-preflight",
-                connection=connection,
-                create=p.command,
-                stdin=p.script,
-                triggers=p.triggers,
-                opts=opts,
-            )
-        return command.local.Command(
+        """The check runs where Docker runs: here for a local socket, over SSH for an ssh:// host (the same user,
+        host and port as Docker's ssh:// URL, and the host key pinned: the settings require both, since
+        pulumi-command's SSH client reads no ~/.ssh/config and no known_hosts). Its verdict line is its
+        stdout, which stays in the log."""
+        assert not self.settings.is_remote or self.shell.connection is not None, (
+            "the settings require ssh_host_key for an ssh:// host's preflight"
+        )
+        return self.shell.command(
             f"{name}-preflight",
-            create=p.command,
+            p.command,
+            deadline_s=SHORT_RUN_S,
+            log="stdout",
             stdin=p.script,
-            environment={"DOCKER_HOST": s.docker},
             triggers=p.triggers,
-            opts=opts,
+            opts=self.on_host(pulumi.ResourceOptions(parent=self)),
         )
 
     def network(self, name: str, network_name: str) -> docker.Network:

@@ -39,7 +39,6 @@ from components.planning.monitoring import (
     node_exporter_listen_addresses,
     node_exporter_web_config,
 )
-from components.planning.timing import go_duration
 from components.settings import MonitoringSettings
 
 NODE_EXPORTER_WEB_CONFIG = "/etc/node-exporter/web.yml"
@@ -230,9 +229,6 @@ class Monitoring(pulumi.ComponentResource):
                     # Against the database Grafana has created and migrated (the CLI also runs beside a live
                     # Grafana: `docker exec grafana grafana cli ...` is the documented way).
                     depends_on=[grafana.container, *args.depends_on.get(args.settings.host or "", [])],
-                    custom_timeouts=pulumi.CustomTimeouts(
-                        create=go_duration(300), update=go_duration(300), delete=go_duration(120)
-                    ),
                     replacement_trigger=args.settings.host or None,
                 )
             ),

@@ -389,3 +389,44 @@ def test_at_the_end_the_engine_deletes_dependents_before_what_they_depend_on(tmp
     assert (
         index(r, "delete", "coder-container") < index(r, "delete", "coder-prefetch") < index(r, "delete", "coder-image")
     )
+
+
+@pytest.mark.parametrize("stack", ["small-chat", "big-chat", "fleet"])
+def test_every_one_shot_command_stops_itself_before_the_engine_gives_up(stack: str) -> None:
+    """Issue 26 defect 8: over SSH, pulumi-command never ends a command when its custom timeout passes
+    (remote/commandOutputs.go L95 runs it without the context), so a hung `grafana cli` blocked `pulumi up`.
+    Each command over SSH runs inside `timeout`, whose deadline (and kill) come before the resource's
+    timeout; a local one is ended by the engine's timeout (exec.CommandContext, local/commandOutputs.go L59)."""
+    import shlex
+
+    from components.planning.timing import KILL_AFTER_S, parse_go_duration
+    from tests.conftest import shipped_plan
+
+    commands = shipped_plan(stack).of_type(":Command")
+    assert commands
+    for r in commands:
+        create = r.options["custom_timeouts"]["create"]
+        if r.type == "command:remote:Command":
+            words = shlex.split(r.inputs["create"])
+            assert words[:3] == ["timeout", "-k", str(KILL_AFTER_S)] and words[4:6] == ["sh", "-c"], r.name
+            assert int(words[3]) + KILL_AFTER_S < parse_go_duration(create), r.name
+        else:
+            assert parse_go_duration(create) > 0, r.name
+    if stack == "fleet":
+        assert {r.type for r in commands} == {"command:remote:Command"}, "the fleet's hosts pin their keys"
+
+
+@pytest.mark.parametrize("stack", ["small-chat", "big-chat", "fleet"])
+def test_every_command_keeps_its_output_secret_and_logs_one_stream_at_most(stack: str) -> None:
+    """Issue 26 defect 9: a command's stdout and stderr were plain text in the state and in the log. They are
+    secret outputs; the download logs only stderr (huggingface_hub's progress), the preflight its stdout
+    (its verdict line), Grafana's reset nothing."""
+    from tests.conftest import shipped_plan
+
+    logs = {}
+    for r in shipped_plan(stack).of_type(":Command"):
+        assert {"stdout", "stderr"} <= set(r.options["additional_secret_outputs"]), r.name
+        logs[r.name.rsplit("-", 1)[-1]] = r.inputs["logging"]
+    assert logs["prefetch"] == "stderr" and logs["preflight"] == "stdout"
+    if stack != "small-chat":
+        assert logs["reset"] == "none"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -68,9 +69,13 @@ def test_fleet_plan_shows_both_hosts_each_container_under_its_hosts_provider_and
     }
     assert set(plan.as_json()["capacity"]) == {"chat-a", "chat-b", "coder"}
     # each host's preflight checks the GPUs its own servers own
-    pre = {r.name: r.inputs["create"] for r in plan.of_type(":Command")}
+    # (over SSH the line runs inside `timeout ... sh -c '...'`: the words are the shell's after unquoting)
+    pre = {r.name: " ".join(shlex.split(r.inputs["create"])) for r in plan.of_type(":Command")}
     assert "PREFLIGHT_GPUS='0:1:128 1:2:129'" in pre["gpu-a-preflight"]
     assert "PREFLIGHT_GPUS='0:1:128 1:2:129 2:3:130'" in pre["gpu-b-preflight"]
+    assert all(pre[f"{h}-preflight"].startswith("timeout -k 30 300 sh -c ") for h in ("gpu-a", "gpu-b")), (
+        "it stops itself"
+    )
 
 
 def test_gateway_format_shows_the_two_replicas_under_one_model_name(capsys: pytest.CaptureFixture[str]) -> None:

@@ -234,7 +234,11 @@ def _command(sub: str, conn: bool) -> dict[str, Fact]:
     ctl = f"{COMMAND} provider/pkg/provider/{sub}/commandController.go"
     update = f"{ctl}#L{29 if sub == 'local' else 27}"
     base = "local/base.go" if sub == "local" else "remote/command.go"
-    lines = {"stdin": 25, "environment": 29} if sub == "local" else {"stdin": 44, "environment": 47}
+    lines = (
+        {"stdin": 25, "environment": 29, "logging": 26}
+        if sub == "local"
+        else {"stdin": 44, "environment": 47, "logging": 45}
+    )
     facts = {
         "triggers": Fact(
             "triggers",
@@ -258,6 +262,15 @@ def _command(sub: str, conn: bool) -> dict[str, Fact]:
         "stdin": Fact("stdin", False, True, False, False, f"{COMMAND} provider/pkg/provider/{base}#L{lines['stdin']}"),
         "environment": Fact(
             "environment", False, True, False, False, f"{COMMAND} provider/pkg/provider/{base}#L{lines['environment']}"
+        ),
+        "logging": Fact(
+            "logging",
+            False,
+            True,
+            False,
+            False,
+            f"{COMMAND} provider/pkg/provider/{base}#L{lines['logging']}",
+            "which stream the engine shows; both are outputs whatever it says",
         ),
     }
     if conn:

@@ -15,6 +15,7 @@ healthy state". So each resource gets custom timeouts from the stack's own figur
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass
 
 # How long a vLLM server takes from start to /health: engine start (RCCL, profiling, graphs) plus reading
@@ -108,7 +109,29 @@ def image_timeouts(pull_timeout: int) -> Timeouts:
     return Timeouts(create=pull, update=pull, delete=go_duration(DELETE_MARGIN_S))
 
 
-def download_timeouts(download_timeout: int) -> Timeouts:
-    """A one-shot download runs inside its container's create step (the provider attaches and waits)."""
-    wait = go_duration(download_timeout + CREATE_MARGIN_S)
+# A one-shot command (a download, Grafana's reset, the preflight) stops itself at its deadline: over SSH,
+# pulumi-command runs it with session.Run and never ends it when the engine gives up (pulumi-command v1.2.1
+# provider/pkg/provider/remote/commandOutputs.go L95: no context), so a hung `grafana cli` or `docker run`
+# would block `pulumi up`; a local one is started with exec.CommandContext (local/commandOutputs.go L59),
+# which the engine's timeout ends. `timeout` sends TERM at the deadline (docker run hands it to its
+# container), then KILL after KILL_AFTER_S; the resource's own timeout is beyond both.
+KILL_AFTER_S = 30
+RUN_MARGIN_S = 60
+# Grafana's reset and the preflight: a few seconds each, a slow daemon or link included.
+SHORT_RUN_S = 300
+
+
+def with_deadline(command: str, seconds: int) -> str:
+    """The shell command, stopped after `seconds` (TERM, then KILL): its stdin still reaches it."""
+    return f"timeout -k {KILL_AFTER_S} {seconds} sh -c {shlex.quote(command)}"
+
+
+def run_timeouts(deadline_s: int) -> Timeouts:
+    """A one-shot command's custom timeouts: beyond its own deadline and the kill after it."""
+    wait = go_duration(deadline_s + KILL_AFTER_S + RUN_MARGIN_S)
     return Timeouts(create=wait, update=wait, delete=go_duration(DELETE_MARGIN_S))
+
+
+def download_deadline(download_timeout: int) -> int:
+    """The download's command: the docker run around the download, which stops itself at download_timeout."""
+    return download_timeout + CREATE_MARGIN_S
