@@ -430,3 +430,36 @@ def test_every_command_keeps_its_output_secret_and_logs_one_stream_at_most(stack
     assert logs["prefetch"] == "stderr" and logs["preflight"] == "stdout"
     if stack != "small-chat":
         assert logs["reset"] == "none"
+
+
+def test_a_host_renamed_on_the_same_machine_is_refused_with_the_state_renames_that_get_out(tmp_path: Path) -> None:
+    """Issue 26 defect 6: renaming a host in `hosts:` makes its new resources before the old go, and they clash
+    on the machine (node-exporter's container name, the stack network's). The plan says so, with the
+    `pulumi state rename` of each resource the host's name names (their URNs from the old plan)."""
+
+    def rename(values: dict[str, Any], secure: dict[str, Any]) -> None:
+        values["hosts"]["gpu-c"] = values["hosts"].pop("gpu-a")
+        for section in (values["servers"]["chat-a"], values["monitoring"], values["chat_ui"], values["gateway"]):
+            section["host"] = "gpu-c"
+
+    d = day_two(tmp_path, "fleet", rename)
+    (refusal,) = d.refused
+    assert refusal.startswith("host gpu-a is renamed gpu-c on the same machine (ssh://ops@gpu-a.lan)")
+    stack = "urn:pulumi:day2::rocm-inference::"
+    for old, new in [
+        ("rocm-inference:host:RocmHost::gpu-a", "gpu-c"),
+        ("rocm-inference:host:RocmHost$pulumi:providers:docker::gpu-a-docker", "gpu-c-docker"),
+        ("rocm-inference:host:RocmHost$docker:index/network:Network::gpu-a-network", "gpu-c-network"),
+        (
+            "rocm-inference:monitoring:Monitoring$docker:index/container:Container::gpu-a-node-exporter-container",
+            "gpu-c-node-exporter-container",
+        ),
+    ]:
+        assert f"pulumi state rename '{stack}{old}' {new}" in refusal
+
+    # a host removed and another added on another machine is no rename
+    def swap(values: dict[str, Any], secure: dict[str, Any]) -> None:
+        rename(values, secure)
+        values["hosts"]["gpu-c"]["docker"] = "ssh://ops@gpu-c.lan"
+
+    assert day_two(tmp_path / "other", "fleet", swap).refused == []

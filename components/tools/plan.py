@@ -332,6 +332,8 @@ def render_diff_text(change: Diff) -> str:
         lines += [f"           {s}" for s in c.settings]
         if c.note:
             lines.append(f"           ! {c.note}")
+    if change.refused:
+        lines += ["", "`pulumi up` would fail:"] + [f"  {r}" for r in change.refused]
     if change.steps:
         lines += [
             "",

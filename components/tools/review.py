@@ -44,6 +44,7 @@ class Diff:
     old_capacity: dict[str, dict[str, Any]] | None  # by server
     old_missing: str = ""  # why there is nothing to compare with at the ref
     kept: list[str] = field(default_factory=list)  # names Pulumi keeps that a destroy would lose
+    refused: list[str] = field(default_factory=list)  # changes `pulumi up` would fail on, with the way out
     steps: list[str] = field(default_factory=list)  # what `pulumi up` does, in order
     outages: list[str] = field(default_factory=list)  # each serving container's time down, from the steps
     speed: list[str] = field(default_factory=list)  # how the change moves each server's speed bands
@@ -58,6 +59,7 @@ class Diff:
             "capacity_before": self.old_capacity,
             "note": self.old_missing,
             "kept": self.kept,
+            "refused": self.refused,
         }
 
 
@@ -269,6 +271,7 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
         change = Change(v.name, v.type, v.change, settings, note)
         changes.append(change)
     result = Diff(ref, changes, capacities(old), kept=[_kept_line(k) for k in kept])
+    result.refused = host_renames(old["resources"], new)
     result.steps = [s.line() for s in steps]
     result.outages = [_outage_line(o, steps, resources, new, created_runs) for o in by_outage.values()]
     result.outages += _replicas_down_together(by_outage, new)
@@ -333,6 +336,43 @@ def _replicas_down_together(by_outage: dict[str, Outage], new: Plan) -> list[str
         if len(names) > 1
         and len(names) == sum(1 for s in servers.values() if isinstance(s, dict) and s.get("model") == model)
     ]
+
+
+HOST_TYPE = "rocm-inference:host:RocmHost"
+PROVIDER_TYPE = "pulumi:providers:docker"
+# What a host's name names: its own resources, and its node-exporter's (components/host.py, monitoring.py).
+HOST_PARTS = ("docker", "preflight", "network", "node-exporter-image", "node-exporter-container")
+
+
+def host_renames(old: list[dict[str, Any]], new: Plan) -> list[str]:
+    """A host renamed in `hosts:` (one gone, one new, the same machine): `pulumi up` makes the new name's
+    resources before it deletes the old name's, and they clash on that machine (node-exporter's container, the
+    stack's network). The way out is to rename them in Pulumi's state first (`pulumi state rename` rewrites
+    every reference to a renamed provider or resource: pulumi/pulumi v3.259.0
+    pkg/cmd/pulumi/state/state_rename.go L40-158)."""
+    before = {r["name"]: r for r in old}
+    after = {r.name: r for r in new.resources}
+    gone = [n for n, r in before.items() if r["type"] == HOST_TYPE and n not in after]
+    added = [n for n, r in after.items() if r.type == HOST_TYPE and n not in before]
+    lines = []
+    for x in gone:
+        machine = before.get(f"{x}-docker", {}).get("inputs", {}).get("host")
+        for y in added:
+            if (
+                machine is None
+                or after.get(f"{y}-docker") is None
+                or after[f"{y}-docker"].inputs.get("host") != machine
+            ):
+                continue
+            renames = [(x, y)] + [(f"{x}-{part}", f"{y}-{part}") for part in HOST_PARTS if f"{x}-{part}" in before]
+            commands = [f"pulumi state rename '{before[a].get('urn') or a}' {b}" for a, b in renames if b in after]
+            lines.append(
+                f"host {x} is renamed {y} on the same machine ({machine}): `pulumi up` would create {y}'s resources "
+                f"before deleting {x}'s and fail on the names they share there (node-exporter's container, the "
+                f"stack's network). Keep the name {x}, or rename them in Pulumi's state first, then `pulumi up` "
+                f"(which replaces the services on the host: their host trigger names it): " + "; ".join(commands)
+            )
+    return lines
 
 
 def _kept_line(k: Kept) -> str:
@@ -476,6 +516,8 @@ def render_markdown(plan: Plan, capacity_bars: list[str], change: Diff | None = 
                 out.append("")
             if change.outages:
                 out += ["**Serving downtime**", "", *(f"- {o}" for o in change.outages), ""]
+            if change.refused:
+                out += ["**`pulumi up` would fail**", "", *(f"- {r}" for r in change.refused), ""]
             if change.kept:
                 out += ["**Kept by Pulumi's state only**", "", *(f"- {k}" for k in change.kept), ""]
             if change.speed:
