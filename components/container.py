@@ -123,8 +123,10 @@ class ServiceSpec:
     # container path -> file content; a secret content stays a secret Output
     uploads: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     # host path -> container path, bound read-only with `rslave` propagation, so that a filesystem
-    # mounted on the host later shows inside too (node-exporter reads the host's root at /host)
+    # mounted on the host later shows inside too (node-exporter reads the host's root at /host); None:
+    # Docker's default (rprivate), where the host's path is a private mount and Docker refuses `rslave`
     host_mounts: Mapping[str, str] = field(default_factory=dict)
+    host_mount_propagation: str | None = "rslave"
     # The host's network and PID namespaces (node-exporter): no published port, no Docker network then.
     host_namespaces: bool = False
     # name -> address in the container's /etc/hosts (`host-gateway`: Docker's address of the host)
@@ -305,7 +307,9 @@ def service_resources(
                 source=src,
                 target=dst,
                 read_only=True,
-                bind_options=docker.ContainerMountBindOptionsArgs(propagation="rslave"),
+                bind_options=docker.ContainerMountBindOptionsArgs(propagation=spec.host_mount_propagation)
+                if spec.host_mount_propagation
+                else None,
             )
             for src, dst in sorted(spec.host_mounts.items())
         ]

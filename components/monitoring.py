@@ -255,6 +255,9 @@ class Monitoring(pulumi.ComponentResource):
                 health_check=node_exporter_check(listen[0]),
                 bind=h.bind,
                 host_mounts={"/": HOST_ROOT},
+                # Docker refuses `rslave` on a private / ("path / is mounted on / but it is not a shared or slave
+                # mount"): there node-exporter sees only what was mounted before it started.
+                host_mount_propagation="rslave" if h.root_mount == "shared" else None,
                 host_namespaces=True,
                 # The monitoring host's node-exporter listens on HOST_GATEWAY too: the name must resolve.
                 extra_hosts={HOST_GATEWAY: DOCKER_HOST_GATEWAY} if host_name == m.host else {},

@@ -385,3 +385,14 @@ def test_add_host_adds_a_host_and_leaves_the_others(fleet_stack: Path) -> None:
     with pytest.raises(SystemExit) as usage:
         main(["--root", str(HOSTS / "dual-mi60"), "--write", "fleet", "--add-host"])
     assert usage.value.code == 2
+
+
+def test_a_private_root_mount_is_written_so_node_exporter_binds_it_without_rslave() -> None:
+    """Issue 26 defect 10: where / does not propagate (a Proxmox LXC, some VMs), Docker refuses node-exporter's
+    rslave bind; discovery reads /proc/self/mountinfo and writes root_mount: private there, nothing elsewhere."""
+    from components.tools.discover import root_propagation
+
+    assert root_propagation("27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n") == "private"
+    assert root_propagation("27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n") == "shared"
+    assert root_propagation("46 45 254:0 / / rw master:1 - ext4 /dev/vda rw\n") == "shared"
+    assert root_propagation(None) is None and root_propagation("") is None

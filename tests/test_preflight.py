@@ -173,6 +173,50 @@ def test_a_model_change_counts_the_download_into_a_warm_cache(fake_docker: Path,
     assert same_model.returncode == 0, same_model.stderr
 
 
+# The / line of /proc/self/mountinfo: its optional fields (before " - ") say how it propagates.
+PRIVATE_ROOT = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
+SHARED_ROOT = "27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+
+
+@pytest.mark.parametrize(("line", "fails"), [(PRIVATE_ROOT, True), (SHARED_ROOT, False)])
+def test_a_private_root_mount_is_found_where_node_exporter_binds_it_with_rslave(
+    fake_docker: Path, tmp_path: Path, line: str, fails: bool
+) -> None:
+    """Issue 26 defect 10: Docker refuses node-exporter's rslave bind of a private / ("path / is mounted on /
+    but it is not a shared or slave mount"), as on a Proxmox LXC and on this machine. The preflight says so,
+    and what to do, before anything is pulled."""
+    import shutil
+
+    root = tmp_path / "host"
+    shutil.copytree(HOSTS / "dual-mi60", root, symlinks=True)
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/mountinfo").write_text(line)
+    env = {**big_chat_env(), "PREFLIGHT_VOLUMES": "vllm-hf-cache:0:", "ROCM_ROOT": str(root)}
+    result = check(fake_docker, env=env)
+    assert (result.returncode == 1) == fails, result.stderr
+    if fails:
+        assert "preflight: / is a private mount where Docker runs" in result.stderr
+        assert "mount --make-rshared /" in result.stderr and "rocm-inference:host.root_mount: private" in result.stderr
+    # a host that says its / is private is not checked: node-exporter binds it without propagation there
+    private = {**big_chat_env(**{"host.root_mount": "private"}), "PREFLIGHT_VOLUMES": "vllm-hf-cache:0:"}
+    private["ROCM_ROOT"] = str(root)
+    assert "PREFLIGHT_ROOT_SHARED" not in private
+    assert check(fake_docker, env=private).returncode == 0
+
+
+def test_node_exporter_binds_a_private_root_without_propagation(tmp_path: Path) -> None:
+    from tests.conftest import shipped_plan, stack_file
+    from tests.stacks import plan_values
+
+    (mount,) = shipped_plan("big-chat").by_name("host-node-exporter-container").inputs["mounts"]
+    assert mount["bindOptions"] == {"propagation": "rslave"} and mount["source"] == "/"
+    sf = stack_file("big-chat")
+    secure = {k: v for k, v in sf.values.items() if k in sf.secure}
+    plan = plan_values(set_key(values_of("big-chat"), "host.root_mount", "private"), tmp_path, secure, "x")
+    (mount,) = plan.by_name("host-node-exporter-container").inputs["mounts"]
+    assert "bindOptions" not in mount and mount["source"] == "/" and mount["readOnly"] is True
+
+
 def test_a_host_without_rocm_fails_every_gpu_check(fake_docker: Path) -> None:
     result = check(fake_docker, tree="no-rocm")
     assert result.returncode == 1

@@ -41,6 +41,8 @@ class PreflightSpec:
     stack: str
     # model cache volume, GiB its model downloads into it, and the model's directory in the Hub cache ("": any)
     volumes: tuple[tuple[str, int, str], ...]
+    # The host's root_mount key, where node-exporter binds / with `rslave` (/ must be shared there); else "".
+    root_shared_key: str = ""
 
     def environment(self) -> dict[str, str]:
         return {
@@ -53,6 +55,7 @@ class PreflightSpec:
             "PREFLIGHT_PROJECT": self.project,
             "PREFLIGHT_STACK": self.stack,
             "PREFLIGHT_VOLUMES": " ".join(f"{name}:{gib}:{repo}" for name, gib, repo in self.volumes),
+            **({"PREFLIGHT_ROOT_SHARED": self.root_shared_key} if self.root_shared_key else {}),
         }
 
     def command(self) -> str:
@@ -95,4 +98,8 @@ def preflight_spec(s: StackSettings, host_name: str, catalog: Catalog, project: 
         project=project,
         stack=stack,
         volumes=tuple(volumes),
+        # node-exporter runs on every host of a stack with monitoring
+        root_shared_key=s.key(f"hosts.{host_name}.root_mount")
+        if s.monitoring is not None and host.root_mount == "shared"
+        else "",
     )

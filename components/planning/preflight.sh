@@ -10,6 +10,7 @@
 # PREFLIGHT_PROJECT, PREFLIGHT_STACK          who is deploying (containers carry these labels)
 # PREFLIGHT_VOLUMES     "volume:GiB:repo ..." the model cache volumes, what each model downloads, and its
 #                       directory in the Hub cache (models--ORG--NAME; empty: any content will do)
+# PREFLIGHT_ROOT_SHARED set (to the stack's root_mount key) where node-exporter binds / with rslave
 # ROCM_ROOT             read sysfs, /dev and /etc under this directory instead of / (recorded trees)
 set -u
 R="${ROCM_ROOT:-}"
@@ -129,6 +130,30 @@ else
   free_kb=$(df -Pk "$R${dir:-/}" 2>/dev/null | awk 'NR == 2 { print $4 }')
   if [ -n "$free_kb" ] && [ $((free_kb / 1048576)) -lt "$need" ]; then
     fail "$((free_kb / 1048576)) GiB free under ${dir:-/}, the model cache needs about $need GiB; free disk space or move Docker's data-root"
+  fi
+fi
+
+# 8. node-exporter binds / with rslave propagation, which Docker refuses where / is a private mount in its
+#    own mount namespace (a Proxmox LXC, some VMs): "path / is mounted on / but it is not a shared or slave
+#    mount". The daemon's view is /proc/<dockerd>/mountinfo (the one serving DOCKER_HOST's socket where
+#    several run; ours where none is found); the optional fields of the / line say shared:N or master:N
+#    when it propagates.
+if [ -n "${PREFLIGHT_ROOT_SHARED:-}" ]; then
+  pid=""
+  sock=${DOCKER_HOST:-}; sock=${sock#unix://}
+  for p in $(pidof dockerd 2>/dev/null); do
+    case "$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null)" in
+      *"$sock"*) [ -z "$pid" ] && pid=$p ;;
+    esac
+  done
+  info="$R/proc/${pid:-self}/mountinfo"
+  [ -r "$info" ] || info="$R/proc/self/mountinfo"
+  if [ -r "$info" ]; then
+    root=$(awk '$5 == "/" { line = $0 } END { print line }' "$info")
+    case "$root" in
+      *" shared:"* | *" master:"* | "") ;;
+      *) fail "/ is a private mount where Docker runs, and Docker refuses node-exporter's rslave bind of it; make it shared (mount --make-rshared /, at every boot) or set rocm-inference:$PREFLIGHT_ROOT_SHARED: private (node-exporter then binds / without propagation and sees only the filesystems mounted before it started)" ;;
+    esac
   fi
 fi
 

@@ -150,6 +150,10 @@ class HostSettings(_Model):
     ) = None
     # Seconds `pulumi up` lets one image pull take (the gfx906 vLLM image is about 10 GB).
     pull_timeout: Annotated[StrictInt, Field(ge=60, le=86400)] = 3600
+    # How / is mounted where Docker runs (`findmnt -no PROPAGATION /`). "private" (some containers and VMs,
+    # a Proxmox LXC): Docker refuses a bind of / with `rslave`, so node-exporter binds it without propagation
+    # and sees only the filesystems mounted before it started. The preflight checks it.
+    root_mount: Literal["shared", "private"] = "shared"
 
     @field_validator("docker")
     @classmethod

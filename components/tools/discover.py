@@ -98,6 +98,7 @@ for d in $(ls "$R/sys/class/drm" 2>/dev/null); do
 done
 show /etc/group
 show /etc/ssh/ssh_host_ed25519_key.pub
+show /proc/self/mountinfo
 exit 0
 """
 
@@ -176,6 +177,19 @@ class DiscoveredHost:
     # The host's ed25519 public key as `type base64`, read over the ssh connection that OpenSSH has
     # verified against known_hosts: what the preflight's SSH client pins (it reads no known_hosts).
     ssh_host_key: str | None = None
+    # How / is mounted ("shared" or "private"; None: not read): node-exporter's rslave bind needs it shared.
+    root_mount: str | None = None
+
+
+def root_propagation(mountinfo: str | None) -> str | None:
+    """From /proc/self/mountinfo: "shared" where the / mount propagates (its optional fields, before " - ",
+    hold shared:N or master:N: a slave receives the host's mounts too), "private" where it does not."""
+    lines = [line.split() for line in (mountinfo or "").splitlines()]
+    roots = [fields for fields in lines if len(fields) > 6 and fields[4] == "/"]
+    if not roots:
+        return None
+    optional = roots[-1][6 : roots[-1].index("-")] if "-" in roots[-1] else []
+    return "shared" if any(f.startswith(("shared:", "master:")) for f in optional) else "private"
 
 
 def _properties(text: str) -> dict[str, int]:
@@ -273,7 +287,12 @@ def discover(reader: HostReader) -> DiscoveredHost:
     if missing:
         raise DiscoveryError(f"/etc/group has no {' and no '.join(missing)} group: the ROCm device nodes need them")
     key = (reader.read("/etc/ssh/ssh_host_ed25519_key.pub") or "").split()
-    return DiscoveredHost(tuple(gpus), groups, " ".join(key[:2]) if len(key) >= 2 else None)
+    return DiscoveredHost(
+        tuple(gpus),
+        groups,
+        " ".join(key[:2]) if len(key) >= 2 else None,
+        root_propagation(reader.read("/proc/self/mountinfo")),
+    )
 
 
 # --------------------------------------------------------------------------- the stack file's block
@@ -332,6 +351,8 @@ def host_block(host: DiscoveredHost, docker: str, address: str, catalog: Catalog
     }
     if host.ssh_host_key and docker.startswith("ssh://"):
         block["ssh_host_key"] = host.ssh_host_key
+    if host.root_mount == "private":
+        block["root_mount"] = "private"
     return block
 
 
@@ -366,6 +387,8 @@ def render_yaml(
     lines.append(f"{pad}groups: {{video: {host.groups['video']}, render: {host.groups['render']}}}")
     if "ssh_host_key" in block:
         lines.append(f"{pad}ssh_host_key: {block['ssh_host_key']}  # pinned for the preflight's SSH client")
+    if "root_mount" in block:
+        lines.append(f"{pad}root_mount: private  # / does not propagate: node-exporter binds it without rslave")
     for key, value in (kept or {}).items():
         lines.append(f"{pad}{key}: {json.dumps(value)}")
     return "\n".join(lines) + "\n"
