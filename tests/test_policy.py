@@ -219,3 +219,42 @@ def test_the_pack_and_the_stack_check_judge_image_tags_alike(image: str) -> None
             + " moves under a running deployment; pin a released tag or a digest"
             + (f" ({pinned} is the catalog's)" if pinned else "")
         ]
+
+
+def _one_container(envs: list[str]) -> tuple[dict[str, Any], PolicyResourceOptions]:
+    props = {**GOOD_CONTAINER, "envs": envs}
+    opts = PolicyResourceOptions(
+        protect=False,
+        ignore_changes=[],
+        delete_before_replace=True,
+        aliases=[],
+        custom_timeouts=None,  # type: ignore[arg-type]
+        additional_secret_outputs=["envs"],
+        parent=None,
+    )
+    return props, opts
+
+
+def _pack_over(props: dict[str, Any], opts: PolicyResourceOptions) -> list[tuple[str, str]]:
+    from pulumi_policy.proxy import unknown_checking_proxy
+
+    # As CrossGuard hands them over: an unknown value is a sentinel that raises when a rule reads it.
+    args = ResourceValidationArgs(CONTAINER, unknown_checking_proxy(props), "urn:c", "c", opts, None)
+    reported: list[tuple[str, str]] = []
+    for policy in POLICIES:
+        policy.validate(args, lambda message, urn=None, p=policy.name: reported.append((p, message)))
+    return reported
+
+
+def test_a_value_unknown_at_the_first_preview_is_skipped_then_checked_at_up() -> None:
+    """Issue 26 defect 11: at the first preview the chat page's and Grafana's environment hold generated
+    passwords nobody knows yet, and reading them failed the pack ("can't be known during preview"). A rule
+    that meets an unknown is skipped at preview; at `pulumi up` every value is known and the rule runs."""
+    from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
+
+    leaked = "HUB_AUTH=hf_abcdefghijklmnopqrstuvwxyz"
+    preview = _pack_over(*_one_container(["HIP_VISIBLE_DEVICES=0", UNKNOWN_STRING_VALUE, leaked]))
+    assert [p for p, _ in preview if p == "no-plain-secrets"] == [], "skipped while a value is unknown"
+    up = _pack_over(*_one_container(["HIP_VISIBLE_DEVICES=0", "WEBUI_SECRET_KEY=[secret]", leaked]))
+    assert [p for p, _ in up] == ["no-plain-secrets"], up
+    assert "HUB_AUTH" in up[0][1]
