@@ -242,7 +242,11 @@ def _pack_over(props: dict[str, Any], opts: PolicyResourceOptions) -> list[tuple
     args = ResourceValidationArgs(CONTAINER, unknown_checking_proxy(props), "urn:c", "c", opts, None)
     reported: list[tuple[str, str]] = []
     for policy in POLICIES:
-        policy.validate(args, lambda message, urn=None, p=policy.name: reported.append((p, message)))
+
+        def report(message: str, urn: str | None = None, p: str = policy.name) -> None:
+            reported.append((p, message))
+
+        policy.validate(args, report)
     return reported
 
 
