@@ -7,4 +7,4 @@ import pulumi
 from components.program import run
 from components.settings.stackfile import stack_path
 
-run(stack_path(pulumi.get_stack()), ssh_agent=bool(os.environ.get("SSH_AUTH_SOCK")))
+run(stack_path(pulumi.get_stack()), ssh_agent=os.environ.get("SSH_AUTH_SOCK") or None)

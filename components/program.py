@@ -8,6 +8,8 @@ named `vllm`, so its resources keep their names.
 
 from __future__ import annotations
 
+import socket
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -283,13 +285,45 @@ def _outputs(
     return out
 
 
-def ssh_auth_check(agent: bool) -> Check:
+def agent_answers(socket_path: str) -> bool:
+    """Whether an SSH agent answers at this socket: asked for its identities (SSH_AGENTC_REQUEST_IDENTITIES,
+    11), it replies SSH_AGENT_IDENTITIES_ANSWER (12) (draft-miller-ssh-agent, "Requesting a list of keys").
+    A socket left by an agent that is gone refuses the connection, or is no file at all."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(5)
+            conn.connect(socket_path)
+            conn.sendall(struct.pack(">IB", 1, 11))
+            head = conn.recv(5)
+    except OSError:
+        return False
+    return len(head) == 5 and head[4] == 12
+
+
+def ssh_auth_check(agent: str | None, answers: bool = True) -> Check:
     """An ssh:// host's preflight needs a key or an agent: pulumi-command's SSH client tries
     private_key, then a password, then the agent at SSH_AUTH_SOCK, and reads no key files
-    (pulumi-command v1.2.1 provider/pkg/provider/remote/connection.go L106-145)."""
+    (pulumi-command v1.2.1 provider/pkg/provider/remote/connection.go L106-145). It dials the agent
+    whenever SSH_AUTH_SOCK is set, key or not, and fails the command when nothing answers there
+    (L131-144): so an agent that is set but gone is refused too.
+
+    `agent`: SSH_AUTH_SOCK (None when unset); `answers`: whether an agent answers there."""
 
     def check(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
-        if agent or s.has_secret("ssh_private_key"):
+        # The preflight, and a model download on a host whose key is pinned, log in over SSH.
+        remote = {name: h for name, h in s.hosts.items() if h.is_remote and (h.preflight or h.ssh_host_key is not None)}
+        if agent is not None and not answers:
+            return [
+                Problem(
+                    f"hosts.{name}.docker",
+                    f"is {h.docker!r}, and SSH_AUTH_SOCK is {agent!r}, where no SSH agent answers: pulumi-command's "
+                    "SSH client dials it for every remote command, even with rocm-inference:ssh_private_key set, and "
+                    'fails. Start the agent again (eval "$(ssh-agent)" && ssh-add), point SSH_AUTH_SOCK at a '
+                    "running one, or run pulumi without it (env -u SSH_AUTH_SOCK pulumi up)",
+                )
+                for name, h in remote.items()
+            ], []
+        if agent is not None or s.has_secret("ssh_private_key"):
             return [], []
         return [
             Problem(
@@ -298,21 +332,20 @@ def ssh_auth_check(agent: bool) -> Check:
                 "rocm-inference:ssh_private_key (pulumi config set --secret rocm-inference:ssh_private_key < KEYFILE) "
                 "or a running SSH agent (SSH_AUTH_SOCK), and neither is there",
             )
-            for name, h in s.hosts.items()
-            # The preflight, and a model download on a host whose key is pinned, log in over SSH.
-            if h.is_remote and (h.preflight or h.ssh_host_key is not None)
+            for name, h in remote.items()
         ], []
 
     return check
 
 
-def run(stack_file: Path, ssh_agent: bool) -> None:
+def run(stack_file: Path, ssh_agent: str | None) -> None:
     """The Pulumi program: validate the stack (nothing is registered when it is invalid), deploy, export.
 
-    `ssh_agent`: whether an SSH agent is reachable (SSH_AUTH_SOCK), for an ssh:// host's preflight.
+    `ssh_agent`: SSH_AUTH_SOCK, for an ssh:// host's preflight (None when unset); it is checked to answer.
     """
+    answers = ssh_agent is not None and agent_answers(ssh_agent)
     try:
-        loaded, secrets = load_from_pulumi(stack_file, (*CHECKS, ssh_auth_check(ssh_agent)))
+        loaded, secrets = load_from_pulumi(stack_file, (*CHECKS, ssh_auth_check(ssh_agent, answers)))
     except StackConfigError as exc:
         # RunError ends the program with this message and no traceback.
         raise pulumi.RunError(str(exc)) from None

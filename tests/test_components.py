@@ -342,7 +342,7 @@ def test_invalid_stack_stops_the_program_before_any_resource(mocks: PlanMocks, t
         }
     )
     with pytest.raises(pulumi.RunError) as err:
-        run(bad, ssh_agent=False)
+        run(bad, ssh_agent=None)
     assert str(err.value) == (
         "Pulumi.bad.yaml: rocm-inference:vllm.tensor_parallel_size must equal the number of GPUs in "
         "rocm-inference:vllm.gpus (2), got 3"

@@ -208,7 +208,7 @@ def test_an_ssh_host_without_a_key_or_agent_is_refused_by_the_program(mocks: Pla
     path.write_text(yaml.safe_dump({"config": {f"rocm-inference:{k}": v for k, v in values.items()}}))
     pulumi.runtime.set_all_config({f"rocm-inference:{k}": json.dumps(v) for k, v in values.items()})
     with pytest.raises(pulumi.RunError) as err:
-        run(path, ssh_agent=False)
+        run(path, ssh_agent=None)
     assert "needs rocm-inference:ssh_private_key" in str(err.value) and "SSH_AUTH_SOCK" in str(err.value)
     assert mocks.inputs == {}
 
@@ -299,3 +299,42 @@ def test_discovery_follows_kfd_order_not_card_order() -> None:
 
 def test_stack_files_are_found_from_the_project_root() -> None:
     assert stack_path("big-chat") == ROOT / "Pulumi.big-chat.yaml"
+
+
+def test_an_agent_that_is_set_but_gone_is_refused_with_what_to_do(mocks: PlanMocks, tmp_path: Path) -> None:
+    """Issue 26 defect 7: pulumi-command dials SSH_AUTH_SOCK for every remote command, even with
+    ssh_private_key set (connection.go L131-144): a socket whose agent is gone failed every one of them. The
+    program asks the agent for its keys first and refuses with what to do; a live agent passes."""
+    import socket
+    import threading
+
+    from components.program import agent_answers
+
+    values = set_key(values_of("big-chat"), "host.docker", "ssh://ops@gpu-box")
+    values = set_key(values, "host.ssh_host_key", HOST_KEY)
+    path = tmp_path / "Pulumi.remote.yaml"
+    path.write_text(yaml.safe_dump({"config": {f"rocm-inference:{k}": v for k, v in values.items()}}))
+    pulumi.runtime.set_all_config({f"rocm-inference:{k}": json.dumps(v) for k, v in values.items()})
+    stale = str(tmp_path / "agent.gone")
+    assert not agent_answers(stale)
+    with pytest.raises(pulumi.RunError) as err:
+        run(path, ssh_agent=stale)
+    assert f"SSH_AUTH_SOCK is {stale!r}, where no SSH agent answers" in str(err.value)
+    assert "env -u SSH_AUTH_SOCK pulumi up" in str(err.value) and mocks.inputs == {}
+    # an agent that answers (no keys: SSH_AGENT_IDENTITIES_ANSWER with a count of 0)
+    live = str(tmp_path / "agent.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(live)
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(5)
+            conn.sendall(b"\x00\x00\x00\x05\x0c\x00\x00\x00\x00")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        assert agent_answers(live)
+    finally:
+        server.close()
