@@ -66,7 +66,10 @@ def test_the_fleet_downloads_on_each_host_through_its_own_docker() -> None:
     r = shipped_plan("fleet").by_name("coder-prefetch")
     assert r.type == "command:remote:Command" and r.inputs.get("environment") is None
     create = _command(shipped_plan("fleet"), "coder-prefetch", "coder-container")
-    assert create.startswith(
+    # pulumi-command never ends a remote command: the host's own shell stops it, after the download's deadline
+    outer = shlex.split(create)
+    assert outer[:6] == ["timeout", "-k", "30", "7500", "sh", "-c"] and len(outer) == 7
+    assert outer[6].startswith(
         "docker rm -f coder-prefetch >/dev/null 2>&1; exec docker run --rm --name coder-prefetch "
         "-v coder-hf-cache:/root/.cache/huggingface -e DO_NOT_TRACK=1 -e HF_HUB_DISABLE_PROGRESS_BARS=1 <image> "
         "timeout -k 30 7200 python3 -c "
