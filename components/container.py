@@ -30,120 +30,20 @@ What a deployment that is left running needs beyond a compose file, in one place
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pulumi_docker as docker
 
 from components.host import HostShell, on_machine
-from components.planning.secrets import SECRET_ENV_LABEL
-from components.planning.timing import (
-    SHORT_RUN_S,
-    Timeouts,
-    container_timeouts,
-    download_deadline,
-    go_duration,
-    image_timeouts,
-)
+from components.planning.deployment import Container, Prefetch, Run, Secret, SecretText, Service, Timeouts
 
-# No start_interval: Docker Engine before v25 (Debian 12 ships 20.10) refuses it in compose; the
-# interval (15 s by default, a stack setting) finds a server ready soon enough without one.
-HEALTH_TIMEOUT_S = 10
-HEALTH_RETRIES = 3
 RESTART_POLICY = "unless-stopped"
 LOG_DRIVER = "json-file"
 LOG_OPTS = {"max-size": "100m", "max-file": "5"}
 LABEL_PREFIX = "rocm-inference"
-
-
-def health_test(port: int, path: str = "/health") -> list[str]:
-    """A Docker healthcheck that needs only python's standard library: exit 0 on HTTP 200, else non-zero.
-
-    `python3`, not `python`: every image here has it. The Infinity CPU image puts a stdlib venv
-    first on PATH (libs/infinity_emb/Dockerfile.cpu_auto: `ENV PATH=/app/.venv/bin:$PATH`), which
-    has python, python3 and python3.x; Ubuntu, which the ROCm images build on, ships /usr/bin/python3
-    but /usr/bin/python only with python-is-python3 (upstream vLLM's Dockerfile.rocm_base installs
-    it; the gfx906 image's recipe is not published). vLLM's own command keeps the seed's `python`,
-    which the seed proves in that image.
-    """
-    code = (
-        "import sys,urllib.request;"
-        f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{port}{path}',timeout=5).status==200 else 1)"
-    )
-    return ["CMD", "python3", "-c", code]
-
-
-@dataclass(frozen=True)
-class Prefetch:
-    """A one-shot `docker run --rm` of the service's own image with its cache volume, run to completion before
-    the service container is (re)created: the model download, while the old server keeps serving.
-
-    A command (pulumi-command), not a Container resource: a Container that ran once stays in state with its
-    exit code, so a failed download would fail every later `pulumi up` until someone removes it by hand,
-    and one whose wait broke would be accepted with no exit code at all. A failed command leaves nothing in
-    state (components/host.py HostShell.command): the next `pulumi up` simply tries again.
-    """
-
-    command: Sequence[str]
-    timeout_s: int
-    environment: Mapping[str, str] = field(default_factory=dict)
-    secret_environment: Mapping[str, pulumi.Output[str] | None] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    """Everything a service component decides about its container.
-
-    Every long-running service has a healthcheck on `health_path` of `internal_port` (the policy
-    pack requires one). The published port, the cache volume, networks and uploaded files are
-    each optional: the gateway has no cache, a server reached only over the gateway's network
-    would need no port.
-    """
-
-    image: str
-    container_name: str
-    command: Sequence[str]
-    internal_port: int
-    startup_timeout: int
-    pull_timeout: int
-    health_interval: int
-    health_path: str = "/health"
-    # A check of its own (the vLLM progress check); else a GET of health_path.
-    health_check: Sequence[str] | None = None
-    # docker-init as PID 1: it forwards a signal the healthcheck sends to PID 1 to the server.
-    init: bool = False
-    prefetch: Prefetch | None = None
-    external_port: int | None = None
-    bind: str = "127.0.0.1"
-    cache_volume: str | None = None
-    cache_path: str | None = None
-    networks: Sequence[pulumi.Input[str]] = ()
-    # container path -> file content; a secret content stays a secret Output
-    uploads: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
-    # host path -> container path, bound read-only with `rslave` propagation, so that a filesystem
-    # mounted on the host later shows inside too (node-exporter reads the host's root at /host); None:
-    # Docker's default (rprivate), where the host's path is a private mount and Docker refuses `rslave`
-    host_mounts: Mapping[str, str] = field(default_factory=dict)
-    host_mount_propagation: str | None = "rslave"
-    # The host's network and PID namespaces (node-exporter): no published port, no Docker network then.
-    host_namespaces: bool = False
-    # name -> address in the container's /etc/hosts (`host-gateway`: Docker's address of the host)
-    extra_hosts: Mapping[str, str] = field(default_factory=dict)
-    environment: Mapping[str, str] = field(default_factory=dict)
-    secret_environment: Mapping[str, pulumi.Output[str] | None] = field(default_factory=dict)
-    labels: Mapping[str, str] = field(default_factory=dict)
-    devices: Sequence[docker.ContainerDeviceArgs] = ()
-    group_adds: Sequence[str] = ()
-    shm_size_mb: int | None = None
-    stop_grace_seconds: int = 30
-    depends_on: Sequence[pulumi.Resource] = ()
-    # What the container (not its image) starts after: the services it talks to. Its image is pulled meanwhile.
-    start_after: Sequence[pulumi.Resource] = ()
-    # The stack's name of the host it runs on: moving it to another host replaces its image and containers
-    # there (a provider change alone replaces nothing; see components/planning/provider_facts.py).
-    host: str = ""
 
 
 # Labels a model cache volume carries: ones that never change for it (never GPUs, ports or models).
@@ -163,25 +63,25 @@ def container_envs(
     return envs
 
 
-@dataclass(frozen=True, kw_only=True)
-class ServerArgs:
-    """What every service component takes besides its own settings: where it runs and what it is given."""
+@dataclass(frozen=True)
+class Wiring:
+    """What the plan names and only the program holds: each secret's Output, the host's network, the resources
+    a service waits for (its host's preflight; the services it talks to, before its container starts)."""
 
-    provider: docker.Provider
-    shell: HostShell
-    host: str
-    address: str
-    bind: str
-    pull_timeout: int
-    hf_token: pulumi.Output[str] | None = None
-    api_key: pulumi.Output[str] | None = None
-    # The stack's own secret environment entries (`environment` values written with --secret --path).
-    secret_environment: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
-    labels: Mapping[str, str] = field(default_factory=dict)
+    secrets: Callable[[Secret], pulumi.Output[str]]
     networks: Sequence[pulumi.Input[str]] = ()
     depends_on: Sequence[pulumi.Resource] = ()
-    # The services it talks to: its container starts after them, its image is pulled meanwhile.
     start_after: Sequence[pulumi.Resource] = ()
+
+    def text(self, value: SecretText) -> pulumi.Output[str]:
+        """A secret made of pieces, as one secret Output (never an f-string on an Output)."""
+        if len(value) == 1 and isinstance(value[0], Secret):
+            return self.secrets(value[0])
+        pieces = [p if isinstance(p, str) else self.secrets(p) for p in value]
+        return pulumi.Output.secret(pulumi.Output.concat(*pieces))
+
+    def environment(self, secret: Mapping[str, SecretText]) -> dict[str, pulumi.Output[str] | None]:
+        return {k: self.text(v) for k, v in secret.items()}
 
 
 @dataclass(frozen=True)
@@ -197,32 +97,44 @@ class ServiceResources:
         return self.container.ports.apply(lambda ports: f"http://{address}:{(ports or [])[0].external}{path}")
 
 
-class Service(pulumi.ComponentResource):
-    """A component that runs one service container: vLLM, Infinity, the gateway."""
+@dataclass(frozen=True)
+class ServerArgs:
+    """One planned service and what the program holds for it: its host's Docker and shell, its wiring."""
+
+    plan: Service
+    wiring: Wiring
+    provider: docker.Provider
+    shell: HostShell
+    address: str  # its host's address, where its published port is reached
+
+
+class Server(pulumi.ComponentResource):
+    """A component that runs one planned service container (a vLLM or Infinity server, the gateway): its type
+    token is its engine's (components/planning/engines/)."""
 
     base_url: pulumi.Output[str]
     model: str
     container_name: pulumi.Output[str]
     container: docker.Container
 
-    def _serve(self, name: str, spec: ServiceSpec, args: ServerArgs, model: str, path: str = "") -> None:
-        if args.secret_environment:
-            # The project's own secrets win; the label tells the policy pack which names are secrets too.
-            spec = replace(
-                spec,
-                secret_environment={**args.secret_environment, **spec.secret_environment},
-                labels={**spec.labels, SECRET_ENV_LABEL: ",".join(sorted(args.secret_environment))},
-            )
-        res = service_resources(name, spec, self, args.provider, args.shell)
+    def __init__(self, name: str, args: ServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        p = args.plan
+        super().__init__(p.type, name, None, opts)
+        res = service_resources(name, p.container, args.wiring, self, args.provider, args.shell)
         self.container = res.container
-        self.model = model
-        self.base_url = res.url(args.address, path)
+        self.model = p.model
+        self.base_url = res.url(args.address, p.path)
         self.container_name = res.container.name
         self.register_outputs({"base_url": self.base_url, "model": self.model, "container_name": self.container_name})
 
 
 def service_resources(
-    name: str, spec: ServiceSpec, parent: pulumi.Resource, provider: docker.Provider, shell: HostShell | None = None
+    name: str,
+    spec: Container,
+    wiring: Wiring,
+    parent: pulumi.Resource,
+    provider: docker.Provider,
+    shell: HostShell | None = None,
 ) -> ServiceResources:
     """The image, cache volume (if any) and container of one service, children of `parent`, named from `name`."""
     # Every resource of the service, the one-shot runs included, is replaced when the host's machine changes.
@@ -236,8 +148,8 @@ def service_resources(
         opts=pulumi.ResourceOptions.merge(
             child,
             pulumi.ResourceOptions(
-                depends_on=list(spec.depends_on),
-                custom_timeouts=_custom(image_timeouts(spec.pull_timeout)),
+                depends_on=list(wiring.depends_on),
+                custom_timeouts=_custom(spec.image_timeouts),
                 replacement_trigger=_moved(spec),
             ),
         ),
@@ -262,34 +174,36 @@ def service_resources(
                 ),
             ),
         )
-    if spec.host_namespaces and (spec.external_port is not None or spec.networks):
+    if spec.host_namespaces and (spec.external_port is not None or wiring.networks):
         raise ValueError(f"{name}: a container on the host's network publishes no port and joins no Docker network")
-    depends_on = [*spec.depends_on, *spec.start_after]
+    depends_on = [*wiring.depends_on, *wiring.start_after]
     download = None
     if spec.prefetch is not None:
         if volume is None or spec.cache_path is None or shell is None:
             raise ValueError(
                 "a download fills the service's cache volume on its host: give it one and the host's shell"
             )
-        download = _download(name, spec, spec.prefetch, image, volume, shell, child)
+        download = _download(name, spec, spec.prefetch, wiring, image, volume, shell, child)
         # Only an ordering: `pulumi up` registers the server once the download has succeeded, and a failed
         # one ends it before the old server is touched. Never through an input: when the download is replaced
         # (a new model), the engine deletes first every delete-before-replace dependent that an input of the
         # download's would replace, i.e. the serving container, before the download even starts
         # (pulumi/pulumi v3.260.0 pkg/resource/deploy/step_generator.go L3268-3415, calculateDependentReplacements).
         depends_on.append(download)
-    uploads = [docker.ContainerUploadArgs(file=path, content=text) for path, text in sorted(spec.uploads.items())]
+    files = {path: text if isinstance(text, str) else wiring.text(text) for path, text in spec.uploads.items()}
+    uploads = [docker.ContainerUploadArgs(file=path, content=text) for path, text in sorted(files.items())]
     # A file whose content is an Output here is a secret (a password, a key, a webhook): the provider's
     # schema does not mark upload content sensitive, and the engine keeps an output secret only when the
     # whole top-level input was, so the whole list goes as a secret and stays one in state.
-    secret_uploads = any(isinstance(text, pulumi.Output) for text in spec.uploads.values())
+    secret_uploads = any(isinstance(text, pulumi.Output) for text in files.values())
     container = docker.Container(
         f"{name}-container",
         name=spec.container_name,
         image=image.image_id,
         command=list(spec.command) or None,  # none: the image's own CMD
-        envs=container_envs(spec.environment, spec.secret_environment),
-        devices=list(spec.devices) or None,
+        envs=container_envs(spec.environment, wiring.environment(spec.secret_environment)),
+        devices=[docker.ContainerDeviceArgs(host_path=d, container_path=d, permissions="rwm") for d in spec.devices]
+        or None,
         group_adds=list(spec.group_adds) or None,
         shm_size=spec.shm_size_mb,
         ipc_mode="private",
@@ -317,14 +231,14 @@ def service_resources(
         network_mode="host" if spec.host_namespaces else None,
         pid_mode="host" if spec.host_namespaces else None,
         hosts=[docker.ContainerHostArgs(host=h, ip=ip) for h, ip in sorted(spec.extra_hosts.items())] or None,
-        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n) for n in spec.networks] or None,
+        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n) for n in wiring.networks] or None,
         uploads=(pulumi.Output.secret(uploads) if secret_uploads else uploads) or None,
         healthcheck=docker.ContainerHealthcheckArgs(
-            tests=list(spec.health_check) if spec.health_check else health_test(spec.internal_port, spec.health_path),
-            interval=go_duration(spec.health_interval),
-            timeout=go_duration(HEALTH_TIMEOUT_S),
-            retries=HEALTH_RETRIES,
-            start_period=go_duration(spec.startup_timeout),
+            tests=list(spec.health.test),
+            interval=spec.health.interval,
+            timeout=spec.health.timeout,
+            retries=spec.health.retries,
+            start_period=spec.health.start_period,
         ),
         wait=True,
         wait_timeout=spec.startup_timeout,
@@ -339,7 +253,7 @@ def service_resources(
                 delete_before_replace=True,
                 additional_secret_outputs=["envs", *(["uploads"] if secret_uploads else [])],
                 depends_on=depends_on,
-                custom_timeouts=_custom(container_timeouts(spec.startup_timeout, spec.stop_grace_seconds)),
+                custom_timeouts=_custom(spec.container_timeouts),
                 # Every change replaces. The provider applies no healthcheck or init change to a running
                 # container (neither replace-forcing nor in its update: components/planning/provider_facts.py),
                 # and "*" is what makes the engine replace, not update, a container whose create failed its
@@ -354,11 +268,11 @@ def service_resources(
     return ServiceResources(image, volume, container, download)
 
 
-def fetch_name(spec: ServiceSpec) -> str:
+def fetch_name(spec: Container) -> str:
     return f"{spec.container_name}-prefetch"
 
 
-def _moved(spec: ServiceSpec) -> str | None:
+def _moved(spec: Container) -> str | None:
     """The host, as a replacement trigger: a change of host replaces; none (before it existed) replaces nothing."""
     return spec.host or None
 
@@ -400,9 +314,8 @@ class OneShot:
     entrypoint: Sequence[str] = ()
     # What a change of only its secrets does: None runs it again; "true" does nothing.
     on_secret_change: str | None = None
-    # Seconds after which the command stops itself (HostShell.command), and the stream the engine shows.
-    deadline_s: int = SHORT_RUN_S
-    log: str = "none"
+    # When the command stops itself (HostShell.command), and the stream the engine shows.
+    run: Run = field(default_factory=Run)
 
 
 def run_once(resource_name: str, shell: HostShell, job: OneShot, opts: pulumi.ResourceOptions) -> pulumi.Resource:
@@ -426,8 +339,7 @@ def run_once(resource_name: str, shell: HostShell, job: OneShot, opts: pulumi.Re
     return shell.command(
         resource_name,
         resolved.apply(docker_run),
-        deadline_s=job.deadline_s,
-        log=job.log,
+        run=job.run,
         stdin=stdin if secrets else None,
         triggers=[resolved],
         update=job.on_secret_change,
@@ -437,13 +349,22 @@ def run_once(resource_name: str, shell: HostShell, job: OneShot, opts: pulumi.Re
 
 def _download(
     name: str,
-    spec: ServiceSpec,
+    spec: Container,
     p: Prefetch,
+    wiring: Wiring,
     image: docker.RemoteImage,
     volume: docker.Volume,
     shell: HostShell,
     child: pulumi.ResourceOptions,
 ) -> pulumi.Resource:
+    """The model download: a one-shot `docker run --rm` of the service's own image with its cache volume, run to
+    completion before the service container is (re)created, while the old server keeps serving.
+
+    A command (pulumi-command), not a Container resource: a Container that ran once stays in state with its
+    exit code, so a failed download would fail every later `pulumi up` until someone removes it by hand,
+    and one whose wait broke would be accepted with no exit code at all. A failed command leaves nothing in
+    state (components/host.py HostShell.command): the next `pulumi up` simply tries again.
+    """
     assert spec.cache_path is not None
     job = OneShot(
         name=fetch_name(spec),
@@ -452,12 +373,10 @@ def _download(
         volume=volume.name,
         path=spec.cache_path,
         environment=p.environment,
-        secret_environment=p.secret_environment,
+        secret_environment=wiring.environment(p.secret_environment),
         # A rotated token changes only stdin: the weights are there already, nothing to run again.
         on_secret_change="true",
-        deadline_s=download_deadline(p.timeout_s),
-        # huggingface_hub's progress bars are on stderr: a 40 GB download shows that it moves.
-        log="stderr",
+        run=p.run,
     )
     return run_once(
         f"{name}-prefetch",
@@ -466,7 +385,7 @@ def _download(
         pulumi.ResourceOptions.merge(
             child,
             pulumi.ResourceOptions(
-                depends_on=list(spec.depends_on),
+                depends_on=list(wiring.depends_on),
                 replacement_trigger=_moved(spec),
             ),
         ),

@@ -9,9 +9,8 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from components.gpus import GpuDevices, GpuDevicesArgs
-from components.planning.timing import SHORT_RUN_S, run_timeouts, with_deadline
-from components.settings import HostSettings
+from components.gpus import GpuDevices
+from components.planning.deployment import Gpus, Host, Run
 
 
 def on_machine(provider: docker.Provider) -> pulumi.ResourceOptions:
@@ -20,18 +19,8 @@ def on_machine(provider: docker.Provider) -> pulumi.ResourceOptions:
 
 
 @dataclass(frozen=True)
-class PreflightArgs:
-    """The host check to run before anything is pulled: a command line, its script (stdin), its triggers."""
-
-    command: str
-    script: str
-    triggers: list[str]
-
-
-@dataclass(frozen=True)
 class RocmHostArgs:
-    settings: HostSettings
-    preflight: PreflightArgs | None = None
+    plan: Host
     ssh_private_key: pulumi.Output[str] | None = None
 
 
@@ -49,8 +38,7 @@ class HostShell:
         name: str,
         create: pulumi.Input[str],
         *,
-        deadline_s: int,
-        log: str,
+        run: Run,
         stdin: pulumi.Input[str] | None = None,
         triggers: Sequence[pulumi.Input[object]] = (),
         update: str | None = None,
@@ -59,24 +47,24 @@ class HostShell:
         """A command whose failing create leaves nothing in state, so the next `pulumi up` runs it again
         (pulumi-command v1.2.1 returns no partial state: pulumi-go-provider v1.3.0 infer/resource.go L1291-1292).
 
-        It stops itself at `deadline_s` over SSH (`timeout` in the host's shell: components/planning/timing.py
-        says why), and its custom timeouts lie beyond that. Its stdout and stderr are secret outputs, so the
+        It stops itself at its deadline over SSH (`timeout` in the host's shell: components/planning/timing.py
+        says why), and its custom timeouts lie beyond that (both the plan's `run`). Its stdout and stderr are secret outputs, so the
         state never holds them in plain text; `log` is the one stream the engine shows while it runs ("stderr",
         "stdout" or "none"; local/base.go L26, remote/command.go L45). A failed run's error carries both
         streams whatever `log` says (local/commandOutputs.go L59, remote/commandOutputs.go L101)."""
         own = pulumi.ResourceOptions(
             additional_secret_outputs=["stdout", "stderr"],
-            custom_timeouts=pulumi.CustomTimeouts(**vars(run_timeouts(deadline_s))),
+            custom_timeouts=pulumi.CustomTimeouts(**vars(run.timeouts)),
         )
         if self.connection is not None:
             return command.remote.Command(
                 name,
                 connection=self.connection,
-                create=pulumi.Output.from_input(create).apply(lambda c: with_deadline(c, deadline_s)),
+                create=pulumi.Output.from_input(create).apply(run.wrap),
                 update=update,
                 stdin=stdin,
                 triggers=list(triggers),
-                logging=command.remote.Logging(log),
+                logging=command.remote.Logging(run.log),
                 opts=pulumi.ResourceOptions.merge(opts, own),
             )
         return command.local.Command(
@@ -86,20 +74,20 @@ class HostShell:
             stdin=stdin,
             environment={"DOCKER_HOST": self.docker_host},
             triggers=list(triggers),
-            logging=command.local.Logging(log),
+            logging=command.local.Logging(run.log),
             opts=pulumi.ResourceOptions.merge(opts, own),
         )
 
 
 class RocmHost(pulumi.ComponentResource):
     provider: docker.Provider
-    settings: HostSettings
+    plan: Host
     preflight: command.local.Command | command.remote.Command | None
     shell: HostShell
 
     def __init__(self, name: str, args: RocmHostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("rocm-inference:host:RocmHost", name, None, opts)
-        self.settings = s = args.settings
+        self.plan = s = args.plan
         # The machine is what the provider's replacement trigger sees: pointing `docker` at another machine
         # replaces the provider, and with it everything on this host (each takes `replace_with` it, on_host):
         # a provider whose config changes is only updated (pulumi-docker's DiffConfig forces nothing), and its
@@ -115,28 +103,17 @@ class RocmHost(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, replacement_trigger=s.docker),
         )
         self.shell = HostShell(s.docker, self._connection(args.ssh_private_key))
-        self.preflight = self._preflight(name, args.preflight) if args.preflight else None
-        self.register_outputs(
-            {
-                "docker_host": s.docker,
-                "address": s.address,
-                "bind": s.bind,
-                "gpu": s.gpu,
-                "gpus": [g.model_dump() for g in s.gpus],
-                "groups": s.groups.model_dump(),
-            }
-        )
+        self.preflight = self._preflight(name) if s.preflight else None
+        self.register_outputs(dict(s.outputs))
 
     def _connection(self, private_key: pulumi.Output[str] | None) -> command.remote.ConnectionArgs | None:
-        """pulumi-command's SSH connection to an ssh:// host whose key the stack pins: the same user, host and
-        port as Docker's URL. It reads no ~/.ssh/config and no known_hosts, so without a pinned key there is
-        none (a command then runs here, through the docker CLI)."""
-        s = self.settings
-        if not s.is_remote or s.ssh_host_key is None:
+        """pulumi-command's SSH connection to an ssh:// host whose key the stack pins (the plan's): without a
+        pinned key there is none (a command then runs here, through the docker CLI)."""
+        c = self.plan.connection
+        if c is None:
             return None
-        user, host, port = s.ssh_target
         return command.remote.ConnectionArgs(
-            host=host, user=user, port=port, host_key=s.ssh_host_key, private_key=private_key
+            host=c.host, user=c.user, port=c.port, host_key=c.host_key, private_key=private_key
         )
 
     def on_host(self, opts: pulumi.ResourceOptions | None = None) -> pulumi.ResourceOptions:
@@ -144,38 +121,36 @@ class RocmHost(pulumi.ComponentResource):
         `docker` points at another machine (see the provider's replacement trigger)."""
         return pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), on_machine(self.provider))
 
-    def _preflight(self, name: str, p: PreflightArgs) -> command.local.Command | command.remote.Command:
+    def _preflight(self, name: str) -> command.local.Command | command.remote.Command:
         """The check runs where Docker runs: here for a local socket, over SSH for an ssh:// host (the same user,
         host and port as Docker's ssh:// URL, and the host key pinned: the settings require both, since
         pulumi-command's SSH client reads no ~/.ssh/config and no known_hosts). Its verdict line is its
         stdout, which stays in the log."""
-        assert not self.settings.is_remote or self.shell.connection is not None, (
+        p = self.plan.preflight
+        assert p is not None
+        assert not self.plan.remote or self.shell.connection is not None, (
             "the settings require ssh_host_key for an ssh:// host's preflight"
         )
         return self.shell.command(
             f"{name}-preflight",
             p.command,
-            deadline_s=SHORT_RUN_S,
-            log="stdout",
+            run=p.run,
             stdin=p.script,
-            triggers=p.triggers,
+            triggers=list(p.triggers),
             opts=self.on_host(pulumi.ResourceOptions(parent=self)),
         )
 
-    def network(self, name: str, network_name: str) -> docker.Network:
+    def network(self, name: str) -> docker.Network:
         """A user-defined bridge network on this host: containers on it reach each other by name."""
+        assert self.plan.network is not None, "the plan gives a host a network where a caller runs"
         # Delete-first: it has a fixed name, so a replacement beside the old one would clash on one machine.
         return docker.Network(
             name,
-            name=network_name,
+            name=self.plan.network,
             driver="bridge",
             opts=self.on_host(pulumi.ResourceOptions(parent=self, provider=self.provider, delete_before_replace=True)),
         )
 
-    def gpu_devices(self, name: str, indices: Sequence[int]) -> GpuDevices:
-        """The device mapping for these host GPUs (validated to be in the inventory), parented to this host."""
-        return GpuDevices(
-            name,
-            GpuDevicesArgs(nodes=self.settings.nodes(indices), groups=self.settings.groups),
-            pulumi.ResourceOptions(parent=self),
-        )
+    def gpu_devices(self, plan: Gpus) -> GpuDevices:
+        """The device mapping of a server's GPUs, parented to this host."""
+        return GpuDevices(plan.name, plan, pulumi.ResourceOptions(parent=self))

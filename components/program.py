@@ -1,9 +1,10 @@
 """The whole deployment of one stack: settings in, components out. Shared by `pulumi up` and the plan.
 
-A stack is a fleet: each host gets its RocmHost (its own Docker provider and preflight), each server
-its VllmServer under that host's provider, and the embeddings server and the gateway run on the
-hosts they name. The single-host form is the same fleet with one host named `host` and one server
-named `vllm`, so its resources keep their names.
+The stack's settings become one deployment plan (components/planning/deployment.py), and the plan becomes
+resources: each host gets its RocmHost (its own Docker provider and preflight), each server its component (its
+engine's type) under that host's provider, and the embeddings server, the gateway, the chat UI and monitoring run
+on the hosts they name. The single-host form is the same fleet with one host named `host` and one server named
+`vllm`, so its resources keep their names.
 """
 
 from __future__ import annotations
@@ -17,271 +18,164 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components.chat_ui import ChatUi, ChatUiArgs
-from components.embeddings import EmbeddingsServer, EmbeddingsServerArgs
-from components.gateway import Gateway, GatewayArgs
-from components.host import PreflightArgs, RocmHost, RocmHostArgs
+from components.chat_ui import ChatUi
+from components.container import Server, ServerArgs, Wiring
+from components.host import RocmHost, RocmHostArgs
 from components.monitoring import Monitoring, MonitoringArgs
-from components.planning import chat_ui as chat_ui_plan
-from components.planning.catalog import load_catalog
-from components.planning.gateway import backend_key_env, litellm_config
-from components.planning.monitoring import alertmanager_config, grafana_files, prometheus_config, rules_text
-from components.planning.preflight import preflight_spec, script_text
-from components.planning.rules import check_stack, server_contexts, server_stall_seconds
+from components.planning.deployment import Deployment, Secret, Service, build_deployment
 from components.settings import Check, LoadedStack, Problem, StackConfigError, StackSettings
 from components.settings.pulumi_config import Secrets, load_from_pulumi
-from components.vllm import VllmServer, VllmServerArgs
 
-# Everything a stack must pass beyond its own structure, for `pulumi up` and the plan alike.
-CHECKS = (check_stack,)
-BACKEND_KEY_LENGTH = 40
+__all__ = ["agent_answers", "deploy", "deploy_plan", "run", "ssh_auth_check"]
 
 
-def _backend_key(name: str, given: pulumi.Output[str] | None, generate: bool) -> pulumi.Output[str] | None:
-    """A server's own key: the stack's, else (behind a gateway, so no server is ever open) a generated one."""
-    if given is not None or not generate:
-        return given
-    key = random.RandomPassword(f"{name}-api-key", length=BACKEND_KEY_LENGTH, special=False)
-    return pulumi.Output.secret(key.result)
+class Vault:
+    """Each secret the plan names, as its Output: the stack's own, or a password generated once and kept in state
+    (made when the plan first asks for it, before the service that uses it)."""
+
+    def __init__(self, secrets: Secrets) -> None:
+        self.secrets = secrets
+        self.made: dict[str, random.RandomPassword] = {}
+
+    def generate(self, wanted: tuple[Secret, ...]) -> None:
+        for secret in wanted:
+            if secret.key not in self.made:
+                self.made[secret.key] = random.RandomPassword(secret.key, length=secret.length, special=False)
+
+    def __call__(self, secret: Secret) -> pulumi.Output[str]:
+        if not secret.length:
+            return self.secrets.get(secret.key)
+        password = self.made[secret.key]
+        return pulumi.Output.secret(password.bcrypt_hash if secret.part == "bcrypt_hash" else password.result)
 
 
 def deploy(loaded: LoadedStack, secrets: Secrets, project: str, stack: str) -> dict[str, pulumi.Input[Any]]:
     """Build the stack's components; returns the stack outputs."""
-    s = loaded.settings
-    for warning in loaded.warnings:
+    return deploy_plan(build_deployment(loaded.settings, project, stack, tuple(loaded.warnings), assess=False), secrets)
+
+
+def deploy_plan(d: Deployment, secrets: Secrets) -> dict[str, pulumi.Input[Any]]:
+    """The deployment plan's resources; returns the stack outputs. Nothing here decides: the plan has it all."""
+    for warning in d.warnings:
         pulumi.log.warn(warning)
-    labels = {"rocm-inference.project": project, "rocm-inference.stack": stack}
-    catalog = load_catalog()
-    script = script_text()
-    hosts: dict[str, RocmHost] = {}
-    for name, h in s.hosts.items():
-        preflight = None
-        if h.preflight:
-            spec = preflight_spec(s, name, catalog, project, stack)
-            preflight = PreflightArgs(spec.command(), script, spec.triggers(script))
-        hosts[name] = RocmHost(
-            name, RocmHostArgs(settings=h, preflight=preflight, ssh_private_key=secrets.ssh_private_key)
-        )
-    ui = chat_ui_plan.plan(s) if s.chat_ui is not None else None
-    callers = {
-        s.gateway.host if s.gateway is not None else None,
-        s.monitoring.host if s.monitoring is not None else None,
-        s.chat_ui.host if s.chat_ui is not None and ui is not None and ui.same_host else None,
+    vault = Vault(secrets)
+    hosts = {
+        name: RocmHost(name, RocmHostArgs(plan=h, ssh_private_key=secrets.ssh_private_key))
+        for name, h in d.hosts.items()
     }
-    # The gateway, Prometheus and the chat UI reach the services of their own host by container name, on a
-    # network of the stack's on that host (no host port involved); other hosts' by address and published port.
-    networks = {
-        h: hosts[h].network(f"{h}-network", f"{project}-{stack}")
-        # One per host, however many of the stack's callers share it (two would be one URN twice).
-        for h in sorted({h for h in callers if h is not None})
-    }
+    # One per host, however many of the stack's callers share it (two would be one URN twice).
+    networks = {h: hosts[h].network(f"{h}-network") for h in sorted(h for h, p in d.hosts.items() if p.network)}
+    made: dict[str, pulumi.Resource] = {}
 
-    def where(host: str | None) -> dict[str, Any]:
-        h = hosts[host or ""]
-        return {
-            "provider": h.provider,
-            "shell": h.shell,
-            "host": host or "",
-            "address": h.settings.address,
-            "bind": h.settings.bind,
-            "pull_timeout": h.settings.pull_timeout,
-            "hf_token": secrets.hf_token,
-            "labels": labels,
-            "networks": [networks[host].name] if host in networks else [],
+    def args(service: Service) -> ServerArgs:
+        host = hosts[service.host]
+        c = service.container
+        vault.generate(service.generated)
+        wiring = Wiring(
+            vault,
+            networks=[networks[service.host].name] if c.network else [],
             # Nothing is pulled or started on a host before its preflight passed.
-            "depends_on": [h.preflight] if h.preflight else [],
-        }
+            depends_on=[host.preflight] if host.preflight else [],
+            # A component as a dependency stands for all its children.
+            start_after=[made[name] for name in c.start_after],
+        )
+        return ServerArgs(
+            plan=service, wiring=wiring, provider=host.provider, shell=host.shell, address=host.plan.address
+        )
 
-    behind_gateway = s.gateway is not None
-    contexts = server_contexts(s)
-    keys: dict[str, pulumi.Output[str]] = {}
-    servers: dict[str, VllmServer] = {}
-    for name, srv in s.servers.items():
-        key = _backend_key(name, secrets.server_api_keys.get(name) or secrets.vllm_api_key, behind_gateway)
-        if key is not None:
-            keys[name] = key
-        servers[name] = VllmServer(
-            name,
-            VllmServerArgs(
-                settings=srv,
-                devices=hosts[srv.host or ""].gpu_devices(f"{name}-gpus", srv.gpus),
-                api_key=key,
-                secret_environment=secrets.environment.get(f"servers.{name}", {}),
-                stall_seconds=server_stall_seconds(contexts[name], catalog),
-                **where(srv.host),
-            ),
-        )
+    servers: dict[str, Server] = {}
+    for name, srv in d.servers.items():
+        vault.generate(srv.generated)
+        if srv.gpus is not None:
+            hosts[srv.host].gpu_devices(srv.gpus)
+        servers[name] = Server(name, args(srv))
+        made[name] = servers[name]
     embeddings = None
-    if s.embeddings is not None:
-        key = _backend_key("embeddings", secrets.embeddings_api_key, behind_gateway)
-        if key is not None:
-            keys["embeddings"] = key
-        embeddings = EmbeddingsServer(
-            "embeddings",
-            EmbeddingsServerArgs(
-                settings=s.embeddings,
-                api_key=key,
-                secret_environment=secrets.environment.get("embeddings", {}),
-                **where(s.embeddings.host),
-            ),
-        )
+    if d.embeddings is not None:
+        embeddings = made["embeddings"] = Server("embeddings", args(d.embeddings))
     gateway = None
-    if s.gateway is not None:
-        gateway_where = where(s.gateway.host) | {"hf_token": None}
-        # It routes to servers that are up: its container starts after them, so `pulumi up` ends with one endpoint
-        # that answers (a component as a dependency stands for all its children); its image is pulled meanwhile.
-        gateway_where["start_after"] = [*servers.values(), *([embeddings] if embeddings else [])]
-        gateway = Gateway(
-            "gateway",
-            GatewayArgs(
-                settings=s.gateway,
-                config=litellm_config(s),
-                api_key=secrets.gateway_api_key,
-                secret_environment=secrets.environment.get("gateway", {}),
-                backend_keys={backend_key_env(service): key for service, key in keys.items()},
-                **gateway_where,
-            ),
-        )
-    outputs = _outputs(s, servers, embeddings, gateway, keys, secrets)
-    if s.chat_ui is not None and ui is not None:
-        # After the endpoint it chats through and the embeddings it files documents with.
-        endpoint: list[pulumi.Resource] = [gateway] if gateway is not None else list(servers.values())
-        outputs |= _chat_ui(
-            s, ui, where(s.chat_ui.host), [*endpoint, *([embeddings] if embeddings else [])], keys, secrets
-        )
-    if s.monitoring is not None:
-        outputs |= _monitoring(s, hosts, networks, labels, secrets)
+    if d.gateway is not None:
+        gateway = made["gateway"] = Server("gateway", args(d.gateway))
+    outputs = _outputs(d, servers, embeddings, gateway, vault)
+    if d.chat_ui is not None:
+        chat = ChatUi("chat-ui", args(d.chat_ui.service))
+        outputs |= {"chat_ui_url": chat.url, "chat_ui_container": chat.container_name}
+        if d.chat_ui.admin_password is not None:
+            outputs |= {
+                "chat_ui_admin_email": d.chat_ui.admin_email,
+                "chat_ui_admin_password": vault(d.chat_ui.admin_password),
+            }
+    if d.monitoring is not None:
+        outputs |= _monitoring(d, hosts, networks, vault)
     return outputs
 
 
-def _chat_ui(
-    s: StackSettings,
-    ui: chat_ui_plan.ChatUiPlan,
-    here: dict[str, Any],
-    after: list[pulumi.Resource],
-    keys: dict[str, pulumi.Output[str]],
-    secrets: Secrets,
-) -> dict[str, pulumi.Input[Any]]:
-    assert s.chat_ui is not None
-    # Open WebUI signs sessions with this key: generated once and kept in state, so a replaced container
-    # signs nobody out (left unset, the image writes one outside its data volume: start.sh L31-50).
-    session_key = random.RandomPassword("chat-ui-secret-key", length=48, special=False)
-    parts: dict[str, pulumi.Output[str]] = {chat_ui_plan.SECRET_KEY: pulumi.Output.secret(session_key.result)}
-    password = None
-    if s.chat_ui.login:
-        password = secrets.chat_ui_admin_password or pulumi.Output.secret(
-            random.RandomPassword("chat-ui-admin-password", length=24, special=False).result
-        )
-        parts[chat_ui_plan.ADMIN_PASSWORD] = password
-    if secrets.gateway_api_key is not None:
-        parts[chat_ui_plan.GATEWAY_KEY] = secrets.gateway_api_key
-    if "embeddings" in keys:
-        parts[chat_ui_plan.EMBEDDINGS_KEY] = keys["embeddings"]
-    parts |= {chat_ui_plan.server_key(name): key for name, key in keys.items() if name in s.servers}
-    chat = ChatUi(
-        "chat-ui",
-        ChatUiArgs(
-            settings=s.chat_ui,
-            plan=ui,
-            secret_parts=parts,
-            secret_environment=secrets.environment.get("chat_ui", {}),
-            # Its container starts once the endpoint and the embeddings serve; its image is pulled meanwhile.
-            **(here | {"hf_token": None, "start_after": after}),
-        ),
-    )
-    out: dict[str, pulumi.Input[Any]] = {"chat_ui_url": chat.url, "chat_ui_container": chat.container_name}
-    if password is not None:
-        out |= {"chat_ui_admin_email": s.chat_ui.admin_email, "chat_ui_admin_password": password}
-    return out
-
-
 def _monitoring(
-    s: StackSettings,
-    hosts: dict[str, RocmHost],
-    networks: dict[str, docker.Network],
-    labels: dict[str, str],
-    secrets: Secrets,
+    d: Deployment, hosts: dict[str, RocmHost], networks: dict[str, docker.Network], vault: Vault
 ) -> dict[str, pulumi.Input[Any]]:
-    assert s.monitoring is not None
-    # Scrapes cross hosts, so node-exporter answers only with basic auth; Prometheus has the password.
-    node_password = random.RandomPassword("node-exporter-password", length=32, special=False)
-    grafana_password = secrets.grafana_admin_password or pulumi.Output.secret(
-        random.RandomPassword("grafana-admin-password", length=24, special=False).result
-    )
+    assert d.monitoring is not None
+    vault.generate(d.monitoring.generated)
     monitoring = Monitoring(
         "monitoring",
         MonitoringArgs(
-            settings=s.monitoring,
+            plan=d.monitoring,
             hosts=hosts,
-            prometheus_config=prometheus_config(s),
-            alertmanager_config=alertmanager_config(s) if s.monitoring.alertmanager else None,
-            grafana_files=grafana_files(s),
-            rules=rules_text(),
-            node_exporter_password=pulumi.Output.secret(node_password.result),
-            node_exporter_password_hash=pulumi.Output.secret(node_password.bcrypt_hash),
-            grafana_admin_password=grafana_password,
-            gateway_api_key=secrets.gateway_api_key if s.gateway is not None else None,
-            alert_webhook_url=secrets.alert_webhook_url,
+            secrets=vault,
             networks={h: [n.name] for h, n in networks.items()},
-            labels=labels,
             depends_on={name: [h.preflight] for name, h in hosts.items() if h.preflight},
         ),
     )
     return {
         "prometheus_url": monitoring.prometheus_url,
         "grafana_url": monitoring.grafana_url,
-        "grafana_admin_password": grafana_password,
+        "grafana_admin_password": vault(d.monitoring.grafana_admin_password),
     }
 
 
 def _outputs(
-    s: StackSettings,
-    servers: dict[str, VllmServer],
-    embeddings: EmbeddingsServer | None,
-    gateway: Gateway | None,
-    keys: dict[str, pulumi.Output[str]],
-    secrets: Secrets,
+    d: Deployment, servers: dict[str, Server], embeddings: Server | None, gateway: Server | None, vault: Vault
 ) -> dict[str, pulumi.Input[Any]]:
     """The stack outputs. The single-host form keeps its flat outputs; every form lists each server.
 
     The keys stay secrets in the outputs too; `components.verify` reads them to test they are enforced.
     """
+    keys = {name: vault(p.api_key) for name, p in d.servers.items() if p.api_key is not None}
     out: dict[str, pulumi.Input[Any]] = {
         "servers": {
             name: {
-                "host": s.servers[name].host,
+                "host": d.servers[name].host,
                 "base_url": v.base_url,
                 "model": v.model,
-                "max_model_len": s.servers[name].max_model_len,
+                "max_model_len": d.servers[name].max_model_len,
                 "container": v.container_name,
                 **({"api_key": keys[name]} if name in keys else {}),
             }
             for name, v in servers.items()
         }
     }
-    if s.single:
+    if d.single:
         v = servers["vllm"]
         out |= {
             "openai_base_url": v.base_url,
             "served_model": v.model,
-            "max_model_len": s.servers["vllm"].max_model_len,
+            "max_model_len": d.servers["vllm"].max_model_len,
             "vllm_container": v.container_name,
         }
         if "vllm" in keys:
             out["vllm_api_key"] = keys["vllm"]
-    if embeddings is not None:
+    if embeddings is not None and d.embeddings is not None:
         out |= {
             "embeddings_base_url": embeddings.base_url,
             "embeddings_model": embeddings.model,
             "embeddings_container": embeddings.container_name,
         }
-        if "embeddings" in keys:
-            out["embeddings_api_key"] = keys["embeddings"]
+        if d.embeddings.api_key is not None:
+            out["embeddings_api_key"] = vault(d.embeddings.api_key)
     if gateway is not None:
         # One OpenAI base URL and one key for chat and embeddings, routed by model name.
         out |= {"openai_base_url": gateway.base_url, "gateway_container": gateway.container_name}
-        if secrets.gateway_api_key is not None:
-            out["gateway_api_key"] = secrets.gateway_api_key
+        if d.gateway_api_key is not None:
+            out["gateway_api_key"] = vault(d.gateway_api_key)
     return out
 
 
@@ -345,7 +239,7 @@ def run(stack_file: Path, ssh_agent: str | None) -> None:
     """
     answers = ssh_agent is not None and agent_answers(ssh_agent)
     try:
-        loaded, secrets = load_from_pulumi(stack_file, (*CHECKS, ssh_auth_check(ssh_agent, answers)))
+        loaded, secrets = load_from_pulumi(stack_file, (ssh_auth_check(ssh_agent, answers),))
     except StackConfigError as exc:
         # RunError ends the program with this message and no traceback.
         raise pulumi.RunError(str(exc)) from None

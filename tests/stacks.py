@@ -9,8 +9,7 @@ from typing import Any
 
 import yaml
 
-from components.planning.rules import ServerContext, server_contexts
-from components.program import CHECKS
+from components.planning.rules import ServerContext, check_stack, server_contexts
 from components.settings import LoadedStack, StackConfigError, StackSettings, read_stack_file, validate
 from components.tools.plan import plan_stack
 from components.tools.planned import Plan
@@ -50,7 +49,7 @@ def plan_values(
 
 
 def load(values: dict[str, Any], secrets: tuple[str, ...] = (), source: str = "Pulumi.test.yaml") -> LoadedStack:
-    return validate(values, secrets, source, CHECKS)
+    return validate(values, secrets, source, (check_stack,))
 
 
 def errors(values: dict[str, Any], secrets: tuple[str, ...] = ()) -> list[str]:

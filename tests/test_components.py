@@ -6,6 +6,7 @@ assertion fails the test (a check in an `apply` that nothing awaits would pass s
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -17,15 +18,17 @@ import pytest
 import yaml
 from pulumi.runtime import rpc
 
-from components.embeddings import EmbeddingsServer, EmbeddingsServerArgs
+from components.container import Server, ServerArgs, Wiring
 from components.host import RocmHost, RocmHostArgs
-from components.program import deploy
+from components.planning.catalog import load_catalog
+from components.planning.deployment import Deployment, Service, build_deployment
+from components.planning.rules import server_contexts, server_stall_seconds
+from components.program import Vault, deploy
 from components.settings import LoadedStack
 from components.settings.pulumi_config import Secrets, load_from_pulumi
 from components.settings.stackfile import stack_path
 from components.tools.mocks import PlanMocks
 from components.tools.planned import fake_image_id
-from components.vllm import VllmServer, VllmServerArgs
 from tests.conftest import ROOT, STACKS, inputs_of, shipped_plan, use_stack
 
 HF_TOKEN = "hf_test_token_5d41402abc4b2a76"
@@ -38,6 +41,25 @@ def load(stack: str, secrets: dict[str, str] | None = None) -> tuple[LoadedStack
     return load_from_pulumi(stack_path(stack))
 
 
+def planned(loaded: LoadedStack, stack: str = "big-chat") -> Deployment:
+    return build_deployment(loaded.settings, "rocm-inference", stack, assess=False)
+
+
+def serve(d: Deployment, secrets: Secrets, service: Service, name: str) -> Server:
+    """One planned service on a host of its own, as the program makes it."""
+    host = RocmHost(f"{name}-host", RocmHostArgs(plan=d.hosts[service.host]))
+    if service.gpus is not None:
+        host.gpu_devices(dataclasses.replace(service.gpus, name=f"{name}-gpus"))
+    vault = Vault(secrets)
+    vault.generate(service.generated)
+    return Server(
+        name,
+        ServerArgs(
+            plan=service, wiring=Wiring(vault), provider=host.provider, shell=host.shell, address=host.plan.address
+        ),
+    )
+
+
 def env_dict(envs: list[Any]) -> dict[str, str]:
     return dict(e.split("=", 1) for e in envs if isinstance(e, str))
 
@@ -48,12 +70,14 @@ def env_dict(envs: list[Any]) -> dict[str, str]:
 @pulumi.runtime.test
 def test_host_provider_and_gpu_devices_for_one_gpu(mocks: PlanMocks) -> pulumi.Output[Any]:
     loaded, _ = load("small-chat")
-    host = RocmHost("box", RocmHostArgs(settings=loaded.settings.hosts["host"]))
-    gpus = host.gpu_devices("box-gpu1", [1])
-    assert gpus.device_paths == ("/dev/kfd", "/dev/dri/card2", "/dev/dri/renderD129")
-    assert gpus.environment == {"HIP_VISIBLE_DEVICES": "0"}
-    assert gpus.group_adds == ("44", "992")
-    assert [d.permissions for d in gpus.devices] == ["rwm"] * 3
+    d = planned(loaded, "small-chat")
+    host = RocmHost("box", RocmHostArgs(plan=d.hosts["host"]))
+    plan = d.servers["vllm"].gpus
+    assert plan is not None and plan.host_indices == (1,)
+    gpus = host.gpu_devices(dataclasses.replace(plan, name="box-gpu1"))
+    assert plan.device_paths == ("/dev/kfd", "/dev/dri/card2", "/dev/dri/renderD129")
+    assert plan.environment == {"HIP_VISIBLE_DEVICES": "0"}
+    assert plan.group_adds == ("44", "992")
 
     def check(args: list[Any]) -> None:
         provider_urn, gpus_urn = args
@@ -68,9 +92,13 @@ def test_host_provider_and_gpu_devices_for_one_gpu(mocks: PlanMocks) -> pulumi.O
 @pulumi.runtime.test
 def test_two_hosts_in_one_stack_do_not_collide(mocks: PlanMocks) -> pulumi.Output[Any]:
     loaded, _ = load("big-chat")
-    a = RocmHost("box-a", RocmHostArgs(settings=loaded.settings.hosts["host"]))
-    b = RocmHost("box-b", RocmHostArgs(settings=loaded.settings.hosts["host"]))
-    ga, gb = a.gpu_devices("box-a-gpus", [0, 1]), b.gpu_devices("box-b-gpus", [0])
+    d = planned(loaded)
+    a = RocmHost("box-a", RocmHostArgs(plan=d.hosts["host"]))
+    b = RocmHost("box-b", RocmHostArgs(plan=d.hosts["host"]))
+    plan = d.servers["vllm"].gpus
+    assert plan is not None
+    ga = a.gpu_devices(dataclasses.replace(plan, name="box-a-gpus"))
+    gb = b.gpu_devices(dataclasses.replace(plan, name="box-b-gpus"))
     return pulumi.Output.all(a.provider.urn, b.provider.urn, ga.urn, gb.urn).apply(
         lambda urns: _assert_distinct(urns, mocks)
     )
@@ -84,26 +112,9 @@ def _assert_distinct(urns: list[str], mocks: PlanMocks) -> None:
 # --------------------------------------------------------------------------- vLLM
 
 
-def _vllm(loaded: LoadedStack, secrets: Secrets, name: str = "vllm") -> VllmServer:
-    s = loaded.settings
-    host = RocmHost(f"{name}-host", RocmHostArgs(settings=s.hosts["host"]))
-    return VllmServer(
-        name,
-        VllmServerArgs(
-            settings=s.servers["vllm"],
-            devices=host.gpu_devices(f"{name}-gpus", s.servers["vllm"].gpus),
-            provider=host.provider,
-            shell=host.shell,
-            host="host",
-            address=s.hosts["host"].address,
-            bind=s.hosts["host"].bind,
-            pull_timeout=s.hosts["host"].pull_timeout,
-            hf_token=secrets.hf_token,
-            api_key=secrets.vllm_api_key,
-            labels={"rocm-inference.stack": "big-chat"},
-            stall_seconds=600,
-        ),
-    )
+def _vllm(loaded: LoadedStack, secrets: Secrets, name: str = "vllm") -> Server:
+    d = planned(loaded)
+    return serve(d, secrets, d.servers["vllm"], name)
 
 
 @pulumi.runtime.test
@@ -144,7 +155,8 @@ def test_vllm_container_carries_the_seed_settings(mocks: PlanMocks) -> pulumi.Ou
         assert c["init"] is True, "docker-init as PID 1 hands the healthcheck's signal to the server"
         hc = c["healthcheck"]
         assert hc["tests"][:3] == ["CMD", "python3", "-c"] and "B='http://127.0.0.1:8000'" in hc["tests"][3]
-        assert "vllm:generation_tokens_total" in hc["tests"][3] and "S=600;" in hc["tests"][3]
+        stall = server_stall_seconds(server_contexts(loaded.settings)["vllm"], load_catalog())
+        assert "vllm:generation_tokens_total" in hc["tests"][3] and f"S={stall};" in hc["tests"][3]
         fetch = inputs_of(mocks, ":Command", "vllm-prefetch")
         run = fetch["triggers"][0]  # the one-shot `docker run --rm`, in a container's words (it triggers a rerun)
         assert run["volumes"] == c["volumes"] and run["image"] == c["image"] and run["name"] == "vllm-prefetch"
@@ -253,21 +265,10 @@ def test_plain_text_walker_finds_unwrapped_secrets() -> None:
 def test_embeddings_container_carries_the_seed_settings(mocks: PlanMocks) -> pulumi.Output[Any]:
     loaded, secrets = load("big-chat", {"embeddings_api_key": EMB_KEY})
     s = loaded.settings
-    host = RocmHost("h", RocmHostArgs(settings=s.hosts["host"]))
     assert s.embeddings is not None
-    server = EmbeddingsServer(
-        "emb",
-        EmbeddingsServerArgs(
-            settings=s.embeddings,
-            provider=host.provider,
-            shell=host.shell,
-            host="host",
-            address=s.hosts["host"].address,
-            bind=s.hosts["host"].bind,
-            pull_timeout=s.hosts["host"].pull_timeout,
-            api_key=secrets.embeddings_api_key,
-        ),
-    )
+    d = planned(loaded)
+    assert d.embeddings is not None
+    server = serve(d, secrets, d.embeddings, "emb")
 
     def check(args: list[Any]) -> None:
         urn, base_url = args

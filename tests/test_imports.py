@@ -4,7 +4,12 @@ module imports itself around a circle."""
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
+import typing
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import ROOT
 
@@ -88,8 +93,21 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def fresh(expression: str) -> Any:
+    """`expression` (JSON) evaluated in a fresh interpreter with this module imported as `t`: CPython 3.11.7's
+    ast.parse can fail with "AST constructor recursion depth mismatch" in a process whose earlier tests left its
+    recursion bookkeeping off (fixed in 3.11.8)."""
+    code = f"import json, tests.test_imports as t; print(json.dumps({expression}))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def fresh_import_graph() -> dict[str, set[str]]:
+    return {k: set(v) for k, v in fresh("{k: sorted(v) for k, v in t.import_graph().items()}").items()}
+
+
 def test_no_import_cycle() -> None:
-    graph = import_graph()
+    graph = fresh_import_graph()
     assert "components.program" in graph and "components.planning.memory" in graph["components.planning.rules"]
     circles = cycles(graph)
     assert not circles, "modules that import each other, around a circle:\n" + "\n".join(
@@ -103,4 +121,69 @@ def test_the_cycle_check_sees_a_circle(tmp_path: Path) -> None:
     assert cycles({"x": {"y"}, "y": {"x"}}) == [["x", "y"]]
     source = tmp_path / "a.py"
     source.write_text("import os\n\n\ndef f():\n    from pkg import b\n    from .c import d\n")
-    assert imported("pkg.a", source, {"pkg.a", "pkg.b", "pkg.c", "pkg.c.d"}) == {"pkg.b", "pkg.c", "pkg.c.d"}
+    known = ["pkg.a", "pkg.b", "pkg.c", "pkg.c.d"]
+    found = fresh(f"sorted(t.imported('pkg.a', t.Path({str(source)!r}), set({known!r})))")
+    assert found == ["pkg.b", "pkg.c", "pkg.c.d"]
+
+
+# The components' one way into planning: the deployment plan's types, and the function that builds it.
+PLAN_MODULE = "components.planning.deployment"
+BUILDER = "build_deployment"
+
+
+def planning_imports(path: Path) -> list[tuple[str, str]]:
+    """(module, name) of each import from components.planning in a file; (module, "") for a plain import."""
+    found: list[tuple[str, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("components.planning"):
+            found += [(node.module or "", a.name) for a in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(a.name, "") for a in node.names if a.name.startswith("components.planning")]
+    return found
+
+
+def _is_type(value: object) -> bool:
+    """A class, or a type alias of the plan's (SecretText = tuple[...])."""
+    return isinstance(value, type) or typing.get_origin(value) is not None
+
+
+def seam_breaches(path: Path) -> list[str]:
+    import components.planning.deployment as plan
+
+    out = []
+    for module, name in planning_imports(path):
+        if module != PLAN_MODULE or not name:
+            out.append(f"{module}{'.' + name if name else ''}")
+        elif name != BUILDER and not _is_type(getattr(plan, name, None)):
+            out.append(f"{module}.{name} (neither a type of the plan nor {BUILDER})")
+    return out
+
+
+def components_seam() -> tuple[dict[str, list[str]], set[str]]:
+    """Each components/*.py file's breaches of the seam, and every name they take from planning."""
+    files = sorted((ROOT / "components").glob("*.py"))
+    breaches = {f.name: seam_breaches(f) for f in files}
+    return breaches, {name for f in files for _, name in planning_imports(f)}
+
+
+def test_components_take_only_the_plan_from_planning() -> None:
+    breaches, uses = fresh("(lambda b, u: [b, sorted(u)])(*t.components_seam())")
+    assert {"program.py", "container.py", "host.py", "monitoring.py"} <= set(breaches)
+    assert not {k: v for k, v in breaches.items() if v}, f"components import from planning beyond the plan: {breaches}"
+    assert BUILDER in uses and "Container" in uses
+
+
+def test_the_seam_check_sees_a_breach(tmp_path: Path) -> None:
+    """The check above would fail on a component that asks planning for more than the plan."""
+    source = tmp_path / "vllm.py"
+    source.write_text(
+        "from components.planning.deployment import Service, build_deployment\n"
+        "from components.planning.rules import server_stall_seconds\n"
+        "import components.planning.health\n"
+        "from components.planning.deployment import BACKEND_KEY_LENGTH\n"
+    )
+    assert fresh(f"t.seam_breaches(t.Path({str(source)!r}))") == [
+        "components.planning.rules.server_stall_seconds",
+        "components.planning.health",
+        "components.planning.deployment.BACKEND_KEY_LENGTH (neither a type of the plan nor build_deployment)",
+    ]

@@ -97,7 +97,7 @@ def test_the_plan_refuses_a_urn_registered_twice_as_the_engine_does(monkeypatch:
 
     import components.tools.plan as plan_tool
 
-    original = plan_tool.deploy  # type: ignore[attr-defined]
+    original = plan_tool.deploy_plan  # type: ignore[attr-defined]
 
     def twice(*args: Any, **kwargs: Any) -> dict[str, pulumi.Input[Any]]:
         out = original(*args, **kwargs)
@@ -105,7 +105,7 @@ def test_the_plan_refuses_a_urn_registered_twice_as_the_engine_does(monkeypatch:
             docker.Network("extra-network", name="extra")
         return out
 
-    monkeypatch.setattr(plan_tool, "deploy", twice)
+    monkeypatch.setattr(plan_tool, "deploy_plan", twice)
     with pytest.raises(StackConfigError) as caught:
         plan_stack(read_stack_file(Path(__file__).resolve().parent.parent / "Pulumi.small-chat.yaml"))
     assert (

@@ -34,7 +34,7 @@ CHAT_UI_PORT = 8080
 DATA_DIR = "/app/backend/data"
 # Health: GET /health answers {"status": true} once the app serves (main.py L3075). The image's own
 # HEALTHCHECK pipes curl into jq (Dockerfile L215); the container's check is the project's usual python3 one
-# (components/container.py health_test): the image is python:3.12-slim-trixie (Dockerfile L59), and so the
+# (components/planning/service.py http_health_test): the image is python:3.12-slim-trixie (Dockerfile L59), and so the
 # engine tests' stub images run it as written.
 HEALTH_PATH = "/health"
 
@@ -160,7 +160,7 @@ def plan(s: StackSettings) -> ChatUiPlan:
         # 0.12.4 calls functions "natively" by default (main.py L1354-1358): every chat from the page carries its
         # built-in tools (utils/middleware.py L2078-2082, L2923-2930), and vLLM makes a request with tools
         # tool_choice "auto", which a server without --enable-auto-tool-choice and --tool-call-parser refuses
-        # with a 400 (the stack's servers have neither, components/vllm.py): the page would show that error
+        # with a 400 (the stack's servers have neither, components/planning/engines/vllm.py): the page would show that error
         # instead of any answer, through the gateway too. "legacy" sends no tools; a tool a user turns on runs
         # through Open WebUI's own prompt. The stack's environment may set it otherwise.
         "DEFAULT_MODEL_PARAMS": json.dumps({"function_calling": "legacy"}),

@@ -11,6 +11,7 @@ from typing import Any
 
 import pulumi
 
+from components.planning.rules import check_stack
 from components.settings.errors import NAMESPACE
 from components.settings.models import CONFIG_KEYS, SECRET_KEYS
 from components.settings.stackfile import (
@@ -41,6 +42,23 @@ class Secrets:
     # Environment entries written as secrets (`--path 'rocm-inference:vllm.environment.HTTPS_PROXY'`),
     # by service in the fleet form (`servers.vllm`, `embeddings`, `gateway`), then by variable.
     environment: Mapping[str, Mapping[str, pulumi.Output[str]]] = field(default_factory=dict)
+
+    def get(self, key: str) -> pulumi.Output[str]:
+        """A secret by its key as the settings name it (StackSettings.secrets): `gateway_api_key`,
+        `servers.chat-a.api_key`, `monitoring.alertmanager.webhook_url`, `embeddings.environment.HTTPS_PROXY`."""
+        found: pulumi.Output[str] | None
+        if ".environment." in key:
+            service, _, name = key.partition(".environment.")
+            found = self.environment.get(service, {}).get(name)
+        elif key.startswith("servers.") and key.endswith(".api_key"):
+            found = self.server_api_keys.get(key[len("servers.") : -len(".api_key")])
+        elif key == "monitoring.alertmanager.webhook_url":
+            found = self.alert_webhook_url
+        else:
+            found = getattr(self, key, None) if key in SECRET_KEYS else None
+        if found is None:
+            raise KeyError(f"the plan names secret {key}, which the stack does not have")
+        return found
 
 
 def _take_nested_secrets(values: dict[str, Any]) -> dict[str, pulumi.Output[str]]:
@@ -85,8 +103,9 @@ def load_from_pulumi(
     all count); the stack file, when present, tells which keys were written (for unknown-key and
     plain-text-secret errors; `written` when the caller has read it already). A nested secret
     (`--path 'rocm-inference:servers.chat-a.api_key'`) arrives decrypted inside its key's object: it
-    is taken out at once and kept as a secret Output. Raises StackConfigError before any resource
-    is registered.
+    is taken out at once and kept as a secret Output. Besides the settings' own checks, every server passes
+    the model and memory rules (components/planning/rules.py check_stack), so the stack can be planned.
+    Raises StackConfigError before any resource is registered.
     """
     config = pulumi.Config(NAMESPACE)
     if written is None and stack_file.exists():
@@ -123,4 +142,5 @@ def load_from_pulumi(
     found = [*written.misspelled, *plain_secret_problems(written)] if written else []
     # `architecture_file` is beside the stack file: under `pulumi up` (the project directory as the current
     # directory) and in the plan (`--file some/dir/Pulumi.x.yaml`, from anywhere) alike.
-    return validate(values, present, source, extra_checks, found, stack_file.parent), secrets
+    checks = (check_stack, *extra_checks)
+    return validate(values, present, source, checks, found, stack_file.parent), secrets

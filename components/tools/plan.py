@@ -19,13 +19,10 @@ from typing import TYPE_CHECKING
 import pulumi
 import yaml
 
-from components.planning.catalog import load_catalog
-from components.planning.gateway import litellm_config
-from components.planning.monitoring import prometheus_config
+from components.planning.deployment import build_deployment
 from components.planning.performance import Performance, Rate
-from components.planning.rules import assess_stack
 from components.planning.urns import duplicate_message, duplicates
-from components.program import CHECKS, deploy
+from components.program import deploy_plan
 from components.settings import LoadedStack, StackConfigError, StackFile, read_stack_file
 from components.settings.pulumi_config import Secrets, load_from_pulumi
 from components.settings.stackfile import PROJECT_ROOT, stack_names, stack_path
@@ -42,7 +39,7 @@ def load_stack(stack_file: StackFile) -> tuple[LoadedStack, Secrets]:
     config, secret_keys = config_map(stack_file)
     pulumi.runtime.set_all_config(config, secret_keys)
     try:
-        return load_from_pulumi(stack_file.path, CHECKS, stack_file)
+        return load_from_pulumi(stack_file.path, (), stack_file)
     finally:
         pulumi.runtime.set_all_config({}, [])
 
@@ -51,9 +48,9 @@ def plan_stack(stack_file: StackFile) -> Plan:
     """Validate the stack file exactly as `pulumi up` would, then record what it deploys. Raises StackConfigError."""
     config, secret_keys = config_map(stack_file)
     loaded, secrets = load_stack(stack_file)
-    resources, outputs = run_program(
-        stack_file.stack, config, secret_keys, lambda: deploy(loaded, secrets, PROJECT, stack_file.stack)
-    )
+    # One plan: the resources below are made from it, and its memory plans and speed bands are shown beside them.
+    d = build_deployment(loaded.settings, PROJECT, stack_file.stack, tuple(loaded.warnings))
+    resources, outputs = run_program(stack_file.stack, config, secret_keys, lambda: deploy_plan(d, secrets))
     dups = duplicates(r.urn for r in resources)
     if dups:
         # The mocks accept it; the engine stops the preview at the second registration.
@@ -72,13 +69,11 @@ def plan_stack(stack_file: StackFile) -> Plan:
             a.performance,
             tuple(a.advice),
         )
-        for name, a in assess_stack(s, load_catalog()).items()
+        for name, a in d.assessments.items()
     }
-    gateway = litellm_config(s) if s.gateway is not None else None
-    prometheus = prometheus_config(s) if s.monitoring is not None else None
-    return Plan(
-        stack_file.stack, stack_file.source, resources, outputs, list(loaded.warnings), servers, gateway, prometheus
-    )
+    gateway = dict(d.gateway_config) if d.gateway_config is not None else None
+    prometheus = dict(d.monitoring.prometheus_config) if d.monitoring is not None else None
+    return Plan(stack_file.stack, stack_file.source, resources, outputs, list(d.warnings), servers, gateway, prometheus)
 
 
 def render_capacities(plan: Plan) -> list[str]:

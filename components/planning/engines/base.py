@@ -1,0 +1,42 @@
+"""What an engine is (components/planning/engines/__init__.py holds the registry of them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from components.planning.catalog import Catalog
+from components.planning.service import Container, Gpus, Secret
+from components.settings import StackSettings
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """What an engine is given to plan one service's container."""
+
+    stack: StackSettings
+    name: str  # the service's name: a server's, or "embeddings"
+    key: str  # its settings' key in the fleet form: `servers.chat-a`, `embeddings`
+    settings: Any  # its section of the stack, as the engine's settings model
+    host: str
+    bind: str
+    pull_timeout: int
+    labels: Mapping[str, str]
+    gpus: Gpus | None
+    catalog: Catalog
+    # Its own key (the stack's or a generated one), by name; None: it takes none.
+    api_key: Secret | None
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    # The component's type token each of its services registers as (`rocm-inference:<module>:<Type>`).
+    component_type: str
+    # The port it listens on in its container, and its OpenAI API's base path there.
+    port: int
+    path: str
+    settings: type  # its settings model (components/settings/models.py)
+    # The whole container of one service (command, environment, health check, download, devices, ...).
+    container: Callable[[ServiceContext], Container]

@@ -1,0 +1,122 @@
+"""vLLM's OpenAI-compatible server, tensor parallel across the GPUs it is given: the engine of the stack's chat
+servers (`rocm-inference:servers.<name>`, ServerSettings)."""
+
+from __future__ import annotations
+
+from components.planning.engines.base import Engine, ServiceContext
+from components.planning.health import progress_check
+from components.planning.rules import server_contexts, server_stall_seconds
+from components.planning.service import Container, Prefetch, Run, Secret, SecretText, health_check
+from components.planning.timing import container_timeouts, download_deadline, image_timeouts
+from components.settings import ServerSettings
+
+# vLLM's OpenAI server listens on 8000 by default; the image's python serves the healthcheck.
+VLLM_PORT = 8000
+# The image's HF cache: HF_HOME defaults to ~/.cache/huggingface and the server runs as root.
+VLLM_CACHE_PATH = "/root/.cache/huggingface"
+STOP_GRACE_S = 60
+
+
+def vllm_command(s: ServerSettings) -> tuple[str, ...]:
+    """The full command line (the gfx906 image has no entrypoint that takes arguments)."""
+    cmd = [
+        "python",
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        s.model,
+        "--tensor-parallel-size",
+        str(s.tensor_parallel_size),
+        "--max-model-len",
+        str(s.max_model_len),
+        "--gpu-memory-utilization",
+        str(s.gpu_memory_utilization),
+    ]
+    # Always: offline, vLLM replaces --model with the local snapshot path (engine/arg_utils.py, HF_HUB_OFFLINE),
+    # and without a served name /v1/models, the metric labels and the gateway's routing would show that path.
+    cmd += ["--served-model-name", s.name_served]
+    if s.model_revision:
+        cmd += ["--revision", s.model_revision]
+    if s.dtype != "auto":
+        cmd += ["--dtype", s.dtype]
+    if s.max_num_seqs is not None:
+        cmd += ["--max-num-seqs", str(s.max_num_seqs)]
+    if s.max_num_batched_tokens is not None:
+        cmd += ["--max-num-batched-tokens", str(s.max_num_batched_tokens)]
+    return tuple(cmd)
+
+
+def download_command(s: ServerSettings) -> tuple[str, ...]:
+    """The model download, with the image's own huggingface_hub (which CLI the image has is unverified:
+    huggingface-cli is gone in huggingface_hub 1.0, `hf` exists from 0.34), into the server's cache."""
+    code = (
+        "from huggingface_hub import snapshot_download;"
+        f"print(snapshot_download(repo_id={s.model!r}, revision={s.model_revision!r}))"
+    )
+    # Stopped at its own deadline, inside the provider's create timeout (download_timeout + a margin):
+    # a download the provider gave up waiting for would otherwise go on filling the cache unseen.
+    return ("timeout", "-k", "30", str(s.download_timeout), "python3", "-c", code)
+
+
+def container(ctx: ServiceContext) -> Container:
+    s: ServerSettings = ctx.settings
+    assert ctx.gpus is not None, "a vLLM server runs on GPUs"
+    # Seconds without progress while holding requests before the server counts as hung (planning/health.py).
+    stall = server_stall_seconds(server_contexts(ctx.stack)[ctx.name], ctx.catalog)
+    hf: dict[str, SecretText] = {"HF_TOKEN": (Secret("hf_token"),)} if ctx.stack.has_secret("hf_token") else {}
+    return Container(
+        image=s.image,
+        container_name=s.container_name or ctx.name,
+        command=vllm_command(s),
+        internal_port=VLLM_PORT,
+        external_port=s.port,
+        bind=ctx.bind,
+        cache_volume=s.volume_name,
+        cache_path=VLLM_CACHE_PATH,
+        startup_timeout=s.startup_timeout,
+        health=health_check(
+            VLLM_PORT,
+            s.health_interval,
+            s.startup_timeout,
+            test=("CMD", "python3", "-c", progress_check(VLLM_PORT, stall)),
+        ),
+        init=True,
+        prefetch=Prefetch(
+            command=download_command(s),
+            timeout_s=s.download_timeout,
+            # huggingface_hub's progress bars are on stderr: a 40 GB download shows that it moves.
+            run=Run(download_deadline(s.download_timeout), log="stderr"),
+            environment={"HF_HUB_DISABLE_PROGRESS_BARS": "1", "DO_NOT_TRACK": "1"},
+            secret_environment=hf,
+        ),
+        environment={
+            **s.environment,
+            **ctx.gpus.environment,
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+            # The weights came in before the start (the prefetch): a restart needs no Hub.
+            "HF_HUB_OFFLINE": "1",
+        },
+        # vLLM reads VLLM_API_KEY itself: on the command line the key would show in logs and `docker inspect`.
+        # No HF_TOKEN: the server runs offline from the cache, only the download needs it, and env forces a
+        # replacement, so a token rotation would restart every server.
+        secret_environment={"VLLM_API_KEY": (ctx.api_key,)} if ctx.api_key is not None else {},
+        labels={**ctx.labels, "rocm-inference.gpus": ",".join(map(str, ctx.gpus.host_indices))},
+        devices=ctx.gpus.device_paths,
+        group_adds=ctx.gpus.group_adds,
+        shm_size_mb=s.shm_size_mb,
+        stop_grace_seconds=STOP_GRACE_S,
+        host=ctx.host,
+        image_timeouts=image_timeouts(ctx.pull_timeout),
+        container_timeouts=container_timeouts(s.startup_timeout, STOP_GRACE_S),
+    )
+
+
+ENGINE = Engine(
+    name="vllm",
+    component_type="rocm-inference:vllm:VllmServer",
+    port=VLLM_PORT,
+    path="/v1",
+    settings=ServerSettings,
+    container=container,
+)
