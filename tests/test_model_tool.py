@@ -311,3 +311,49 @@ def test_server_on_a_single_host_stack_and_a_missing_stack(
     assert tool.main([NOT_IN_CATALOG, "--write", "nope"]) == 1
     assert capsys.readouterr().err.strip() == "model: Pulumi.nope.yaml does not exist"
     assert recorded == []
+
+
+# --------------------------------------------------------------------------- revisions written another way (issue 27)
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["Qwen/Qwen3-30B-A3B@abc1234"], ["argument MODEL: ", "pip's way", "--revision", "40 hex digits"]),
+        ([f"Qwen/Qwen3-30B-A3B@{COMMIT}"], ["argument MODEL: ", "pip's way", f"--revision ({COMMIT})"]),
+        (["Qwen/Qwen3-30B-A3B", "--revision", f"Qwen/Qwen3-30B-A3B@{COMMIT}"], ["argument --revision: ", "pip's way"]),
+        (
+            ["Qwen/Qwen3-30B-A3B", "--revision", f"https://huggingface.co/Qwen/Qwen3-8B/commit/{COMMIT}"],
+            ["argument --revision: ", "is a revision of Qwen/Qwen3-8B, not of Qwen/Qwen3-30B-A3B"],
+        ),
+        (
+            ["Qwen/Qwen3-30B-A3B", "--revision", "https://huggingface.co/Qwen/Qwen3-30B-A3B"],
+            ["argument --revision: ", "names no revision", "40 hex digits"],
+        ),
+    ],
+)
+def test_a_revision_written_pip_style_or_as_another_models_page_is_refused(
+    argv: list[str], said: list[str], recorded: list[tuple[str, str | None]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert tool.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and all(s in err[0] for s in said), err
+    assert recorded == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [f"https://huggingface.co/Qwen/Qwen3-30B-A3B/commit/{COMMIT}"],
+        ["Qwen/Qwen3-30B-A3B", "--revision", f"https://huggingface.co/Qwen/Qwen3-30B-A3B/commit/{COMMIT}"],
+        ["Qwen/Qwen3-30B-A3B", "--revision", f"https://huggingface.co/Qwen/Qwen3-30B-A3B/tree/{COMMIT}"],
+        ["Qwen/Qwen3-30B-A3B", "--revision", COMMIT],
+    ],
+)
+def test_a_commit_page_of_the_model_is_taken_as_its_revision(
+    argv: list[str], recorded: list[tuple[str, str | None]]
+) -> None:
+    assert tool.main(argv) == 0
+    assert recorded == [("Qwen/Qwen3-30B-A3B", COMMIT)]

@@ -74,8 +74,58 @@ Image = Annotated[StrictStr, Field(min_length=1), AfterValidator(_check_image)]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)?$")
 
 
+# A Hub page's address: huggingface.co/ORG/NAME[/tree|blob|resolve|commit/REVISION/...] (the model tool's too).
+HUB_PAGE = re.compile(
+    r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/(?P<path>[^?#]*)(?:[?#].*)?$", re.IGNORECASE
+)
+# The page kinds whose third part is a revision: a commit's page, a branch's or tag's tree, a file at a revision.
+HUB_REVISION_PAGES = ("tree", "blob", "resolve", "commit")
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def hub_page(value: str) -> tuple[str, str | None] | None:
+    """(ORG/NAME, the revision it names or None) of a Hub page address; None for any other text."""
+    page = HUB_PAGE.match(value.strip())
+    if page is None:
+        return None
+    parts = [p for p in page.group("path").split("/") if p]
+    revision = parts[3] if len(parts) >= 4 and parts[2] in HUB_REVISION_PAGES else None
+    return "/".join(parts[:2]), revision
+
+
+def pinned_pip_style(value: str) -> tuple[str, str] | None:
+    """(ORG/NAME, REVISION) of a model written pip's way, `org/name@rev`; None otherwise."""
+    match = re.fullmatch(r"([^@\s:]+)@([^@\s]+)", value.strip())
+    return (match.group(1), match.group(2)) if match and "://" not in value else None
+
+
+def revision_advice(repo: str, revision: str, key: str = "model_revision") -> str:
+    """How to write a revision: its own key, and a commit as its 40 hex digits."""
+    if COMMIT.match(revision):
+        return f"write {key}: {revision}"
+    if re.fullmatch(r"[0-9a-f]{4,39}", revision):
+        return (
+            f"write {key}: the commit's full 40 hex digits ({revision} is shortened: the Hub takes a branch, a tag "
+            f"or a whole commit id; huggingface.co/{repo}/commits lists them)"
+        )
+    return f"write {key}: {revision} (a branch or tag), or a commit's 40 hex digits"
+
+
 def _hub_id(value: str) -> str:
     # The server downloads the model inside its container, where no host path is mounted.
+    pip = pinned_pip_style(value)
+    if pip is not None:
+        repo, revision = pip
+        raise _invalid(
+            f"is {value!r}, a revision written pip's way (NAME@REVISION), which the Hub does not read: write "
+            f"model: {repo} and give the revision its own key: {revision_advice(repo, revision)}"
+        )
+    page = hub_page(value)
+    if page is not None and page[1] is not None:
+        raise _invalid(
+            f"is {value!r}, the Hub page of a revision: write model: {page[0]} and give the revision its own key: "
+            f"{revision_advice(page[0], page[1])}"
+        )
     if "://" in value:
         raise _invalid(
             f"is {value!r}, a URL: give the model's Hugging Face Hub id, the org/name part of its huggingface.co "
@@ -125,8 +175,8 @@ class Groups(_Model):
 
 
 _HOST_NAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
-)
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)  # a fully qualified name may end in the root's dot (gpu-a.lan.)
 
 
 class HostSettings(_Model):
@@ -306,6 +356,23 @@ Environment = Annotated[dict[StrictStr, StrictStr], Field(default_factory=dict),
 Utilization = Annotated[float, AfterValidator(_utilization)]
 ShmSize = Annotated[StrictStr, AfterValidator(_shm)]
 DockerName = Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")]
+
+
+def _volume_name(value: Any) -> Any:
+    """A named volume, deliberately never a bind mount of a host folder: the project creates the volume with its
+    labels and keeps it across replacements and destroys (components/container.py); a host folder would have to
+    exist on a remote host beforehand, with the owner the image runs as, and nothing would check either."""
+    if isinstance(value, str) and (value.startswith(("/", ".", "~")) or "/" in value or "\\" in value):
+        raise _invalid(
+            f"is {value!r}, a host path: this key names a Docker volume, which the project creates and keeps (a "
+            "bind mount of a host folder is not supported): give a volume name such as open-webui-data; to have "
+            "the data in a folder, copy it out of the volume (docker run --rm -v VOLUME:/from -v FOLDER:/to "
+            "busybox cp -a /from/. /to)"
+        )
+    return value
+
+
+VolumeName = Annotated[DockerName, BeforeValidator(_volume_name)]
 # Host and server names become resource and container names: lower case, digits and dashes.
 Name = Annotated[StrictStr, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")]
 MAX_STARTUP_S = 7200
@@ -433,7 +500,7 @@ class ServerSettings(_Model):
     shm_size: ShmSize = "16g"
     port: Port = 8000
     container_name: DockerName | None = None  # the server's name
-    cache_volume: DockerName | None = None
+    cache_volume: VolumeName | None = None
     startup_timeout: StartupTimeout = 1800
     # Seconds the download before a (re)start may take: weights come in before the old server stops.
     download_timeout: Annotated[StrictInt, Field(ge=300, le=86400)] = 7200
@@ -479,6 +546,36 @@ class ServerSettings(_Model):
             )
         return value
 
+    @field_validator("model_revision", mode="before")
+    @classmethod
+    def _revision(cls, value: Any, info: ValidationInfo) -> Any:
+        """A revision is a branch, a tag or a commit; its Hub page's address is taken where it names this model."""
+        if not isinstance(value, str):
+            return value
+        model = info.data.get("model")
+        pip = pinned_pip_style(value)
+        if pip is not None:
+            repo, revision = pip
+            raise _invalid(
+                f"is {value!r}, a model and revision written pip's way (NAME@REVISION): the model goes in model "
+                f"({repo}), and here only the revision: {revision_advice(repo, revision)}"
+            )
+        page = hub_page(value)
+        if page is None:
+            return value
+        repo, named = page
+        if named is None:
+            raise _invalid(
+                f"is {value!r}, a Hub address that names no revision: give a branch, a tag or a commit's 40 hex "
+                "digits (or the address of the commit's page, huggingface.co/ORG/NAME/commit/<40 hex digits>)"
+            )
+        if model is not None and repo.lower() != model.lower():
+            raise _invalid(
+                f"is the address of a revision of {repo}, but model is {model!r}: give a revision of {model} "
+                f"(a branch, a tag or a commit's 40 hex digits), or make model {repo}"
+            )
+        return named  # unambiguous: the commit (or branch) of this model's page
+
     @field_validator("gpus")
     @classmethod
     def _unique_gpus(cls, value: tuple[int, ...]) -> tuple[int, ...]:
@@ -517,7 +614,7 @@ class EmbeddingsSettings(_Model):
     batch_size: Annotated[StrictInt, Field(ge=1, le=4096)] | None = None
     port: Port = 7997
     container_name: DockerName = "infinity-embeddings"
-    cache_volume: DockerName | None = None
+    cache_volume: VolumeName | None = None
     startup_timeout: StartupTimeout = 1200
     health_interval: HealthInterval = 15
     environment: Environment
@@ -613,7 +710,7 @@ class ChatUiSettings(_Model):
     port: Port = 3080
     container_name: DockerName = "open-webui"
     # Users, chats, uploaded documents and their vectors: kept across upgrades and replacements.
-    data_volume: DockerName = "open-webui-data"
+    data_volume: VolumeName = "open-webui-data"
     # Accounts: off only for a page on loopback (Open WebUI's single-user mode, WEBUI_AUTH=false).
     login: StrictBool = True
     admin_email: Email = "admin@localhost"

@@ -136,19 +136,30 @@ def _host_refs(s: StackSettings) -> list[Problem]:
     return out
 
 
+def machine_name(text: str) -> str:
+    """A host name or address as one machine has it, however written: host names in lower case without the root's
+    trailing dot (`GPU-A.lan.` is gpu-a.lan), IP addresses in their canonical form. No DNS: plans run offline."""
+    bare = text.strip().removeprefix("[").removesuffix("]")
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        return bare.lower().rstrip(".")
+
+
 def _machine(host: HostSettings) -> dict[str, str]:
-    """What names the machine a host is: its Docker engine, the SSH host it is reached at, its address
-    (not loopback: `localhost` names every machine), each with the way it is written."""
+    """What names the machine a host is: its Docker engine, the SSH host it is reached at, its address and the
+    address it binds (not loopback: `localhost` names every machine), each with the way it is written."""
     names: dict[str, str] = {}
     if host.is_remote:
         _, ssh_host, port = host.ssh_target
-        names[f"ssh {ssh_host.lower()}:{port}"] = f"docker {host.docker!r}"
+        names[f"ssh {machine_name(ssh_host)}:{port}"] = f"docker {host.docker!r}"
         if port == 22:  # two ports of one name may forward to two machines (a NAT)
-            names[f"name {ssh_host.lower()}"] = f"docker {host.docker!r}"
+            names[f"name {machine_name(ssh_host)}"] = f"docker {host.docker!r}"
     else:
         names[f"docker {host.docker}"] = f"docker {host.docker!r}"
-    if host.address != "localhost" and not _is_loopback(host.address):
-        names.setdefault(f"name {host.address.lower()}", f"address {host.address!r}")
+    for field_name, value in (("address", host.address), ("bind", host.bind)):
+        if not _is_loopback(value):
+            names.setdefault(f"name {machine_name(value)}", f"{field_name} {value!r}")
     return names
 
 
@@ -436,7 +447,18 @@ def _replicas(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
                     "behind one model name must serve one model (give one of them another served_model_name)",
                 )
             )
-        elif srv.max_model_len != other.max_model_len:
+            continue
+        if srv.model_revision != other.model_revision:
+            warnings.append(
+                Problem(
+                    f"servers.{name}.model_revision",
+                    f"is {_revision(srv.model_revision)}, but its replica {ref} has "
+                    f"{_revision(other.model_revision)}: behind the one name {served!r} two revisions of "
+                    f"{srv.model} answer, and a client gets either; give them one model_revision (or another "
+                    "served_model_name to one of them)",
+                )
+            )
+        if srv.max_model_len != other.max_model_len:
             warnings.append(
                 Problem(
                     f"servers.{name}.max_model_len",
@@ -445,6 +467,10 @@ def _replicas(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
                 )
             )
     return errors, warnings
+
+
+def _revision(revision: str | None) -> str:
+    return repr(revision) if revision is not None else "unset (the repository's main branch, as it moves)"
 
 
 def _monitoring_secrets(s: StackSettings) -> list[Problem]:
@@ -558,7 +584,7 @@ def _reachable(s: StackSettings) -> list[Problem]:
             needed |= set(s.hosts)  # node-exporter on every host
         for name in sorted(h for h in needed if h and h != here and h in s.hosts):
             host = s.hosts[name]
-            if host.bind_is_loopback or host.address == "localhost" or _is_loopback(host.address):
+            if host.bind_is_loopback or _is_loopback(host.address):
                 out.append(
                     Problem(
                         f"hosts.{name}.bind",
@@ -589,11 +615,25 @@ def _advertised(s: StackSettings, warned: Iterable[Problem]) -> list[Problem]:
     out = []
     for name, services in ports.items():
         host = s.hosts.get(name)
-        if host is None or f"hosts.{name}.bind" in already or not host.bind_is_loopback:
-            continue
-        if host.address == "localhost" or _is_loopback(host.address):
+        if host is None or f"hosts.{name}.bind" in already:
             continue
         what, port = next((x for x in services if x[0] == "the gateway"), services[0])  # the clients' endpoint
+        if not host.bind_is_loopback and _is_loopback(host.address):
+            # The reverse: it listens for other machines, but the outputs send every client to its own machine.
+            default = "" if "address" in host.model_fields_set else " (the default)"
+            out.append(
+                Problem(
+                    f"hosts.{name}.address",
+                    f"is {host.address!r}{default}, loopback, but {NAMESPACE}:{s.key(f'hosts.{name}.bind')} is "
+                    f"{host.bind}, which other machines reach: the outputs advertise {what} at "
+                    f"http://{host.address}:{port}, which on any other machine is that machine itself; write "
+                    f"address: the name or address clients reach this host at (e.g. address: {host.bind}), or bind "
+                    "to 127.0.0.1 for a host used only from itself",
+                )
+            )
+            continue
+        if not host.bind_is_loopback or _is_loopback(host.address):
+            continue
         default = "" if "bind" in host.model_fields_set else " (the default)"
         out.append(
             Problem(
@@ -609,10 +649,12 @@ def _advertised(s: StackSettings, warned: Iterable[Problem]) -> list[Problem]:
 
 
 def _is_loopback(address: str) -> bool:
+    """An address or name that means this machine, wherever it is read (`localhost`, 127.0.0.0/8, ::1)."""
+    name = machine_name(address)
     try:
-        return ipaddress.ip_address(address).is_loopback
+        return ipaddress.ip_address(name).is_loopback
     except ValueError:
-        return False
+        return name == "localhost" or name.endswith(".localhost")
 
 
 def _cross_checks(s: StackSettings) -> tuple[list[Problem], list[Problem]]:

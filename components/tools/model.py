@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from components.planning.catalog import Architecture, QuantizationConfig, Vision
 from components.planning.memory import DTYPE_BYTES, GiB, kv_bytes_per_token, weights_bytes_per_rank
 from components.planning.rules import tensor_parallel_rules
 from components.settings import NAMESPACE, StackConfigError, read_stack_file, suggestion
+from components.settings.models import hub_page, pinned_pip_style, revision_advice
 from components.settings.stackfile import stack_path
 
 
@@ -43,27 +43,27 @@ class UsageError(ModelError):
     """The command line asks for something that cannot work (exit 2); the message names the argument."""
 
 
-HUB_PAGE = re.compile(
-    r"^(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/(?P<path>[^?#]*)(?:[?#].*)?$", re.IGNORECASE
-)
-
-
 def model_id(text: str) -> tuple[str, str | None]:
     """MODEL as given -> (repository id, revision named in a Hub page URL or None). Raises UsageError."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]  # exported lazily
 
     given, revision = text.strip(), None
-    page = HUB_PAGE.match(given)
-    if page:
-        parts = [p for p in page.group("path").split("/") if p]
-        if parts and parts[0] in ("datasets", "spaces", "collections", "docs", "papers"):
+    pip = pinned_pip_style(given)
+    if pip is not None:
+        repo, at = pip
+        raise UsageError(
+            f"argument MODEL: {text} is a revision written pip's way (NAME@REVISION), which the Hub does not read: "
+            f"give {repo} and the revision with --revision ({revision_advice(repo, at, '--revision').removeprefix('write --revision: ')})"
+        )
+    page = hub_page(given)
+    if page is not None:
+        kind = page[0].split("/")[0]
+        if kind in ("datasets", "spaces", "collections", "docs", "papers"):
             raise UsageError(
-                f"argument MODEL: {text} is a Hub {parts[0]} page, not a model's: give the model's id, as ORG/NAME"
+                f"argument MODEL: {text} is a Hub {kind} page, not a model's: give the model's id, as ORG/NAME"
             )
-        if len(parts) >= 4 and parts[2] in ("tree", "blob", "resolve"):
-            revision = parts[3]
-        given = "/".join(parts[:2])
+        given, revision = page
     elif "://" in given:
         raise UsageError(f"argument MODEL: {text} is not a Hugging Face Hub address: give the model's id, as ORG/NAME")
     try:
@@ -74,6 +74,29 @@ def model_id(text: str) -> tuple[str, str | None]:
             "(e.g. Qwen/Qwen3-30B-A3B) or as its page's URL"
         ) from None
     return given, revision
+
+
+def revision_arg(text: str, model: str) -> str:
+    """--revision as given -> the revision; the address of a revision's page is taken where it names MODEL."""
+    pip = pinned_pip_style(text)
+    if pip is not None:
+        repo, at = pip
+        raise UsageError(
+            f"argument --revision: {text} is a model and revision written pip's way: give {repo} as MODEL and only "
+            f"the revision here ({revision_advice(repo, at, '--revision').removeprefix('write --revision: ')})"
+        )
+    page = hub_page(text)
+    if page is None:
+        return text
+    repo, revision = page
+    if revision is None:
+        raise UsageError(
+            f"argument --revision: {text} is a Hub address that names no revision: give a branch, a tag or a "
+            "commit's 40 hex digits (or the commit page's address, huggingface.co/ORG/NAME/commit/<40 hex digits>)"
+        )
+    if repo.lower() != model.lower():
+        raise UsageError(f"argument --revision: {text} is a revision of {repo}, not of {model}: give one of {model}")
+    return revision
 
 
 def positive_tp(text: str) -> int:
@@ -296,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--override-catalog goes with --write")
     try:
         model, url_revision = model_id(args.model)
+        if args.revision is not None:
+            args.revision = revision_arg(args.revision, model)
         if url_revision and args.revision and url_revision != args.revision:
             raise UsageError(
                 f"argument --revision: {args.revision} differs from the revision {url_revision} in the URL: give one"

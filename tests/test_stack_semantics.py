@@ -1,0 +1,221 @@
+"""Stacks that are valid key by key but say something that cannot be (issue 27): each refused or warned with
+the stack file, the full key, what was found and what is allowed; the legitimate neighbours still pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.stacks import errors, load, set_key, values_of
+
+FLEET_SECRETS = ("gateway_api_key",)
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _one(lines: list[str], *said: str) -> str:
+    found = [line for line in lines if all(s in line for s in said)]
+    assert len(found) == 1, lines
+    return found[0]
+
+
+# --------------------------------------------------------------------------- 16: revisions written another way
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        (
+            "vllm.model",
+            "Qwen/Qwen2.5-14B-Instruct-AWQ@abc1234",
+            [
+                "rocm-inference:vllm.model",
+                "pip's way",
+                "model: Qwen/Qwen2.5-14B-Instruct-AWQ",
+                "model_revision",
+                "40 hex digits",
+            ],
+        ),
+        (
+            "vllm.model",
+            f"Qwen/Qwen2.5-14B-Instruct-AWQ@{COMMIT}",
+            ["rocm-inference:vllm.model", "pip's way", f"model_revision: {COMMIT}"],
+        ),
+        (
+            "vllm.model",
+            f"https://huggingface.co/Qwen/Qwen2.5-14B-Instruct-AWQ/commit/{COMMIT}",
+            ["rocm-inference:vllm.model", "model: Qwen/Qwen2.5-14B-Instruct-AWQ", f"model_revision: {COMMIT}"],
+        ),
+        (
+            "vllm.model_revision",
+            f"Qwen/Qwen2.5-14B-Instruct-AWQ@{COMMIT}",
+            ["rocm-inference:vllm.model_revision", "pip's way", f"model_revision: {COMMIT}"],
+        ),
+        (
+            "vllm.model_revision",
+            f"https://huggingface.co/Qwen/Qwen2.5-7B-Instruct/commit/{COMMIT}",
+            ["rocm-inference:vllm.model_revision", "revision of Qwen/Qwen2.5-7B-Instruct,", "model is"],
+        ),
+        (
+            "vllm.model_revision",
+            "https://huggingface.co/Qwen/Qwen2.5-14B-Instruct-AWQ",
+            ["rocm-inference:vllm.model_revision", "names no revision", "40 hex digits"],
+        ),
+    ],
+)
+def test_a_revision_written_pip_style_or_as_a_page_is_refused_naming_model_revision(
+    key: str, value: str, said: list[str]
+) -> None:
+    lines = errors(set_key(values_of("small-chat"), key, value))
+    line = _one(lines, *said)
+    assert line.startswith("Pulumi.test.yaml: ")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"https://huggingface.co/Qwen/Qwen2.5-14B-Instruct-AWQ/commit/{COMMIT}",
+        f"https://huggingface.co/Qwen/Qwen2.5-14B-Instruct-AWQ/tree/{COMMIT}",
+        f"huggingface.co/qwen/qwen2.5-14b-instruct-awq/commit/{COMMIT}",
+    ],
+)
+def test_the_commit_page_of_the_model_itself_is_taken_as_its_commit(value: str) -> None:
+    settings = load(set_key(values_of("small-chat"), "vllm.model_revision", value)).settings
+    assert settings.servers["vllm"].model_revision == COMMIT
+
+
+@pytest.mark.parametrize("value", [COMMIT, "main", "v1.0", "refs/pr/1"])
+def test_plain_revisions_stay_as_written(value: str) -> None:
+    settings = load(set_key(values_of("small-chat"), "vllm.model_revision", value)).settings
+    assert settings.servers["vllm"].model_revision == value
+
+
+# --------------------------------------------------------------------------- 17: a host path as a volume
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("chat_ui.data_volume", "/srv/open-webui"),
+        ("chat_ui.data_volume", "./webui-data"),
+        ("chat_ui.data_volume", "~/webui"),
+        ("chat_ui.data_volume", "data/webui"),
+        ("servers.chat-a.cache_volume", "/mnt/models"),
+        ("embeddings.cache_volume", "/var/cache/infinity"),
+    ],
+)
+def test_a_host_path_as_a_volume_says_it_must_be_a_volume_name(key: str, value: str) -> None:
+    lines = errors(set_key(values_of("fleet"), key, value), FLEET_SECRETS)
+    line = _one(lines, f"rocm-inference:{key}")
+    assert f"is {value!r}, a host path" in line and "volume name" in line and "not supported" in line
+
+
+@pytest.mark.parametrize("value", ["open-webui-data", "webui_2", "chat.data"])
+def test_volume_names_pass(value: str) -> None:
+    settings = load(set_key(values_of("fleet"), "chat_ui.data_volume", value), FLEET_SECRETS).settings
+    assert settings.chat_ui is not None and settings.chat_ui.data_volume == value
+
+
+# --------------------------------------------------------------------------- 5: one machine, two spellings
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("hosts.gpu-b.docker", "ssh://ops@10.0.0.5", "its bind '10.0.0.5'"),  # gpu-a's bind address
+        ("hosts.gpu-b.docker", "ssh://ops@GPU-A.LAN.", "ssh://ops@gpu-a.lan"),  # case and the root's dot
+        ("hosts.gpu-b.address", "Gpu-A.lan.", "ssh://ops@gpu-a.lan"),
+        ("hosts.gpu-b.address", "10.0.0.5", "its bind '10.0.0.5'"),
+        ("hosts.gpu-b.bind", "10.0.0.5", "its bind '10.0.0.5'"),  # the same bind address
+    ],
+)
+def test_one_machine_written_two_ways_is_refused(key: str, value: str, named: str) -> None:
+    lines = errors(set_key(values_of("fleet"), key, value), FLEET_SECRETS)
+    line = _one(lines, "is the machine of rocm-inference:hosts.gpu-a")
+    assert f"rocm-inference:hosts.gpu-b.{key.rsplit('.', 1)[1]}" in line and named in line
+    assert "GPUs given out twice" in line
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("hosts.gpu-b.docker", "ssh://ops@gpu-a.lan:2222"),  # another port of one name: a NAT's forward
+        ("hosts.gpu-b.bind", "10.0.0.50"),
+        ("hosts.gpu-b.address", "gpu-a.lan2"),
+        ("hosts.gpu-b.address", "gpu-b.LAN."),
+    ],
+)
+def test_machines_that_only_look_alike_pass(key: str, value: str) -> None:
+    assert errors(set_key(values_of("fleet"), key, value), FLEET_SECRETS) == []
+
+
+# --------------------------------------------------------------------------- 6: replicas that are not replicas
+
+
+def _warnings(values: dict[str, Any], secrets: tuple[str, ...] = FLEET_SECRETS) -> tuple[str, ...]:
+    return load(values, secrets).warnings
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "found", "other"),
+    [
+        (None, COMMIT, repr(COMMIT), "unset (the repository's main branch"),
+        (COMMIT, None, "unset (the repository's main branch", repr(COMMIT)),
+        (COMMIT, "v2", "'v2'", repr(COMMIT)),
+    ],
+)
+def test_replicas_at_different_revisions_are_warned(a: str | None, b: str | None, found: str, other: str) -> None:
+    values = values_of("fleet")
+    for server, revision in (("chat-a", a), ("chat-b", b)):
+        if revision is not None:
+            values = set_key(values, f"servers.{server}.model_revision", revision)
+    line = _one(list(_warnings(values)), "rocm-inference:servers.chat-b.model_revision")
+    assert f"is {found}" in line and f"rocm-inference:servers.chat-a has {other}" in line
+    assert "'llama-3.3-70b'" in line and "one model_revision" in line
+
+
+def test_replicas_differing_in_revision_and_context_get_both_warnings() -> None:
+    values = set_key(values_of("fleet"), "servers.chat-b.model_revision", COMMIT)
+    values = set_key(values, "servers.chat-b.max_model_len", 16384)
+    warned = _warnings(values)
+    _one(list(warned), "servers.chat-b.model_revision")
+    _one(list(warned), "servers.chat-b.max_model_len")
+
+
+def test_replicas_at_one_revision_and_other_models_at_theirs_pass() -> None:
+    values = set_key(values_of("fleet"), "servers.chat-a.model_revision", COMMIT)
+    values = set_key(values, "servers.chat-b.model_revision", COMMIT)
+    values = set_key(values, "servers.coder.model_revision", "main")
+    assert not [w for w in _warnings(values) if "model_revision" in w]
+
+
+# --------------------------------------------------------------------------- 7: loopback address, LAN bind
+
+SMALL_SECRETS = ("vllm_api_key", "embeddings_api_key")
+
+
+@pytest.mark.parametrize("address", [None, "localhost", "LOCALHOST", "127.0.0.1", "127.0.1.1", "::1"])
+def test_a_loopback_address_on_a_host_that_binds_its_lan_address_is_warned(address: str | None) -> None:
+    values = set_key(values_of("small-chat"), "host.bind", "192.168.1.20")
+    values["host"].pop("address")
+    if address is not None:
+        values = set_key(values, "host.address", address)
+    line = _one(list(_warnings(values, SMALL_SECRETS)), "rocm-inference:host.address")
+    shown = address or "localhost"
+    assert f"is {shown!r}" in line and "rocm-inference:host.bind is 192.168.1.20" in line
+    assert "address: 192.168.1.20" in line and ("(the default)" in line) == (address is None)
+
+
+def test_the_gateways_host_with_a_loopback_address_is_warned_with_the_gateways_url() -> None:
+    values = set_key(values_of("fleet"), "hosts.gpu-a.address", "localhost")
+    line = _one(list(_warnings(values)), "rocm-inference:hosts.gpu-a.address")
+    assert "rocm-inference:hosts.gpu-a.bind is 10.0.0.5" in line and "the gateway at http://localhost:4000" in line
+
+
+@pytest.mark.parametrize(
+    ("bind", "address"),
+    [("127.0.0.1", "localhost"), ("192.168.1.20", "192.168.1.20"), ("192.168.1.20", "box.lan")],
+)
+def test_an_address_that_matches_the_bind_is_not_warned(bind: str, address: str) -> None:
+    values = set_key(set_key(values_of("small-chat"), "host.bind", bind), "host.address", address)
+    assert not [w for w in _warnings(values, SMALL_SECRETS) if "host.address" in w]
