@@ -43,6 +43,7 @@ def test_runtime_requirements_are_pinned_exactly() -> None:
         "pydantic",
         "pyyaml",
         "huggingface_hub",
+        "gguf",
     }
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.]*", ln) for ln in lines), lines
 
