@@ -267,3 +267,60 @@ def test_unknown_image_and_unquantized_model_are_warnings() -> None:
     assert any("is not quantized: unquantized models are slow on gfx906" in w for w in loaded.warnings)
     loaded = load(big(vllm__image="example/vllm:1.0"))
     assert any("not in the image catalog" in w for w in loaded.warnings)
+
+
+# compressed-tensors holds many number formats: the one in its config_groups is the one checked (issue 27).
+def _compressed(weights: dict[str, Any], acts: dict[str, Any] | None = None) -> dict[str, Any]:
+    group: dict[str, Any] = {"targets": ["Linear"], "weights": {"strategy": "channel", "symmetric": True, **weights}}
+    if acts is not None:
+        group["input_activations"] = {"strategy": "token", "dynamic": True, "symmetric": True, **acts}
+    quant = {"quant_method": "compressed-tensors", "format": "float-quantized", "config_groups": {"group_0": group}}
+    # 30 of the 80 layers: 8-bit weights that fit the two GPUs, so that only the format can refuse them
+    return {**QWEN72_UNPADDED, "num_hidden_layers": 30, "intermediate_size": 29696, "quantization_config": quant}
+
+
+FP8_W = {"num_bits": 8, "type": "float"}
+
+
+@pytest.mark.parametrize(
+    ("arch", "said"),
+    [
+        (_compressed(FP8_W, {"num_bits": 8, "type": "float"}), "input_activations: float, 8 bits"),  # FP8 dynamic
+        (_compressed(FP8_W), "config_groups weights: float, 8 bits"),  # FP8 weights only (W8A16-FP8)
+        (_compressed({**FP8_W, "group_size": 128, "strategy": "group"}), "weights: float, 8 bits"),
+    ],
+)
+def test_a_compressed_tensors_fp8_checkpoint_is_refused_like_fp8(arch: dict[str, Any], said: str) -> None:
+    [line] = errors(big(vllm__model="x/fp8-ct", vllm__architecture=arch))
+    assert "is quantized with fp8 (compressed-tensors, " in line and said in line
+    assert "which nalanzeyu/vllm-gfx906:v0.11.2-rocm6.3 does not run: it supports awq, gptq, compressed-tensors" in line
+
+
+@pytest.mark.parametrize(
+    ("arch", "scheme"),
+    [
+        (_compressed({"num_bits": 8, "type": "int"}, {"num_bits": 8, "type": "int"}), "w8a8-int (compressed-tensors"),
+        (_compressed({"num_bits": 4, "type": "float", "group_size": 16}), "fp4 (compressed-tensors"),
+    ],
+)
+def test_other_compressed_tensors_formats_are_warned_as_unknown_to_the_image(arch: dict[str, Any], scheme: str) -> None:
+    warned = load(big(vllm__model="x/ct", vllm__architecture=arch)).warnings
+    assert any(f"is quantized with {scheme}" in w and "is not known to run" in w for w in warned), warned
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [{"num_bits": 4, "type": "int", "group_size": 128, "strategy": "group"}, {"num_bits": 4, "group_size": 128}],
+)
+def test_a_compressed_tensors_w4a16_checkpoint_still_passes(weights: dict[str, Any]) -> None:
+    arch = _compressed(weights)
+    arch["quantization_config"]["format"] = "pack-quantized"
+    loaded = load(big(vllm__model="x/w4a16", vllm__architecture=arch))
+    assert not [w for w in loaded.warnings if "quantized with" in w]
+
+
+def test_compressed_tensors_fp8_is_fp8_on_an_image_that_runs_fp8() -> None:
+    from components.planning.catalog import QuantizationConfig
+
+    quant = QuantizationConfig.model_validate(_compressed(FP8_W)["quantization_config"])
+    assert quant.scheme == "fp8" and "fp8" in load_catalog().images["rocm/vllm"].quantizations

@@ -44,6 +44,8 @@ class QuantizationConfig(_ConfigJson):
     # GPTQ `sym: true` checkpoints carry no zero points in vLLM's MoE path (moe_wna16.py: has_zp).
     sym: StrictBool | None = None
     zero_point: StrictBool | None = None
+    # compressed-tensors: its number formats, by group (`weights` and `input_activations`: `num_bits`, `type`)
+    config_groups: dict[StrictStr, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -57,6 +59,44 @@ class QuantizationConfig(_ConfigJson):
                         data["group_size"] = weights["group_size"]
                     break
         return data
+
+    def _formats(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Each compressed-tensors group's (weights, input_activations) arguments, {} where absent."""
+        out = []
+        for group in (self.config_groups or {}).values():
+            if isinstance(group, dict):
+                weights, acts = group.get("weights"), group.get("input_activations")
+                out.append((weights if isinstance(weights, dict) else {}, acts if isinstance(acts, dict) else {}))
+        return out
+
+    @property
+    def scheme(self) -> str:
+        """The number format the kernels run: `quant_method`, except for compressed-tensors, a container of many
+        formats, whose own is in its groups (compressed-tensors quantization/quant_args.py, QuantizationArgs:
+        `num_bits`, `type` int or float): float 8-bit weights are FP8, the same kernels as quant_method fp8
+        (vLLM compressed_tensors.py _is_fp8_w8a8 / _is_fp8_w8a16); integer weights with integer activations are
+        W8A8 int8; integer weights alone (W4A16, W8A16) the WNA16 kernels the name compressed-tensors stands for."""
+        if self.quant_method != "compressed-tensors":
+            return self.quant_method
+        for weights, acts in self._formats():
+            bits, kind = weights.get("num_bits"), weights.get("type", "int")
+            if kind == "float":
+                return "fp8" if bits == 8 else f"fp{bits}"
+            if acts:
+                return f"w{bits}a{acts.get('num_bits')}-{acts.get('type', 'int')}"
+        return self.quant_method
+
+    @property
+    def scheme_text(self) -> str:
+        """The scheme as a message names it: `fp8 (compressed-tensors, config_groups weights: float, 8 bits)`."""
+        formats = self._formats()
+        if self.scheme == self.quant_method or not formats:
+            return self.quant_method
+        weights, acts = formats[0]
+        shown = f"weights: {weights.get('type', 'int')}, {weights.get('num_bits')} bits"
+        if acts:
+            shown += f"; input_activations: {acts.get('type', 'int')}, {acts.get('num_bits')} bits"
+        return f"{self.scheme} (compressed-tensors, config_groups {shown})"
 
 
 class VisionConfig(_ConfigJson):

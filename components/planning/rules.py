@@ -387,20 +387,21 @@ def _quantization_rules(
                 Problem("vllm.model", "is not quantized: unquantized models are slow on gfx906 (use AWQ or GPTQ)")
             )
         return []
-    if q.quant_method not in image.quantizations and q.quant_method not in MODELLED_QUANTIZATIONS:
+    method = q.scheme  # a compressed-tensors checkpoint by its own number format
+    if method not in image.quantizations and method not in MODELLED_QUANTIZATIONS:
         warnings.append(
             Problem(
                 "vllm.model",
-                f"is quantized with {q.quant_method}, which {s.vllm.image} is not known to run "
+                f"is quantized with {q.scheme_text}, which {s.vllm.image} is not known to run "
                 f"(it runs {', '.join(image.quantizations)}): check the image's issues before deploying",
             )
         )
         return []
-    if q.quant_method not in image.quantizations:
+    if method not in image.quantizations:
         return [
             Problem(
                 "vllm.model",
-                f"is quantized with {q.quant_method}, which {s.vllm.image} does not run: "
+                f"is quantized with {q.scheme_text}, which {s.vllm.image} does not run: "
                 f"it supports {', '.join(image.quantizations)}",
             )
         ]
