@@ -12,9 +12,11 @@ from pathlib import Path
 
 import gguf
 import pytest
+import yaml
 
 from components.planning.gguf import GgufError, GgufFacts
 from components.tools import gguf_header
+from components.tools import model as model_tool
 from components.tools.gguf_header import hub_reader, pick_files, read_facts
 from tests.llama_cpp_models import Shape, write_model
 from tests.local_http import JsonHandler, serving
@@ -149,3 +151,36 @@ def test_the_file_is_picked_by_its_name_or_its_quantization() -> None:
     assert pick_files(files, "Q6_K") == "Q6_K/Model-Q6_K-00001-of-00002.gguf"
     with pytest.raises(GgufError, match="no GGUF file matches 'Q5_K_M'; the repository has Q4_K_M, Q6_K, Q8_0"):
         pick_files(files, "Q5_K_M")
+
+
+def test_the_model_tool_prints_the_gguf_block_of_a_quantization(
+    hub: tuple[str, RangeServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m components.model REPO --gguf Q8_0`: the file picked among the repository's, only its headers
+    read, and a block that gives back the same facts."""
+    url, server = hub
+    files = write_model(tmp_path / "tiny-Q8_0.gguf", replace(Shape(), weights="Q8_0"))
+    write_model(tmp_path / "tiny-F16.gguf", Shape())
+    listing = ["README.md", "tiny-F16.gguf", "tiny-Q8_0.gguf"]
+    monkeypatch.setattr(model_tool, "repo_files", lambda model, revision, token: listing)
+    monkeypatch.setattr(model_tool, "hub_reader", lambda m, r, t: hub_reader(m, r, t, endpoint=url))
+    assert model_tool.main([REPO, "--revision", REVISION, "--gguf", "Q8_0"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"# {REPO}: tiny-Q8_0.gguf, llama, 4 layers, 1 file(s)\n")
+    block = yaml.safe_load(out[out.index("gguf:") :])["gguf"]
+    assert facts_table(GgufFacts.from_block(block)) == whole_file_facts(files)
+    assert server.requests == [(f"/{REPO}/resolve/{REVISION}/tiny-Q8_0.gguf", "bytes=0-1048575")]
+
+
+def test_the_model_tool_names_the_quantizations_there_are(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(model_tool, "repo_files", lambda model, revision, token: ["m-Q4_K_M.gguf", "m-Q8_0.gguf"])
+    assert model_tool.main([REPO, "--gguf", "Q5_K_M"]) == 1
+    assert capsys.readouterr().err == (
+        f"model: {REPO}: no GGUF file matches 'Q5_K_M'; the repository has Q4_K_M, Q8_0\n"
+    )
+    with pytest.raises(SystemExit) as exit_:
+        model_tool.main([REPO, "--gguf", "Q8_0", "--write", "small-chat"])
+    assert exit_.value.code == 2
+    assert "--gguf prints the block; the stack has no llama.cpp server" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 
     python -m components.model Qwen/Qwen3-30B-A3B-GPTQ-Int4 [--revision R] [--tp 2]
                                [--write STACK [--server NAME]]
+    python -m components.model unsloth/Qwen3-30B-A3B-GGUF --gguf Q4_K_M [--revision R]
 
 MODEL is the repository id; a Hub page URL (https://huggingface.co/ORG/NAME[/tree/REV]) is taken
 as its id (and revision). `--tp` is checked with the plan's own tensor-parallel rules.
@@ -12,6 +13,11 @@ for gated models. Offline with nothing cached, it says so in one line and exits 
 only the architecture lines of `rocm-inference:vllm` (or of `servers.NAME` in the fleet form) and
 leaves every other line as it was; a model the catalog already has needs no block, so `--write`
 refuses it unless `--override-catalog`. Exit codes: 0 ok, 1 cannot read the model or the stack, 2 usage.
+
+`--gguf FILE_OR_QUANT` reads a GGUF model for llama.cpp instead: the file (or the first split of the quantization
+named, e.g. Q4_K_M) among the repository's files, and only its headers, every split's, by ranged reads
+(components/tools/gguf_header.py). It prints the llama.cpp plan's `gguf` block: the metadata the plan reads and every
+tensor's type and shape in file order.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ import yaml
 from pydantic import ValidationError
 
 from components.planning.catalog import Architecture, QuantizationConfig, VisionConfig, load_catalog
+from components.planning.gguf import GgufError, GgufFacts
 from components.planning.memory import DTYPE_BYTES, GiB, kv_bytes_per_token, weights_bytes_per_rank
 from components.planning.rules import tensor_parallel_rules
 from components.settings import NAMESPACE, StackConfigError, read_stack_file, suggestion
 from components.settings.models import hub_page, pinned_pip_style, revision_advice
 from components.settings.stackfile import stack_path
+from components.tools.gguf_header import hub_reader, pick_files, read_facts
 
 
 class ModelError(Exception):
@@ -295,6 +303,53 @@ def write_architecture(
     stack_path.write_text("".join(lines))
 
 
+def repo_files(model: str, revision: str | None, token: str | None) -> list[str]:
+    """The repository's file names at `revision` (a seam for tests)."""
+    from huggingface_hub import HfApi
+
+    return list(HfApi().list_repo_files(model, revision=revision, token=token))
+
+
+def read_gguf(model: str, revision: str | None, wanted: str) -> tuple[str, GgufFacts]:
+    """(the file read, its facts) for --gguf. Raises ModelError."""
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    token = os.environ.get("HF_TOKEN") or None
+    try:
+        name = pick_files(repo_files(model, revision, token), wanted)
+        return name, read_facts(hub_reader(model, revision, token), name)
+    except GgufError as exc:
+        raise ModelError(f"{model}: {exc}") from None
+    except GatedRepoError:
+        raise ModelError(f"{model} is gated: accept its licence on huggingface.co and set HF_TOKEN") from None
+    except RevisionNotFoundError:
+        raise ModelError(f"{model} has no revision {revision!r}") from None
+    except RepositoryNotFoundError:
+        raise ModelError(f"{model} is not a model on the Hugging Face Hub (or is private: set HF_TOKEN)") from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise ModelError(f"cannot read {model}'s GGUF headers from the Hugging Face Hub: {exc}") from None
+
+
+def gguf_summary(model: str, name: str, facts: GgufFacts) -> list[str]:
+    size = sum(t.nbytes for t in facts.tensors)
+    heads_kv = facts.per_layer("attention.head_count_kv")
+    head_k = int(facts.get("attention.key_length", 0) or 0) or int(facts.get("embedding_length")) // max(
+        facts.per_layer("attention.head_count")[0], 1
+    )
+    kv_per_token = sum(2 * h * head_k * 2 for h in heads_kv)  # K and V at f16, every layer
+    lines = [
+        f"# {model}: {name}, {facts.arch}, {facts.n_layer} layers, {len(facts.files)} file(s)",
+        f"#   tensors: {len(facts.tensors)}, {size / GiB:.2f} GiB",
+        f"#   KV cache per token at f16: {kv_per_token / 1024:.0f} KiB (every layer; sliding layers hold at most "
+        "their window)",
+    ]
+    if facts.get("expert_count"):
+        lines.append(f"#   {facts.get('expert_count')} experts, {facts.get('expert_used_count')} per token")
+    if facts.get("attention.sliding_window"):
+        lines.append(f"#   sliding window: {facts.get('attention.sliding_window')} tokens")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.model", description=__doc__.splitlines()[0])
     parser.add_argument("model", help="Hugging Face model id, e.g. Qwen/Qwen3-30B-A3B-GPTQ-Int4 (or its page's URL)")
@@ -304,6 +359,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=positive_tp,
         default=1,
         help="tensor parallel size for the summary (default 1), checked as the plan does",
+    )
+    parser.add_argument(
+        "--gguf",
+        metavar="FILE_OR_QUANT",
+        help="a GGUF model for llama.cpp: the file, or the quantization (e.g. Q4_K_M); reads only its headers",
     )
     parser.add_argument("--write", metavar="STACK", help="write the architecture into Pulumi.STACK.yaml")
     parser.add_argument("--server", metavar="NAME", help="with --write: the fleet form's servers.NAME")
@@ -317,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--server needs --write")
     if args.override_catalog and not args.write:
         parser.error("--override-catalog goes with --write")
+    if args.gguf and args.write:
+        parser.error("--gguf prints the block; the stack has no llama.cpp server to write it into yet (issue 29)")
     try:
         model, url_revision = model_id(args.model)
         if args.revision is not None:
@@ -329,6 +391,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if model != args.model:
             at = f" (revision {url_revision})" if url_revision else ""
             print(f"model: argument MODEL: the URL names {model}{at}", file=sys.stderr)
+        if args.gguf:
+            name, facts = read_gguf(model, revision, args.gguf)
+            gguf_text = [*gguf_summary(model, name, facts), "gguf:"]
+            gguf_text += [
+                f"  {line}"
+                for line in yaml.safe_dump(
+                    facts.to_block(), sort_keys=False, default_flow_style=None, width=120
+                ).splitlines()
+            ]
+            print("\n".join(gguf_text))
+            return 0
         in_catalog = model in load_catalog().models
         path = stack_path(args.write) if args.write else None
         if path is not None:
