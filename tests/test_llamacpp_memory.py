@@ -25,6 +25,7 @@ from components.planning.llamacpp_memory import (
     largest_context,
     layer_devices,
     plan,
+    server_arguments,
     swa_layers,
 )
 from components.tools.gguf_header import read_facts
@@ -82,6 +83,19 @@ def test_the_context_is_padded_and_split_by_the_slots_unless_unified(tmp_path: P
     assert swa_layers(facts) == [True] * 5 + [False]
 
 
+def test_the_command_sets_every_sizing_argument() -> None:
+    args = LlamaCppArgs(n_ctx=8192, n_parallel=2, devices=("ROCm0", "ROCm1"), n_cpu_moe=3, cache_type_k="Q8_0")
+    assert server_arguments(args, "/models/m.gguf") == [
+        "-m", "/models/m.gguf", "-c", "8192", "-np", "2", "--fit", "off", "-no-kvu", "-fa", "on",
+        "-b", "2048", "-ub", "512", "-ctk", "q8_0", "-ctv", "f16", "--cache-ram", "8192", "-lm", "mmap",
+        "-ngl", "all", "-sm", "layer", "-mg", "0", "-ts", "1,1", "--n-cpu-moe", "3",
+    ]  # fmt: skip
+    gib = 1 << 30
+    args = LlamaCppArgs(n_ctx=4096, devices=("ROCm0", "ROCm1"), device_memory=(32 * gib, 16 * gib), kv_unified=True)
+    assert server_arguments(args, "m.gguf")[-6:] == ["-sm", "layer", "-mg", "0", "-ts", "32768,16384"]
+    assert "-kvu" in server_arguments(args, "m.gguf")
+
+
 def test_a_quantized_v_cache_without_flash_attention_is_refused(tmp_path: Path) -> None:
     facts, _ = facts_of(tmp_path, "gqa", GQA)
     with pytest.raises(LlamaCppPlanError, match="quantized V cache"):
@@ -116,32 +130,7 @@ def allocated(log: str, addresses: list[str]) -> Allocated:
 
 
 def args_for(a: LlamaCppArgs, model: Path, rpc: list[str]) -> list[str]:
-    """The llama-server command line for these arguments: every sizing argument explicit."""
-    cmd = ["-m", str(model), "-c", str(a.n_ctx), "-np", str(a.n_parallel), "--fit", "off"]
-    cmd += ["-kvu" if a.kv_unified else "-no-kvu", "-fa", "on" if a.flash_attn else "off"]
-    cmd += [
-        "-b",
-        str(a.n_batch),
-        "-ub",
-        str(a.n_ubatch),
-        "-ctk",
-        a.cache_type_k.lower(),
-        "-ctv",
-        a.cache_type_v.lower(),
-    ]
-    cmd += ["--cache-ram", str(a.cache_ram_mib), "-ngl", str(a.n_gpu_layers if a.n_gpu_layers >= 0 else 999)]
-    if rpc:
-        cmd += ["--rpc", ",".join(rpc), "-sm", a.split_mode, "-mg", str(a.main_gpu)]
-        if a.tensor_split:
-            cmd += ["-ts", ",".join(f"{x:g}" for x in a.tensor_split)]
-    for pattern in a.cpu_overrides:
-        cmd += ["-ot", f"{pattern}=CPU"]
-    if a.n_cpu_moe:
-        cmd += ["--n-cpu-moe", str(a.n_cpu_moe)]
-    if a.swa_full:
-        cmd += ["--swa-full"]
-    cmd += ["-lm", "mmap" if a.mmap else "none"]
-    return cmd
+    return server_arguments(a, str(model), rpc)
 
 
 @dataclass
@@ -155,11 +144,12 @@ class Real:
         return [r.url for r in self.rpc]
 
 
-@pytest.fixture(scope="module")
-def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Real]:
-    """The pinned llama-server and two rpc-servers on loopback, the two devices."""
+@pytest.fixture
+def real(tmp_path: Path) -> Iterator[Real]:
+    """The pinned llama-server and two rpc-servers on loopback, the two devices: fresh ones for each test (an
+    rpc-server whose client was stopped mid-session may not take the next one)."""
     build = build_or_skip()
-    work = tmp_path_factory.mktemp("llama-cpp")
+    work = tmp_path / "rpc"
     rpc: list[HostProcess] = []
     try:
         for i, host in enumerate(RPC_HOSTS):

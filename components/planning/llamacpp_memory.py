@@ -114,6 +114,33 @@ class LlamaCppMemory:
         ]
 
 
+def server_arguments(args: LlamaCppArgs, model: str, rpc: Sequence[str] = ()) -> list[str]:
+    """llama-server's arguments for `args`, every sizing argument explicit: recent builds pick the slots, flash
+    attention, the unified KV cache and even the offload themselves when these are unset (--fit, common/arg.cpp:
+    2868; -np -1, -fa auto, -kvu with automatic slots), so what is planned is what runs. `rpc`: rpc-servers as the
+    devices (the tests' stand-ins for GPUs)."""
+    cmd = ["-m", model, "-c", str(args.n_ctx), "-np", str(args.n_parallel), "--fit", "off"]
+    cmd += ["-kvu" if args.kv_unified else "-no-kvu", "-fa", "on" if args.flash_attn else "off"]
+    cmd += ["-b", str(args.n_batch), "-ub", str(args.n_ubatch)]
+    cmd += ["-ctk", args.cache_type_k.lower(), "-ctv", args.cache_type_v.lower()]
+    cmd += ["--cache-ram", str(args.cache_ram_mib), "-lm", "mmap" if args.mmap else "none"]
+    cmd += ["-ngl", str(args.n_gpu_layers) if args.n_gpu_layers >= 0 else "all"]
+    if rpc:
+        cmd += ["--rpc", ",".join(rpc)]
+    if args.devices:
+        split = args.tensor_split or tuple(m / MiB for m in args.device_memory) or (1.0,) * len(args.devices)
+        cmd += ["-sm", args.split_mode, "-mg", str(args.main_gpu), "-ts", ",".join(f"{x:g}" for x in split)]
+    if not args.offload_kqv:
+        cmd += ["-nkvo"]
+    for pattern in args.cpu_overrides:
+        cmd += ["-ot", f"{pattern}=CPU"]
+    if args.n_cpu_moe:
+        cmd += ["--n-cpu-moe", str(args.n_cpu_moe)]
+    if args.swa_full:
+        cmd += ["--swa-full"]
+    return cmd
+
+
 def _f32(x: float) -> float:
     return float(struct.unpack("f", struct.pack("f", x))[0])
 
