@@ -109,7 +109,7 @@ CREDENTIALS = [
     ("mysql -pPASSWORD", "mysql -u root -phunter2 app", "a password on a command line (mysql -p)"),
     ("curl -u user:password", "curl -u ops:hunter2 https://x.lan", "a password on a command line (curl -u)"),
     ("redis-cli -a", "redis-cli -h cache -a hunter2", "a password on a command line (redis-cli -a)"),
-    ("a Hugging Face token", "hf_AbCdEfGhIjKlMnOpQrStUv", "a token or a long random string"),
+    ("a Hugging Face token", "hf_AbCdEfGhIjKlMnOpQrStUv", "a Hugging Face token (by its prefix)"),
 ]  # fmt: skip
 # Values that must pass: no password, a placeholder instead of one, a path where a secret is.
 NEIGHBOURS = [

@@ -594,8 +594,8 @@ MORE_REFUSED: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "17 an unquoted PCI address",
         big({"host.gpus[0].pci": 180.0}),
         (),
-        'host.gpus[0].pci must be quoted, as in pci: "0000:03:00.0": unquoted, YAML 1.1 (the plan\'s reader) takes '
-        "digits separated by colons for a base-60 number, and read 180.0",
+        'host.gpus[0].pci must be a PCI address such as "0000:03:00.0" (domain:bus:device.function), got the '
+        "number 180.0; a YAML 1.1 tool reads an unquoted address as a base-60 number, so quote it",
     ),
     # 18. shapes from elsewhere
     (

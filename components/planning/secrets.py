@@ -3,10 +3,15 @@ the stack validation (components/settings), and so the plan, the compose export 
 by the CrossGuard policy pack (policy/rules.py), so all judge alike.
 
 A secret shows by its name (`DB_PASSWORD`, `APIKEY`), or by the value's shape whatever its name says:
-a token, a long random string, a password in a URL (`scheme://user:password@host`), a webhook URL whose
-path is the secret (Slack, Discord, Teams...), a secret query parameter (`?token=`, `&sig=`), or a
-password on a command line (`sshpass -p`, `--password=`, `mysql -pPASSWORD`). A value that names a
-variable instead (`$NAME`, `${NAME}`) holds no secret, and a file path is where a secret is, not one.
+a token by its well-known prefix (`hf_`, `ghp_`, `sk-`, `AKIA`...), a JSON Web Token, a PEM private key, an
+HTTP Authorization header's credentials (`Basic ...`, `Bearer ...`), a long random string, a password in a
+URL (`scheme://user:password@host`, or `user:password@host` with no scheme), a webhook URL whose path is
+the secret (Slack, Discord, Teams...), a secret query parameter (`?token=`, `&sig=`, `?auth=`), a secret in
+a `name=value` list (OpenTelemetry's `*_HEADERS`, a connection string's `AccountKey=`, `Password=`,
+`SharedAccessSignature=`), or a password on a command line (`sshpass -p`, `--password=`, `mysql -pPASSWORD`).
+A value that names a variable instead (`$NAME`, `${NAME}`) holds no secret, a file path is where a secret
+is, not one, and a plain boolean, number or list of paths is a switch whatever its name says
+(Open WebUI's `ENABLE_API_KEY: "true"`, `API_KEY_ALLOWED_ENDPOINTS: /api/v1/models,/api/chat/completions`).
 """
 
 from __future__ import annotations
@@ -16,13 +21,61 @@ import re
 import shlex
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-# Tokens by their prefix: Hugging Face and OpenAI-style tokens, GitHub and GitLab tokens, Slack tokens,
-# AWS access key ids.
-SECRET_PREFIX = re.compile(
-    r"(^|[^A-Za-z0-9])(hf_[A-Za-z0-9]{16,}|sk-[A-Za-z0-9_-]{16,}|ghp_[A-Za-z0-9]{20,}|glpat-[A-Za-z0-9_-]{16,}|xox[abpr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16})"
+# Tokens by their well-known prefix: (what, pattern of the whole token). A token starts a value or follows a
+# character that is neither a letter, a digit nor `/` (a path or a Hub id `org/name` holds none).
+_TOKEN_KINDS: tuple[tuple[str, str], ...] = (
+    ("a Hugging Face token", r"(hf_|api_org_)[A-Za-z0-9]{16,}"),
+    ("a GitHub token", r"(gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"),
+    ("a GitLab token", r"(glpat|gldt|glptt|glrt|glsoat)-[A-Za-z0-9_-]{16,}"),
+    ("an Anthropic API key", r"sk-ant-[A-Za-z0-9_-]{16,}"),
+    ("an OpenAI-style API key", r"sk-(proj-|svcacct-|or-v1-)?[A-Za-z0-9_-]{16,}"),
+    ("a Slack token", r"(xox[abposr]|xapp)-[A-Za-z0-9-]{10,}"),
+    ("an AWS access key id", r"(AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}"),
+    ("a Google API key", r"AIza[0-9A-Za-z_-]{35}"),
+    ("a Google OAuth token", r"ya29\.[0-9A-Za-z_-]{20,}"),
+    ("a Docker Hub token", r"dckr_pat_[A-Za-z0-9_-]{20,}"),
+    ("an npm token", r"npm_[A-Za-z0-9]{36}"),
+    ("a PyPI token", r"pypi-AgE[A-Za-z0-9_-]{20,}"),
+    ("a Groq API key", r"gsk_[A-Za-z0-9]{20,}"),
+    ("an NVIDIA API key", r"nvapi-[A-Za-z0-9_-]{20,}"),
+    ("a Replicate token", r"r8_[A-Za-z0-9]{20,}"),
+    ("a Perplexity API key", r"pplx-[A-Za-z0-9]{20,}"),
+    ("an xAI API key", r"xai-[A-Za-z0-9]{20,}"),
+    ("a Stripe key", r"(sk|rk)_(live|test)_[A-Za-z0-9]{16,}"),
+    ("a SendGrid API key", r"SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"),
+    ("a HashiCorp Vault token", r"hv[sb]\.[A-Za-z0-9_-]{20,}"),
+    ("a DigitalOcean token", r"do[por]_v1_[a-f0-9]{64}"),
+    ("a Tailscale key", r"tskey-[a-z]+-[A-Za-z0-9_-]{16,}"),
+    ("an age secret key", r"AGE-SECRET-KEY-1[0-9A-Z]{20,}"),
 )
+_TOKENS = [(what, re.compile(r"(?:^|[^A-Za-z0-9/])(" + pattern + r")")) for what, pattern in _TOKEN_KINDS]
+# One pattern for all of them (the policy pack and a message's redaction look for any).
+SECRET_PREFIX = re.compile(r"(^|[^A-Za-z0-9/])(" + "|".join(p for _, p in _TOKEN_KINDS) + ")")
+# A JSON Web Token: base64url of `{"` (header) . base64url of `{"` (claims) . signature (RFC 7519, RFC 7515).
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+# A private key in PEM (RFC 7468: PKCS#1, PKCS#8, SEC1, OpenSSH), PuTTY's format, or an OpenSSH key's body
+# pasted without its armour (base64 of `openssh-key-v1\0`).
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY( BLOCK)?-----|PuTTY-User-Key-File-\d|b3BlbnNzaC1rZXktdjEA"
+)
+# An HTTP Authorization header's credentials (RFC 7617 Basic, RFC 6750 Bearer and its b64token), also
+# URL-encoded (`Basic%20...`, as OpenTelemetry's OTEL_EXPORTER_OTLP_HEADERS are written).
+_AUTH_HEADER = re.compile(
+    r"(?:^|[^A-Za-z0-9])(Basic|Bearer|Token|Digest)(?:\s+|%20|\+)([A-Za-z0-9._~+/-]{8,}=*)", re.IGNORECASE
+)
+# `user:password@host` with no scheme (a proxy or DSN written the way curl and many clients take it).
+_BARE_USERINFO = re.compile(
+    r"(?:^|[\s,;=(\[])([^\s:/@,;=]+):([^\s/@,;]+)@(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*)"
+)
+# `name=value` pairs in a list: a query, OpenTelemetry's `k=v,k2=v2`, a connection string's `K=V;K2=V2`, a
+# JSON object's `"name": "value"`.
+_PAIR = re.compile(r"(^|[\s,;&?{(])([A-Za-z][A-Za-z0-9_.-]*)\s*=\s*([^\s,;&]*)")
+_JSON_PAIR = re.compile(r'"([A-Za-z][A-Za-z0-9_.-]*)"\s*:\s*"([^"]*)"')
+# Names that hold a secret only as a pair or query (a connection string's `Pwd=`, a URL's `?auth=`), besides
+# the names read by their parts: as an environment variable's name they are something else (SSH_AUTH_SOCK).
+_PAIR_SECRET_NAMES = frozenset({"AUTH", "PWD", "PW", "SAS"})
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_+=.-]+$")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 HIGH_ENTROPY_MIN_LENGTH = 32
@@ -81,6 +134,14 @@ def entropy_bits(text: str) -> float:
     return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
 
 
+def token_kind(value: str) -> str | None:
+    """What well-known token the value holds (by its prefix), or None."""
+    for what, pattern in _TOKENS:
+        if pattern.search(value):
+            return what
+    return None
+
+
 def looks_like_secret_value(value: str) -> bool:
     """A token by its prefix, or a long random-looking string (no spaces, no paths, letters and digits)."""
     if SECRET_PREFIX.search(value):
@@ -97,6 +158,19 @@ def looks_like_secret_value(value: str) -> bool:
     )
 
 
+# A switch, not a credential: a boolean (YAML's and the environment's spellings), a number, or a path or a
+# list of paths (`/api/v1/models,/api/chat/completions`, `/etc/a.pem:/etc/b.pem`).
+_BOOLEAN = frozenset({"true", "false", "yes", "no", "on", "off", "y", "n", "enabled", "disabled", "none", "null"})
+_NUMBER = re.compile(r"^[+-]?(\d{1,6}(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?$")  # not a long digit run (a PIN)
+_PATHS = re.compile(r"^(?:(?:/|~/|\./|\.\./)[^\s,:;]*)(?:\s*[,:;]\s*(?:(?:/|~/|\./|\.\./)[^\s,:;]*))*$")
+
+
+def plainly_a_switch(value: str) -> bool:
+    """A value that is plainly a boolean, a number or paths: no credential, whatever its name says."""
+    text = value.strip()
+    return text.lower() in _BOOLEAN or bool(_NUMBER.match(text)) or bool(_PATHS.match(text))
+
+
 def name_parts(name: str) -> list[str]:
     """`TOKENIZERS_PARALLELISM` -> TOKENIZERS, PARALLELISM; `hfApiKey2` -> HF, API, KEY (upper case)."""
     return [p.upper() for p in _NAME_PARTS.findall(name)]
@@ -109,6 +183,15 @@ def looks_like_secret_name(name: str) -> bool:
 def _held(value: str) -> bool:
     """A value that holds something: neither empty, nor a variable's name, nor a file's path."""
     return bool(value) and not _PLACEHOLDER.match(value) and not value.startswith(("/", "~/", "./", "@"))
+
+
+def _secret_pair(name: str, value: str) -> bool:
+    """`name=value` in a list that gives a secret: the name's last part says so (`AccountKey`, `api-key`,
+    `access_token`; not `HostKeyAlgorithms`, `SharedAccessKeyName`), and the value holds one."""
+    parts = name_parts(name)
+    secret_name = bool(parts) and (parts[-1].endswith(_SECRET_ENDINGS) or parts[-1] in _SECRET_PARTS)
+    secret_name = secret_name or name.upper() in _PAIR_SECRET_NAMES
+    return secret_name and _held(value) and not plainly_a_switch(value)
 
 
 def credential_in_url(url: str) -> str | None:
@@ -127,7 +210,9 @@ def credential_in_url(url: str) -> str | None:
     if _HOOK_SEGMENT.search(parts.path):
         return "a webhook URL (its path is the secret)"
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if looks_like_secret_name(name) and _held(value):
+        if (looks_like_secret_name(name) or _secret_pair(name, value) or name.upper() == "CODE") and (
+            _held(value) and not plainly_a_switch(value)
+        ):
             return f"a secret in a URL's query ({name}=)"
     return None
 
@@ -179,13 +264,49 @@ def command_words(texts: Iterable[str]) -> list[str]:
 
 def credential_in_value(value: str) -> str | None:
     """What secret a value carries by its shape, whatever its name says, or None."""
+    if _PRIVATE_KEY.search(value):
+        return "a private key (PEM or OpenSSH)"
+    if _JWT.search(value):
+        return "a JSON Web Token (JWT)"
+    kind = token_kind(value)
+    if kind:
+        return f"{kind} (by its prefix)"
     if looks_like_secret_value(value):
         return "a token or a long random string"
+    decoded = unquote(value) if "%" in value else value
+    header = _AUTH_HEADER.search(decoded)
+    if header and _credentials(header.group(2)):
+        return f"an HTTP Authorization header's credentials ({header.group(1).capitalize()} ...)"
     for url in _URL.findall(value):
         found = credential_in_url(url)
         if found:
             return found
-    return credential_in_command(command_words([value]))
+    found = credential_in_command(command_words([value]))
+    if found:
+        return found
+    bare = _BARE_USERINFO.search(value)
+    if bare and _held(bare.group(2)) and not re.fullmatch(r"sha\d+", bare.group(3)):
+        return "a password before a host (user:password@host)"
+    for text in {value, decoded}:
+        pairs = [('"', *p) for p in _JSON_PAIR.findall(text)] + _PAIR.findall(text)
+        for before, name, given in pairs:
+            if _secret_pair(name, given.strip("'\"")):
+                where = (
+                    "a JSON object"
+                    if before == '"'
+                    else "a URL's query"
+                    if before in ("?", "&")
+                    else "a connection string"
+                    if ";" in text
+                    else "a name=value list"
+                )
+                return f"a secret in {where} ({name}=)"
+    return None
+
+
+def _credentials(token: str) -> bool:
+    """A header's credentials, not a word after `Bearer` in prose (`Bearer authentication`)."""
+    return _held(token) and (any(c.isdigit() for c in token) or any(c.isupper() for c in token) or "=" in token)
 
 
 def credential_in_words(texts: Sequence[str]) -> str | None:
@@ -198,8 +319,9 @@ def credential_in_words(texts: Sequence[str]) -> str | None:
 
 
 def secret_in_environment(name: str, value: str) -> str | None:
-    """Why an environment entry in plain configuration is a secret (its name, or its value's shape), or None."""
-    if looks_like_secret_name(name):
+    """Why an environment entry in plain configuration is a secret (its name, or its value's shape), or None.
+    A plain boolean, number or list of paths is a switch whatever its name says (`ENABLE_API_KEY: "true"`)."""
+    if looks_like_secret_name(name) and not plainly_a_switch(value):
         return "with a name that says it is a secret"
     found = credential_in_value(value)
     return f"with a value that looks like a secret, {found}" if found else None

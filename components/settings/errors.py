@@ -11,6 +11,8 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel
 from pydantic_core import PydanticCustomError
 
+from components.planning.secrets import credential_in_value
+
 NAMESPACE = "rocm-inference"
 # In a message: the full key the problem is about, as the file writes it (a validator does not know it).
 THIS_KEY = "{this key}"
@@ -29,13 +31,17 @@ def invalid(text: str) -> PydanticCustomError:
     return PydanticCustomError("rocm", "{text}", {"text": text})
 
 
-def _show(value: Any) -> str:
+def shown(value: Any) -> str:
+    """A value as a message shows it; never one that looks like a secret (components/planning/secrets.py)."""
     if isinstance(value, str):
-        return repr(value)
-    try:
-        return json.dumps(value)
-    except TypeError:
-        return repr(value)
+        text = repr(value)
+    else:
+        try:
+            text = json.dumps(value)
+        except TypeError:
+            text = repr(value)
+    found = credential_in_value(value if isinstance(value, str) else text)
+    return f"a value not shown here, as it looks like a secret ({found})" if found else text
 
 
 def pydantic_key(loc: Iterable[Any]) -> str:
@@ -88,7 +94,113 @@ def suggestion(name: str, allowed: Iterable[str]) -> str:
     return f"{hint}; allowed: {', '.join(allowed)}"
 
 
-def unknown_key_message(name: str, allowed: Iterable[str]) -> str:
+# Keys named the way other LLM servers, APIs and tools name them, by this project's key they mean: llama.cpp
+# (`--ctx-size`, n_ctx, `--parallel`, n_batch), Ollama (num_ctx), Text Generation Inference (`--model-id`,
+# `--num-shard`, `--max-total-tokens`, `--max-batch-prefill-tokens`), SGLang (`--context-length`, `--tp-size`,
+# `--mem-fraction-static`, `--max-running-requests`), the OpenAI API (max_tokens, which a request sets),
+# Transformers (torch_dtype, model_max_length, max_position_embeddings) and Compose (env, shm).
+_CONVENTIONS: dict[str, tuple[str, ...]] = {
+    "max_model_len": (
+        "context_length", "context_len", "context_size", "context_window", "ctx_len", "ctx_size", "n_ctx",
+        "num_ctx", "max_ctx", "max_context", "max_context_length", "max_context_len", "max_seq_len",
+        "max_seq_length", "max_sequence_length", "seq_len", "max_position_embeddings", "model_max_length",
+        "max_total_tokens", "max_input_length", "max_input_tokens", "max_length", "max_tokens",
+    ),
+    "tensor_parallel_size": ("tp", "tp_size", "tensor_parallel", "tensor_parallel_degree", "num_shard", "tensor_parallel_gpus"),
+    "gpu_memory_utilization": (
+        "gpu_memory_fraction", "gpu_mem_fraction", "mem_fraction_static", "mem_fraction", "gpu_mem_util",
+        "gpu_memory_util", "gpu_util", "gpu_utilization", "memory_utilization", "vram_fraction",
+    ),
+    "max_num_seqs": (
+        "max_batch_size", "max_concurrent_requests", "max_running_requests", "parallel", "n_parallel",
+        "num_parallel", "max_num_sequences", "max_seqs", "concurrency",
+    ),
+    "max_num_batched_tokens": (
+        "max_batch_tokens", "max_batch_total_tokens", "max_batch_prefill_tokens", "n_batch", "n_ubatch",
+        "ubatch_size", "chunked_prefill_size", "max_prefill_tokens",
+    ),
+    "model": ("model_id", "model_name", "model_path", "model_name_or_path", "repo_id", "repo", "hf_model", "hf_repo", "model_repo"),
+    "model_revision": ("revision", "hf_revision", "model_version", "model_commit", "commit", "code_revision"),
+    "served_model_name": ("alias", "model_alias", "served_name", "served_model", "public_name"),
+    "dtype": ("torch_dtype", "precision", "data_type"),
+    "gpus": ("devices", "device_ids", "gpu_ids", "gpu_indices", "cuda_visible_devices", "hip_visible_devices"),
+    "environment": ("env", "envs", "env_vars", "environment_variables", "variables"),
+    "image": ("docker_image", "container_image", "image_name"),
+    "shm_size": ("shm", "shared_memory", "shm_size_gb"),
+}  # fmt: skip
+_ALIASES = {alias: ours for ours, aliases in _CONVENTIONS.items() for alias in aliases}
+# Secrets written as a key of a section where this project reads them from a key of their own (set with
+# `pulumi config set --secret`): by section ("" for the top), the names, and the project's key.
+_SECRETS_ELSEWHERE: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
+    "": (
+        (("api_key", "vllm_key", "server_api_key", "openai_api_key"), "vllm_api_key"),
+        (("huggingface_token", "hugging_face_hub_token", "hf_api_key", "hf_hub_token", "hf_key"), "hf_token"),
+        (("master_key", "litellm_master_key", "litellm_api_key"), "gateway_api_key"),
+        (("infinity_api_key", "embedding_api_key"), "embeddings_api_key"),
+        (("grafana_password", "admin_password", "gf_security_admin_password"), "grafana_admin_password"),
+        (("webui_admin_password", "open_webui_admin_password", "chat_admin_password"), "chat_ui_admin_password"),
+        (("ssh_key", "private_key", "identity_file", "ssh_identity"), "ssh_private_key"),
+    ),
+    "servers": (
+        (("hf_token", "huggingface_token", "hugging_face_hub_token", "hf_api_key", "token"), "hf_token"),
+        (("vllm_api_key", "key", "master_key"), "vllm_api_key"),
+    ),
+    "embeddings": (
+        (("api_key", "key", "embeddings_api_key", "infinity_api_key"), "embeddings_api_key"),
+        (("hf_token", "huggingface_token", "token"), "hf_token"),
+    ),
+    "gateway": ((("api_key", "key", "master_key", "litellm_master_key", "gateway_api_key"), "gateway_api_key"),),
+    "monitoring": (
+        (("admin_password", "password", "grafana_password", "grafana_admin_password"), "grafana_admin_password"),
+    ),
+    "chat_ui": (
+        (("admin_password", "password", "chat_ui_admin_password", "webui_admin_password"), "chat_ui_admin_password"),
+    ),
+    "hosts": (
+        (
+            ("ssh_key", "private_key", "ssh_private_key", "identity_file", "key_file", "password", "ssh_password"),
+            "ssh_private_key",
+        ),
+    ),
+}
+
+
+def _plain_name(name: str) -> str:
+    """`--max-model-len`, `Max-Model-Len` and `max_model_len` alike."""
+    return name.lstrip("-").replace("-", "_").lower()
+
+
+def secret_elsewhere(name: str, section: str) -> str | None:
+    """The project's own secret key for a secret written under `section` as `name`, or None."""
+    plain = _plain_name(name)
+    for names, key in _SECRETS_ELSEWHERE.get(section, ()):
+        if plain in names:
+            return key
+    return None
+
+
+def unknown_key_message(name: str, allowed: Iterable[str], section: str = "") -> str:
+    """`section` is the top-level key the name is under (`servers`, `embeddings`...; "" for the top)."""
+    allowed = sorted(allowed)
+    secret = secret_elsewhere(name, section)
+    if secret is not None and secret not in allowed:
+        login = (
+            " (log in with a key, never a password)"
+            if _plain_name(name).endswith("password") and section == "hosts"
+            else ""
+        )
+        return (
+            f"is not a known key: this project reads that secret from {NAMESPACE}:{secret}, a key of its own{login}, "
+            f"set with `pulumi config set --secret {NAMESPACE}:{secret} ...`; remove it from here, where it is in "
+            "plain text (and replace the secret if the file was shared or committed)"
+        )
+    ours = _ALIASES.get(_plain_name(name))
+    if ours is None and _plain_name(name) in allowed and _plain_name(name) != name:
+        ours = _plain_name(name)
+    if ours is not None and ours in allowed:
+        return (
+            f"is not a known key (did you mean {ours!r}? this project's name for {name}); allowed: {', '.join(allowed)}"
+        )
     return "is not a known key" + suggestion(name, allowed)
 
 
@@ -123,7 +235,7 @@ def message(err: Mapping[str, Any], root: type[BaseModel]) -> str:
     module, so it is given, not imported)."""
     kind = err["type"]
     ctx = err.get("ctx") or {}
-    got = _show(err.get("input"))
+    got = shown(err.get("input"))
     if kind == "rocm":
         return str(ctx["text"])
     if kind == "missing":
@@ -132,7 +244,8 @@ def message(err: Mapping[str, Any], root: type[BaseModel]) -> str:
         model = _model_at(root, tuple(err["loc"]))
         allowed = model.model_fields.keys() if model else ()
         internal = {"secrets", "single"}
-        return unknown_key_message(str(err["loc"][-1]), [a for a in allowed if a not in internal])
+        section = str(err["loc"][0]) if len(err["loc"]) > 1 else ""
+        return unknown_key_message(str(err["loc"][-1]), [a for a in allowed if a not in internal], section)
     for prefix, words in _TYPE_WORDS.items():
         if kind in (f"{prefix}_type", f"{prefix}_parsing", f"{prefix}_from_float"):
             return f"must be {words}, got {got}"

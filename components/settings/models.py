@@ -32,10 +32,11 @@ from components.planning.catalog import Architecture
 from components.planning.secrets import (
     PROJECT_SECRET_ENV,
     credential_in_url,
+    credential_in_value,
     credential_in_words,
     secret_in_environment,
 )
-from components.settings.errors import THIS_KEY
+from components.settings.errors import THIS_KEY, shown
 from components.settings.errors import invalid as _invalid
 
 
@@ -64,7 +65,7 @@ def size_bytes(text: str) -> int:
 def _check_image(value: str) -> str:
     # A reference with neither tag nor digest means `latest`: a warning, not an error (see _warnings).
     if any(c.isspace() for c in value):
-        raise _invalid(f"must be an image reference like repo/name:tag, got {value!r}")
+        raise _invalid(f"must be an image reference like repo/name:tag, got {shown(value)}")
     return value
 
 
@@ -111,40 +112,52 @@ def revision_advice(repo: str, revision: str, key: str = "model_revision") -> st
     return f"write {key}: {revision} (a branch or tag), or a commit's 40 hex digits"
 
 
+def _not_a_secret(value: str) -> str:
+    """A name that goes on a command line and into the outputs (a model's id, its served name): never a secret,
+    and never shown when it looks like one."""
+    found = credential_in_value(value)
+    if found:
+        raise _invalid(
+            f"holds {found}, which would show in clear in the plan, on the server's command line and in the outputs: "
+            "this key takes a name, never a secret; if what is written here is one, replace it wherever it was used"
+        )
+    return value
+
+
 def _hub_id(value: str) -> str:
     # The server downloads the model inside its container, where no host path is mounted.
     pip = pinned_pip_style(value)
     if pip is not None:
         repo, revision = pip
         raise _invalid(
-            f"is {value!r}, a revision written pip's way (NAME@REVISION), which the Hub does not read: write "
+            f"is {shown(value)}, a revision written pip's way (NAME@REVISION), which the Hub does not read: write "
             f"model: {repo} and give the revision its own key: {revision_advice(repo, revision)}"
         )
     page = hub_page(value)
     if page is not None and page[1] is not None:
         raise _invalid(
-            f"is {value!r}, the Hub page of a revision: write model: {page[0]} and give the revision its own key: "
+            f"is {shown(value)}, the Hub page of a revision: write model: {page[0]} and give the revision its own key: "
             f"{revision_advice(page[0], page[1])}"
         )
     if "://" in value:
         raise _invalid(
-            f"is {value!r}, a URL: give the model's Hugging Face Hub id, the org/name part of its huggingface.co "
+            f"is {shown(value)}, a URL: give the model's Hugging Face Hub id, the org/name part of its huggingface.co "
             "address (e.g. Qwen/Qwen2.5-7B-Instruct-AWQ)"
         )
     if value.startswith(("/", ".", "~")) or "\\" in value or value.count("/") > 1:
         raise _invalid(
-            f"is {value!r}, a local path: the server looks for it inside its container, where nothing mounts it; "
+            f"is {shown(value)}, a local path: the server looks for it inside its container, where nothing mounts it; "
             "give the model's Hugging Face Hub id (org/name, e.g. Qwen/Qwen2.5-7B-Instruct-AWQ): the model is "
             "downloaded into the cache volume"
         )
     if not _HUB_ID.match(value) or ".." in value or value.endswith((".", "-")):
         raise _invalid(
-            f"must be a Hugging Face Hub id like org/name (e.g. Qwen/Qwen2.5-7B-Instruct-AWQ), got {value!r}"
+            f"must be a Hugging Face Hub id like org/name (e.g. Qwen/Qwen2.5-7B-Instruct-AWQ), got {shown(value)}"
         )
     return value
 
 
-HubId = Annotated[StrictStr, Field(min_length=1), AfterValidator(_hub_id)]
+HubId = Annotated[StrictStr, Field(min_length=1), AfterValidator(_not_a_secret), AfterValidator(_hub_id)]
 
 
 class GpuNode(_Model):
@@ -161,8 +174,8 @@ class GpuNode(_Model):
     def _quoted_pci(cls, value: Any) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
             raise _invalid(
-                f'must be quoted, as in pci: "0000:03:00.0": unquoted, YAML 1.1 (the plan\'s reader) takes digits '
-                f"separated by colons for a base-60 number, and read {value!r}"
+                f'must be a PCI address such as "0000:03:00.0" (domain:bus:device.function), got the number '
+                f"{shown(value)}; a YAML 1.1 tool reads an unquoted address as a base-60 number, so quote it"
             )
         return value
 
@@ -217,7 +230,22 @@ class HostSettings(_Model):
             )
         if value.startswith("unix:///") or re.match(r"^ssh://([^@/\s]+@)?[^@/\s:]+(:\d+)?$", value):
             return value
-        raise _invalid(f"must be unix:///path/to/docker.sock or ssh://user@host[:port], got {value!r}")
+        raise _invalid(f"must be unix:///path/to/docker.sock or ssh://user@host[:port], got {shown(value)}")
+
+    @field_validator("ssh_host_key", mode="before")
+    @classmethod
+    def _public_host_key(cls, value: Any) -> Any:
+        found = credential_in_value(value) if isinstance(value, str) else None
+        if found and not re.match(r"^(ssh-|ecdsa-)", value):
+            # Never echoed. A known_hosts entry holds the server's public key; what was pasted is a secret.
+            raise _invalid(
+                f"holds {found}, not a host's public key: the host key is the server's public key as known_hosts "
+                "holds it (`ssh-ed25519 AAAA...`, which python -m components.discover --ssh records, or "
+                "`ssh-keyscan HOST`); the key you log in with goes into the secret rocm-inference:ssh_private_key "
+                "(pulumi config set --secret rocm-inference:ssh_private_key < KEYFILE). What was pasted here is in "
+                "plain text in the stack file: remove it, and replace that key if the file was shared or committed"
+            )
+        return value
 
     @field_validator("ssh_opts")
     @classmethod
@@ -242,7 +270,7 @@ class HostSettings(_Model):
         if _HOST_NAME.match(value):
             return value
         raise _invalid(
-            f"must be a host name or an IP address, without scheme, port or path (the URLs add those), got {value!r}"
+            f"must be a host name or an IP address, without scheme, port or path (the URLs add those), got {shown(value)}"
         )
 
     @field_validator("bind")
@@ -251,7 +279,7 @@ class HostSettings(_Model):
         try:
             address = ipaddress.ip_address(value)
         except ValueError:
-            raise _invalid(f"must be an IP address such as 127.0.0.1, got {value!r}") from None
+            raise _invalid(f"must be an IP address such as 127.0.0.1, got {shown(value)}") from None
         if address.is_unspecified:
             # vLLM's /metrics (and /health, /tokenize...) are open by design, whatever its API key.
             raise _invalid(
@@ -315,9 +343,9 @@ def _shm(value: str) -> str:
     try:
         size = size_bytes(value)
     except ValueError:
-        raise _invalid(f"must be a size like 16g, 512m or 1gb, got {value!r}") from None
+        raise _invalid(f"must be a size like 16g, 512m or 1gb, got {shown(value)}") from None
     if size % (1 << 20) or size < 64 << 20:
-        raise _invalid(f"must be a whole number of MiB and at least 64m, got {value!r}")
+        raise _invalid(f"must be a whole number of MiB and at least 64m, got {shown(value)}")
     return value
 
 
@@ -364,7 +392,7 @@ def _volume_name(value: Any) -> Any:
     exist on a remote host beforehand, with the owner the image runs as, and nothing would check either."""
     if isinstance(value, str) and (value.startswith(("/", ".", "~")) or "/" in value or "\\" in value):
         raise _invalid(
-            f"is {value!r}, a host path: this key names a Docker volume, which the project creates and keeps (a "
+            f"is {shown(value)}, a host path: this key names a Docker volume, which the project creates and keeps (a "
             "bind mount of a host folder is not supported): give a volume name such as open-webui-data; to have "
             "the data in a folder, copy it out of the volume (docker run --rm -v VOLUME:/from -v FOLDER:/to "
             "busybox cp -a /from/. /to)"
@@ -398,11 +426,11 @@ def _architecture_json(value: str, info: ValidationInfo) -> Any:
         return json.loads(path.read_text())
     except OSError as exc:
         raise _invalid(
-            f"is {value!r}, which cannot be read beside the stack file ({path}): {exc.strerror}; the path is "
+            f"is {shown(value)}, which cannot be read beside the stack file ({path}): {exc.strerror}; the path is "
             "relative to the stack file's folder"
         ) from None
     except ValueError as exc:
-        raise _invalid(f"is {value!r}, which is not a JSON config.json: {exc}") from None
+        raise _invalid(f"is {shown(value)}, which is not a JSON config.json: {exc}") from None
 
 
 # Keys only a model's config.json has (a multimodal one keeps the language model's under text_config).
@@ -489,7 +517,7 @@ class ServerSettings(_Model):
     model: HubId
     # A Hub revision (commit or tag) of the model: the download and the server both use it.
     model_revision: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9._/-]+$")] | None = None
-    served_model_name: StrictStr | None = None
+    served_model_name: Annotated[StrictStr, AfterValidator(_not_a_secret)] | None = None
     gpus: tuple[NonNegative, ...]
     tensor_parallel_size: Annotated[StrictInt, Field(ge=1)]
     max_model_len: Annotated[StrictInt, Field(ge=16, le=10_485_760)]
@@ -540,7 +568,7 @@ class ServerSettings(_Model):
         wrong = _not_a_config(content)
         if wrong:
             raise _invalid(
-                f"is {value!r}, which {wrong}, not the model's config.json: give the path of its config.json, a "
+                f"is {shown(value)}, which {wrong}, not the model's config.json: give the path of its config.json, a "
                 "JSON object with hidden_size, num_hidden_layers, ... from the model's Hub repository (or let "
                 "python -m components.model ORG/NAME --write STACK write its architecture)"
             )
@@ -557,7 +585,7 @@ class ServerSettings(_Model):
         if pip is not None:
             repo, revision = pip
             raise _invalid(
-                f"is {value!r}, a model and revision written pip's way (NAME@REVISION): the model goes in model "
+                f"is {shown(value)}, a model and revision written pip's way (NAME@REVISION): the model goes in model "
                 f"({repo}), and here only the revision: {revision_advice(repo, revision)}"
             )
         page = hub_page(value)
@@ -566,7 +594,7 @@ class ServerSettings(_Model):
         repo, named = page
         if named is None:
             raise _invalid(
-                f"is {value!r}, a Hub address that names no revision: give a branch, a tag or a commit's 40 hex "
+                f"is {shown(value)}, a Hub address that names no revision: give a branch, a tag or a commit's 40 hex "
                 "digits (or the address of the commit's page, huggingface.co/ORG/NAME/commit/<40 hex digits>)"
             )
         if model is not None and repo.lower() != model.lower():
@@ -654,7 +682,7 @@ def _retention(value: Any) -> Any:
         # cmd/prometheus/main.go L621-627 at v2.55.1: a zero retention.time is taken as unset, and with no
         # size limit the default of 15d applies.
         raise _invalid(
-            f"is {value!r}: Prometheus takes a zero retention as unset and keeps its default of 15d, not nothing "
+            f"is {shown(value)}: Prometheus takes a zero retention as unset and keeps its default of 15d, not nothing "
             "and not forever: give the time to keep, e.g. 15d or 30d"
         )
     return value
@@ -688,9 +716,11 @@ def _email(value: str) -> str:
     """Open WebUI's own rule for an account's email (open-webui 0.12.4 utils/misc.py L888-892,
     validate_email_format), and lower case, as it stores them (utils/auth.py L648)."""
     if re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+|[^@\s]+@localhost", value) is None:
-        raise _invalid(f"is {value!r}, not an email address Open WebUI accepts: name@domain.tld, or name@localhost")
+        raise _invalid(
+            f"is {shown(value)}, not an email address Open WebUI accepts: name@domain.tld, or name@localhost"
+        )
     if value != value.lower():
-        raise _invalid(f"is {value!r}: Open WebUI keeps emails in lower case; write {value.lower()!r}")
+        raise _invalid(f"is {shown(value)}: Open WebUI keeps emails in lower case; write {shown(value.lower())}")
     return value
 
 

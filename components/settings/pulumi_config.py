@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Any
 import pulumi
 
 from components.planning.rules import check_stack
-from components.settings.errors import NAMESPACE
+from components.settings.errors import NAMESPACE, StackConfigError
 from components.settings.models import CONFIG_KEYS, SECRET_KEYS
 from components.settings.stackfile import (
     StackFile,
@@ -140,7 +141,13 @@ def load_from_pulumi(
     present += [path for path in nested if path.startswith("monitoring.")]
     present += [f"{service}.environment.{name}" for service, names in environment.items() for name in names]
     found = [*written.misspelled, *plain_secret_problems(written)] if written else []
+    warned = [w.line(source) for w in written.warned] if written else []
     # `architecture_file` is beside the stack file: under `pulumi up` (the project directory as the current
     # directory) and in the plan (`--file some/dir/Pulumi.x.yaml`, from anywhere) alike.
     checks = (check_stack, *extra_checks)
-    return validate(values, present, source, checks, found, stack_file.parent), secrets
+    try:
+        loaded = validate(values, present, source, checks, found, stack_file.parent)
+    except StackConfigError as exc:
+        # a section under a namespace that is almost ours explains a key of ours said to be missing
+        raise StackConfigError([*exc.lines, *warned]) from None
+    return dataclasses.replace(loaded, warnings=(*warned, *loaded.warnings)), secrets
