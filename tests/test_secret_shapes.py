@@ -37,7 +37,7 @@ SHAPES: list[tuple[str, str, str, str]] = [
     ("key in json", '[{"url": "http://tools:8000", "key": "J50nK3yValue9", "auth_type": "bearer"}]', "J50nK3yValue9", "a secret in a JSON object (key=)"),
     # query credentials
     ("?auth=", "https://feed.example.com/v1?auth=Au7hQueryVal", "Au7hQueryVal", "a secret in a URL's query (auth=)"),
-    ("?token= on wss", "wss://stream.example.com/ws?token=T0kQueryVal", "T0kQueryVal", "a secret in a URL's query (token=)"),
+    ("a SAS query alone", "sv=2022-11-02&se=2026&sp=r&sig=S1gQueryVal9", "S1gQueryVal9", "a secret in a URL's query (sig=)"),
     ("?code= (Azure Functions)", "https://f.azurewebsites.net/api/x?code=C0deQueryVal", "C0deQueryVal", "a secret in a URL's query (code=)"),
     ("?key= without a scheme", "proxy.lan:3128/feed?key=K3yQueryVal", "K3yQueryVal", "a secret in a URL's query (key=)"),
     # user:password@host with no scheme
