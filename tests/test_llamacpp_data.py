@@ -49,7 +49,12 @@ def _check_source(where: str, entry: dict[str, Any]) -> None:
     source = entry["source"]
     assert SOURCE_FILE.match(source) or SOURCE_THREAD.match(source), (where, source)
     if SOURCE_THREAD.match(source):
-        assert entry["comment_by"] and re.match(r"^\d{4}-\d\d-\d\d$", str(entry["date"])), where
+        # a post in a thread is found by its author and its place in the thread or its date
+        assert entry["comment_by"], where
+        date, turn = entry.get("date"), entry.get("turn")
+        assert date is None or re.match(r"^\d{4}-\d\d-\d\d$", str(date)), (where, date)
+        assert turn is None or (isinstance(turn, int) and turn >= 0), (where, turn)
+        assert date is not None or turn is not None, (where, "neither a date nor a turn")
     for key, value in entry.items():
         if key == "line" or key.endswith("_line"):
             assert isinstance(value, int) and value > 0, (where, key, value)
@@ -61,7 +66,7 @@ def _check_source(where: str, entry: dict[str, Any]) -> None:
 
 def test_the_folder_holds_what_its_readme_describes() -> None:
     names = sorted(p.name for p in LLAMACPP.iterdir())
-    assert names == ["README.md", "bench.yaml", "images.yaml"]
+    assert names == ["README.md", "bench.yaml", "images.yaml", "startup_logs.yaml"]
     readme = (LLAMACPP / "README.md").read_text()
     for name in names[1:]:
         assert f"`{name}`" in readme, name
@@ -85,6 +90,12 @@ def test_every_image_names_its_source_entrypoint_and_server() -> None:
         assert other["image"] is None
 
 
+def _owner_repo(source: str) -> str:
+    if source.startswith("https://github.com/"):
+        return "/".join(source.split("/")[3:5])
+    return source.split("@")[0]
+
+
 def _points() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     doc = _load("bench.yaml")
     return doc["held_out_rule"], doc["points"]
@@ -99,14 +110,15 @@ def test_every_speed_point_has_a_source_a_class_and_sane_units() -> None:
         _check_source(where, point)
         _check_no_text(where, point)
         assert point["set"] in ("dev", "heldout"), where
-        owner_repo = point["source"].split("@")[0]
+        owner_repo = _owner_repo(point["source"])
         assert owner_repo in rule[point["set"]], (where, owner_repo, "the held-out rule is by source")
         assert TEST_NAME.match(point["test"]), (where, point["test"])
         assert 0.5 < point["tokens_per_s"] < 20000, (where, point["tokens_per_s"])
         assert point["tool"] in ("llama-bench", "llama-server"), where
         assert point["backend"] in ("ROCm", "Vulkan"), where
         assert point["quant"] and (point.get("model_file") or point.get("model_type")), where
-        assert isinstance(point["num_gpus"], int) and 1 <= point["num_gpus"] <= 16, where
+        gpus = point["num_gpus"]
+        assert gpus is None or (isinstance(gpus, int) and 1 <= gpus <= 16), where
         size_bytes, size_gib = point.get("model_size_bytes"), point.get("model_size_gib")
         assert size_bytes is None or 1e8 < size_bytes < 1e12, where
         assert size_gib is None or 0.1 < size_gib < 1000, where
@@ -123,6 +135,62 @@ def test_the_speed_data_reaches_across_models_quantizations_and_both_classes() -
         assert len({p["quant"] for p in chosen}) >= 4, cls
         assert any(p["test"].startswith("pp") for p in chosen) and any(p["test"].startswith("tg") for p in chosen)
     assert len(points) >= 40
+
+
+def _logs() -> list[dict[str, Any]]:
+    logs: list[dict[str, Any]] = _load("startup_logs.yaml")["logs"]
+    return logs
+
+
+def _mib_values(entry: dict[str, Any]) -> list[float]:
+    """Every buffer size the entry copies from its log: the keys ending in _mib and the per-device maps."""
+    found: list[float] = []
+    for key, value in entry.items():
+        if isinstance(value, dict):
+            if key.endswith("_mib"):
+                found += list(value.values())
+            else:
+                found += _mib_values(value)
+        elif key.endswith("_mib"):
+            found.append(value)
+    return found
+
+
+def test_every_startup_log_names_its_post_and_copies_buffer_sizes() -> None:
+    logs = _logs()
+    ids = [log["id"] for log in logs]
+    assert len(ids) == len(set(ids))
+    for log in logs:
+        where = log["id"]
+        _check_source(where, log)
+        _check_no_text(where, log)
+        assert log["set"] in ("dev", "heldout"), where
+        # dev logs come from gfx906 boards; the held-out ones from other GPUs
+        assert (log.get("gpu_arch") == "gfx906") == (log["set"] == "dev"), where
+        assert log["backend"] in ("ROCm", "Vulkan", "CUDA"), where
+        assert log["printed"] and set(log["printed"]) <= {
+            "metadata",
+            "shape",
+            "command",
+            "model",
+            "context",
+            "kv",
+            "compute",
+        }
+        sizes = _mib_values(log)
+        assert sizes, (where, "no buffer size")
+        # sizes are MiB with two decimals as llama.cpp prints them; none is negative or beyond 1 TiB
+        assert all(isinstance(v, float) and 0 <= v < 1024 * 1024 for v in sizes), (where, sizes)
+        kv = log.get("kv", {})
+        if "total_mib" in kv and "k_mib" in kv and "v_mib" in kv:
+            assert abs(kv["k_mib"] + kv["v_mib"] - kv["total_mib"]) < 0.02, where
+        if "per_device_mib" in kv and "total_mib" in kv:
+            assert abs(sum(kv["per_device_mib"].values()) - kv["total_mib"]) < 0.05, where
+
+
+def test_the_startup_logs_hold_both_classes() -> None:
+    sets = [log["set"] for log in _logs()]
+    assert sets.count("dev") >= 4 and sets.count("heldout") >= 5
 
 
 @pytest.mark.parametrize("bad", ['the model "ran" fine', "x" * (LONGEST_VALUE + 1)])
