@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -357,3 +358,75 @@ def test_a_commit_page_of_the_model_is_taken_as_its_revision(
 ) -> None:
     assert tool.main(argv) == 0
     assert recorded == [("Qwen/Qwen3-30B-A3B", COMMIT)]
+
+
+# --------------------------------------------------------------------------- GGUF and MLX repositories (issue 27)
+
+# An MLX conversion's config.json: the checkpoint's keys with mlx-lm's own quantization block.
+MLX_CONFIG = {
+    **json.loads((CONFIGS / "Qwen--Qwen2.5-7B-Instruct.json").read_text()),
+    "quantization": {"group_size": 64, "bits": 4},
+}
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    """A Hub of repositories by id: a dict config.json, or a list of file names (no config.json)."""
+    import httpx2
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    repos: dict[str, Any] = {}
+
+    def download(repo_id: str, filename: str, revision: str | None, token: str | None) -> str:
+        held = repos[repo_id]
+        if isinstance(held, list):
+            url = f"https://huggingface.co/{repo_id}/resolve/main/{filename}"
+            raise RemoteEntryNotFoundError("404", response=httpx2.Response(404, request=httpx2.Request("GET", url)))
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(held))
+        return str(path)
+
+    def files(repo_id: str, revision: str | None, token: str | None) -> list[str]:
+        held = repos[repo_id]
+        return held if isinstance(held, list) else ["config.json", "model.safetensors"]
+
+    monkeypatch.setattr(tool, "hf_hub_download", download)
+    monkeypatch.setattr(tool, "list_repo_files", files)
+    return repos
+
+
+@pytest.mark.parametrize(
+    ("repo", "held", "said"),
+    [
+        ("TheBloke/Qwen2.5-7B-Instruct-GGUF", None, "a GGUF repository (its name says GGUF)"),
+        ("someone/qwen-small", ["README.md", "qwen-q4_k_m.gguf", "qwen-q8_0.gguf"], "a GGUF repository (its files are"),
+        ("mlx-community/Qwen2.5-7B-Instruct-4bit", None, "an MLX repository (it is published by mlx-community)"),
+        ("lmstudio-community/Qwen2.5-7B-Instruct-MLX-4bit", None, "an MLX repository (its name says MLX)"),
+        ("someone/qwen-4bit", MLX_CONFIG, "an MLX repository (its config.json has MLX's top-level quantization"),
+    ],
+)
+def test_a_gguf_or_mlx_repository_is_named_for_what_it_is(
+    repo: str, held: Any, said: str, hub: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    if held is not None:
+        hub[repo] = held
+    assert tool.main([repo]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"model: {repo} is {said}" in err[0], err
+    assert "vLLM does not load here" in err[0] and "AWQ or GPTQ" in err[0] and "architecture" not in err[0]
+
+
+def test_a_repository_without_config_json_or_gguf_files_says_so(
+    hub: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub["someone/notes"] = ["README.md", "notes.txt"]
+    assert tool.main(["someone/notes"]) == 1
+    assert "model: someone/notes has no config.json: it is not a Hugging Face checkpoint" in capsys.readouterr().err
+
+
+def test_a_checkpoint_whose_name_only_resembles_mlx_is_read(
+    hub: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub["someone/mlxtend-7b"] = json.loads((CONFIGS / "Qwen--Qwen2.5-7B-Instruct.json").read_text())
+    assert tool.main(["someone/mlxtend-7b"]) == 0
+    assert "architecture:" in capsys.readouterr().out

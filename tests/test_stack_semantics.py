@@ -219,3 +219,35 @@ def test_the_gateways_host_with_a_loopback_address_is_warned_with_the_gateways_u
 def test_an_address_that_matches_the_bind_is_not_warned(bind: str, address: str) -> None:
     values = set_key(set_key(values_of("small-chat"), "host.bind", bind), "host.address", address)
     assert not [w for w in _warnings(values, SMALL_SECRETS) if "host.address" in w]
+
+
+# --------------------------------------------------------------------------- 15: GGUF and MLX repositories as models
+
+
+@pytest.mark.parametrize(
+    ("model", "said"),
+    [
+        ("TheBloke/Qwen2.5-14B-Instruct-GGUF", "a GGUF repository (its name says GGUF)"),
+        ("bartowski/Qwen2.5-14B-Instruct-gguf", "a GGUF repository (its name says GGUF)"),
+        ("mlx-community/Qwen2.5-14B-Instruct-4bit", "an MLX repository (it is published by mlx-community)"),
+        ("lmstudio-community/Qwen2.5-14B-Instruct-MLX-4bit", "an MLX repository (its name says MLX)"),
+    ],
+)
+def test_a_gguf_or_mlx_repository_as_a_vllm_model_says_what_it_is(model: str, said: str) -> None:
+    [line] = errors(set_key(values_of("small-chat"), "vllm.model", model))
+    assert line.startswith(f"Pulumi.test.yaml: rocm-inference:vllm.model is {model!r}, {said}")
+    assert "vLLM does not load here" in line and "AWQ or GPTQ" in line
+    assert "python -m components.model" not in line  # the advice that cannot work
+
+
+def test_an_architecture_with_mlx_quantization_is_an_mlx_repository() -> None:
+    from tests.test_model_tool import MLX_CONFIG
+
+    values = set_key(values_of("small-chat"), "vllm.model", "someone/qwen-4bit")
+    [line] = errors(set_key(values, "vllm.architecture", MLX_CONFIG))
+    assert "rocm-inference:vllm.model is 'someone/qwen-4bit', an MLX repository (its config.json has MLX's" in line
+
+
+def test_names_that_only_resemble_gguf_or_mlx_are_not_taken_for_them() -> None:
+    [line] = errors(set_key(values_of("small-chat"), "vllm.model", "someone/mlxtend-7b"))
+    assert "which is not in the model catalog" in line

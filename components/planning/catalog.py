@@ -145,6 +145,9 @@ class Architecture(_ConfigJson):
     tie_word_embeddings: StrictBool | None = None
     torch_dtype: Dtype = Field("float16", validation_alias=AliasChoices("torch_dtype", "dtype"))
     quantization_config: QuantizationConfig | None = None
+    # MLX's own quantization block (mlx-lm writes {group_size, bits} here): kept to tell such a repository
+    # apart (components/planning/formats.py), never read as a checkpoint's quantization.
+    quantization: dict[StrictStr, Any] | None = None
     # Mixture of experts (vLLM FusedMoE; qwen2_moe.py/qwen3_moe.py/mixtral.py/deepseek_v2.py).
     num_experts: Annotated[StrictInt, Field(ge=0)] | None = Field(
         None, validation_alias=AliasChoices("num_experts", "num_local_experts", "n_routed_experts")

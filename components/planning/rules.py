@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from components.planning import advice
 from components.planning.calibration import efficiency_of
 from components.planning.catalog import Architecture, Catalog, Gpu, Image, load_catalog
+from components.planning.formats import foreign_format, not_served
 from components.planning.health import RESTART_DEADLINE_S, STALL_MIN_S, stall_seconds
 from components.planning.memory import DEFAULT_PROFILE, PROFILES, Capacity, MemoryInputs, default_batch, plan
 from components.planning.performance import Efficiency, Performance, Server, Workload, performance, scaled_prefill
@@ -163,6 +164,10 @@ def assess(s: ServerContext, catalog: Catalog) -> Assessment:
         hint = suggestion(s.host.gpu, catalog.gpus)
         return Assessment([Problem("host.gpu", f"is {s.host.gpu!r}: not a GPU of the catalog{hint}")])
     arch, where = architecture_of(s, catalog)
+    config = arch.model_dump(include={"quantization", "quantization_config"}, exclude_none=True) if arch else None
+    kind, evidence = foreign_format(s.vllm.model, config)
+    if kind:
+        return Assessment([Problem("vllm.model", f"is {s.vllm.model!r}, {not_served(s.vllm.model, kind, evidence)}")])
     cased = [m for m in catalog.models if m.lower() == s.vllm.model.lower()]
     if arch is None and cased:
         return Assessment(

@@ -34,6 +34,7 @@ import yaml
 from pydantic import ValidationError
 
 from components.planning.catalog import Architecture, QuantizationConfig, VisionConfig, load_catalog
+from components.planning.formats import foreign_format, not_served
 from components.planning.gguf import GgufError, GgufFacts
 from components.planning.memory import DTYPE_BYTES, GiB, kv_bytes_per_token, weights_bytes_per_rank
 from components.planning.rules import tensor_parallel_rules
@@ -155,11 +156,19 @@ def hf_hub_download(repo_id: str, filename: str, revision: str | None, token: st
     return download(repo_id=repo_id, filename=filename, revision=revision, token=token)
 
 
+def list_repo_files(repo_id: str, revision: str | None, token: str | None) -> list[str]:
+    """The repository's file names (a seam for tests)."""
+    from huggingface_hub import HfApi
+
+    return HfApi().list_repo_files(repo_id, revision=revision, token=token)
+
+
 def fetch_config(model: str, revision: str | None = None) -> dict[str, Any]:
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
         LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
@@ -173,6 +182,19 @@ def fetch_config(model: str, revision: str | None = None) -> dict[str, Any]:
         raise ModelError(f"{model} has no revision {revision!r}") from None
     except RepositoryNotFoundError:
         raise ModelError(f"{model} is not a model on the Hugging Face Hub (or is private: set HF_TOKEN)") from None
+    except RemoteEntryNotFoundError:
+        # No config.json: a repository of another format (GGUF has none), or no model at all.
+        try:
+            files = list_repo_files(model, revision, token)
+        except (HfHubHTTPError, OSError):
+            files = []
+        kind, evidence = foreign_format(model, files=files)
+        if kind:
+            raise ModelError(f"{model} is {not_served(model, kind, evidence)}") from None
+        raise ModelError(
+            f"{model} has no config.json: it is not a Hugging Face checkpoint vLLM can load (config.json and "
+            "safetensors weights)"
+        ) from None
     except LocalEntryNotFoundError:
         raise ModelError(
             f"cannot reach the Hugging Face Hub and {model}'s config.json is not in the local cache: "
@@ -412,7 +434,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"a stack that serves it needs no architecture block, nothing written to {path.name} "
                     "(--override-catalog writes one that overrides the catalog's)"
                 )
+        kind, evidence = foreign_format(model)
+        if kind:
+            raise ModelError(f"{model} is {not_served(model, kind, evidence)}")
         config = fetch_config(model, revision)
+        kind, evidence = foreign_format(model, config)
+        if kind:
+            raise ModelError(f"{model} is {not_served(model, kind, evidence)}")
         block = architecture_block(config)
         try:
             arch = Architecture.model_validate(block)
