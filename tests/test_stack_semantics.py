@@ -237,7 +237,7 @@ def test_a_gguf_or_mlx_repository_as_a_vllm_model_says_what_it_is(model: str, sa
     [line] = errors(set_key(values_of("small-chat"), "vllm.model", model))
     assert line.startswith(f"Pulumi.test.yaml: rocm-inference:vllm.model is {model!r}, {said}")
     assert "vLLM does not load here" in line and "AWQ or GPTQ" in line
-    assert "python -m components.model" not in line  # the advice that cannot work
+    assert "--write STACK" not in line and "architecture" not in line  # the advice that cannot work
 
 
 def test_an_architecture_with_mlx_quantization_is_an_mlx_repository() -> None:
