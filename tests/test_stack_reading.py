@@ -73,10 +73,9 @@ def test_12_an_unquoted_date_in_an_environment_is_read_as_pulumi_reads_it(
     date: str, read: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text = with_vllm(f"    environment:\n      BUILD_DATE: {date}\n")
-    assert read_stack_file(written(tmp_path, text)).values["vllm"]["environment"]["BUILD_DATE"] == read
-    code, _out, err = plan(tmp_path, text, capsys)
-    assert code == 0 and "Traceback" not in err, err
-    envs = plan_stack(read_stack_file(written(tmp_path, text))).by_name("vllm-container").inputs["envs"]
+    stack = read_stack_file(written(tmp_path, text))
+    assert stack.values["vllm"]["environment"]["BUILD_DATE"] == read
+    envs = plan_stack(stack).by_name("vllm-container").inputs["envs"]
     assert f"BUILD_DATE={read}" in envs
 
 
