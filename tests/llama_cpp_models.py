@@ -34,6 +34,7 @@ class Shape:
     tied: bool = False  # no output.weight: llama.cpp duplicates token_embd for the output layer
     weights: str = "F16"  # the matrices' type (F16, Q8_0)
     description: int = 0  # a general.description of this many characters, to make the header long
+    ssm_state: int = 0  # Mamba2 (arch "mamba2"): the state size; inner size 2 x n_embd, conv kernel 4, one group
 
 
 def _name(kind: gguf.MODEL_TENSOR, layer: int | None = None) -> str:
@@ -61,12 +62,19 @@ def write_model(path: Path, s: Shape, split_max_tensors: int = 0) -> list[Path]:
     w.add_block_count(s.n_layer)
     w.add_context_length(s.n_ctx_train)
     w.add_embedding_length(s.n_embd)
-    w.add_feed_forward_length(s.n_ff)
-    w.add_head_count(s.n_head)
-    w.add_head_count_kv(s.n_head_kv)
-    w.add_key_length(s.head_dim)
-    w.add_value_length(s.head_dim)
-    w.add_rope_dimension_count(s.head_dim)
+    if s.arch == "mamba2":  # src/models/mamba2.cpp:4-10
+        w.add_ssm_conv_kernel(4)
+        w.add_ssm_inner_size(2 * s.n_embd)
+        w.add_ssm_state_size(s.ssm_state)
+        w.add_ssm_time_step_rank(2 * s.n_embd // s.head_dim)
+        w.add_ssm_group_count(1)
+    else:
+        w.add_feed_forward_length(s.n_ff)
+        w.add_head_count(s.n_head)
+        w.add_head_count_kv(s.n_head_kv)
+        w.add_key_length(s.head_dim)
+        w.add_value_length(s.head_dim)
+        w.add_rope_dimension_count(s.head_dim)
     w.add_layer_norm_rms_eps(1e-6)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if s.weights == "F16" else gguf.LlamaFileType.MOSTLY_Q8_0)
     if s.n_expert:
@@ -95,7 +103,19 @@ def write_model(path: Path, s: Shape, split_max_tensors: int = 0) -> list[Path]:
 
     q, kv = s.n_head * s.head_dim, s.n_head_kv * s.head_dim
     add(_name(T.TOKEN_EMBD), s.n_embd, s.n_vocab)
-    for i in range(s.n_layer):
+    for i in range(s.n_layer if s.arch == "mamba2" else 0):  # src/models/mamba2.cpp:36-85
+        inner, heads = 2 * s.n_embd, 2 * s.n_embd // s.head_dim
+        conv = inner + 2 * s.ssm_state
+        add(_name(T.ATTN_NORM, i), s.n_embd)
+        add(_name(T.SSM_IN, i), s.n_embd, inner + conv + heads)
+        add(_name(T.SSM_CONV1D, i), 4, conv, typ="F32")
+        add(gguf.TENSOR_NAMES[T.SSM_CONV1D].format(bid=i) + ".bias", conv)
+        add(gguf.TENSOR_NAMES[T.SSM_DT].format(bid=i) + ".bias", heads)
+        add(gguf.TENSOR_NAMES[T.SSM_A].format(bid=i), 1, heads, typ="F32")
+        add(gguf.TENSOR_NAMES[T.SSM_D].format(bid=i), 1, heads, typ="F32")
+        add(_name(T.SSM_NORM, i), inner, 1, typ="F32")
+        add(_name(T.SSM_OUT, i), inner, s.n_embd)
+    for i in range(0 if s.arch == "mamba2" else s.n_layer):
         add(_name(T.ATTN_NORM, i), s.n_embd)
         add(_name(T.ATTN_Q, i), s.n_embd, q)
         add(_name(T.ATTN_K, i), s.n_embd, kv)

@@ -41,6 +41,8 @@ ARCH_KEYS = (
     "ssm.inner_size",
     "ssm.state_size",
     "ssm.group_count",
+    "full_attention_interval",
+    "attention.recurrent_layers",
 )
 GENERAL_KEYS = ("general.architecture", "general.name", "general.file_type", "general.alignment", "split.count")
 

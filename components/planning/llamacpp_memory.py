@@ -199,6 +199,44 @@ def swa_layers(facts: GgufFacts) -> list[bool]:
     return [n == 0 or il % n < n - 1 for il in range(n_layer)]
 
 
+# Architectures whose every layer is recurrent (llama-arch.cpp:1071-1083, llama-model.cpp:1384), and those whose
+# recurrent layers are the ones without KV heads (src/models/jamba.cpp:12, granite-hybrid.cpp:24, plamo2.cpp:19,
+# lfm2.cpp:12) or all but every full_attention_interval-th (qwen3next.cpp:17-21, qwen35.cpp, qwen35moe.cpp,
+# minimax-01.cpp), unless attention.recurrent_layers lists them.
+RECURRENT = {"mamba", "mamba2", "falcon-h1"}
+RECURRENT_WITHOUT_KV_HEADS = {"jamba", "granitehybrid", "plamo2", "bailingmoe3", "kimi-linear"}
+RECURRENT_BY_INTERVAL = {"qwen3next", "qwen35", "qwen35moe", "minimax-01"}
+
+
+def recurrent_layers(facts: GgufFacts) -> list[bool]:
+    n_layer = facts.n_layer
+    listed = facts.get("attention.recurrent_layers")
+    if isinstance(listed, list):
+        return [bool(x) for x in listed[:n_layer]]
+    if facts.arch in RECURRENT:
+        return [True] * n_layer
+    if facts.arch in RECURRENT_WITHOUT_KV_HEADS:
+        return [h == 0 for h in facts.per_layer("attention.head_count_kv")]
+    if facts.arch in RECURRENT_BY_INTERVAL:
+        interval = int(facts.get("full_attention_interval", 4) or 4)
+        return [(il + 1) % interval != 0 for il in range(n_layer)]
+    return [False] * n_layer
+
+
+def state_bytes_per_sequence(facts: GgufFacts) -> tuple[int, int]:
+    """One sequence's recurrent state in one layer, (R, S) in bytes at f32: Mamba's convolution and SSM states
+    (llama-hparams.cpp:208-258: (d_conv - 1) x (d_inner + 2 x n_group x d_state), and d_state x d_inner)."""
+    if not any(recurrent_layers(facts)):
+        return 0, 0
+    d_conv = int(facts.get("ssm.conv_kernel", 0) or 0)
+    d_inner = int(facts.get("ssm.inner_size", 0) or 0)
+    d_state = int(facts.get("ssm.state_size", 0) or 0)
+    n_group = int(facts.get("ssm.group_count", 0) or 0)
+    if not (d_conv and d_inner and d_state):
+        raise LlamaCppPlanError(f"{facts.arch}'s recurrent state is not planned here (Mamba-style SSM layers are)")
+    return 4 * (d_conv - 1) * (d_inner + 2 * n_group * d_state), 4 * d_state * d_inner
+
+
 def _overrides(args: LlamaCppArgs) -> list[re.Pattern[str]]:
     patterns = [re.compile(p) for p in args.cpu_overrides]
     # llm_add_n_cpu_ffn_overrides: one pattern per layer below N (common/common.cpp)
@@ -304,8 +342,21 @@ def compute_buffers(
     n_layer = facts.n_layer
     e_in = ub * n_embd * f32
 
+    recurrent = recurrent_layers(facts)
+    state = sum(state_bytes_per_sequence(facts))
+    n_seq = max(args.n_parallel, 1)
+
+    def ssm(il: int) -> int:
+        """A Mamba layer's working set: its input projection, the convolution's input and output, the scan's
+        output and gate (d_in_proj + 2 conv + 2 d_inner per token), and the states of the batch's sequences."""
+        d_inner = int(facts.get("ssm.inner_size", 0) or 0)
+        conv = d_inner + 2 * int(facts.get("ssm.group_count", 0) or 0) * int(facts.get("ssm.state_size", 0) or 0)
+        proj = facts.by_name.get(f"blk.{il}.ssm_in.weight")
+        d_in_proj = proj.shape[1] if proj is not None else d_inner + conv
+        return ub * f32 * (d_in_proj + 2 * conv + 2 * d_inner) + n_seq * state
+
     def masks(layers: Sequence[int]) -> int:
-        kinds = {swa[il] for il in layers}
+        kinds = {swa[il] for il in layers if not recurrent[il]}
         return sum((swa_cells if kind else n_ctx_seq) * ub * mask_bytes for kind in kinds)
 
     def work(layers: Sequence[int]) -> int:
@@ -314,8 +365,11 @@ def compute_buffers(
         on_device = [il for il in layers if il < n_layer - 1 and il not in experts_on_host]
         ffn = ub * f32 * (3 * n_ff + 3 * n_embd + n_expert) if on_device else 0
         attn = ub * f32 * 3 * n_embd
+        attn = max([attn, *(ssm(il) for il in layers if recurrent[il])])
         if not args.flash_attn:
             for il in layers:
+                if recurrent[il]:
+                    continue
                 head_k = int(facts.get("attention.key_length", 0) or n_embd // heads[il])
                 kv = (heads_kv[il] or heads[il]) * head_k
                 scores = (swa_cells if swa[il] else n_ctx_seq) * heads[il] * ub * f32
@@ -379,6 +433,8 @@ def plan(facts: GgufFacts, args: LlamaCppArgs) -> LlamaCppMemory:
     host_kv = 0
     # llama-kv-cache.cpp:182-225: per layer with a KV cache, K [n_embd_k_gqa, cells, streams] and V likewise; V is
     # stored transposed without flash attention, padded to the largest layer's width (llama-kv-cache.cpp:164-183).
+    recurrent = recurrent_layers(facts)
+    attention = [not recurrent[il] and (heads_kv[il] or heads[il]) > 0 for il in range(facts.n_layer)]
     k_dims, v_dims = [], []
     for il in range(facts.n_layer):
         head_k = int(facts.get("attention.key_length", 0) or n_embd // max(heads[il], 1))
@@ -386,19 +442,27 @@ def plan(facts: GgufFacts, args: LlamaCppArgs) -> LlamaCppMemory:
         kv_heads = heads_kv[il] if heads_kv[il] else heads[il]
         k_dims.append(head_k * kv_heads)
         v_dims.append(head_v * kv_heads)
-    v_max = max((v for v, h in zip(v_dims, heads_kv, strict=True) if h), default=0)
+    v_max = max((v for v, a in zip(v_dims, attention, strict=True) if a), default=0)
+    state = state_bytes_per_sequence(facts)
+    # the recurrent state: per recurrent layer R and S rows, f32, one per slot (llama-memory-recurrent.cpp:77-107;
+    # rows max(1, n_seq_max) x (1 + n_rs_seq), llama-model.cpp:2747; n_rs_seq is 0 without speculative decoding)
+    rows = max(1, args.n_parallel)
     for il in range(facts.n_layer):
-        if heads_kv[il] == 0 and facts.get("attention.head_count_kv") is not None:
-            continue  # a layer without attention (hparams.has_kv)
-        cells = swa_cells if swa[il] else n_ctx_seq
-        v_width = v_dims[il] if args.flash_attn else v_max
-        k = pad(row_bytes(args.cache_type_k.upper(), k_dims[il]) * cells * n_stream, TENSOR_ALIGNMENT)
-        v = pad(row_bytes(args.cache_type_v.upper(), v_width) * cells * n_stream, TENSOR_ALIGNMENT)
+        if recurrent[il]:
+            size = sum(pad(b * rows, TENSOR_ALIGNMENT) for b in state)
+        elif attention[il]:
+            cells = swa_cells if swa[il] else n_ctx_seq
+            v_width = v_dims[il] if args.flash_attn else v_max
+            k = pad(row_bytes(args.cache_type_k.upper(), k_dims[il]) * cells * n_stream, TENSOR_ALIGNMENT)
+            v = pad(row_bytes(args.cache_type_v.upper(), v_width) * cells * n_stream, TENSOR_ALIGNMENT)
+            size = k + v
+        else:
+            continue  # a layer without attention or state (hparams.has_kv)
         device = layer_dev[il] if args.offload_kqv else -1
         if device < 0:
-            host_kv += k + v
+            host_kv += size
         else:
-            kv[device] += k + v
+            kv[device] += size
 
     copies = PIPELINE_COPIES if pipelined(facts, args) else 1
     compute, host_compute = compute_buffers(facts, args, layer_dev, swa, (n_ctx_seq, swa_cells), copies)

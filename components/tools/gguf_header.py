@@ -94,7 +94,12 @@ def parse_header(data: bytes, file: int = 0) -> tuple[dict[str, Any], list[Tenso
     metadata: dict[str, Any] = {}
     for _ in range(n_kv):
         key = cur.string()
-        value = _value(cur, cur.unpack("I"), formats, keep=key.endswith(("_pattern", "head_count", "head_count_kv")))
+        value = _value(
+            cur,
+            cur.unpack("I"),
+            formats,
+            keep=key.endswith(("_pattern", "head_count", "head_count_kv", "recurrent_layers", "feed_forward_length")),
+        )
         if value is not None:
             metadata[key] = value
     tensors = []
