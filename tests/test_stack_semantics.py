@@ -251,3 +251,77 @@ def test_an_architecture_with_mlx_quantization_is_an_mlx_repository() -> None:
 def test_names_that_only_resemble_gguf_or_mlx_are_not_taken_for_them() -> None:
     [line] = errors(set_key(values_of("small-chat"), "vllm.model", "someone/mlxtend-7b"))
     assert "which is not in the model catalog" in line
+
+
+# --------------------------------------------------------------------------- 10, 21: calibration blocks edited wrong
+
+
+def _calibrated(**changes: Any) -> dict[str, Any]:
+    from tests.test_calibration import CALIBRATION
+
+    return set_key(values_of("big-chat"), "vllm.calibration", CALIBRATION | changes)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("sequence_ms", 1030.0, "1e+03 times the uncalibrated 1.03"),  # microseconds written as milliseconds
+        ("allreduce_us", 0.06, "1/890 of the uncalibrated 53.4"),  # milliseconds written as microseconds
+        ("moe_layer_us", 0.375, "1/1e+03 of the uncalibrated 375"),
+        ("prefill_factor", 120.0, "120 times the uncalibrated 1"),  # a percentage for a factor
+        ("prefill_factor", 0.01, "1/100 of the uncalibrated 1"),
+        ("dequant_ops", 415.0, "100 times the uncalibrated 4.15"),
+        ("experts_efficiency", 0.006, "1/75.7 of the uncalibrated 0.454"),
+    ],
+)
+def test_a_calibration_value_no_box_could_measure_is_refused_naming_its_field(
+    key: str, value: float, said: str
+) -> None:
+    lines = errors(_calibrated(**{key: value}))
+    line = _one(lines, f"rocm-inference:vllm.calibration.{key} is {value:g}, ")
+    assert said in line and "another unit" in line and "--calibrate --write" in line
+    assert "max_model_len" not in line
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"prefill_factor": 0.05},
+        {"prefill_factor": 0.3},
+        {"sequence_ms": 20.0},
+        {"allreduce_us": 3.0},
+        {"weights_efficiency": 0.9, "experts_efficiency": 0.03},
+    ],
+)
+def test_calibrations_a_box_can_measure_pass(changes: dict[str, Any]) -> None:
+    assert errors(_calibrated(**changes)) == []
+
+
+def test_a_block_the_fit_writes_at_its_extremes_passes() -> None:
+    from components.planning.calibration import SANE, block_values, implausible
+    from components.planning.performance import Efficiency
+
+    base = Efficiency()
+    for a, b in ((SANE[0], SANE[1]), (SANE[1], SANE[0]), (SANE[1], SANE[1])):
+        eff = Efficiency(
+            weights=base.weights / a,
+            experts=base.experts / a,
+            allreduce_s=base.allreduce_s * a,
+            moe_layer_s=base.moe_layer_s * a,
+            dequant=base.dequant * a,
+            kv_serial=base.kv_serial * a / b,
+            kv=base.kv / b,
+            sequence_s=base.sequence_s * b,
+            matmul=base.matmul / b,
+            prefill=a,
+        )
+        assert implausible(block_values(eff)) == []
+
+
+@pytest.mark.parametrize("factor", [5.0, 20.0])
+def test_a_calibrated_prefill_that_stretches_the_hang_window_names_the_calibration(factor: float) -> None:
+    warned = load(_calibrated(prefill_factor=factor)).warnings
+    line = _one(list(warned), "rocm-inference:vllm.calibration.prefill_factor")
+    assert f"is {factor:g}: " in line and "stall_timeout" in line and "against 906 s uncalibrated" in line
+    assert not [w for w in warned if "rocm-inference:vllm.max_model_len" in w]

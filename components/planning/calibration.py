@@ -48,6 +48,48 @@ BLOCK_FIELDS = (
 )
 
 
+# What each key is written in, for a message about its value.
+BLOCK_UNITS = {
+    "weights_efficiency": "a share of the HBM bandwidth, 0 to 1",
+    "experts_efficiency": "a share of the HBM bandwidth, 0 to 1",
+    "kv_efficiency": "a share of the HBM bandwidth, 0 to 1",
+    "kv_serial": "sequences' worth of KV reading",
+    "matmul_efficiency": "a share of peak FP16, 0 to 1",
+    "dequant_ops": "FP16 operations per quantized weight",
+    "allreduce_us": "microseconds",
+    "sequence_ms": "milliseconds",
+    "prefill_factor": "a factor, 1 for the fitted estimate",
+    "moe_layer_us": "microseconds",
+}
+
+
+def plausible_range(key: str, base: Efficiency | None = None) -> tuple[float, float]:
+    """The values of a block's key that `fit` can write: the uncalibrated value scaled by factors within SANE
+    (kv_serial by a over b, two of them); anything else was edited by hand or in another unit."""
+    base = base or Efficiency()
+    name, unit = next((n, u) for k, n, u in BLOCK_FIELDS if k == key)
+    reach = SANE[1] / SANE[0] if key == "kv_serial" else max(SANE[1], 1 / SANE[0])
+    if key == "prefill_factor":
+        return SANE
+    value = getattr(base, name) * unit
+    return value / reach, value * reach
+
+
+def implausible(block: Mapping[str, Any], base: Efficiency | None = None) -> list[tuple[str, float, float]]:
+    """(key, value, the uncalibrated value) of each of a block's values that no calibration on a box could have
+    written: a value in another unit (microseconds written as milliseconds), a percentage for a factor."""
+    base = base or Efficiency()
+    out = []
+    for key, name, unit in BLOCK_FIELDS:
+        value = block.get(key)
+        if value is None:
+            continue
+        low, high = plausible_range(key, base)
+        if not low * 0.99 <= float(value) <= high * 1.01:  # the block's 4 significant digits
+            out.append((key, float(value), 1.0 if key == "prefill_factor" else getattr(base, name) * unit))
+    return out
+
+
 def block_values(eff: Efficiency) -> dict[str, float]:
     """The efficiencies as a calibration block writes them (4 significant digits)."""
     return {key: float(f"{getattr(eff, name) * unit:.4g}") for key, name, unit in BLOCK_FIELDS}

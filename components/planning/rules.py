@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from components.planning import advice
-from components.planning.calibration import efficiency_of
+from components.planning.calibration import BLOCK_UNITS, efficiency_of, implausible, plausible_range
 from components.planning.catalog import Architecture, Catalog, Gpu, Image, load_catalog
 from components.planning.formats import foreign_format, not_served
 from components.planning.health import RESTART_DEADLINE_S, STALL_MIN_S, stall_seconds
@@ -282,6 +284,10 @@ def assess(s: ServerContext, catalog: Catalog) -> Assessment:
         problems.append(_no_fit(s, capacity))
         return Assessment(problems, warnings, capacity)
     _, stale = calibrated_efficiency(s.vllm)
+    if not stale and s.vllm.calibration is not None:
+        problems += calibration_problems(s.vllm.calibration.model_dump())
+        if problems:
+            return Assessment(problems, warnings, capacity)
     if stale:
         warnings.append(
             Problem(
@@ -365,6 +371,25 @@ def plan_performance(s: ServerContext, gpu: Gpu, arch: Architecture, capacity: C
         return performance(server, workload)
     assert s.vllm.calibration is not None
     return performance(server, workload, eff, s.vllm.calibration.measured)
+
+
+def calibration_problems(block: Mapping[str, Any]) -> list[Problem]:
+    """A calibration block's values that no measurement on a box writes (calibration.implausible), each by its key."""
+    out = []
+    for key, value, base in implausible(block):
+        low, high = plausible_range(key)
+        ratio = value / base if base else float("inf")
+        times = f"{ratio:.3g} times" if ratio >= 1 else f"1/{1 / ratio:.3g} of"
+        out.append(
+            Problem(
+                f"vllm.calibration.{key}",
+                f"is {value:g}, {times} the uncalibrated {base:.3g}: outside {low:.3g} to {high:.3g}, what a "
+                f"calibration on the box can measure; {key} is in {BLOCK_UNITS[key]}, so this looks like another "
+                "unit (or a percentage for a factor): run `python -m components.verify STACK --calibrate --write` "
+                "again, or remove the calibration block",
+            )
+        )
+    return out
 
 
 def calibrated_efficiency(v: ServerSettings) -> tuple[Efficiency | None, str]:
@@ -523,6 +548,22 @@ def _stall_warning(ctx: ServerContext, catalog: Catalog, key: str) -> list[Probl
     if ctx.vllm.stall_timeout is not None or stall <= RESTART_DEADLINE_S:
         return []
     arch, _ = architecture_of(ctx, catalog)
+    c = ctx.vllm.calibration
+    uncalibrated = server_stall_seconds(
+        dataclasses.replace(ctx, vllm=ctx.vllm.model_copy(update={"calibration": None})), catalog
+    )
+    if c is not None and uncalibrated <= RESTART_DEADLINE_S:
+        # The context alone keeps the window short: it is the calibration's prefill rate that stretches it.
+        return [
+            Problem(
+                f"{key}.calibration.prefill_factor",
+                f"is {c.prefill_factor:g}: with a prefill that many times the fitted estimate, a hung server is "
+                f"restarted only after {stall} s of stall ({_duration(stall)}), against {uncalibrated} s "
+                f"uncalibrated at this max_model_len ({ctx.vllm.max_model_len}): if the box really prefills this "
+                "slowly, set stall_timeout to the wait you accept; otherwise the block was edited or measured wrong: "
+                "run `python -m components.verify STACK --calibrate --write` again",
+            )
+        ]
     # The KV cache usage rises with every prefill chunk only in a layer that attends the whole prompt.
     hint = (
         "; a shorter stall_timeout restarts it sooner, and a long prefill still counts as progress by the KV "
@@ -538,6 +579,10 @@ def _stall_warning(ctx: ServerContext, catalog: Catalog, key: str) -> list[Probl
             f"minutes{hint}",
         )
     ]
+
+
+def _duration(seconds: int) -> str:
+    return f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes"
 
 
 def server_stall_seconds(ctx: ServerContext, catalog: Catalog) -> int:
