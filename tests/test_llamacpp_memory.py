@@ -29,6 +29,7 @@ from components.planning.llamacpp_memory import (
     server_arguments,
     state_bytes_per_sequence,
     swa_layers,
+    warnings,
 )
 from components.tools.gguf_header import read_facts
 from tests.engine.hostproc import HostProcess
@@ -200,6 +201,34 @@ COMPUTE_TOLERANCE: dict[str, float | None] = {"moe-experts-on-host": 0.40, "recu
 def close(planned: int, logged: float, tolerance: float) -> bool:
     """A planned size against a logged one (MiB printed to 0.01): within tolerance, or the print's rounding."""
     return abs(planned / MiB - logged) <= max(tolerance * logged, 0.006)
+
+
+@pytest.mark.llama_cpp
+def test_the_server_warns_and_refuses_as_the_plan_says(real: Real, tmp_path: Path) -> None:
+    """A context beyond the training context: both warn. A quantized V cache without flash attention: the plan
+    refuses, and the server exits with its error."""
+    facts, model = facts_of(tmp_path, "gqa", GQA)
+    beyond = LlamaCppArgs(n_ctx=8192)
+    assert [w.split(":")[0] for w in warnings(facts, beyond)] == [
+        "each slot's context (8192 tokens) is beyond the 4096 tokens llama was trained on"
+    ]
+    assert warnings(facts, LlamaCppArgs(n_ctx=4096)) == []
+    ready, log = run_server(real.build, args_for(beyond, model, []), SERVER_HOST, tmp_path / "beyond")
+    assert ready and "n_ctx_seq (8192) > n_ctx_train (4096) -- possible training context overflow" in log
+    ready, log = run_server(real.build, args_for(LlamaCppArgs(n_ctx=4096), model, []), SERVER_HOST, tmp_path / "ok")
+    assert ready and "possible training context overflow" not in log
+    refused = LlamaCppArgs(n_ctx=4096, flash_attn=False, cache_type_v="Q8_0")
+    with pytest.raises(LlamaCppPlanError, match="quantized V cache"):
+        plan(facts, refused)
+    ready, log = run_server(real.build, args_for(refused, model, []), SERVER_HOST, tmp_path / "refused")
+    assert not ready and "quantized V cache requires flash_attn to be enabled" in log
+
+
+def test_a_context_the_slots_do_not_divide_is_rounded_up_with_a_warning(tmp_path: Path) -> None:
+    facts, _ = facts_of(tmp_path, "gqa", GQA)
+    assert warnings(facts, LlamaCppArgs(n_ctx=4000, n_parallel=3)) == [
+        "the context 4000 is not a multiple of 256 per slot for 3 slots: llama.cpp makes it 4608 (1536 per slot)"
+    ]
 
 
 @pytest.mark.llama_cpp

@@ -483,6 +483,24 @@ def plan(facts: GgufFacts, args: LlamaCppArgs) -> LlamaCppMemory:
     )
 
 
+def warnings(facts: GgufFacts, args: LlamaCppArgs) -> list[str]:
+    """What llama.cpp only warns about with these arguments, one line each."""
+    out = []
+    n_ctx, n_ctx_seq, _, _ = kv_cells(facts, args)
+    train = int(facts.get("context_length", 0) or 0)
+    if train and n_ctx_seq > train:  # llama-context.cpp:327-330
+        out.append(
+            f"each slot's context ({n_ctx_seq} tokens) is beyond the {train} tokens {facts.arch} was trained on: "
+            "llama.cpp runs it (without RoPE scaling) and warns of a possible training context overflow"
+        )
+    if args.n_ctx and n_ctx != pad(args.n_ctx, 256):  # llama-context.cpp:302-305
+        out.append(
+            f"the context {args.n_ctx} is not a multiple of 256 per slot for {args.n_parallel} slots: llama.cpp makes "
+            f"it {n_ctx} ({n_ctx_seq} per slot)"
+        )
+    return out
+
+
 def largest_context(facts: GgufFacts, args: LlamaCppArgs, memory: Sequence[int]) -> int:
     """The largest -c up to the one asked (the training context when 0), in llama.cpp's steps (256 per slot's
     stream), whose buffers fit every device's memory; 0 when not even one step does."""
