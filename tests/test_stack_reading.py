@@ -346,3 +346,25 @@ def test_18_our_own_names_pass(key: str, value: Any) -> None:
 def test_18_an_unrelated_name_keeps_the_close_match() -> None:
     found = errors(set_key(values_of("big-chat"), "vllm.max_model_length", 8192))
     assert "did you mean 'max_model_len'?" in found[0]
+
+
+@pytest.mark.parametrize(("date", "read"), [d for d in DATES if d[0] != d[1]][:3])
+def test_12_an_unquoted_date_is_warned_with_what_pulumi_makes_of_it(
+    date: str, read: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = plan(tmp_path, with_vllm(f"    environment:\n      BUILD_DATE: {date}\n"), capsys)
+    assert code == 0, err
+    assert (
+        f"Pulumi.mine.yaml: rocm-inference:vllm.environment.BUILD_DATE is {date}, an unquoted date: Pulumi reads it "
+        f"as a timestamp and hands the program {read!r}, which is what the plan shows; quote it ('{date}') to keep "
+        "it as written"
+    ) in out
+
+
+@pytest.mark.parametrize("value", ["'2026-01-05'", '"2026-01-05"', "2026-02-30", "v2026-01-05", "2026-01-05T10:30:00"])
+def test_12_a_quoted_date_or_text_that_is_no_timestamp_is_not_warned(
+    value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = plan(tmp_path, with_vllm(f"    environment:\n      BUILD_DATE: {value}\n"), capsys)
+    assert code == 0, err
+    assert "an unquoted date" not in out + err

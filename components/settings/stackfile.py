@@ -181,6 +181,31 @@ def _construct_plain(loader: _StackLoader, node: yaml.ScalarNode) -> Any:
 _StackLoader.add_constructor(_PLAIN, _construct_plain)
 
 
+def _config_nodes(document: yaml.Node | None) -> dict[str, yaml.Node]:
+    """The value nodes of the file's `config:` keys, by key as written."""
+    for key, value in document.value if isinstance(document, yaml.MappingNode) else ():
+        if isinstance(key, yaml.ScalarNode) and key.value == "config" and isinstance(value, yaml.MappingNode):
+            return {k.value: v for k, v in value.value if isinstance(k, yaml.ScalarNode)}
+    return {}
+
+
+def _unquoted_dates(node: yaml.Node | None, path: str) -> list[tuple[str, str, str]]:
+    """(key, as written, as Pulumi reads it) of each plain scalar under `path` that yaml.v3 reads as a timestamp."""
+    if isinstance(node, yaml.ScalarNode):
+        read = _go_time(node.value) if node.tag == _PLAIN else None
+        return [(path, node.value, read)] if read is not None else []
+    if isinstance(node, yaml.SequenceNode):
+        return [d for n, item in enumerate(node.value) for d in _unquoted_dates(item, f"{path}[{n}]")]
+    if isinstance(node, yaml.MappingNode):
+        return [
+            d
+            for key, value in node.value
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge"
+            for d in _unquoted_dates(value, f"{path}.{key.value}")
+        ]
+    return []
+
+
 def _tab_indented(text: str) -> list[int]:
     return [n for n, line in enumerate(text.splitlines(), 1) if "\t" in line[: len(line) - len(line.lstrip())]]
 
@@ -370,7 +395,8 @@ def read_stack_file(path: Path) -> StackFile:
         )
     loader = _StackLoader(text)
     try:
-        doc = loader.get_single_data() or {}
+        node = loader.get_single_node()
+        doc = (loader.construct_document(node) if node is not None else None) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -393,6 +419,7 @@ def read_stack_file(path: Path) -> StackFile:
     values: dict[str, Any] = {}
     other: dict[str, Any] = {}
     secure: set[str] = set()
+    config_nodes = _config_nodes(node)
     misspelled: list[Problem] = _outside_config(doc)
     warned: list[Problem] = []
     written_as: dict[str, str] = {}
@@ -421,6 +448,14 @@ def read_stack_file(path: Path) -> StackFile:
                 )
             )
         written_as[name] = str(full)
+        warned += [
+            Problem(
+                path,
+                f"is {written}, an unquoted date: Pulumi reads it as a timestamp and hands the program "
+                f"{read!r}, which is what the plan shows; quote it ('{written}') to keep it as written",
+            )
+            for path, written, read in _unquoted_dates(config_nodes.get(str(full)), name)
+        ]
         secure |= _secure_paths(value, name)
         misspelled += _handwritten_secure(value, name)
         values[name] = value
