@@ -29,6 +29,7 @@ test: lint
 bench: $(VENV)/.installed
 	$(PY) bench/planner_error.py
 	$(PY) bench/plan_speed.py
+	$(PY) bench/llamacpp_memory.py --quick
 
 # After `pulumi up`: does the deployment answer as planned? (make verify STACK=big-chat WAIT=1)
 verify: $(VENV)/.installed
