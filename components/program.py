@@ -141,6 +141,8 @@ def _outputs(
     """
     keys = {name: vault(p.api_key) for name, p in d.servers.items() if p.api_key is not None}
     out: dict[str, pulumi.Input[Any]] = {
+        # Which stack these outputs are: `components.verify STACK` refuses another stack's (its STACK_OUTPUT).
+        "stack": {"project": d.project, "stack": d.stack},
         "servers": {
             name: {
                 "host": d.servers[name].host,
@@ -151,7 +153,7 @@ def _outputs(
                 **({"api_key": keys[name]} if name in keys else {}),
             }
             for name, v in servers.items()
-        }
+        },
     }
     if d.single:
         v = servers["vllm"]

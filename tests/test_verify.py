@@ -238,3 +238,55 @@ def test_addresses_with_a_scheme_are_tried(server: str, tmp_path: Path, base: st
     file = tmp_path / "outputs.json"
     file.write_text(json.dumps(out))
     assert main(["s", "--outputs", str(file)]) == 0
+
+
+# --------------------------------------------------------------------------- whose outputs (issue 27)
+
+
+def test_a_deployment_names_its_stack_in_its_outputs() -> None:
+    from components.tools.verify import STACK_OUTPUT
+    from tests.conftest import shipped_plan
+
+    for stack in ("big-chat", "fleet"):
+        assert shipped_plan(stack).outputs[STACK_OUTPUT] == {"project": "rocm-inference", "stack": stack}
+
+
+@pytest.mark.parametrize(
+    ("stack", "recorded", "said"),
+    [
+        ("big-chat", {"project": "rocm-inference", "stack": "fleet"}, "outputs of stack 'fleet' of project"),
+        ("big-chat", {"project": "other-llm", "stack": "big-chat"}, "of project 'other-llm', not of stack 'big-chat'"),
+        ("acme/rocm-inference/big-chat", {"project": "rocm-inference", "stack": "small-chat"}, "'small-chat'"),
+        ("big-chat", "big-chat", "is 'big-chat', not the {project, stack}"),
+    ],
+)
+def test_another_stacks_outputs_are_refused_before_any_request(
+    stack: str, recorded: Any, said: str, server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "outputs.json"
+    file.write_text(json.dumps(outputs(server) | {"stack": recorded}))
+    assert main([stack, "--outputs", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"verify: {file}: ") and said in err and "Traceback" not in err
+    assert Handler.requests == []
+
+
+@pytest.mark.parametrize("stack", ["big-chat", "acme/rocm-inference/big-chat", "rocm-inference/big-chat"])
+def test_the_stacks_own_outputs_are_said_to_be_its(
+    stack: str, server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "outputs.json"
+    file.write_text(json.dumps(outputs(server) | {"stack": {"project": "rocm-inference", "stack": "big-chat"}}))
+    assert main([stack, "--outputs", str(file)]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "outputs are stack" in ln)
+    assert line.lstrip().startswith("ok") and "project rocm-inference, stack big-chat" in line
+
+
+def test_outputs_of_a_deployment_older_than_the_check_are_said_unchecked_not_failed(
+    server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "outputs.json"
+    file.write_text(json.dumps(outputs(server)))
+    assert main(["big-chat", "--outputs", str(file)]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "outputs are stack" in ln)
+    assert "not checked: these outputs do not name their stack" in line

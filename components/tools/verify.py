@@ -26,6 +26,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from components.settings.stackfile import PROJECT_ROOT
 from components.tools.load import TIMEOUT_S, run_load
 
 
@@ -359,6 +362,8 @@ def stack_outputs(stack: str) -> dict[str, Any]:
     return _parse(done.stdout, "pulumi stack output")
 
 
+# The output that names the stack the outputs are of, {"project", "stack"} (components/program.py _outputs).
+STACK_OUTPUT = "stack"
 MASK = "[secret]"  # what `pulumi stack output` prints for a secret without --show-secrets
 # The outputs verify reads (components/program.py's outputs); the *_container ones it does not.
 READ = frozenset(
@@ -440,6 +445,46 @@ def missing_outputs(outputs: dict[str, Any]) -> list[str]:
     return missing
 
 
+def project_name(stack_file: Path | None) -> str | None:
+    """The project's name in the Pulumi.yaml beside the stack file (the repository's when none is given)."""
+    folder = stack_file.parent if stack_file is not None else PROJECT_ROOT
+    try:
+        doc = yaml.safe_load((folder / "Pulumi.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    name = doc.get("name") if isinstance(doc, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def identity(outputs: dict[str, Any], stack: str, project: str | None, where: str) -> tuple[str | None, Check]:
+    """Whether these are the outputs of STACK (of this project): (why not, to refuse before any request, or None;
+    the check to report). Outputs of a stack deployed before they named it cannot be told: said, not failed."""
+    parts = stack.split("/")  # org/project/stack, as pulumi takes it
+    want_stack, want_project = parts[-1], parts[-2] if len(parts) >= 2 else project
+    name = f"outputs are stack {want_stack}'s"
+    recorded = outputs.get(STACK_OUTPUT)
+    if recorded is None:
+        return None, Check(
+            name,
+            True,
+            "not checked: these outputs do not name their stack (deployed before they did; the next pulumi up adds it)",
+        )
+    if not isinstance(recorded, dict):
+        return f"{where}: {STACK_OUTPUT} is {recorded!r}, not the {{project, stack}} a deployment writes", Check(
+            name, False
+        )
+    got_stack, got_project = recorded.get("stack"), recorded.get("project")
+    if got_stack != want_stack or (want_project is not None and got_project != want_project):
+        return (
+            f"{where}: these are the outputs of stack {got_stack!r} of project {got_project!r}, not of stack "
+            f"{want_stack!r}{f' of project {want_project!r}' if want_project else ''}: every check would test "
+            f"another deployment; give {want_stack}'s outputs (pulumi stack output --json --show-secrets --stack "
+            f"{want_stack} > FILE), or name the stack they are from",
+            Check(name, False),
+        )
+    return None, Check(name, True, f"project {got_project}, stack {got_stack}")
+
+
 def run(outputs: dict[str, Any], wait_s: float | None, say: Callable[[str], None]) -> list[Check]:
     servers = servers_of(outputs)
     has_emb, has_gateway = "embeddings_base_url" in outputs, "gateway_container" in outputs
@@ -512,6 +557,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unusable:
         print("\n".join(f"verify: {line}" for line in unusable), file=sys.stderr)
         return 2
+    wrong, same = identity(outputs, args.stack, project_name(Path(args.file) if args.file else None), where)
+    if wrong:
+        print(f"verify: {wrong}", file=sys.stderr)
+        return 2
     missing = missing_outputs(outputs)
     if missing:
         print(
@@ -519,7 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    checks = run(outputs, args.wait, lambda line: print(line, file=sys.stderr, flush=True))
+    checks = [same, *run(outputs, args.wait, lambda line: print(line, file=sys.stderr, flush=True))]
     loads = []
     if args.load is not None and all(c.ok for c in checks):
         base, key = outputs["openai_base_url"], outputs.get("gateway_api_key")
