@@ -224,6 +224,25 @@ def test_the_server_warns_and_refuses_as_the_plan_says(real: Real, tmp_path: Pat
     assert not ready and "quantized V cache requires flash_attn to be enabled" in log
 
 
+@pytest.mark.llama_cpp
+@pytest.mark.parametrize(("cache_ram", "printed"), [(512, "512 MiB"), (-1, "no limit")])
+def test_the_prompt_cache_ceiling_counts_in_host_memory(
+    cache_ram: int, printed: str, real: Real, tmp_path: Path
+) -> None:
+    facts, model = facts_of(tmp_path, "gqa", GQA)
+    args = LlamaCppArgs(n_ctx=4096, cache_ram_mib=cache_ram)
+    planned = plan(facts, args)
+    if cache_ram < 0:
+        assert planned.host_total is None
+        assert warnings(facts, args) == [
+            "the prompt cache has no limit (--cache-ram -1): it can grow into all of the host's memory"
+        ]
+    else:
+        assert planned.host_total == planned.host.total + cache_ram * MiB
+    ready, log = run_server(real.build, args_for(args, model, []), SERVER_HOST, tmp_path / "server")
+    assert ready and f"prompt cache is enabled, size limit: {printed}" in log
+
+
 def test_a_context_the_slots_do_not_divide_is_rounded_up_with_a_warning(tmp_path: Path) -> None:
     facts, _ = facts_of(tmp_path, "gqa", GQA)
     assert warnings(facts, LlamaCppArgs(n_ctx=4000, n_parallel=3)) == [

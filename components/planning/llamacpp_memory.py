@@ -90,7 +90,9 @@ class Buffers:
 class LlamaCppMemory:
     devices: tuple[Buffers, ...]
     host: Buffers  # model: the CPU's weights (mapped with mmap), kv: layers kept on the CPU, compute: the CPU's
-    host_cache_ram: int  # the prompt cache's ceiling (--cache-ram)
+    # The prompt cache's ceiling on the host (--cache-ram, MiB; 0 turns it off, -1 is no limit: None here;
+    # tools/server/server-context.cpp:1332-1340): slots' KV states kept in host memory for reuse.
+    host_cache_ram: int | None
     n_ctx: int
     n_ctx_seq: int
     n_stream: int
@@ -100,6 +102,14 @@ class LlamaCppMemory:
     # Without pipelining: when a pipelined compute buffer cannot be allocated, llama.cpp retries with one copy of the
     # inputs (llama-context.cpp:674-683). The same as `devices` when nothing is pipelined.
     unpipelined_compute: tuple[int, ...] = ()
+
+    @property
+    def host_total(self) -> int | None:
+        """What the server may hold in host memory: the CPU's weights (mapped: the page cache holds what is read),
+        KV and compute buffers, and the prompt cache at its ceiling; None when that cache has no limit."""
+        if self.host_cache_ram is None:
+            return None
+        return self.host.total + self.host_cache_ram
 
     def over(self, memory: Sequence[int]) -> list[int]:
         """The indices of the devices whose buffers exceed their memory (bytes, one per device), after llama.cpp's
@@ -472,7 +482,7 @@ def plan(facts: GgufFacts, args: LlamaCppArgs) -> LlamaCppMemory:
     return LlamaCppMemory(
         devices=devices,
         host=Buffers("CPU", host_model, host_kv, host_compute),
-        host_cache_ram=max(args.cache_ram_mib, 0) * MiB,
+        host_cache_ram=args.cache_ram_mib * MiB if args.cache_ram_mib >= 0 else None,
         n_ctx=n_ctx,
         n_ctx_seq=n_ctx_seq,
         n_stream=n_stream,
@@ -493,6 +503,8 @@ def warnings(facts: GgufFacts, args: LlamaCppArgs) -> list[str]:
             f"each slot's context ({n_ctx_seq} tokens) is beyond the {train} tokens {facts.arch} was trained on: "
             "llama.cpp runs it (without RoPE scaling) and warns of a possible training context overflow"
         )
+    if args.cache_ram_mib < 0:
+        out.append("the prompt cache has no limit (--cache-ram -1): it can grow into all of the host's memory")
     if args.n_ctx and n_ctx != pad(args.n_ctx, 256):  # llama-context.cpp:302-305
         out.append(
             f"the context {args.n_ctx} is not a multiple of 256 per slot for {args.n_parallel} slots: llama.cpp makes "
