@@ -398,6 +398,17 @@ def compute_buffers(
     for il in range(n_layer):
         (per_device[layer_dev[il]] if layer_dev[il] >= 0 else on_cpu).append(il)
     out = [copies * (masks(ls) + e_in) + work(ls) if ls else 0 for ls in per_device]
+    # A recurrent layer reads its state before the previous layer has finished (the state copies come first in
+    # the graph), so where a device boundary falls before one, the scheduler cuts the previous layer in two: the next
+    # device takes its input projection's output as an input, and the previous one the scan's output back (ggml's
+    # split inputs, seen with GGML_SCHED_DEBUG on two rpc devices), each once per pipeline copy.
+    for il in range(1, n_layer):
+        before, after = layer_dev[il - 1], layer_dev[il]
+        if recurrent[il] and recurrent[il - 1] and before != after and before >= 0 and after >= 0:
+            d_inner = int(facts.get("ssm.inner_size", 0) or 0)
+            proj = facts.by_name.get(f"blk.{il - 1}.ssm_in.weight")
+            out[after] += copies * ub * f32 * (proj.shape[1] if proj is not None else 2 * d_inner)
+            out[before] += copies * ub * f32 * d_inner
     # the output layer, on a device of its own: the hidden state and the logits of one output per slot
     n_vocab = facts.by_name["token_embd.weight"].shape[1] if "token_embd.weight" in facts.by_name else 0
     n_out = max(args.n_parallel, 1)
