@@ -5,6 +5,13 @@ buffer (per layer, the sliding-window layers' own cache), and the compute buffer
 Every rule cites llama.cpp at ggml-org/llama.cpp@0c1e57098bba43ac29e6e3b677cdceebdd22334f, the source vendored in
 llama-cpp-python 0.3.36 (tests/engine/llama-cpp-requirements.txt), by file:line under its src/ or common/.
 Pure: no Pulumi, no network, no files.
+
+Checked on the CPU backend with rpc-servers as devices (tests/test_llamacpp_memory.py, bench/llamacpp_memory.py):
+model and KV buffers to the log's rounding, compute buffers within 15% but where experts are kept on the host
+(up to 38%). Not checkable there, so not modelled: a GPU backend that runs a host-resident weight's operation
+itself for large batches (ROCm and CUDA do from 32 tokens, op_offload; RPC does not) also holds a copy of that
+weight in its compute buffer; and the host buffer a GPU backend gives for weights kept on the host with
+--load-mode none (ROCm_Host rather than CPU).
 """
 
 from __future__ import annotations
