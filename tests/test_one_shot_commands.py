@@ -95,3 +95,46 @@ def test_grafanas_password_reset_command_line_takes_the_password_on_stdin() -> N
     # the password comes as an env file on stdin: never on a command line that `ps` shows
     assert r.inputs["stdin"] == "GF_SECURITY_ADMIN_PASSWORD=[secret]\n"
     assert r.inputs.get("update") is None, "a new password runs the reset again"
+
+
+# --------------------------------------------------------------------------- the download's mirror and proxy (issue 27)
+
+SECURE = {"secure": "v1:AAAAAAAAAAAAAAAA:BBBBBBBB"}
+
+
+def test_the_download_gets_its_mirror_proxy_and_no_proxy_and_the_server_does_not(tmp_path: Path) -> None:
+    download = {"endpoint": "https://hf-mirror.example", "proxy": "http://proxy.lan:3128", "no_proxy": "localhost,.lan"}
+    p = plan_values(set_key(values_of("small-chat"), "vllm.download", download), tmp_path)
+    create = _command(p, "vllm-prefetch", "vllm-container")
+    assert create.startswith(
+        "docker rm -f vllm-prefetch >/dev/null 2>&1; exec docker run --rm --name vllm-prefetch "
+        "-v vllm-hf-cache:/root/.cache/huggingface -e DO_NOT_TRACK=1 -e HF_ENDPOINT=https://hf-mirror.example "
+        "-e HF_HUB_DISABLE_PROGRESS_BARS=1 -e HTTPS_PROXY=http://proxy.lan:3128 -e HTTP_PROXY=http://proxy.lan:3128 "
+        "-e NO_PROXY=localhost,.lan -e http_proxy=http://proxy.lan:3128 -e https_proxy=http://proxy.lan:3128 "
+        "-e no_proxy=localhost,.lan <image> timeout -k 30 7200 python3 -c "
+    ), create
+    assert p.by_name("vllm-prefetch").inputs.get("stdin") is None
+    server_env = " ".join(p.by_name("vllm-container").inputs["envs"])
+    assert "HF_ENDPOINT" not in server_env and "PROXY" not in server_env.upper()
+
+
+def test_a_proxy_with_a_login_reaches_the_download_on_its_stdin_never_its_command_line(tmp_path: Path) -> None:
+    p = plan_values(values_of("small-chat"), tmp_path, secure={"download_proxy": SECURE, "hf_token": SECURE})
+    r = p.by_name("vllm-prefetch")
+    create = _command(p, "vllm-prefetch", "vllm-container")
+    assert "--env-file /dev/stdin <image> timeout" in create and "PROXY" not in create.upper()
+    assert str(r.inputs["stdin"]).splitlines() == [
+        "HF_TOKEN=[secret]",
+        "HTTPS_PROXY=[secret]",
+        "HTTP_PROXY=[secret]",
+        "http_proxy=[secret]",
+        "https_proxy=[secret]",
+    ]
+    assert r.inputs["update"] == "true", "a new proxy password alone downloads nothing again"
+
+
+def test_a_download_without_settings_is_as_before(tmp_path: Path) -> None:
+    p = plan_values(set_key(values_of("small-chat"), "vllm.download", {}), tmp_path)
+    assert "-e DO_NOT_TRACK=1 -e HF_HUB_DISABLE_PROGRESS_BARS=1 <image>" in _command(
+        p, "vllm-prefetch", "vllm-container"
+    )

@@ -325,3 +325,77 @@ def test_a_calibrated_prefill_that_stretches_the_hang_window_names_the_calibrati
     line = _one(list(warned), "rocm-inference:vllm.calibration.prefill_factor")
     assert f"is {factor:g}: " in line and "stall_timeout" in line and "against 906 s uncalibrated" in line
     assert not [w for w in warned if "rocm-inference:vllm.max_model_len" in w]
+
+
+# --------------------------------------------------------------------------- 9: download settings on the server
+
+
+@pytest.mark.parametrize(
+    ("variable", "field"),
+    [
+        ("HF_ENDPOINT", "download.endpoint"),
+        ("HTTPS_PROXY", "download.proxy (a proxy with a login: the secret rocm-inference:download_proxy)"),
+        ("https_proxy", "download.proxy"),
+        ("Http_Proxy", "download.proxy"),
+        ("NO_PROXY", "download.no_proxy"),
+        ("no_proxy", "download.no_proxy"),
+    ],
+)
+def test_download_variables_in_a_servers_environment_are_warned_with_the_download_key(
+    variable: str, field: str
+) -> None:
+    values = set_key(values_of("fleet"), f"servers.chat-a.environment.{variable}", "http://10.0.0.1:3128")
+    line = _one(list(_warnings(values)), "rocm-inference:servers.chat-a.environment has")
+    assert f"has {variable!r}, which reaches only the vLLM server" in line and "offline" in line
+    assert f"set rocm-inference:servers.chat-a.{field}" in line and "10.0.0.1" not in line
+
+
+def test_a_download_variable_as_a_secret_entry_is_warned_without_its_value() -> None:
+    secrets = (*FLEET_SECRETS, "servers.coder.environment.HTTPS_PROXY")
+    line = _one(list(load(values_of("fleet"), secrets).warnings), "rocm-inference:servers.coder.environment has")
+    assert "'HTTPS_PROXY' (a secret entry)" in line and "rocm-inference:download_proxy" in line
+
+
+def test_the_single_host_form_names_its_own_key() -> None:
+    values = set_key(values_of("small-chat"), "vllm.environment.HF_ENDPOINT", "https://hf-mirror.example")
+    line = _one(list(_warnings(values, ())), "rocm-inference:vllm.environment has")
+    assert "set rocm-inference:vllm.download.endpoint" in line
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("vllm.download.proxy", "http://ops:Hunter2-proxy-pass@proxy.lan:3128", "a password in a URL"),
+        ("vllm.download.endpoint", "hf-mirror.example", "must be a URL such as"),
+        ("vllm.download.proxy", "proxy.lan:3128", "must be a URL such as"),
+    ],
+)
+def test_download_settings_that_cannot_work_are_refused_without_echoing_a_secret(
+    key: str, value: str, said: str
+) -> None:
+    line = _one(errors(set_key(values_of("small-chat"), key, value)), f"rocm-inference:{key}")
+    assert said in line and "Hunter2" not in line
+    if "password" in said:
+        assert "pulumi config set --secret rocm-inference:download_proxy" in line
+
+
+def test_a_plain_proxy_and_the_secret_one_together_are_refused() -> None:
+    values = set_key(values_of("small-chat"), "vllm.download.proxy", "http://proxy.lan:3128")
+    line = _one(errors(values, ("download_proxy",)), "rocm-inference:vllm.download.proxy")
+    assert "and so is the secret rocm-inference:download_proxy" in line
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        set_key(values_of("fleet"), "servers.chat-a.download", {"endpoint": "https://hf-mirror.example"}),
+        set_key(
+            values_of("fleet"), "servers.chat-a.download", {"proxy": "socks5h://10.0.0.1:1080", "no_proxy": "*.lan"}
+        ),
+        # Infinity downloads its model at its own start: the proxy belongs in its environment
+        set_key(values_of("fleet"), "embeddings.environment.HTTPS_PROXY", "http://proxy.lan:3128"),
+        set_key(values_of("fleet"), "servers.chat-a.environment.VLLM_LOGGING_LEVEL", "INFO"),
+    ],
+)
+def test_download_settings_in_their_place_pass_quietly(values: dict[str, Any]) -> None:
+    assert not [w for w in _warnings(values) if "download" in w]

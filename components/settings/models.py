@@ -509,6 +509,38 @@ class CalibrationSettings(_Model):
     moe_layer_us: Annotated[float, Field(ge=0, le=1e6)] | None = None
 
 
+# The variables that steer a download through a mirror or a proxy (huggingface_hub reads HF_ENDPOINT, httpx and
+# requests the proxies, in either case): on an offline server they reach nothing that downloads.
+DOWNLOAD_VARIABLES = frozenset({"HF_ENDPOINT", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"})
+
+
+def _download_url(value: str) -> str:
+    found = credential_in_value(value)
+    if found:
+        # Never echoed: the URL holds the credential.
+        raise _invalid(
+            f"carries {found}, which would show in clear in the plan and in `docker inspect`: give the proxy with its "
+            "credentials as the secret rocm-inference:download_proxy (pulumi config set --secret "
+            "rocm-inference:download_proxy http://USER:PASSWORD@HOST:PORT), which reaches the download on its stdin"
+        )
+    if not re.fullmatch(r"(https?|socks5h?)://[^\s/?#]+(/[^\s]*)?", value):
+        raise _invalid(f"must be a URL such as http://proxy.lan:3128 or https://hf-mirror.example, got {value!r}")
+    return value
+
+
+DownloadUrl = Annotated[StrictStr, AfterValidator(_download_url)]
+
+
+class DownloadSettings(_Model):
+    """How the model download (the one-shot run before a vLLM server starts, the only process that reaches the
+    Hub: the server runs offline) gets out: a Hub mirror, a proxy, and what bypasses it. A proxy that needs a
+    login is the secret rocm-inference:download_proxy instead of `proxy`."""
+
+    endpoint: DownloadUrl | None = None  # HF_ENDPOINT: a Hub mirror
+    proxy: DownloadUrl | None = None  # HTTPS_PROXY and HTTP_PROXY, without credentials
+    no_proxy: Annotated[StrictStr, Field(pattern=r"^[^\s]+$")] | None = None  # NO_PROXY: hosts reached directly
+
+
 class ServerSettings(_Model):
     """One vLLM server: `rocm-inference:vllm` in the single-host form, `rocm-inference:servers.<name>` in a fleet."""
 
@@ -532,6 +564,8 @@ class ServerSettings(_Model):
     startup_timeout: StartupTimeout = 1800
     # Seconds the download before a (re)start may take: weights come in before the old server stops.
     download_timeout: Annotated[StrictInt, Field(ge=300, le=86400)] = 7200
+    # The download's way out: a mirror, a proxy (the server itself runs offline and never uses them).
+    download: DownloadSettings = DownloadSettings()
     # Seconds a server may hold requests without a token or a KV cache usage change before it is restarted;
     # by default longer than the slowest measured prefill at max_model_len (components/planning/prefill.py).
     stall_timeout: Annotated[StrictInt, Field(ge=1, le=7200)] | None = None
@@ -837,6 +871,8 @@ SECRET_KEYS: tuple[str, ...] = (
     "grafana_admin_password",
     "chat_ui_admin_password",
     "ssh_private_key",
+    # The model downloads' proxy with its login (http://USER:PASSWORD@HOST:PORT), on their stdin.
+    "download_proxy",
 )
 # Nested secrets: a server's own backend key (`pulumi config set --secret --path 'rocm-inference:servers.NAME.api_key'`).
 NESTED_SECRET_FIELDS: tuple[str, ...] = ("api_key",)

@@ -36,6 +36,7 @@ class Secrets:
     ssh_private_key: pulumi.Output[str] | None = None
     grafana_admin_password: pulumi.Output[str] | None = None
     chat_ui_admin_password: pulumi.Output[str] | None = None
+    download_proxy: pulumi.Output[str] | None = None
     # A server's own backend key (`servers.<name>.api_key`, a nested secret), by server name.
     server_api_keys: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
     # `monitoring.alertmanager.webhook_url`, a nested secret.

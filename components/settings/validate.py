@@ -32,6 +32,7 @@ from components.settings.errors import (
 )
 from components.settings.models import (
     CONFIG_KEYS,
+    DOWNLOAD_VARIABLES,
     FLEET_KEYS,
     RESERVED_NAMES,
     SECTIONS,
@@ -501,6 +502,44 @@ def _secret_environment(s: StackSettings) -> list[Problem]:
     return out
 
 
+_DOWNLOAD_FIELD = {"HF_ENDPOINT": "endpoint", "NO_PROXY": "no_proxy"}
+
+
+def _download(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
+    """The download's mirror and proxy belong to the download: a vLLM server runs offline (HF_HUB_OFFLINE=1) from
+    the weights its one-shot download fetched before it started, and its own environment never reaches that run."""
+    errors, warnings = [], []
+    for name, srv in s.servers.items():
+        if srv.download.proxy is not None and s.has_secret("download_proxy"):
+            errors.append(
+                Problem(
+                    f"servers.{name}.download.proxy",
+                    "is set, and so is the secret rocm-inference:download_proxy: the download takes one proxy; "
+                    "keep the secret (a proxy with a login) or this key (one without), not both",
+                )
+            )
+        written = [(v, False) for v in srv.environment]
+        written += [
+            (path.rsplit(".", 1)[1], True) for path in s.secrets if path.startswith(f"servers.{name}.environment.")
+        ]
+        for variable, secret in sorted(written):
+            if variable.upper() not in DOWNLOAD_VARIABLES:
+                continue
+            field_name = _DOWNLOAD_FIELD.get(variable.upper(), "proxy")
+            way = f"{NAMESPACE}:{s.key(f'servers.{name}.download')}.{field_name}"
+            if field_name == "proxy":
+                way += " (a proxy with a login: the secret rocm-inference:download_proxy)"
+            warnings.append(
+                Problem(
+                    f"servers.{name}.environment",
+                    f"has {variable!r}{' (a secret entry)' if secret else ''}, which reaches only the vLLM server, "
+                    "which runs offline (HF_HUB_OFFLINE=1) from the weights downloaded before it starts, and never "
+                    f"the model download, the only process that goes out: set {way} for the download instead",
+                )
+            )
+    return errors, warnings
+
+
 def _gateway_key(s: StackSettings) -> list[Problem]:
     if s.gateway is None or s.has_secret("gateway_api_key"):
         return []
@@ -665,8 +704,12 @@ def _cross_checks(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
         return problems, []
     problems += _one_machine_twice(s) + _server_gpus(s) + _per_host(s)
     errors, warnings = _replicas(s)
+    download_errors, download_warnings = _download(s)
     reachable = _reachable(s)
-    return problems + errors, warnings + reachable + _advertised(s, reachable)
+    return (
+        problems + errors + download_errors,
+        warnings + download_warnings + reachable + _advertised(s, reachable),
+    )
 
 
 def _images(model: BaseModel, key: str) -> list[tuple[str, str]]:
