@@ -98,7 +98,7 @@ def deploy_plan(d: Deployment, secrets: Secrets) -> dict[str, pulumi.Input[Any]]
         gateway = made["gateway"] = Server("gateway", args(d.gateway))
     outputs = _outputs(d, servers, embeddings, gateway, vault)
     if d.chat_ui is not None:
-        chat = ChatUi("chat-ui", args(d.chat_ui.service))
+        chat = ChatUi("chat-ui", args(d.chat_ui.service), d.chat_ui.admin_reset)
         outputs |= {"chat_ui_url": chat.url, "chat_ui_container": chat.container_name}
         if d.chat_ui.admin_password is not None:
             outputs |= {

@@ -33,6 +33,7 @@ import pytest
 
 from components.planning.chat_ui import (
     ADMIN_PASSWORD,
+    ADMIN_RESET_SCRIPT,
     GATEWAY_KEY,
     SECRET_KEY,
     ChatUiPlan,
@@ -414,7 +415,41 @@ def test_chat_ui_in_a_browser_then_a_restart_with_a_changed_stack(setup: Setup) 
         assert status == 200, f"the first run's session was signed out by the restart ({status})"
         status, body = sign_in(ui, email, SECRETS[ADMIN_PASSWORD])
         assert status == 200, f"the first admin's password no longer signs in ({status}): {body}"
+        # Issue 26 defect 4: after a destroy and up the stack's password is another (a generated one does not
+        # survive a destroy) and the kept volume refuses it: the admin reset, a one-shot run of the image on the
+        # volume, sets it. Here its script runs as the container would run it, on the one data directory that
+        # stands for the volume, beside the live UI, with the password in its environment (the run's stdin).
+        reset = subprocess.run(
+            [str(s.venv / "bin" / "python"), "-c", ADMIN_RESET_SCRIPT],
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                "DATA_DIR": str(s.data),
+                "WEBUI_ADMIN_EMAIL": email,
+                "WEBUI_ADMIN_PASSWORD": SECOND_PASSWORD,
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert reset.returncode == 0, reset.stderr
+        status, body = sign_in(ui, email, SECOND_PASSWORD)
+        assert status == 200, f"the reset password does not sign in ({status}): {body}"
         token = body["token"]
+        assert sign_in(ui, email, SECRETS[ADMIN_PASSWORD])[0] in (400, 401, 403), "the old password still signs in"
+        # an admin whose email the stack does not name: the reset fails and says so
+        wrong = subprocess.run(
+            [str(s.venv / "bin" / "python"), "-c", ADMIN_RESET_SCRIPT],
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                "DATA_DIR": str(s.data),
+                "WEBUI_ADMIN_EMAIL": "nobody@x",
+                "WEBUI_ADMIN_PASSWORD": "x",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert wrong.returncode == 1 and "no account nobody@x in" in wrong.stderr, wrong.stderr
         _, models = api(f"{ui.url}/api/models", token)
         assert [m["id"] for m in models["data"]] == [RENAMED_MODEL], "the changed stack's model list did not reach it"
         _, chats_after = api(f"{ui.url}/api/v1/chats/", token)
@@ -427,7 +462,7 @@ def test_chat_ui_in_a_browser_then_a_restart_with_a_changed_stack(setup: Setup) 
         outputs = {
             "chat_ui_url": ui.url,
             "chat_ui_admin_email": email,
-            "chat_ui_admin_password": SECRETS[ADMIN_PASSWORD],
+            "chat_ui_admin_password": SECOND_PASSWORD,
         }
         checks = verify_chat_ui(outputs, {SERVER: {"model": RENAMED_MODEL}})
         assert [c.name for c in checks] == [

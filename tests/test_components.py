@@ -319,7 +319,7 @@ def test_deploy_registers_the_same_tree_for_each_stack(mocks: PlanMocks, stack: 
                   "prometheus-container", "grafana-image", "grafana-cache", "grafana-container",
                   "grafana-password-reset"}  # fmt: skip
     chat_ui = {"chat-ui-secret-key", "chat-ui-admin-password", "chat-ui", "chat-ui-image", "chat-ui-cache",
-               "chat-ui-container"}  # fmt: skip
+               "chat-ui-container", "chat-ui-admin-reset"}  # fmt: skip
     assert names == (serving | monitoring | chat_ui if stack == "big-chat" else serving)
 
 

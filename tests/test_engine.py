@@ -85,7 +85,9 @@ def keyed_plan(stack: str, where: Path) -> Plan:
     return plan_stack(read_stack_file(path))
 
 
-MONITORING = ("prometheus", "grafana", "alertmanager", "node-exporter", "password-reset")
+# Open WebUI's admin reset needs the real image's bcrypt and database: it runs against the real Open WebUI in
+# tests/test_chat_ui_browser.py.
+MONITORING = ("prometheus", "grafana", "alertmanager", "node-exporter", "password-reset", "admin-reset")
 
 
 def serving_compose(plan: Plan, host: str | None = None) -> dict[str, Any]:

@@ -158,6 +158,7 @@ def test_each_hosts_compose_file_holds_its_own_services(tmp_path: Path) -> None:
         "grafana",
         "grafana-password-reset",
         "chat-ui",
+        "chat-ui-admin-reset",
     }
     assert set(b["services"]) == {
         "chat-b-prefetch",

@@ -125,6 +125,7 @@ def test_parents_form_the_component_tree() -> None:
         "chat-ui-image": "chat-ui",
         "chat-ui-cache": "chat-ui",
         "chat-ui-container": "chat-ui",
+        "chat-ui-admin-reset": "chat-ui",
     }
 
 

@@ -40,6 +40,22 @@ HEALTH_PATH = "/health"
 
 # The pieces of secret values, by name: the component maps each to its Output, the test to its value.
 ADMIN_PASSWORD = "admin_password"
+# Open WebUI creates its admin from WEBUI_ADMIN_PASSWORD only while it has no user (open-webui 0.12.4
+# main.py L400-404, utils/auth.py L631-662), and offers no command to reset a password: the data volume keeps
+# the first one. So after the UI is up, a one-shot run of its own image on its volume sets the admin's hash
+# in the `auth` table (models/auths.py L27-37), as its own password change does (L398-418 writes
+# `password`): bcrypt, its default (env.py L823), of at most the 72 bytes it checks (utils/auth.py L49,
+# L213-219). The password comes on the run's stdin (an env file), never on a command line. Without the
+# admin's row (the admin's email changed on the page) it fails and says so.
+ADMIN_RESET_SCRIPT = (
+    "import os,sqlite3,sys,bcrypt;"
+    "d=os.environ['DATA_DIR'];e=os.environ['WEBUI_ADMIN_EMAIL'].lower();"
+    "h=bcrypt.hashpw(os.environ['WEBUI_ADMIN_PASSWORD'].encode()[:72],bcrypt.gensalt()).decode();"
+    "c=sqlite3.connect(d+'/webui.db',timeout=60);"
+    "n=c.execute('update auth set password=? where lower(email)=?',(h,e)).rowcount;"
+    "c.commit();"
+    "sys.exit(0 if n==1 else 'no account '+e+' in '+d+'/webui.db: set chat_ui.admin_email to the admin account email')"
+)
 SECRET_KEY = "webui_secret_key"
 GATEWAY_KEY = "gateway_api_key"
 EMBEDDINGS_KEY = "embeddings"

@@ -21,7 +21,7 @@ from components.planning.catalog import dump_yaml, load_catalog
 from components.planning.devices import device_paths, group_adds, hip_visible_devices
 from components.planning.engines import ServiceContext, engine
 from components.planning.gateway import CONFIG_PATH, GATEWAY_PORT, MASTER_KEY_ENV, backend_key_env, litellm_config
-from components.planning.monitoring_services import MonitoringPlan, monitoring_plan
+from components.planning.monitoring_services import MonitoringPlan, OneShotRun, monitoring_plan
 from components.planning.preflight import preflight_spec, script_text
 from components.planning.rules import Assessment, assess_stack
 from components.planning.secrets import SECRET_ENV_LABEL
@@ -48,6 +48,7 @@ __all__ = [
     "Health",
     "Host",
     "MonitoringPlan",
+    "OneShotRun",
     "Prefetch",
     "Preflight",
     "Run",
@@ -125,6 +126,9 @@ class ChatUi:
     # With a login: its admin's email and password, for the stack outputs.
     admin_email: str | None
     admin_password: Secret | None
+    # With a login: the run that sets the admin's password in the UI's data volume (components/planning/chat_ui.py
+    # ADMIN_RESET_SCRIPT says why).
+    admin_reset: OneShotRun | None = None
 
 
 @dataclass(frozen=True)
@@ -416,7 +420,19 @@ def _chat_ui(
         path="",
         generated=tuple(generated),
     )
-    return ChatUi(service, u.admin_email if u.login else None, password)
+    reset = None
+    if password is not None:
+        reset = OneShotRun(
+            name=f"{u.container_name}-admin-reset",
+            of=service.name,
+            entrypoint=("python3", "-c"),
+            command=(chat_ui_plan.ADMIN_RESET_SCRIPT,),
+            path=chat_ui_plan.DATA_DIR,
+            environment={"DATA_DIR": chat_ui_plan.DATA_DIR, "WEBUI_ADMIN_EMAIL": u.admin_email},
+            secret_environment={"WEBUI_ADMIN_PASSWORD": (password,)},
+            host=host.name,
+        )
+    return ChatUi(service, u.admin_email if u.login else None, password, reset)
 
 
 def _joined(names: tuple[str | None, ...], parts: Mapping[str, Secret]) -> SecretText:

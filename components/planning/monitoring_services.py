@@ -90,6 +90,7 @@ class OneShotRun:
     secret_environment: Mapping[str, SecretText]
     host: str
     run: Run = field(default_factory=Run)
+    environment: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

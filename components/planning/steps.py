@@ -131,8 +131,11 @@ def _replaces(r: Resource, key: str) -> bool:
     return _covers(r.options.get("replace_on_changes", []), key)
 
 
-def verdict(old: Resource, new: Resource, replaced: Iterable[str] = ()) -> Verdict:
-    """What happens to `new`, given its old state and the resources already replaced in this update."""
+def verdict(old: Resource, new: Resource, replaced: Iterable[str] = (), unknown_after_replace: bool = False) -> Verdict:
+    """What happens to `new`, given its old state and the resources already replaced in this update.
+
+    `unknown_after_replace`: an input taken from a replaced resource's output counts as changed (at preview
+    the engine holds it unknown; the state path, whose inputs are the state's, needs it)."""
     v = Verdict(new.name, new.type, "same")
     if not new.custom:
         return v
@@ -141,14 +144,30 @@ def verdict(old: Resource, new: Resource, replaced: Iterable[str] = ()) -> Verdi
     triggered = before is not None and after is not None and before != after
     with_ = set(new.options.get("replace_with", [])) & set(replaced)
     changed = _changed_keys(old, new)
-    v.keys = changed + (["replacement_trigger"] if triggered else []) + (["replace_with"] if with_ else [])
-    replace = triggered or bool(with_) or any(_replaces(new, k) for k in changed)
+    if unknown_after_replace:
+        changed += [
+            k for k, deps in new.property_dependencies().items() if set(deps) & set(replaced) and k not in changed
+        ]
+    # A create that failed (a health wait that timed out) leaves init errors in state: the next update replaces
+    # it where replace_on_changes covers them ("*" does), else retries it in place (SG v3.259.0 L1944-1947,
+    # L3120-3200 applyReplaceOnChanges, L2180-2190).
+    failed = bool(old.options.get("init_errors"))
+    init_replace = failed and _covers(new.options.get("replace_on_changes", []), "#initerror")
+    v.keys = (
+        changed
+        + (["replacement_trigger"] if triggered else [])
+        + (["replace_with"] if with_ else [])
+        + (["initErrors"] if failed else [])
+    )
+    replace = triggered or bool(with_) or init_replace or any(_replaces(new, k) for k in changed)
     if replace:
         v.change = "refused" if old.options.get("protect") and new.options.get("protect") else "replace"
     elif changed:
         applied = [k for k in changed if (f := pf.fact(new.type, k)) is not None and f.applied]
         v.unapplied = [k for k in changed if k not in applied]
-        v.change = "update" if applied else "unapplied"
+        v.change = "update" if applied or failed else "unapplied"
+    elif failed:
+        v.change = "update"
     elif v.moved:
         v.change = "moved"
     return v
@@ -187,15 +206,16 @@ class Kept:
     wanted: Any
 
 
-def _swap(value: Any, wanted: Any, kept: Any) -> Any:
+def swap(value: Any, wanted: Any, kept: Any) -> Any:
+    """The value with `wanted` (or, in a string, each occurrence of it) made `kept`, at every depth."""
     if value == wanted:
         return kept
     if isinstance(value, str) and isinstance(wanted, str) and isinstance(kept, str) and wanted:
         return value.replace(wanted, kept)  # a name inside a command line built from it
     if isinstance(value, list):
-        return [_swap(v, wanted, kept) for v in value]
+        return [swap(v, wanted, kept) for v in value]
     if isinstance(value, dict):
-        return {k: _swap(v, wanted, kept) for k, v in value.items()}
+        return {k: swap(v, wanted, kept) for k, v in value.items()}
     return value
 
 
@@ -218,14 +238,16 @@ def carry_ignored(old: Sequence[Resource], new: Sequence[Resource]) -> tuple[lis
         for key, deps in r.property_dependencies().items():
             for k in kept:
                 if k.name in deps and key in inputs:
-                    inputs[key] = _swap(inputs[key], k.wanted, k.kept)
+                    inputs[key] = swap(inputs[key], k.wanted, k.kept)
         out.append(Resource(r.name, r.type, inputs, r.options, r.custom))
     return out, kept
 
 
-def predict(old: Sequence[Resource], new: Sequence[Resource]) -> tuple[list[Step], list[Verdict]]:
+def predict(
+    old: Sequence[Resource], new: Sequence[Resource], unknown_after_replace: bool = False
+) -> tuple[list[Step], list[Verdict]]:
     """The steps of `pulumi up` from the state `old` left to the program `new`, in order, and a verdict
-    for every resource that changes."""
+    for every resource that changes (`unknown_after_replace`: see verdict)."""
     # A resource is its URN: the same name under another type is another resource (deleted, and created).
     news = {r.name: r for r in new}
     olds = {r.name: r for r in old if r.name not in news or news[r.name].type == r.type}
@@ -246,8 +268,9 @@ def predict(old: Sequence[Resource], new: Sequence[Resource]) -> tuple[list[Step
         if r.name in recreate:
             steps.append(Step(r.name, r.type, "create", (), f"again, deleted before {recreate[r.name]} was replaced"))
             verdicts.append(Verdict(r.name, r.type, "replace", ["(a dependency was replaced)"]))
+            replaced.add(r.name)
             continue
-        v = verdict(olds[r.name], r, replaced)
+        v = verdict(olds[r.name], r, replaced, unknown_after_replace)
         if v.change == "same":
             continue
         if v.change == "replace":

@@ -224,6 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--file", help="plan this stack file instead")
     parser.add_argument("--format", choices=["text", "json", "markdown", "compose", "gateway"], default="text")
     parser.add_argument("--against", metavar="REF", help="show what changes against the same stack at this git ref")
+    parser.add_argument(
+        "--against-state",
+        metavar="FILE",
+        help="show what changes against an exported state (pulumi stack export > FILE): what the engine recorded",
+    )
     parser.add_argument("--host", help="with --format compose: the compose file of this host")
     parser.add_argument(
         "--output", metavar="DIR", help="with --format compose: write one compose file per host into DIR"
@@ -256,7 +261,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(render_gateway(plan), end="")
         return 0
+    if args.against and args.against_state:
+        parser.error("give --against REF or --against-state FILE, not both")
     change = None
+    if args.against_state:
+        from components.tools.review import diff_state
+
+        try:
+            export = json.loads(Path(args.against_state).read_text())
+            change = diff_state(export, plan, args.against_state)
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            kind = "is not JSON" if isinstance(exc, json.JSONDecodeError) else ""
+            print(f"plan: --against-state {args.against_state}: {kind or reason}", file=sys.stderr)
+            return 2
     if args.against:
         # The review and compose views load only when asked for: the plain plan stays fast.
         from components.tools.review import RefError, diff, plan_at_ref
@@ -327,6 +345,8 @@ def render_diff_text(change: Diff) -> str:
         lines += [f"           {s}" for s in c.settings]
         if c.note:
             lines.append(f"           ! {c.note}")
+    if change.state:
+        lines += ["", "What the state records:"] + [f"  {r}" for r in change.state]
     if change.refused:
         lines += ["", "`pulumi up` would fail:"] + [f"  {r}" for r in change.refused]
     if change.steps:

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.planning.state import comparable, disagreements, name_of, old_resources, resources_of, restricted
 from components.planning.steps import Kept, Outage, Resource, Step, carry_ignored, outages, predict
 from components.planning.timing import load_estimate
 from components.settings.stackfile import stack_path
-from components.tools.planned import Plan, PlannedResource
+from components.tools.planned import Plan, PlannedResource, fake_image_id
 from components.tools.render import container_settings, image_names, one_shot_runs
 
 # The restart time of a replaced vLLM container is the load estimate of components/planning/timing.py.
@@ -45,6 +46,7 @@ class Diff:
     old_missing: str = ""  # why there is nothing to compare with at the ref
     kept: list[str] = field(default_factory=list)  # names Pulumi keeps that a destroy would lose
     refused: list[str] = field(default_factory=list)  # changes `pulumi up` would fail on, with the way out
+    state: list[str] = field(default_factory=list)  # where an exported state disagrees with what runs
     steps: list[str] = field(default_factory=list)  # what `pulumi up` does, in order
     outages: list[str] = field(default_factory=list)  # each serving container's time down, from the steps
     speed: list[str] = field(default_factory=list)  # how the change moves each server's speed bands
@@ -60,6 +62,7 @@ class Diff:
             "note": self.old_missing,
             "kept": self.kept,
             "refused": self.refused,
+            "state": self.state,
         }
 
 
@@ -213,10 +216,10 @@ def _note(
 
 
 # Open WebUI creates its admin from WEBUI_ADMIN_PASSWORD only while it has no user (open-webui 0.12.4
-# utils/auth.py L631-662): a changed password in the stack reaches nothing once the UI has run.
+# utils/auth.py L631-662): the admin reset (components/chat_ui.py) sets a changed one after the UI is up.
 ADMIN_PASSWORD_NOTE = (
-    "chat_ui_admin_password changed, but Open WebUI creates its admin only while it has no user: the running UI "
-    "keeps the old password; change it on the page (Settings > Account) to match"
+    "chat_ui_admin_password changed: Open WebUI creates its admin only while it has no user, so chat-ui-admin-reset "
+    "sets the new password in its data volume once the UI is up"
 )
 
 
@@ -232,12 +235,45 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
         return Diff(ref, [Change(r.name, r.type, "create") for r in new.resources if r.custom], None, old)
     before = [Resource.of(r) for r in old["resources"]]
     after, kept = carry_ignored(before, [Resource.of(r.as_json()) for r in new.resources])
-    steps, verdicts = predict(before, after)
+    result = _diff(before, after, kept, old["resources"], new, ref, from_state=False)
+    result.old_capacity = capacities(old)
+    result.speed = speed_changes(result.old_capacity, new)
+    return result
+
+
+def diff_state(export: dict[str, Any], new: Plan, where: str) -> Diff:
+    """The changes between an exported state (`pulumi stack export`) and now: what only the engine knows
+    counts too (a create whose health wait failed, what a refresh read back: components/planning/state.py)."""
+    program = [Resource.of(r.as_json()) for r in new.resources]
+    before = restricted(old_resources(export), program)
+    stand_ins = {fake_image_id(r.inputs["name"]): r.inputs["name"] for r in program if r.type.endswith(":RemoteImage")}
+    after, kept = carry_ignored(before, comparable(before, program, stand_ins))
+    olds: list[dict[str, Any]] = [
+        {"name": r.name, "type": r.type, "inputs": dict(r.inputs), "options": {}} for r in before
+    ]
+    urns = {name_of(str(r["urn"])): str(r["urn"]) for r in resources_of(export)}
+    for r in olds:
+        r["urn"] = urns.get(r["name"], "")
+    result = _diff(before, after, kept, olds, new, where, from_state=True)
+    result.state = disagreements(export)
+    return result
+
+
+def _diff(
+    before: list[Resource],
+    after: list[Resource],
+    kept: list[Kept],
+    old_resources_json: list[dict[str, Any]],
+    new: Plan,
+    ref: str,
+    from_state: bool,
+) -> Diff:
+    steps, verdicts = predict(before, after, unknown_after_replace=from_state)
     resources = {r.name: r for r in before} | {r.name: r for r in after}
     created_runs = frozenset(s.name for s in steps if s.op == "create" and _is_run(resources.get(s.name)))
     serving = [r.name for r in after if _serving(r)] + [r.name for r in before if _serving(r)]
     by_outage = {o.name: o for o in outages(steps, dict.fromkeys(serving))}
-    old_by = {r["name"]: r for r in old["resources"]}
+    old_by = {r["name"]: r for r in old_resources_json}
     changes: list[Change] = []
     for v in verdicts:
         r = resources[v.name]
@@ -259,10 +295,11 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
                 for k in v.keys
                 if k in b.inputs and a["inputs"].get(k) == b.inputs[k]
             ]
-            settings += [
-                f"{k}: {t}"
-                for k, t in _setting_changes(_shown_options(a.get("options", {})), _shown_options(b.options))
-            ]
+            if not from_state:  # the state's options are the engine's, not the program's: no like to compare
+                settings += [
+                    f"{k}: {t}"
+                    for k, t in _setting_changes(_shown_options(a.get("options", {})), _shown_options(b.options))
+                ]
         outage = by_outage.get(v.name)
         runs = [n for n in (outage.during if outage else ()) if _is_run(resources.get(n))]
         note = _note(v.change, r, new, outage, runs, created_runs)
@@ -270,12 +307,11 @@ def diff(old: dict[str, Any] | str, new: Plan, ref: str) -> Diff:
             note = (note + "; " if note else "") + ADMIN_PASSWORD_NOTE
         change = Change(v.name, v.type, v.change, settings, note)
         changes.append(change)
-    result = Diff(ref, changes, capacities(old), kept=[_kept_line(k) for k in kept])
-    result.refused = host_renames(old["resources"], new)
+    result = Diff(ref, changes, None, kept=[_kept_line(k) for k in kept])
+    result.refused = host_renames(old_resources_json, new)
     result.steps = [s.line() for s in steps]
     result.outages = [_outage_line(o, steps, resources, new, created_runs) for o in by_outage.values()]
     result.outages += _replicas_down_together(by_outage, new)
-    result.speed = speed_changes(result.old_capacity or {}, new)
     return result
 
 
@@ -516,6 +552,8 @@ def render_markdown(plan: Plan, capacity_bars: list[str], change: Diff | None = 
                 out.append("")
             if change.outages:
                 out += ["**Serving downtime**", "", *(f"- {o}" for o in change.outages), ""]
+            if change.state:
+                out += ["**What the state records**", "", *(f"- {r}" for r in change.state), ""]
             if change.refused:
                 out += ["**`pulumi up` would fail**", "", *(f"- {r}" for r in change.refused), ""]
             if change.kept:
