@@ -264,7 +264,7 @@ def test_every_one_shot_run_is_tried_again_by_the_next_up_after_a_failure(stack:
     from tests.conftest import shipped_plan
 
     plan = shipped_plan(stack)
-    runs = [r for r in plan.resources if r.name.endswith(("-prefetch", "-password-reset"))]
+    runs = [r for r in plan.resources if r.name.endswith(("-prefetch", "-password-reset", "-admin-reset"))]
     assert runs
     for r in runs:
         assert not failed_run_keeps_state(r.type), f"{r.name} ({r.type}) keeps a failed run in state"

@@ -167,7 +167,7 @@ def test_servers_restart_unless_stopped_without_a_retry_count(stack: str) -> Non
         assert c.inputs["restart"] == "unless-stopped"
         assert "maxRetryCount" not in c.inputs
     for name, service in to_compose(plan)["services"].items():
-        one_shot = name.endswith(("-prefetch", "-password-reset"))  # run to completion, never restarted
+        one_shot = name.endswith(("-prefetch", "-password-reset", "-admin-reset"))  # run to completion, never restarted
         assert service["restart"] == ("no" if one_shot else "unless-stopped"), name
 
 
