@@ -46,10 +46,10 @@ import json
 import math
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -444,7 +444,14 @@ class Figures:
     bound_below: int
 
 
-def figures(results: list[tuple[Point, Rate]]) -> Figures:
+class Measured(Protocol):
+    """A measured point (this bench's Point, bench/llamacpp_speed.py's)."""
+
+    @property
+    def measured(self) -> float: ...
+
+
+def figures(results: Sequence[tuple[Measured, Rate]]) -> Figures:
     errors = [abs(r.estimate / p.measured - 1) for p, r in results]
     widths = [r.high / r.low for _, r in results]
     inside = sum(1 for p, r in results if r.low <= p.measured <= r.high)
