@@ -669,7 +669,12 @@ def evaluate() -> Evaluation:
 
 def classes(p: Point) -> list[str]:
     gpus = "1 GPU" if p.setup.num_gpus == 1 else f"multi-GPU ({p.setup.split_mode})"
-    return [p.kind, f"{p.kind}, {p.family}", f"{p.kind}, {gpus}", f"{p.kind}, {p.source.removeprefix('https://github.com/').split('/')[0]}"]
+    return [
+        p.kind,
+        f"{p.kind}, {p.family}",
+        f"{p.kind}, {gpus}",
+        f"{p.kind}, {p.source.removeprefix('https://github.com/').split('/')[0]}",
+    ]
 
 
 def _row(label: str, f: Figures) -> str:
