@@ -14,6 +14,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from components.planning.catalog import load_catalog
 from components.planning.chat_ui import plan
 from components.planning.open_webui import MANAGED, OFFLINE
 from components.program import deploy
@@ -76,7 +77,7 @@ def test_the_offline_settings_are_all_in_the_container() -> None:
 
 def test_single_host_chats_with_the_server_and_embeds_with_infinity_by_name_on_the_network() -> None:
     s = load(values_of("big-chat")).settings
-    ui = plan(s)
+    ui = plan(s, load_catalog())
     assert [(c.base_url, c.models) for c in ui.connections] == [
         ("http://vllm:8000/v1", ("casperhansen/llama-3.3-70b-instruct-awq",))
     ]
@@ -98,14 +99,14 @@ def test_single_host_chats_with_the_server_and_embeds_with_infinity_by_name_on_t
 
 def test_single_host_with_keys_sends_each_as_a_secret() -> None:
     s = load(values_of("big-chat"), ("vllm_api_key", "embeddings_api_key")).settings
-    ui = plan(s)
+    ui = plan(s, load_catalog())
     assert ui.secret_environment["OPENAI_API_KEYS"] == ("server:vllm",)
     assert ui.secret_environment["RAG_OPENAI_API_KEY"] == ("embeddings",)
 
 
 def test_the_fleet_chats_and_embeds_through_the_gateway_with_its_key_listing_only_chat_models() -> None:
     s = load(values_of("fleet"), FLEET_SECRETS).settings
-    ui = plan(s)
+    ui = plan(s, load_catalog())
     assert [(c.base_url, c.key, c.models) for c in ui.connections] == [
         ("http://litellm-gateway:4000/v1", "gateway_api_key", ("llama-3.3-70b", "qwen2.5-7b"))
     ]
@@ -129,7 +130,7 @@ def test_without_a_gateway_the_fleet_ui_reaches_other_hosts_by_address_and_one_e
 ) -> None:
     values = {k: v for k, v in values_of("fleet").items() if k not in ("gateway", "monitoring")}
     s = load(values, ("vllm_api_key", "embeddings_api_key")).settings
-    ui = plan(s)
+    ui = plan(s, load_catalog())
     # chat-a on the UI's host by name; chat-b (a replica of chat-a's model) is one choice, not two; coder by address
     assert [(c.base_url, c.models, c.key) for c in ui.connections] == [
         ("http://chat-a:8000/v1", ("llama-3.3-70b",), "server:chat-a"),
@@ -253,7 +254,10 @@ def test_a_page_without_login_beyond_loopback_is_refused() -> None:
     ]
     # on loopback it is allowed, and no admin account is made
     s = load(with_ui(login=False)).settings
-    assert plan(s).environment["WEBUI_AUTH"] == "false" and "WEBUI_ADMIN_PASSWORD" not in plan(s).secret_environment
+    assert (
+        plan(s, load_catalog()).environment["WEBUI_AUTH"] == "false"
+        and "WEBUI_ADMIN_PASSWORD" not in plan(s, load_catalog()).secret_environment
+    )
 
 
 def test_a_chat_ui_without_embeddings_is_refused() -> None:

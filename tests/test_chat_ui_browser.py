@@ -31,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from components.planning.catalog import load_catalog
 from components.planning.chat_ui import (
     ADMIN_PASSWORD,
     ADMIN_RESET_SCRIPT,
@@ -190,7 +191,7 @@ def render(ui_plan: ChatUiPlan, secrets: dict[str, str], where: dict[str, str]) 
 
 
 def test_local_overrides_replace_nothing_of_the_plan_but_addresses() -> None:
-    ui_plan = plan(big_chat())
+    ui_plan = plan(big_chat(), load_catalog())
     replaced = {name for name, local in LOCAL.items() if not local.image}
     assert replaced == ADDRESSES
     where = {"data": "/d", "home": "/h", "port": "1", "chat": "127.0.0.8:1", "embeddings": "127.0.0.9:2"}
@@ -344,7 +345,7 @@ def test_chat_ui_in_a_browser_then_a_restart_with_a_changed_stack(setup: Setup) 
     port = free_port(UI_HOST)
     timings: dict[str, float] = {}
     started = time.monotonic()
-    env = render(plan(first), SECRETS, s.where(port))
+    env = render(plan(first, load_catalog()), SECRETS, s.where(port))
     s.guard.log.unlink(missing_ok=True)
     ui = start_ui(env, UI_HOST, port, s.work / "run-1", s.guard)
     timings["first start"] = time.monotonic() - started
@@ -402,7 +403,7 @@ def test_chat_ui_in_a_browser_then_a_restart_with_a_changed_stack(setup: Setup) 
     second = big_chat(RENAMED_MODEL)
     port = free_port(UI_HOST)
     secrets = SECRETS | {ADMIN_PASSWORD: SECOND_PASSWORD}
-    env = render(plan(second), secrets, s.where(port))
+    env = render(plan(second, load_catalog()), secrets, s.where(port))
     s.guard.log.unlink(missing_ok=True)
     mark = time.monotonic()
     ui = start_ui(env, UI_HOST, port, s.work / "run-2", s.guard)
@@ -485,7 +486,7 @@ def test_control_the_guard_sees_the_ollama_probe_without_its_offline_setting(set
     ENV=prod turns into host.docker.internal:11434 (config.py L259-264). Stopped as soon as the probe is seen."""
     s = setup
     port = free_port(UI_HOST)
-    ui_plan = plan(big_chat())
+    ui_plan = plan(big_chat(), load_catalog())
     without = replace(ui_plan, environment={k: v for k, v in ui_plan.environment.items() if k != "OLLAMA_BASE_URL"})
     env = render(without, SECRETS, s.where(port, s.work / "control-data"))
     assert env["OLLAMA_BASE_URL"] == LOCAL["OLLAMA_BASE_URL"].value
@@ -548,7 +549,7 @@ def test_the_fleet_ui_chats_and_files_documents_through_the_real_gateway(setup: 
 
     s = setup
     settings = fleet()
-    ui_plan = plan(settings)
+    ui_plan = plan(settings, load_catalog())
     assert [c.base_url for c in ui_plan.connections] == ["http://litellm-gateway:4000/v1"]
     try:
         proxy_venv()

@@ -12,6 +12,7 @@ import pulumi
 import pytest
 import yaml
 
+from components.planning.catalog import load_catalog
 from components.planning.chat_ui import join_secret, plan
 from components.program import deploy
 from components.settings.pulumi_config import load_from_pulumi
@@ -74,14 +75,14 @@ def test_big_chats_page_is_told_exactly_this() -> None:
 
 
 def _secret_values(values: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, str]:
-    ui = plan(load(values, secrets).settings)
+    ui = plan(load(values, secrets).settings, load_catalog())
     shown = ("OPENAI_API_KEYS", "RAG_OPENAI_API_KEY")
     return {name: join_secret(parts, KEYS) for name, parts in ui.secret_environment.items() if name in shown}
 
 
 def test_with_a_gateway_the_gateways_key_goes_to_the_gateway_for_chat_and_documents() -> None:
     secrets = ("gateway_api_key", "vllm_api_key", "embeddings_api_key")
-    ui = plan(load(values_of("fleet"), secrets).settings)
+    ui = plan(load(values_of("fleet"), secrets).settings, load_catalog())
     assert ui.environment["OPENAI_API_BASE_URLS"] == "http://litellm-gateway:4000/v1"
     assert ui.environment["RAG_OPENAI_API_BASE_URL"] == "http://litellm-gateway:4000/v1"
     assert json.loads(ui.environment["OPENAI_API_CONFIGS"]) == {
@@ -108,7 +109,7 @@ MIXED = ("servers.chat-b.api_key", "servers.coder.api_key", "embeddings_api_key"
 
 def test_without_a_gateway_each_servers_key_goes_to_its_own_endpoint_in_the_same_place() -> None:
     values = _no_gateway()
-    ui = plan(load(values, ("vllm_api_key", "embeddings_api_key")).settings)
+    ui = plan(load(values, ("vllm_api_key", "embeddings_api_key")).settings, load_catalog())
     assert ui.environment["OPENAI_API_BASE_URLS"] == "http://chat-a:8000/v1;http://gpu-b.lan:8001/v1"
     assert ui.environment["RAG_OPENAI_API_BASE_URL"] == "http://gpu-b.lan:7997"
     assert _secret_values(values, ("vllm_api_key", "embeddings_api_key")) == {
@@ -172,6 +173,6 @@ def test_prefix_overrides_absent_empty_and_given(
 ) -> None:
     values = values_of("big-chat")
     values["chat_ui"] = {**values["chat_ui"], **overrides}
-    e = plan(load(values).settings).environment
+    e = plan(load(values).settings, load_catalog()).environment
     assert e.get("RAG_EMBEDDING_QUERY_PREFIX") == query
     assert e.get("RAG_EMBEDDING_CONTENT_PREFIX") == document

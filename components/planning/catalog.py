@@ -337,12 +337,41 @@ class Speed(_Frozen):
     prefill: PrefillSpeed
 
 
+class Parsers(_Frozen):
+    """The tool-call and reasoning parsers an image's recipes serve one model family with (`vllm serve
+    --enable-auto-tool-choice --tool-call-parser TOOL --reasoning-parser REASONING`), by config.json model_type."""
+
+    model_types: tuple[StrictStr, ...] = Field(min_length=1)
+    tool_call: StrictStr
+    reasoning: StrictStr | None = None
+    source: StrictStr
+
+
 class Image(_Frozen):
     vllm: StrictStr
     engine: StrictStr
     gfx: tuple[StrictStr, ...]
     quantizations: tuple[StrictStr, ...]
     dequantizes_for_large_batches: StrictBool = False
+    # The software the image carries and the host it needs (None: not recorded for that image).
+    rocm: StrictStr | None = None
+    torch: StrictStr | None = None
+    host_driver: StrictStr | None = None
+    # The model runner its recipes pin (vLLM >= 0.2x picks V2 by default for some models).
+    model_runner: Literal["V1", "V2"] | None = None
+    # Environment its recipes require in every server; a stack's own `environment` wins over it.
+    environment: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    # The dtype its recipes pass (`--dtype`) where the stack leaves `auto`.
+    recipe_dtype: Dtype | None = None
+    # Trimmed CUDA-graph capture sizes at tensor parallel > 1: a ladder of max_num_seqs steps (of width
+    # k+1 with k speculative tokens), passed as --compilation-config cudagraph_capture_sizes.
+    trimmed_capture_at_tp: Positive | None = None
+    # Tool-call and reasoning parsers by model family (its recipes), and where they come from.
+    parsers: dict[StrictStr, Parsers] = Field(default_factory=dict)
+
+    def parsers_for(self, model_type: str | None) -> Parsers | None:
+        """The parsers its recipes use for a model of this config.json model_type, if any."""
+        return next((p for p in self.parsers.values() if model_type in p.model_types), None)
 
 
 class Tags(_Frozen):

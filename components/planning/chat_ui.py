@@ -24,9 +24,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from components.planning.catalog import Catalog
+from components.planning.engines.vllm import parsers_of
 from components.planning.gateway import GATEWAY_PORT, INFINITY_INTERNAL_PORT, VLLM_INTERNAL_PORT
 from components.planning.open_webui import OFFLINE
-from components.settings import StackSettings
+from components.settings import ServerSettings, StackSettings
 
 # The image's port (Dockerfile L213: EXPOSE 8080; start.sh's PORT default) and data directory (env.py L228), where its SQLite
 # database, uploaded files and vector store live.
@@ -137,7 +139,18 @@ def connections(s: StackSettings) -> tuple[Connection, ...]:
     return tuple(out)
 
 
-def plan(s: StackSettings) -> ChatUiPlan:
+def function_calling(s: StackSettings, catalog: Catalog) -> str:
+    """Open WebUI's function-calling mode for the stack's chat models: "native" where every server behind the
+    page has a tool-call parser (vLLM then answers tool_choice "auto"), else "legacy".
+
+    Open WebUI 0.12.4 takes per-model parameters only from models saved in its database (main.py L1208-1212:
+    the environment's DEFAULT_MODEL_PARAMS under each model's own), so the environment sets one mode for all:
+    one server without a parser keeps every model on the legacy mode, which works with any server."""
+    native = all(isinstance(srv, ServerSettings) and parsers_of(srv, catalog) is not None for srv in s.servers.values())
+    return "native" if s.servers and native else "legacy"
+
+
+def plan(s: StackSettings, catalog: Catalog) -> ChatUiPlan:
     """The UI's environment for this stack (the stack has a chat_ui section and embeddings: validate checks)."""
     assert s.chat_ui is not None and s.embeddings is not None
     ui, e = s.chat_ui, s.embeddings
@@ -176,10 +189,11 @@ def plan(s: StackSettings) -> ChatUiPlan:
         # 0.12.4 calls functions "natively" by default (main.py L1354-1358): every chat from the page carries its
         # built-in tools (utils/middleware.py L2078-2082, L2923-2930), and vLLM makes a request with tools
         # tool_choice "auto", which a server without --enable-auto-tool-choice and --tool-call-parser refuses
-        # with a 400 (the stack's servers have neither, components/planning/engines/vllm.py): the page would show that error
-        # instead of any answer, through the gateway too. "legacy" sends no tools; a tool a user turns on runs
-        # through Open WebUI's own prompt. The stack's environment may set it otherwise.
-        "DEFAULT_MODEL_PARAMS": json.dumps({"function_calling": "legacy"}),
+        # with a 400 (components/planning/engines/vllm.py adds them only where the image's recipes name parsers
+        # for the model): the page would show that error instead of any answer, through the gateway too.
+        # "legacy" sends no tools; a tool a user turns on runs through Open WebUI's own prompt. Native where
+        # every server has a parser (function_calling). The stack's environment may set it otherwise.
+        "DEFAULT_MODEL_PARAMS": json.dumps({"function_calling": function_calling(s, catalog)}),
         "RAG_EMBEDDING_ENGINE": "openai",
         "RAG_EMBEDDING_MODEL": e.model,
         "RAG_OPENAI_API_BASE_URL": emb_url,

@@ -202,7 +202,7 @@ def build_deployment(
     """The whole deployment of a valid stack. `assess`: with each server's memory plan and speed bands (the
     components need none of it; the plan's views show it)."""
     labels = {"rocm-inference.project": project, "rocm-inference.stack": stack}
-    ui = chat_ui_plan.plan(s) if s.chat_ui is not None else None
+    ui = chat_ui_plan.plan(s, load_catalog()) if s.chat_ui is not None else None
     # The gateway, Prometheus and the chat UI reach the services of their own host by container name, on a
     # network of the stack's on that host (no host port involved); other hosts' by address and published port.
     callers = {

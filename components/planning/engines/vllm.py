@@ -3,6 +3,9 @@ servers (`rocm-inference:servers.<name>`, ServerSettings)."""
 
 from __future__ import annotations
 
+import json
+
+from components.planning.catalog import Catalog, Image, Parsers
 from components.planning.engines.base import Engine, ServiceContext
 from components.planning.health import progress_check
 from components.planning.rules import server_contexts, server_stall_seconds
@@ -18,8 +21,35 @@ VLLM_CACHE_PATH = "/root/.cache/huggingface"
 STOP_GRACE_S = 60
 
 
-def vllm_command(s: ServerSettings) -> tuple[str, ...]:
-    """The full command line (the gfx906 image has no entrypoint that takes arguments)."""
+# Batch sizes of the trimmed CUDA-graph capture where the stack leaves max_num_seqs to vLLM: the image's
+# TP 2 recipes serve 4 sequences (catalog.yaml, aiinfos/vllm-gfx906-mobydick `trimmed_capture_at_tp`).
+TRIMMED_CAPTURE_SEQS = 4
+
+
+def parsers_of(s: ServerSettings, catalog: Catalog) -> Parsers | None:
+    """The tool-call and reasoning parsers the server's image serves its model with, if the image's recipes
+    name any for the model's family (config.json model_type): the server then calls tools natively."""
+    image = catalog.image(s.image)
+    arch = s.architecture if s.architecture is not None else catalog.models.get(s.model)
+    if image is None or arch is None:
+        return None
+    return image.parsers_for(arch.model_type)
+
+
+def capture_sizes(s: ServerSettings, image: Image | None) -> tuple[int, ...]:
+    """The trimmed CUDA-graph capture sizes the image's recipes pass at tensor parallel > 1 (none elsewhere):
+    one step of width 1 per sequence, up to max_num_seqs."""
+    if image is None or image.trimmed_capture_at_tp is None or s.tensor_parallel_size < image.trimmed_capture_at_tp:
+        return ()
+    width = 1
+    seqs = s.max_num_seqs if s.max_num_seqs is not None else TRIMMED_CAPTURE_SEQS
+    return tuple(width * n for n in range(1, seqs + 1))
+
+
+def vllm_command(s: ServerSettings, catalog: Catalog) -> tuple[str, ...]:
+    """The full command line (the gfx906 image has no entrypoint that takes arguments), with the flags the
+    image's recipes add (catalog.yaml `images`: dtype, trimmed capture at TP > 1, tool and reasoning parsers)."""
+    image = catalog.image(s.image)
     cmd = [
         "python",
         "-m",
@@ -40,10 +70,20 @@ def vllm_command(s: ServerSettings) -> tuple[str, ...]:
         cmd += ["--revision", s.model_revision]
     if s.dtype != "auto":
         cmd += ["--dtype", s.dtype]
+    elif image is not None and image.recipe_dtype is not None:
+        cmd += ["--dtype", image.recipe_dtype]
     if s.max_num_seqs is not None:
         cmd += ["--max-num-seqs", str(s.max_num_seqs)]
     if s.max_num_batched_tokens is not None:
         cmd += ["--max-num-batched-tokens", str(s.max_num_batched_tokens)]
+    sizes = capture_sizes(s, image)
+    if sizes:
+        cmd += ["--compilation-config", json.dumps({"cudagraph_capture_sizes": list(sizes)}, separators=(",", ":"))]
+    parsers = parsers_of(s, catalog)
+    if parsers is not None:
+        cmd += ["--enable-auto-tool-choice", "--tool-call-parser", parsers.tool_call]
+        if parsers.reasoning is not None:
+            cmd += ["--reasoning-parser", parsers.reasoning]
     return tuple(cmd)
 
 
@@ -77,6 +117,7 @@ PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
 def container(ctx: ServiceContext) -> Container:
     s: ServerSettings = ctx.settings
     assert ctx.gpus is not None, "a vLLM server runs on GPUs"
+    image = ctx.catalog.image(s.image)
     # Seconds without progress while holding requests before the server counts as hung (planning/health.py).
     stall = server_stall_seconds(server_contexts(ctx.stack)[ctx.name], ctx.catalog)
     hf: dict[str, SecretText] = {"HF_TOKEN": (Secret("hf_token"),)} if ctx.stack.has_secret("hf_token") else {}
@@ -86,7 +127,7 @@ def container(ctx: ServiceContext) -> Container:
     return Container(
         image=s.image,
         container_name=s.container_name or ctx.name,
-        command=vllm_command(s),
+        command=vllm_command(s, ctx.catalog),
         internal_port=VLLM_PORT,
         external_port=s.port,
         bind=ctx.bind,
@@ -109,6 +150,8 @@ def container(ctx: ServiceContext) -> Container:
             secret_environment=hf,
         ),
         environment={
+            # What the image's recipes require (catalog.yaml); the stack's own environment wins.
+            **(image.environment if image is not None else {}),
             **s.environment,
             **ctx.gpus.environment,
             "VLLM_NO_USAGE_STATS": "1",
