@@ -60,6 +60,7 @@ def points(quick: bool) -> list[tuple[str, dict[str, object], int]]:
         out.append((shape, sizing, n_dev))
     for shape in ("moe", "moe-many-experts"):
         out.append((shape, {"n_ctx": 4096, "n_cpu_moe": 2}, 2))
+        out.append((shape, {"n_ctx": 4096, "cpu_overrides": (r"\.ffn_(up|down|gate)_exps",)}, 2))
     out.append(("dense", {"n_ctx": 4096, "n_gpu_layers": 3}, 2))
     out.append(("dense", {"n_ctx": 8192, "n_parallel": 4}, 2))
     out.append(("dense", {"n_ctx": 8192, "n_parallel": 4, "kv_unified": True}, 2))
@@ -70,7 +71,9 @@ def points(quick: bool) -> list[tuple[str, dict[str, object], int]]:
 def kind_of(shape: str, sizing: dict[str, object], n_dev: int) -> str:
     family = shape.split("-")[0]
     if sizing.get("n_cpu_moe"):
-        return "moe, experts on host"
+        return "moe, some experts on host"
+    if sizing.get("cpu_overrides"):
+        return "moe, all experts on host"
     if sizing.get("n_gpu_layers") is not None:
         return f"{family}, partial offload"
     return f"{family}, {'cpu' if n_dev == 0 else 'two devices'}"

@@ -7,8 +7,8 @@ llama-cpp-python 0.3.36 (tests/engine/llama-cpp-requirements.txt), by file:line 
 Pure: no Pulumi, no network, no files.
 
 Checked on the CPU backend with rpc-servers as devices (tests/test_llamacpp_memory.py, bench/llamacpp_memory.py):
-model and KV buffers to the log's rounding, compute buffers within 15% but where experts are kept on the host
-(up to 38%). Not checkable there, so not modelled: a GPU backend that runs a host-resident weight's operation
+model and KV buffers to the log's rounding, compute buffers within 15% but where some layers' experts are kept on
+the host and others not (up to 38%). Not checkable there, so not modelled: a GPU backend that runs a host-resident weight's operation
 itself for large batches (ROCm and CUDA do from 32 tokens, op_offload; RPC does not) also holds a copy of that
 weight in its compute buffer; and the host buffer a GPU backend gives for weights kept on the host with
 --load-mode none (ROCm_Host rather than CPU).
@@ -380,9 +380,17 @@ def compute_buffers(
         if not layers:
             return 0
         on_device = [il for il in layers if il < n_layer - 1 and il not in experts_on_host]
-        ffn = ub * f32 * (3 * n_ff + 3 * n_embd + n_expert) if on_device else 0
+        # up, gate and their product; a MoE's experts' outputs (n_embd x n_used) may outgrow those
+        ffn_width = max(3 * n_ff, n_ff + n_embd * n_expert_used) + 3 * n_embd + n_expert
+        ffn = ub * f32 * ffn_width if on_device else 0
         attn = ub * f32 * 3 * n_embd
         attn = max([attn, *(ssm(il) for il in layers if recurrent[il])])
+        # a layer whose experts the host computes gets their outputs back (n_embd x n_used per token, split inputs
+        # seen with GGML_SCHED_DEBUG) beside its hidden states; the last layer only for its outputs
+        routed = [il for il in layers if il in experts_on_host]
+        if routed:
+            held = 2 if any(il < n_layer - 1 for il in routed) else 1
+            attn = max(attn, ub * f32 * n_embd * (n_expert_used + held))
         if not args.flash_attn:
             for il in layers:
                 if recurrent[il]:
