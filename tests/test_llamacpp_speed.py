@@ -15,6 +15,7 @@ import yaml
 
 from components.planning.catalog import load_catalog
 from components.planning.gguf import GgufFacts, Tensor
+from components.planning.llamacpp_memory import LlamaCppArgs
 from components.planning.llamacpp_speed import (
     FAMILIES,
     FITTED,
@@ -25,9 +26,11 @@ from components.planning.llamacpp_speed import (
     decode_parts,
     decode_rate,
     expert_padding,
+    kv_scale,
     prefill_parts,
     prefill_rate,
     quant_family,
+    server_speed,
     split_share,
     traffic,
 )
@@ -135,7 +138,7 @@ def test_an_unknown_quantization_is_refused_by_name() -> None:
         quant_family("TQ1_0")
 
 
-def test_traffic_from_a_gguf_counts_what_a_token_reads() -> None:
+def _tiny_moe() -> GgufFacts:
     meta = {
         "general.architecture": "qwen3moe",
         "qwen3moe.block_count": 2,
@@ -154,7 +157,11 @@ def test_traffic_from_a_gguf_counts_what_a_token_reads() -> None:
             Tensor(f"blk.{il}.attn_q.weight", "Q8_0", (64, 64)),
             Tensor(f"blk.{il}.ffn_gate_exps.weight", "Q4_0", (64, 32, 4)),
         ]
-    t = traffic(GgufFacts(("m.gguf",), meta, tuple(tensors)))
+    return GgufFacts(("m.gguf",), meta, tuple(tensors))
+
+
+def test_traffic_from_a_gguf_counts_what_a_token_reads() -> None:
+    t = traffic(_tiny_moe())
     # Q8_0: 34 bytes per 32; Q4_0: 18 per 32. The input embedding is a row lookup: not read.
     output, q, experts, norms = 100 * 68, 64 * 68, 32 * 4 * 36, 2 * 64 * 4
     assert t.weights_bytes == output + 2 * q + 2 * experts + norms
@@ -167,6 +174,20 @@ def test_traffic_from_a_gguf_counts_what_a_token_reads() -> None:
     assert dict((f, b) for f, b, _ in t.families) == pytest.approx(
         {"q8_0": (output + 2 * q) / (output + 2 * q + experts), "legacy": experts / (output + 2 * q + experts)}
     )
+
+
+def test_a_planned_server_gets_bands_for_its_split_cache_types_and_micro_batch() -> None:
+    facts = _tiny_moe()
+    args = LlamaCppArgs(n_ctx=4096, devices=("ROCm0", "ROCm1"), cache_type_k="q8_0", cache_type_v="q8_0", n_ubatch=256)
+    assert kv_scale(args) == pytest.approx(34 / 32 / 2)
+    speed = server_speed(facts, args, MI50, 1000, 300)
+    setup = Setup(MI50, num_gpus=2, split_mode="layer", n_ubatch=256, kv_scale=34 / 64)
+    assert speed.decode_tokens_per_s == decode_rate(traffic(facts), setup, 1150)
+    assert speed.prefill_tokens_per_s == prefill_rate(traffic(facts), setup, 1000)
+    assert speed.caveat is None
+    assert speed.as_json()["workload"] == {"prompt_tokens": 1000, "output_tokens": 300, "concurrency": 1}
+    on_host = server_speed(facts, replace(args, n_cpu_moe=1), MI50, 1000, 300)
+    assert on_host.caveat is not None and "host memory" in on_host.caveat
 
 
 @cache

@@ -65,8 +65,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from components.planning.catalog import Gpu
-from components.planning.gguf import GgufFacts
-from components.planning.llamacpp_memory import EXPERTS, INPUT_TENSORS, recurrent_layers, swa_layers
+from components.planning.gguf import GgufFacts, type_traits
+from components.planning.llamacpp_memory import EXPERTS, INPUT_TENSORS, LlamaCppArgs, recurrent_layers, swa_layers
 from components.planning.performance import UNMEASURED_WIDENING, Rate, _z, is_measured
 
 # The tokens one quantized matmul kernel (MMQ) takes at a time on gfx906: 64 under HIP without matrix cores
@@ -401,3 +401,70 @@ def _file_type_name(facts: GgufFacts) -> str:
         return "F16"
     name = max(by_type, key=lambda k: by_type[k])
     return {"F32": "F16"}.get(name, name)
+
+
+@dataclass(frozen=True)
+class ServerSpeed:
+    """A planned llama-server's speed for one request of `prompt_tokens` in and `output_tokens` out: its decode at
+    the request's mean context (the prompt and half the output) and its prompt's prefill. `caveat`: what the
+    planned server does that the model does not cover (the bands then say less)."""
+
+    prompt_tokens: int
+    output_tokens: int
+    decode_tokens_per_s: Rate
+    prefill_tokens_per_s: Rate
+    caveat: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "workload": {"prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens, "concurrency": 1},
+            "decode_tokens_per_s": self.decode_tokens_per_s.as_json(),
+            "prefill_tokens_per_s": self.prefill_tokens_per_s.as_json(),
+        }
+        if self.caveat is not None:
+            out["caveat"] = self.caveat
+        return out
+
+
+def kv_scale(args: LlamaCppArgs) -> float:
+    """The KV cache's bytes per element relative to f16, K and V averaged (ggml's type sizes: q8_0 34 bytes per 32)."""
+
+    def per_element(name: str) -> float:
+        block, size = type_traits(name.upper())
+        return size / block / 2
+
+    return (per_element(args.cache_type_k) + per_element(args.cache_type_v)) / 2
+
+
+def server_speed(
+    facts: GgufFacts,
+    args: LlamaCppArgs,
+    gpu: Gpu,
+    prompt_tokens: int,
+    output_tokens: int,
+    c: Constants = FITTED,
+) -> ServerSpeed:
+    """The speed bands of a planned llama-server (its GGUF's facts and its sizing arguments) on GPUs of this kind."""
+    caveats = []
+    if args.n_cpu_moe or args.cpu_overrides:
+        caveats.append("tensors kept in host memory are read at the GPUs' rate here: the host's is far lower")
+    if 0 <= args.n_gpu_layers <= facts.n_layer:
+        caveats.append("layers left on the CPU are not modelled")
+    setup = Setup(
+        gpu=gpu,
+        num_gpus=1 if args.split_mode == "none" else max(1, len(args.devices)),
+        split_mode=args.split_mode,
+        flash_attn=args.flash_attn,
+        n_ubatch=args.n_ubatch,
+        kv_scale=kv_scale(args),
+    )
+    if not args.flash_attn:
+        caveats.append("attention without flash attention was measured at short contexts only")
+    m = traffic(facts)
+    return ServerSpeed(
+        prompt_tokens,
+        output_tokens,
+        decode_rate(m, setup, prompt_tokens + output_tokens // 2, c),
+        prefill_rate(m, setup, max(1, prompt_tokens), 0, c),
+        "; ".join(caveats) or None,
+    )
