@@ -8,6 +8,7 @@ import math
 import sys
 from dataclasses import replace
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -34,7 +35,9 @@ from components.planning.llamacpp_speed import (
     split_share,
     traffic,
 )
+from tests import test_llamacpp_memory as memory_tests
 from tests.conftest import ROOT
+from tests.test_llamacpp_memory import facts_of
 
 MI50 = load_catalog().gpus["mi50-32gb"]  # 1024 GB/s, 26.5 TFLOPs FP16
 # Round constants, so the figures below can be worked by hand.
@@ -188,6 +191,22 @@ def test_a_planned_server_gets_bands_for_its_split_cache_types_and_micro_batch()
     assert speed.as_json()["workload"] == {"prompt_tokens": 1000, "output_tokens": 300, "concurrency": 1}
     on_host = server_speed(facts, replace(args, n_cpu_moe=1), MI50, 1000, 300)
     assert on_host.caveat is not None and "host memory" in on_host.caveat
+
+
+@pytest.mark.parametrize("shape", ["GQA", "SWA", "MOE", "Q8", "MAMBA"])
+def test_traffic_of_the_synthetic_models_the_memory_plan_is_checked_on(shape: str, tmp_path: Path) -> None:
+    facts, _ = facts_of(tmp_path, shape.lower(), getattr(memory_tests, shape))
+    t = traffic(facts)
+    output = facts.by_name.get("output.weight") or facts.by_name["token_embd.weight"]  # tied: token_embd again
+    blocks = sum(x.nbytes for x in facts.tensors if x.name.startswith("blk."))
+    assert t.weights_bytes == blocks + output.nbytes + sum(
+        x.nbytes for x in facts.tensors if x.name.startswith("output_norm")
+    )
+    assert t.weights_read_bytes <= t.weights_bytes
+    assert (t.expert_count > 0) == (shape == "MOE")
+    assert (t.swa_window > 0) == (shape == "SWA")
+    assert (t.kv_bytes_per_token == 0) == (shape == "MAMBA")
+    assert decode_rate(t, Setup(MI50)).estimate > 0
 
 
 @cache

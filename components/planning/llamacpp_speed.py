@@ -318,7 +318,8 @@ def prefill_rate(m: ModelTraffic, s: Setup, tokens: int, depth: int = 0, c: Cons
 def traffic(facts: GgufFacts, kv_type_bytes: float = 2.0) -> ModelTraffic:
     """A GGUF model's traffic (ModelTraffic) from its tensors and metadata, all of it on the GPUs: the input
     tensors stay on the CPU (llamacpp_memory.INPUT_TENSORS), experts are the tensors llamacpp_memory.EXPERTS
-    matches, recurrent layers hold no KV, sliding-window layers as llamacpp_memory.swa_layers says."""
+    matches, recurrent layers hold no KV (their state is not counted), sliding-window layers as
+    llamacpp_memory.swa_layers says."""
     import re
 
     experts_re = re.compile(EXPERTS)
@@ -328,7 +329,13 @@ def traffic(facts: GgufFacts, kv_type_bytes: float = 2.0) -> ModelTraffic:
     weights = experts = read = params = expert_params = 0.0
     by_family_bytes: dict[str, float] = {}
     by_family_params: dict[str, float] = {}
-    for t in facts.tensors:
+    # A tied output layer: llama.cpp loads token_embd again as the output's matrix, on the GPU (the tests' synthetic
+    # models, tests/llama_cpp_models.py `tied`, check that the plan counts it there too).
+    tied = "output.weight" not in facts.by_name and "token_embd.weight" in facts.by_name
+    tensors = (
+        [*facts.tensors, replace(facts.by_name["token_embd.weight"], name="output.weight")] if tied else facts.tensors
+    )
+    for t in tensors:
         if INPUT_TENSORS.match(t.name):
             continue
         weights += t.nbytes
