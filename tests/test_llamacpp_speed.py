@@ -24,6 +24,9 @@ from components.planning.llamacpp_speed import (
     ModelTraffic,
     Setup,
     _pairs,
+    block_values,
+    calibrated,
+    constants_of,
     decode_parts,
     decode_rate,
     expert_padding,
@@ -114,6 +117,21 @@ def test_sliding_window_pairs_and_small_micro_batches_of_a_moe() -> None:
     assert expert_padding(moe, 16) == pytest.approx(MMQ_TILE * reached / 64)
     assert expert_padding(moe, 2048) == 1.0
     assert expert_padding(DENSE, 16) == 1.0
+
+
+def test_a_calibration_scales_the_estimates_to_what_the_box_measured_with_its_own_band() -> None:
+    setup = Setup(MI50)
+    fitted_decode = decode_rate(DENSE, setup, 1000).estimate
+    fitted_prefill = prefill_rate(DENSE, setup, 512, 0).estimate
+    c = calibrated(DENSE, setup, (1000, fitted_decode / 2), (512, 0, fitted_prefill * 1.25))
+    assert (c.decode_factor, c.prefill_factor) == pytest.approx((2.0, 0.8))
+    rate = decode_rate(DENSE, setup, 1000, c)
+    assert rate.estimate == pytest.approx(fitted_decode / 2)
+    assert (rate.high / rate.estimate, rate.estimate / rate.low) == pytest.approx((1.2, 1.2))
+    assert prefill_rate(DENSE, setup, 512, 0, c).estimate == pytest.approx(fitted_prefill * 1.25)
+    assert constants_of(block_values(c)) == replace(c, decode_factor=2.0, prefill_factor=0.8)
+    with pytest.raises(ValueError, match=r"decode time is 50\.00x"):
+        calibrated(DENSE, setup, (1000, fitted_decode / 50), (512, 0, fitted_prefill))
 
 
 @pytest.mark.parametrize(

@@ -54,8 +54,9 @@ set by the runs that vary it:
   bf16 0.22 from the 2025 readme's Qwen3-14B BF16 alone.
 - attention (1.8 x HBM) from the prefills at depth; split_serial (0.2) from the tensor-split prefills.
 - sigma, prefill_sigma, multi_sigma: the leave-one-model-out residuals.
-A calibration on the box can replace any of them (`dataclasses.replace`; the block's keys in `CALIBRATION_FIELDS`)
-and set its own band (`band`).
+A calibration on the box (`calibrated`: one decode and one prefill timed on the running server) scales the fitted
+estimate by what it measured (`decode_factor`, `prefill_factor`, the block's keys in `CALIBRATION_KEYS`) with
+calibration.CALIBRATED_BAND as its band; any fitted constant can be replaced the same way (`dataclasses.replace`).
 """
 
 from __future__ import annotations
@@ -174,6 +175,9 @@ class Constants:
     coverage: float = 0.8
     # The families no dev point measured, borrowing another's rate (bench/llamacpp_speed.py BORROWED).
     unmeasured: tuple[str, ...] = field(default=("mxfp4",))
+    # A calibration's: measured over fitted time, for a decoded token and for a prefill, and its own x/÷ band.
+    decode_factor: float = 1.0
+    prefill_factor: float = 1.0
     band: float | None = None
 
 
@@ -191,16 +195,6 @@ FITTED = Constants(
     sigma=0.25,
     prefill_sigma=0.35,
     multi_sigma=0.30,
-)
-
-# The keys a calibration block would write, with the Constants field each holds and its unit.
-CALIBRATION_FIELDS = (
-    ("kv_efficiency", "kv", 1.0),
-    ("layer_us", "layer_s", 1e6),
-    ("layer_hop_us", "layer_hop_s", 1e6),
-    ("allreduce_us", "allreduce_s", 1e6),
-    ("attention_efficiency", "attention", 1.0),
-    ("split_serial", "split_serial", 1.0),
 )
 
 
@@ -239,7 +233,7 @@ def band_factor(m: ModelTraffic, s: Setup, sigma: float, c: Constants = FITTED) 
 def decode_rate(m: ModelTraffic, s: Setup, depth: int = 0, c: Constants = FITTED) -> Rate:
     """Decoded tokens per second of one request at `depth` tokens of context, with its band and the roofline (the
     weights and KV at peak HBM) as `bound`."""
-    step = sum(decode_parts(m, s, depth, c).values())
+    step = sum(decode_parts(m, s, depth, c).values()) * c.decode_factor
     f = band_factor(m, s, c.sigma, c)
     ideal = replace(c, decode=dict.fromkeys(FAMILIES, 1.0), kv=1.0)
     floor = decode_parts(m, s, depth, ideal)
@@ -308,7 +302,7 @@ def split_share(s: Setup, c: Constants = FITTED) -> float:
 def prefill_rate(m: ModelTraffic, s: Setup, tokens: int, depth: int = 0, c: Constants = FITTED) -> Rate:
     """Prompt tokens per second of one prefill of `tokens` after `depth` tokens of context, with its band and the
     roofline (the matmuls at peak FP16 on every GPU) as `bound`."""
-    seconds = sum(prefill_parts(m, s, tokens, depth, c).values()) * split_share(s, c)
+    seconds = sum(prefill_parts(m, s, tokens, depth, c).values()) * split_share(s, c) * c.prefill_factor
     f = band_factor(m, s, c.prefill_sigma, c)
     peak = s.gpu.fp16_tflops * 1e12 * s.split_gpus
     bound = tokens / (2 * m.active_parameters * tokens / peak)
@@ -474,4 +468,49 @@ def server_speed(
         decode_rate(m, setup, prompt_tokens + output_tokens // 2, c),
         prefill_rate(m, setup, max(1, prompt_tokens), 0, c),
         "; ".join(caveats) or None,
+    )
+
+
+# The calibration block's keys: the Constants fields a calibration sets.
+CALIBRATION_KEYS = ("decode_factor", "prefill_factor")
+
+
+def calibrated(
+    m: ModelTraffic,
+    s: Setup,
+    decode: tuple[int, float],
+    prefill: tuple[int, int, float],
+    c: Constants = FITTED,
+) -> Constants:
+    """The constants a server timed on its box gives: `decode` (depth, measured tokens/s of one request) and
+    `prefill` (prompt tokens, depth, measured tokens/s) against the fitted estimates. ValueError when a factor is
+    outside calibration.SANE (a measurement gone wrong, not a box)."""
+    from components.planning.calibration import CALIBRATED_BAND, SANE
+
+    base = replace(c, decode_factor=1.0, prefill_factor=1.0, band=None)
+    decode_factor = decode_rate(m, s, decode[0], base).estimate / decode[1]
+    prefill_factor = prefill_rate(m, s, prefill[0], prefill[1], base).estimate / prefill[2]
+    for name, value in (("decode", decode_factor), ("prefill", prefill_factor)):
+        if not SANE[0] <= value <= SANE[1]:
+            raise ValueError(
+                f"the measured {name} time is {value:.2f}x the model's: outside {SANE[0]}-"
+                f"{SANE[1]}x, a measurement gone wrong (a stalled request, another server on the GPUs), not a calibration"
+            )
+    return replace(base, decode_factor=decode_factor, prefill_factor=prefill_factor, band=CALIBRATED_BAND)
+
+
+def block_values(c: Constants) -> dict[str, float]:
+    """A calibration block's values (4 significant digits)."""
+    return {key: float(f"{getattr(c, key):.4g}") for key in CALIBRATION_KEYS}
+
+
+def constants_of(block: Mapping[str, float], c: Constants = FITTED) -> Constants:
+    """The constants a calibration block holds, with the calibrated band."""
+    from components.planning.calibration import CALIBRATED_BAND
+
+    return replace(
+        c,
+        decode_factor=float(block["decode_factor"]),
+        prefill_factor=float(block["prefill_factor"]),
+        band=CALIBRATED_BAND,
     )
