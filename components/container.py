@@ -188,7 +188,7 @@ def service_resources(
         # one ends it before the old server is touched. Never through an input: when the download is replaced
         # (a new model), the engine deletes first every delete-before-replace dependent that an input of the
         # download's would replace, i.e. the serving container, before the download even starts
-        # (pulumi/pulumi v3.260.0 pkg/resource/deploy/step_generator.go L3268-3415, calculateDependentReplacements).
+        # (pulumi/pulumi v3.259.0 pkg/resource/deploy/step_generator.go L3220-3361, calculateDependentReplacements).
         depends_on.append(download)
     files = {path: text if isinstance(text, str) else wiring.text(text) for path, text in spec.uploads.items()}
     uploads = [docker.ContainerUploadArgs(file=path, content=text) for path, text in sorted(files.items())]
@@ -258,8 +258,8 @@ def service_resources(
                 # container (neither replace-forcing nor in its update: components/planning/provider_facts.py),
                 # and "*" is what makes the engine replace, not update, a container whose create failed its
                 # health wait: without it the next `pulumi up` accepts a server that never became healthy
-                # (the SDK's ResourceOptions.replace_on_changes; pulumi/pulumi v3.260.0
-                # pkg/resource/deploy/step_generator.go L3166-3250, applyReplaceOnChanges).
+                # (the SDK's ResourceOptions.replace_on_changes; pulumi/pulumi v3.259.0
+                # pkg/resource/deploy/step_generator.go L3120-3200, applyReplaceOnChanges).
                 replace_on_changes=["*"],
                 replacement_trigger=_moved(spec),
             ),

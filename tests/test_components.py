@@ -390,7 +390,7 @@ def test_a_failed_download_stops_the_deployment_before_the_server_is_touched() -
 def test_the_server_waits_for_its_download_through_an_ordering_never_through_an_input() -> None:
     """A replaced download would make any input that depends on it unknown, and the engine would delete the
     (delete-before-replace) serving container before the download starts if that input forces a replacement
-    (pulumi/pulumi v3.260.0 step_generator.go L3295-3382); with "*" every input does. So: an ordering only."""
+    (pulumi/pulumi v3.259.0 step_generator.go L3220-3361); with "*" every input does. So: an ordering only."""
     for stack in STACKS:
         plan = shipped_plan(stack)
         for server in plan.services:

@@ -237,8 +237,8 @@ def test_no_change_is_no_step(tmp_path: Path, stack: str) -> None:
 @pytest.mark.parametrize("stack", ["big-chat", "fleet"])
 def test_a_file_uploaded_with_a_secret_in_it_stays_a_secret_in_state(stack: str) -> None:
     """Upload content is not sensitive in the provider's schema (resource_docker_container.go L994-1000), and
-    the engine marks an output secret only when the whole top-level input was (pulumi/pulumi v3.260.0
-    step_executor.go L556-567): so a container with a secret file sends its whole `uploads` as a secret and
+    the engine marks an output secret only when the whole top-level input was (pulumi/pulumi v3.259.0
+    step_executor.go L556-566): so a container with a secret file sends its whole `uploads` as a secret and
     lists it in additional_secret_outputs. The node-exporter password file, the gateway key Prometheus reads,
     the bcrypt hash in node-exporter's web config and the Alertmanager webhook are such files."""
     from tests.conftest import shipped_plan
@@ -463,3 +463,19 @@ def test_a_host_renamed_on_the_same_machine_is_refused_with_the_state_renames_th
         values["hosts"]["gpu-c"]["docker"] = "ssh://ops@gpu-c.lan"
 
     assert day_two(tmp_path / "other", "fleet", swap).refused == []
+
+
+def test_a_replaced_volume_takes_the_programs_name_ignore_changes_or_not(tmp_path: Path) -> None:
+    """Issue 26 defect 16: ignore_changes counts for a diff and an update, not on a replacement, which is made
+    from the program's inputs (SG v3.259.0 L2004-2023): a cache moved to another host is made there under the
+    stack's name, so nothing is "kept by the state" for it."""
+
+    def move_and_rename(values: dict[str, Any], secure: dict[str, Any]) -> None:
+        values["embeddings"]["host"] = "gpu-a"
+        values["embeddings"]["cache_volume"] = "moved-cache"
+
+    d = day_two(tmp_path, "fleet", move_and_rename)
+    assert change_of(d, "embeddings-cache") == "replace"
+    assert not [k for k in d.kept if k.startswith("embeddings-cache")], d.kept
+    kept_only = day_two(tmp_path / "k", "fleet", _set("embeddings.cache_volume", "moved-cache"))
+    assert [k.split(":")[0] for k in kept_only.kept] == ["embeddings-cache"]

@@ -29,8 +29,10 @@ def _container(name: str, image: str, options: dict[str, Any] | None = None, **i
 
 
 def test_a_replacement_trigger_set_for_the_first_time_replaces_nothing() -> None:
-    """SG L1797-1830: the trigger replaces only when it was set before and changed. A deployment made before
-    the project set triggers (issue 26) has none in state: its first `up` with them must restart nothing."""
+    """SG v3.259.0 L1795-1812, L3624-3640: the trigger replaces only when it was set before and changed. A
+    deployment made before the project set triggers (issue 26) has none in state: its first `up` with them must
+    restart nothing. A replacement the engine starts itself is create-first unless the program says
+    delete_before_replace (SG L2040-2046: the provider's delete-first is for its ForceNew fields)."""
     old = _container("server", "img:1")
     new = _container("server", "img:1", {"replacement_trigger": "gpu-a"})
     assert predict([old], [new]) == ([], [])
@@ -38,11 +40,19 @@ def test_a_replacement_trigger_set_for_the_first_time_replaces_nothing() -> None
     moved = _container("server", "img:1", {"replacement_trigger": "gpu-b"})
     steps, verdicts = predict([new], [moved])
     assert [(s.op, s.name, s.why) for s in steps] == [
-        ("delete", "server", ("replacement_trigger",)),
         ("create", "server", ("replacement_trigger",)),
-    ]
+        ("delete", "server", ("replacement_trigger",)),
+    ], "issue 26 defect 16: no ForceNew field changed, and the program did not ask for delete-first"
     assert [(v.change, v.keys) for v in verdicts] == [("replace", ["replacement_trigger"])]
     assert predict([moved], [old]) == ([], [])
+    # the program's delete_before_replace (every container of this project sets it) makes it delete-first
+    first = {"delete_before_replace": True}
+    steps, _ = predict([_container("server", "img:1", first | {"replacement_trigger": "gpu-a"})],
+                       [_container("server", "img:1", first | {"replacement_trigger": "gpu-b"})])  # fmt: skip
+    assert [(s.op, s.name) for s in steps] == [("delete", "server"), ("create", "server")]
+    # and a ForceNew field (the image) is delete-first for a Container whatever the program says
+    steps, _ = predict([old], [_container("server", "img:2")])
+    assert [(s.op, s.name) for s in steps] == [("delete", "server"), ("create", "server")]
 
 
 def test_a_deployment_from_before_the_triggers_sees_no_step_on_its_first_up_with_them() -> None:

@@ -19,7 +19,7 @@ from tests.stacks import plan_values, values_of
 
 
 def test_urns_are_built_as_the_engine_builds_them() -> None:
-    # pulumi/pulumi v3.260.0 pkg/engine/lifecycletest/testdata/output/TestDuplicateURN: a child of the stack.
+    # pulumi/pulumi v3.259.0 pkg/engine/lifecycletest/testdata/output/TestDuplicateURN: a child of the stack.
     assert (
         urn("test", "test", qualified_type(None, "pkgA:m:typA"), "resA") == "urn:pulumi:test::test::pkgA:m:typA::resA"
     )

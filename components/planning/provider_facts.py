@@ -119,13 +119,16 @@ FACTS: dict[str, dict[str, Fact]] = {
             sensitive=False,
             source=_d(f"{CF}#L998"),
             note="Update only starts a container when it goes false -> true (funcs L998-1013); Read sets "
-            "it false for a stopped container (funcs L815-823), so the next up starts it again",
+            "it false for a container that is not running (funcs L810-822; one in its restart backoff reads as "
+            "running, State.Running) and never back to true, and reads ports only while it runs or must_run is "
+            "true (L797-805): after a refresh of a stopped one the next up replaces it (ports, ForceNew)",
         ),
         "name": _read("name", _d(f"{C}#L54"), "funcs L828"),
         "networksAdvanced": _same(
             "networks_advanced",
             _d(f"{C}#L913"),
-            "Read sets it only when the state has none (an import: funcs L786-796), so no drift shows",
+            "never set by Read: it sets it only where the state's set is empty (funcs L786-796), and GetOk is "
+            "false for an empty set, so no drift shows",
         ),
         "ports": _read(
             "ports",
@@ -185,7 +188,7 @@ FACTS: dict[str, dict[str, Fact]] = {
         "labels": _read(
             "labels",
             _d("internal/provider/resource_docker_volume.go#L52"),
-            "read back from the host (L309): the project ignores changes to it on the protected cache",
+            "read back from the host (L309): the project ignores changes to it on the kept (retain_on_delete) cache",
         ),
     },
     NETWORK: {
@@ -298,7 +301,9 @@ DELETE_BEFORE_REPLACE: dict[str, Fact] = {
         read_back=False,
         sensitive=False,
         source=f"{PULUMI_DOCKER} provider/resources.go#L114",
-        note="every Container is replaced delete-first, whatever the program's options say",
+        note="the provider asks for delete-first when a ForceNew field changed; a replacement the engine "
+        "starts (replace_on_changes, a replacement trigger, replace_with) is delete-first only where the "
+        "program says so (pulumi/pulumi v3.259.0 pkg/resource/deploy/step_generator.go L2040-2046)",
     ),
 }
 

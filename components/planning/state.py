@@ -10,8 +10,8 @@ ignoreChanges, replaceOnChanges, replacementTrigger and replaceWith.
 Two things a refresh records that the program's next `pulumi up` then acts on (the pulumi-docker 5.x
 provider, which bridges kreuzwerker/terraform-provider-docker v4.5.0,
 internal/provider/resource_docker_container_funcs.go):
-- a container that is not running (stopped, or in its restart backoff) gets `must_run: false` (L810-822),
-  and Read never sets it back to true once the container runs again;
+- a container that is not running gets `must_run: false` (L810-822), and Read never sets it back to true
+  once the container runs again (one in its restart backoff reads as running: Read asks State.Running);
 - its published ports are read only while it runs or while `must_run` is still true in state (L797-805):
   the refresh that finds it stopped records none, and no later refresh reads them again (`GetOk("ports")`
   is false for an empty list).
@@ -121,7 +121,7 @@ def disagreements(export: Mapping[str, Any]) -> list[str]:
         if stopped or portless:
             what = " and ".join(w for w, on in (("must_run false", stopped), ("no published ports", portless)) if on)
             lines.append(
-                f"{name}: the state records {what}: a refresh read it while it was stopped or restarting, and no "
+                f"{name}: the state records {what}: a refresh read it while it was stopped, and no "
                 "later refresh reads it back. The next `pulumi up` replaces the container (a server reloads "
                 "its model), after which state and container agree"
             )

@@ -2,28 +2,34 @@
 
 This is a model of the engine's replacement rules, applied to two plans (the resources the real program
 registers under the SDK's mocks at two versions), not an engine: it decides nothing that runs. Each rule
-is the engine's at pulumi/pulumi v3.260.0 (pkg/resource/deploy/step_generator.go, "SG" below), with the
-providers' field facts from components/planning/provider_facts.py:
+is the engine's at pulumi/pulumi v3.259.0, the engine the project's real-engine tests run
+(pkg/resource/deploy/step_generator.go, "SG" below), with the providers' field facts from
+components/planning/provider_facts.py:
 
 - a resource whose inputs changed is replaced when a changed field forces it (the provider's ForceNew),
   when `replace_on_changes` covers it ("*" covers every field), or when its `replacement_trigger` changed
-  and was set before (SG L1797-1830, L3683-3698); else updated in place; a field that is neither
+  and was set before (SG L1795-1812, L3624-3640 shouldTriggerReplace); else updated in place; a field that is neither
   replace-forcing nor applied by the provider's update is "updated" in state and reaches nothing;
-- a resource is replaced when one named in its `replace_with` is (SG v3.259.0 L2893-2906): here, every
+- a resource is replaced when one named in its `replace_with` is (SG L2893-2906): here, every
   resource on a host with the host's provider, whose trigger is the machine (components/host.py);
-- `ignore_changes` fields count as unchanged (SG L3076-3096);
-- a provider change alone replaces nothing (SG L2841-2862; pulumi-docker has no provider field that
+- `ignore_changes` fields keep their old values for the diff and an update (SG L1264-1269,
+  processIgnoreChanges L3028), not on a replacement, which is created from the program's inputs (SG
+  L2004-2023);
+- a provider change alone replaces nothing (SG L2796-2880 providerChanged; pulumi-docker has no provider field that
   forces it), so a resource that moves host needs a replace-forcing input (here the host trigger);
-- replacing a protected resource is refused, and `pulumi up` stops there (SG L1954-1972);
-- a delete-before-replace replacement (every pulumi-docker Container) first deletes each dependent that
-  would be replaced once the inputs it takes from the replaced resources are unknown, in reverse order,
-  then the resource itself, then creates it (SG L2043-2156, calculateDependentReplacements L3268-3415):
-  only property dependencies count, a plain `depends_on` deletes nothing; a dependent so deleted is
-  created again when it registers (SG L1482-1506);
+- replacing a protected resource is refused, and `pulumi up` stops there (SG L1955-1965);
+- a replacement is delete-first where the provider asks for it (pulumi-docker: a Container whose ForceNew
+  field changed) or the program says so (`delete_before_replace`); one the engine starts itself (a
+  replacement trigger, `replace_on_changes`, `replace_with`) is otherwise create-first (SG L2040-2046). A
+  delete-first replacement first deletes each dependent that would be replaced once the inputs it takes
+  from the replaced resources are unknown, in reverse order, then the resource itself, then creates it
+  (SG L2040-2160, calculateDependentReplacements L3220-3361): only property dependencies count, a plain
+  `depends_on` deletes nothing; a dependent so deleted is created again when it registers (SG
+  L1490-1506, L1853-1864);
 - a create-before-delete replacement creates the new one and deletes the old one after the program ends;
 - resources the program no longer registers are deleted after it ends, with the replaced ones, dependents
-  before what they depend on (SG v3.259.0 L2745-2790); a protected one is refused, and `retain_on_delete`
-  drops it from state but leaves it where it runs (SG step.go L614-662).
+  before what they depend on (SG L2745-2790); a protected one is refused, and `retain_on_delete`
+  drops it from state but leaves it where it runs (pkg/resource/deploy/step.go L644-662).
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from typing import Any
 from components.planning import provider_facts as pf
 
 STAR = "*"
+# Why a resource is replaced that is no field of it: the engine's own reasons, which the provider's diff never sees.
+ENGINE_KEYS = frozenset({"replacement_trigger", "replace_with", "initErrors"})
 
 
 @dataclass(frozen=True)
@@ -57,9 +65,13 @@ class Resource:
             custom=not plan_resource["type"].startswith(f"{namespace}:"),
         )
 
-    @property
-    def delete_first(self) -> bool:
-        return pf.delete_before_replace(self.type) or bool(self.options.get("delete_before_replace"))
+    def delete_first(self, keys: Sequence[str]) -> bool:
+        """Whether its replacement for these changed keys is delete-first: where the program says so, or where
+        the provider asks for it and a field it forces a new resource on changed (SG L2040-2046)."""
+        if self.options.get("delete_before_replace"):
+            return True
+        forced = [k for k in keys if k not in ENGINE_KEYS and ((f := pf.fact(self.type, k)) is None or f.replaces)]
+        return pf.delete_before_replace(self.type) and bool(forced)
 
     def property_dependencies(self) -> Mapping[str, Sequence[str]]:
         deps: Mapping[str, Sequence[str]] = self.options.get("property_dependencies", {})
@@ -149,7 +161,7 @@ def verdict(old: Resource, new: Resource, replaced: Iterable[str] = (), unknown_
             k for k, deps in new.property_dependencies().items() if set(deps) & set(replaced) and k not in changed
         ]
     # A create that failed (a health wait that timed out) leaves init errors in state: the next update replaces
-    # it where replace_on_changes covers them ("*" does), else retries it in place (SG v3.259.0 L1944-1947,
+    # it where replace_on_changes covers them ("*" does), else retries it in place (SG L1944-1947,
     # L3120-3200 applyReplaceOnChanges, L2180-2190).
     failed = bool(old.options.get("init_errors"))
     init_replace = failed and _covers(new.options.get("replace_on_changes", []), "#initerror")
@@ -220,7 +232,7 @@ def swap(value: Any, wanted: Any, kept: Any) -> Any:
 
 
 def carry_ignored(old: Sequence[Resource], new: Sequence[Resource]) -> tuple[list[Resource], list[Kept]]:
-    """The program's resources as the engine sees them: an ignored input takes its old value (SG L3076-3096),
+    """The program's resources as the engine sees them: an ignored input takes its old value (SG L1264-1269),
     and so does the output of the same name that dependents take through their inputs (the provider's
     output is what is in state: a volume whose new name is ignored keeps the old name, and the container
     mounts that). Only outputs equal to their input are carried, as a Volume's `name` is."""
@@ -286,7 +298,7 @@ def predict(
                     "it is protected: `pulumi up` stops here, and nothing after this step happens",
                 )
             )
-        elif v.change == "replace" and r.delete_first:
+        elif v.change == "replace" and r.delete_first(v.keys):
             for name, keys in _dependents_deleted_first(r.name, olds, registered):
                 dep = olds[name]
                 if dep.options.get("protect"):

@@ -98,7 +98,9 @@ class Timeouts:
 
 
 def container_timeouts(startup_timeout: int, stop_grace_seconds: int) -> Timeouts:
-    """The health wait runs inside create (and inside the update that replaces a container)."""
+    """The health wait runs inside create. A replacement is a create (a create step of the new container:
+    pulumi/pulumi v3.259.0 pkg/resource/deploy/step_generator.go L2135-2160, NewCreateReplacementStep), so it
+    takes the create timeout; the update timeout is for an in-place update, which waits for nothing."""
     wait = go_duration(startup_timeout + CREATE_MARGIN_S)
     return Timeouts(create=wait, update=wait, delete=go_duration(stop_grace_seconds + DELETE_MARGIN_S))
 

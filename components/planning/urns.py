@@ -2,7 +2,7 @@
 
 The engine names every resource `urn:pulumi:<stack>::<project>::<qualified type>::<name>`, where the
 qualified type is the parent's qualified type, `$`, and the resource's own type; a child of the stack
-itself has its own type alone (pulumi/pulumi v3.260.0 sdk/go/common/resource/urn/urn.go L80-93). The
+itself has its own type alone (pulumi/pulumi v3.259.0 sdk/go/common/resource/urn/urn.go L80-93). The
 parent's *name* is not part of it: two children of the same name and type under two parents of the same
 type collide. The engine refuses a second registration of a URN with "Duplicate resource URN '<urn>'; try
 giving it a unique name" (pkg/resource/deploy/step_generator.go L284, sdk/go/common/diag/errors.go L33),

@@ -307,7 +307,9 @@ def _diff(
             note = (note + "; " if note else "") + ADMIN_PASSWORD_NOTE
         change = Change(v.name, v.type, v.change, settings, note)
         changes.append(change)
-    result = Diff(ref, changes, None, kept=[_kept_line(k) for k in kept])
+    # A replacement is made from the program's inputs: ignore_changes keeps nothing there (SG v3.259.0 L2004-2023).
+    replaced = {v.name for v in verdicts if v.change == "replace"}
+    result = Diff(ref, changes, None, kept=[_kept_line(k) for k in kept if k.name not in replaced])
     result.refused = host_renames(old_resources_json, new)
     result.steps = [s.line() for s in steps]
     result.outages = [_outage_line(o, steps, resources, new, created_runs) for o in by_outage.values()]
