@@ -43,6 +43,7 @@ QWEN35_MOE: dict[str, Any] = {
         "moe_intermediate_size": 512,
         "shared_expert_intermediate_size": 512,
         "layer_types": (["linear_attention"] * 3 + ["full_attention"]) * 10,
+        "mtp_num_hidden_layers": 1,
     },
     "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True},
 }
@@ -156,3 +157,64 @@ def test_a_fleet_calls_natively_only_when_every_server_behind_the_page_has_a_par
         values = _on_mobydick(values, f"servers.{name}")
     s = load(values, ("gateway_api_key",)).settings
     assert function_calling(s, load_catalog()) == mode
+
+
+# --------------------------------------------------------------------------- speculative decoding
+
+MTP3 = {"method": "mtp", "num_speculative_tokens": 3}
+
+
+def test_mtp_on_the_line_goes_on_the_command_and_the_capture_ladder_steps_by_k_plus_one(tmp_path: Path) -> None:
+    values = set_key(_on_mobydick(values_of("big-chat")), "vllm.speculative", MTP3)
+    values = set_key(values, "vllm.max_num_seqs", 4)
+    cmd = plan_values(values, tmp_path).by_name("vllm-container").inputs["command"]
+    assert json.loads(cmd[cmd.index("--speculative-config") + 1]) == MTP3
+    # the fork's TP 2 recipe: k=3 with 4 sequences captures [4, 8, 12, 16] (running.md's capture ladder)
+    assert json.loads(cmd[cmd.index("--compilation-config") + 1]) == {"cudagraph_capture_sizes": [4, 8, 12, 16]}
+    found = "\n".join(load(values).warnings)
+    assert "vllm.speculative runs the model's 1 MTP draft layer(s)" in found and "not in this memory plan" in found
+
+
+def test_ngram_carries_its_lookup_and_needs_no_draft_layers() -> None:
+    ngram = {"method": "ngram", "num_speculative_tokens": 5, "prompt_lookup_max": 4}
+    s = _server(set_key(set_key(values_of("big-chat"), "vllm.image", MOBYDICK), "vllm.speculative", ngram))
+    cmd = vllm_command(s, load_catalog())
+    assert json.loads(cmd[cmd.index("--speculative-config") + 1]) == ngram
+    assert capture_sizes(s, load_catalog().image(s.image)) == (6, 12, 18, 24)
+
+
+@pytest.mark.parametrize(
+    ("image", "model_is_qwen35", "spec", "expected"),
+    [
+        # the seed's image: no recipe recorded for speculation; the message names the image that has one
+        (SEED, True, MTP3, "rocm-inference:vllm.speculative.method is 'mtp', which the catalog records no recipe"),
+        (SEED, True, MTP3, f"the image that runs it: {MOBYDICK}"),
+        # a model without MTP layers on the image that runs MTP
+        (MOBYDICK, False, MTP3, "has no MTP draft layers vLLM runs"),
+        # ngram's own keys with another method
+        (MOBYDICK, True, {**MTP3, "prompt_lookup_max": 4}, "rocm-inference:vllm.speculative"),
+    ],
+)
+def test_speculation_the_image_or_the_model_cannot_run_is_refused_naming_the_key(
+    image: str, model_is_qwen35: bool, spec: dict[str, Any], expected: str
+) -> None:
+    values = _on_mobydick(values_of("big-chat")) if model_is_qwen35 else values_of("big-chat")
+    values = set_key(set_key(values, "vllm.image", image), "vllm.speculative", spec)
+    found = "\n".join(errors(values))
+    assert expected in found, found
+
+
+@pytest.mark.parametrize(("k", "refused"), [(2, False), (3, True), (4, False)])
+def test_k_must_be_at_most_or_a_multiple_of_the_models_mtp_layers(k: int, refused: bool) -> None:
+    two_layers = {**QWEN35_MOE, "text_config": {**QWEN35_MOE["text_config"], "mtp_num_hidden_layers": 2}}
+    values = set_key(_on_mobydick(values_of("big-chat")), "vllm.architecture", two_layers)
+    values = set_key(values, "vllm.speculative", {"method": "mtp", "num_speculative_tokens": k})
+    found = "\n".join(errors(values))
+    assert ("vllm.speculative.num_speculative_tokens must be at most the model's 2 MTP layers" in found) is refused
+
+
+def test_speculation_on_an_image_the_catalog_lacks_is_warned_not_refused() -> None:
+    values = set_key(_on_mobydick(values_of("big-chat")), "vllm.image", "example.org/own/vllm-gfx906:1.0")
+    values = set_key(values, "vllm.speculative", MTP3)
+    assert not errors(values)
+    assert any("vllm.speculative.method is 'mtp' on an image the catalog lacks" in w for w in load(values).warnings)

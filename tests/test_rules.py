@@ -44,13 +44,13 @@ INVALID: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "unknown top-level key",
         {**values_of("big-chat"), "vlm": {}},
         (),
-        "vlm is not a known key (did you mean 'vllm'?); allowed: chat_ui, chat_ui_admin_password, embeddings, embeddings_api_key, gateway, gateway_api_key, grafana_admin_password, hf_token, host, hosts, monitoring, servers, ssh_private_key, vllm, vllm_api_key",
+        "vlm is not a known key (did you mean 'vllm'?); allowed: chat_ui, chat_ui_admin_password, download_proxy, embeddings, embeddings_api_key, gateway, gateway_api_key, grafana_admin_password, hf_token, host, hosts, monitoring, servers, ssh_private_key, vllm, vllm_api_key",
     ),
     (
         "unknown nested key",
         big(vllm__max_model_lenn=3),
         (),
-        "vllm.max_model_lenn is not a known key (did you mean 'max_model_len'?); allowed: architecture, architecture_file, cache_volume, calibration, container_name, download_timeout, dtype, environment, gpu_memory_utilization, gpus, health_interval, host, image, max_model_len, max_num_batched_tokens, max_num_seqs, model, model_revision, port, served_model_name, shm_size, stall_timeout, startup_timeout, tensor_parallel_size, workload",
+        "vllm.max_model_lenn is not a known key (did you mean 'max_model_len'?); allowed: architecture, architecture_file, cache_volume, calibration, container_name, download, download_timeout, dtype, environment, gpu_memory_utilization, gpus, health_interval, host, image, max_model_len, max_num_batched_tokens, max_num_seqs, model, model_revision, port, served_model_name, shm_size, speculative, stall_timeout, startup_timeout, tensor_parallel_size, workload",
     ),
     ("wrong type", big(vllm__max_model_len="32k"), (), "vllm.max_model_len must be an integer, got '32k'"),
     (

@@ -169,6 +169,9 @@ class Architecture(_ConfigJson):
     kv_lora_rank: Positive | None = None
     vision_config: VisionConfig | None = None
     mm_tokens_per_image: Positive | None = None
+    # Multi-token-prediction (MTP) draft layers, under the key each family's config.json uses for them.
+    mtp_num_hidden_layers: Annotated[StrictInt, Field(ge=0)] | None = None
+    num_nextn_predict_layers: Annotated[StrictInt, Field(ge=0)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -184,6 +187,20 @@ class Architecture(_ConfigJson):
                 merged[key] = value
             return merged
         return data
+
+    @property
+    def mtp_layers(self) -> int:
+        """The MTP draft layers vLLM's `mtp` method runs for this model (its n_predict), 0 where it has none:
+        vllm/config/speculative.py at the image line's e12fe369 reads mtp_num_hidden_layers for qwen3_5 and
+        qwen3_5_moe (lines 469-480), num_nextn_predict_layers for the DeepSeek-V3 family (312-321), Qwen3-Next
+        (447-452), GLM-4 MoE (390-392, by its architecture Glm4MoeForCausalLM) and ERNIE 4.5 MoE (422-427)."""
+        kind = self.model_type or ""
+        if kind in ("qwen3_5", "qwen3_5_moe"):
+            return self.mtp_num_hidden_layers or 0
+        nextn = kind in ("deepseek_v3", "deepseek_v32", "glm_moe_dsa", "qwen3_next", "ernie4_5_moe")
+        if nextn or "Glm4MoeForCausalLM" in self.architectures[:1]:
+            return self.num_nextn_predict_layers or 0
+        return 0
 
     @property
     def kv_heads(self) -> int:
@@ -366,6 +383,8 @@ class Image(_Frozen):
     # Trimmed CUDA-graph capture sizes at tensor parallel > 1: a ladder of max_num_seqs steps (of width
     # k+1 with k speculative tokens), passed as --compilation-config cudagraph_capture_sizes.
     trimmed_capture_at_tp: Positive | None = None
+    # The speculative-decoding methods (`--speculative-config` method) its recipes run on gfx906.
+    speculative: tuple[Literal["mtp", "ngram"], ...] = ()
     # Tool-call and reasoning parsers by model family (its recipes), and where they come from.
     parsers: dict[StrictStr, Parsers] = Field(default_factory=dict)
 

@@ -230,6 +230,7 @@ def assess(s: ServerContext, catalog: Catalog) -> Assessment:
             )
         )
     problems += _quantization_rules(arch, image, s, warnings)
+    problems += _speculative_rules(arch, image, s, catalog, warnings)
     problems += tensor_parallel_rules(arch, s.vllm.tensor_parallel_size, where)
     if s.vllm.max_model_len > arch.max_position_embeddings:
         problems.append(
@@ -403,6 +404,63 @@ def calibrated_efficiency(v: ServerSettings) -> tuple[Efficiency | None, str]:
     if changed:
         return None, ", ".join(f"{k} {then[k]} then, {now[k]} now" for k in changed)
     return efficiency_of(c.model_dump()), ""
+
+
+def _speculative_rules(
+    arch: Architecture, image: Image | None, s: ServerContext, catalog: Catalog, warnings: list[Problem]
+) -> list[Problem]:
+    """Speculative decoding the image or the model cannot run is refused before deployment."""
+    spec = s.vllm.speculative
+    if spec is None:
+        return []
+    out = []
+    if image is None:
+        warnings.append(
+            Problem(
+                "vllm.speculative.method", f"is {spec.method!r} on an image the catalog lacks: its support is unchecked"
+            )
+        )
+    elif spec.method not in image.speculative:
+        runs = [
+            catalog.pinned_reference(repo) or repo for repo, i in catalog.images.items() if spec.method in i.speculative
+        ]
+        recorded = ", ".join(image.speculative) if image.speculative else "none"
+        out.append(
+            Problem(
+                "vllm.speculative.method",
+                f"is {spec.method!r}, which the catalog records no recipe for on {s.vllm.image!r} (it records: "
+                f"{recorded})" + (f"; the image that runs it: {', '.join(runs)}" if runs else ""),
+            )
+        )
+    if spec.method == "mtp":
+        n = arch.mtp_layers
+        if n == 0:
+            out.append(
+                Problem(
+                    "vllm.speculative.method",
+                    f"is 'mtp', but {s.vllm.model!r}"
+                    + (f" (model_type {arch.model_type!r})" if arch.model_type else "")
+                    + " has no MTP draft layers vLLM runs (config.json mtp_num_hidden_layers or "
+                    "num_nextn_predict_layers): use method ngram",
+                )
+            )
+        elif spec.num_speculative_tokens > n and spec.num_speculative_tokens % n:
+            # vllm/config/speculative.py at e12fe369 lines 807-819: the MTP layers are reused k / n times.
+            out.append(
+                Problem(
+                    "vllm.speculative.num_speculative_tokens",
+                    f"must be at most the model's {n} MTP layers or a multiple of them (vLLM refuses otherwise), "
+                    f"got {spec.num_speculative_tokens}",
+                )
+            )
+        else:
+            warnings.append(
+                Problem(
+                    "vllm.speculative",
+                    f"runs the model's {n} MTP draft layer(s): their weights and KV cache are not in this memory plan",
+                )
+            )
+    return out
 
 
 def _quantization_rules(

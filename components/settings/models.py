@@ -541,6 +541,27 @@ class DownloadSettings(_Model):
     no_proxy: Annotated[StrictStr, Field(pattern=r"^[^\s]+$")] | None = None  # NO_PROXY: hosts reached directly
 
 
+class SpeculativeSettings(_Model):
+    """Speculative decoding, as vLLM's `--speculative-config` takes it: `mtp`, the model's own draft layers, or
+    `ngram`, drafts looked up in the prompt; k draft tokens a step (num_speculative_tokens)."""
+
+    method: Literal["mtp", "ngram"]
+    num_speculative_tokens: Annotated[StrictInt, Field(ge=1, le=16)]
+    # ngram: the longest and shortest prompt n-gram matched (vLLM's defaults where absent).
+    prompt_lookup_max: Annotated[StrictInt, Field(ge=1, le=64)] | None = None
+    prompt_lookup_min: Annotated[StrictInt, Field(ge=1, le=64)] | None = None
+
+    @model_validator(mode="after")
+    def _ngram_only(self) -> SpeculativeSettings:
+        if self.method != "ngram" and (self.prompt_lookup_max is not None or self.prompt_lookup_min is not None):
+            raise _invalid("prompt_lookup_max and prompt_lookup_min are ngram's: remove them with method mtp")
+        if (self.prompt_lookup_min or 1) > (self.prompt_lookup_max or 64):
+            raise _invalid(
+                f"prompt_lookup_min {self.prompt_lookup_min} must be at most prompt_lookup_max {self.prompt_lookup_max}"
+            )
+        return self
+
+
 class ServerSettings(_Model):
     """One vLLM server: `rocm-inference:vllm` in the single-host form, `rocm-inference:servers.<name>` in a fleet."""
 
@@ -575,6 +596,8 @@ class ServerSettings(_Model):
     workload: WorkloadSettings = WorkloadSettings()
     # Its speed measured on the box, which the plan's speed bands then use (verify --calibrate --write).
     calibration: CalibrationSettings | None = None
+    # Speculative decoding (`--speculative-config`), where the image and the model support it (planning/rules.py).
+    speculative: SpeculativeSettings | None = None
     # The model's config.json, as it is, for a model that is not in the catalog (or to override it);
     # or the path of that config.json, relative to the stack file's folder.
     architecture: Architecture | None = None

@@ -38,10 +38,12 @@ def parsers_of(s: ServerSettings, catalog: Catalog) -> Parsers | None:
 
 def capture_sizes(s: ServerSettings, image: Image | None) -> tuple[int, ...]:
     """The trimmed CUDA-graph capture sizes the image's recipes pass at tensor parallel > 1 (none elsewhere):
-    one step of width 1 per sequence, up to max_num_seqs."""
+    one step per sequence, up to max_num_seqs, of one token, or k+1 with k speculative tokens."""
     if image is None or image.trimmed_capture_at_tp is None or s.tensor_parallel_size < image.trimmed_capture_at_tp:
         return ()
-    width = 1
+    # With k draft tokens a decode step verifies k+1 per sequence: vLLM rounds every capture size up to a
+    # multiple of k+1 (vllm/config/compilation.py at e12fe369 lines 1462-1508), so the ladder steps by k+1.
+    width = 1 + (s.speculative.num_speculative_tokens if s.speculative is not None else 0)
     seqs = s.max_num_seqs if s.max_num_seqs is not None else TRIMMED_CAPTURE_SEQS
     return tuple(width * n for n in range(1, seqs + 1))
 
@@ -76,6 +78,9 @@ def vllm_command(s: ServerSettings, catalog: Catalog) -> tuple[str, ...]:
         cmd += ["--max-num-seqs", str(s.max_num_seqs)]
     if s.max_num_batched_tokens is not None:
         cmd += ["--max-num-batched-tokens", str(s.max_num_batched_tokens)]
+    if s.speculative is not None:
+        spec = s.speculative.model_dump(exclude_none=True)
+        cmd += ["--speculative-config", json.dumps(spec, separators=(",", ":"))]
     sizes = capture_sizes(s, image)
     if sizes:
         cmd += ["--compilation-config", json.dumps({"cudagraph_capture_sizes": list(sizes)}, separators=(",", ":"))]
