@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from components.planning.chat_ui import contradictions as chat_ui_contradictions
 from components.planning.rules import ServerContext, check_stack, server_contexts
 from components.settings import LoadedStack, StackConfigError, StackSettings, read_stack_file, validate
 from components.tools.plan import plan_stack
@@ -49,7 +50,7 @@ def plan_values(
 
 
 def load(values: dict[str, Any], secrets: tuple[str, ...] = (), source: str = "Pulumi.test.yaml") -> LoadedStack:
-    return validate(values, secrets, source, (check_stack,))
+    return validate(values, secrets, source, (check_stack, chat_ui_contradictions))
 
 
 def errors(values: dict[str, Any], secrets: tuple[str, ...] = ()) -> list[str]:

@@ -164,7 +164,7 @@ def test_without_a_gateway_the_container_pairs_each_url_with_its_servers_key(
         ({}, "search_query: ", "search_document: "),  # absent: the model's own prefixes
         ({"query_prefix": "", "document_prefix": ""}, None, None),  # empty: none at all
         ({"query_prefix": ""}, None, "search_document: "),
-        ({"document_prefix": "passage: "}, "search_query: ", "passage: "),
+        ({"document_prefix": "document: "}, "search_query: ", "document: "),  # not another model's (refused)
     ],
     ids=["absent", "both empty", "query empty", "document given"],
 )

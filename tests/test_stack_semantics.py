@@ -399,3 +399,151 @@ def test_a_plain_proxy_and_the_secret_one_together_are_refused() -> None:
 )
 def test_download_settings_in_their_place_pass_quietly(values: dict[str, Any]) -> None:
     assert not [w for w in _warnings(values) if "download" in w]
+
+
+# --------------------------------------------------------------------------- 4: the chat page against its stack
+
+
+def _ui_env(stack: str, **env: str) -> dict[str, Any]:
+    values = values_of(stack)
+    values["chat_ui"] = {**values["chat_ui"], "environment": env}
+    return values
+
+
+def _fleet_errors(values: dict[str, Any]) -> list[str]:
+    return errors(values, FLEET_SECRETS)
+
+
+@pytest.mark.parametrize(
+    ("env", "named", "said"),
+    [
+        (
+            {"DEFAULT_MODELS": "casperhansen/llama-3.3-70b-instruct-awq"},
+            "DEFAULT_MODELS naming 'casperhansen/llama-3.3-70b-instruct-awq'",
+            "the Hub id of the model the stack serves as 'llama-3.3-70b'",
+        ),
+        (
+            {"DEFAULT_PINNED_MODELS": "Qwen/Qwen2.5-7B-Instruct-AWQ"},
+            "DEFAULT_PINNED_MODELS naming 'Qwen/Qwen2.5-7B-Instruct-AWQ'",
+            "write 'qwen2.5-7b'",
+        ),
+        ({"TASK_MODEL_EXTERNAL": "gpt-4o-mini"}, "TASK_MODEL_EXTERNAL naming 'gpt-4o-mini'", "no server of the stack"),
+        ({"TASK_MODEL": "llama3.2:3b"}, "TASK_MODEL naming 'llama3.2:3b'", "'llama-3.3-70b', 'qwen2.5-7b'"),
+        ({"DEFAULT_MODELS": "llama-3.3-70b,mistral-7b"}, "DEFAULT_MODELS naming 'mistral-7b'", "no server"),
+    ],
+)
+def test_the_page_naming_a_model_no_server_serves_is_refused(env: dict[str, str], named: str, said: str) -> None:
+    line = _one(_fleet_errors(_ui_env("fleet", **env)), "rocm-inference:chat_ui.environment has " + named)
+    assert said in line
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DEFAULT_MODELS": "llama-3.3-70b"},
+        {"DEFAULT_MODELS": "qwen2.5-7b, llama-3.3-70b", "TASK_MODEL_EXTERNAL": "qwen2.5-7b"},
+        {"DEFAULT_PINNED_MODELS": ""},
+    ],
+)
+def test_the_pages_models_by_their_served_names_pass(env: dict[str, str]) -> None:
+    assert _fleet_errors(_ui_env("fleet", **env)) == []
+
+
+def test_a_server_without_a_served_name_is_named_by_its_hub_id() -> None:
+    assert errors(_ui_env("big-chat", DEFAULT_MODELS="casperhansen/llama-3.3-70b-instruct-awq")) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("query_prefix", "query: ", "the prefix of intfloat/"),  # e5's kept after switching to nomic
+        ("document_prefix", "passage: ", "whose prefix is 'search_document: '"),
+        ("query_prefix", "search_query:", "without the separator it was trained with: Open WebUI joins"),
+        ("document_prefix", "search_document", "write 'search_document: '"),
+    ],
+)
+def test_embedding_prefixes_of_another_model_or_without_their_separator_are_refused(
+    key: str, value: str, said: str
+) -> None:
+    values = set_key(values_of("big-chat"), f"chat_ui.{key}", value)
+    line = _one(errors(values), f"rocm-inference:chat_ui.{key} is {value!r}")
+    assert said in line and "nomic-ai/nomic-embed-text-v1.5" in line
+
+
+@pytest.mark.parametrize(
+    ("model", "key", "value", "said"),
+    [
+        ("BAAI/bge-small-en-v1.5", "query_prefix", "search_query: ", "the prefix of nomic-ai/"),
+        ("BAAI/bge-small-en-v1.5", "query_prefix", "Represent this sentence for searching", "without a separator"),
+        ("nomic-ai/nomic-embed-text-v1.5", "query_prefix", "find: ", "not nomic-ai/nomic-embed-text-v1.5's own"),
+    ],
+)
+def test_doubtful_prefixes_are_warned(model: str, key: str, value: str, said: str) -> None:
+    values = set_key(set_key(values_of("big-chat"), "embeddings.model", model), f"chat_ui.{key}", value)
+    line = _one(list(load(values).warnings), f"rocm-inference:chat_ui.{key} is {value!r}")
+    assert said in line
+
+
+@pytest.mark.parametrize(
+    ("model", "overrides"),
+    [
+        ("nomic-ai/nomic-embed-text-v1.5", {"query_prefix": "search_query: ", "document_prefix": "search_document: "}),
+        ("nomic-ai/nomic-embed-text-v1.5", {"query_prefix": "", "document_prefix": ""}),
+        ("intfloat/e5-large-v2", {"query_prefix": "query: "}),
+        ("BAAI/bge-small-en-v1.5", {"query_prefix": "Represent this sentence for searching relevant passages: "}),
+    ],
+)
+def test_prefixes_of_the_model_itself_pass_quietly(model: str, overrides: dict[str, str]) -> None:
+    values = set_key(values_of("big-chat"), "embeddings.model", model)
+    values["chat_ui"] = {**values["chat_ui"], **overrides}
+    assert not [w for w in load(values).warnings if "prefix" in w]
+
+
+def test_a_reranker_the_offline_page_would_load_itself_is_refused() -> None:
+    line = _one(errors(_ui_env("big-chat", RAG_RERANKING_MODEL="BAAI/bge-reranker-v2-m3")), "RAG_RERANKING_MODEL")
+    assert "can never load it" in line and "RAG_RERANKING_ENGINE=external" in line
+
+
+def test_a_reranker_served_elsewhere_passes() -> None:
+    env = {
+        "RAG_RERANKING_MODEL": "bge-reranker",
+        "RAG_RERANKING_ENGINE": "external",
+        "RAG_EXTERNAL_RERANKER_URL": "http://10.0.0.9:7998/rerank",
+    }
+    assert errors(_ui_env("big-chat", **env)) == []
+
+
+@pytest.mark.parametrize(
+    ("params", "said"),
+    [
+        ('{"function_calling": "native"}', "function_calling native:"),
+        ('{"temperature": 0.6}', "function_calling unset, so Open WebUI's default, native,"),
+    ],
+)
+def test_native_function_calling_towards_servers_without_a_tool_parser_is_refused(params: str, said: str) -> None:
+    line = _one(_fleet_errors(_ui_env("fleet", DEFAULT_MODEL_PARAMS=params)), "DEFAULT_MODEL_PARAMS")
+    assert said in line and "rocm-inference:servers.chat-a, rocm-inference:servers.chat-b" in line
+    assert "servers.coder refuse with a 400" in line and '"function_calling": "legacy"' in line
+
+
+def test_legacy_function_calling_passes() -> None:
+    env = {"DEFAULT_MODEL_PARAMS": '{"function_calling": "legacy", "temperature": 0.6}'}
+    assert _fleet_errors(_ui_env("fleet", **env)) == []
+
+
+def test_whether_a_server_has_a_tool_parser_is_read_from_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fact is the image recipes' parser for the server's model (engines/vllm.py parsers_of, which its
+    command line carries), not a fixed rule: where every server has one, native function calling passes."""
+    from components.planning import chat_ui
+    from components.planning.catalog import Parsers
+
+    hermes = Parsers(model_types=("llama", "qwen2"), tool_call="hermes", source="a recipe")
+    values = _ui_env("fleet", DEFAULT_MODEL_PARAMS='{"function_calling": "native"}')
+    assert _fleet_errors(values) != []
+    monkeypatch.setattr(
+        chat_ui, "parsers_of", lambda srv, catalog: None if srv.served_model_name == "qwen2.5-7b" else hermes
+    )
+    line = _one(_fleet_errors(values), "DEFAULT_MODEL_PARAMS")
+    assert "rocm-inference:servers.coder refuses with a 400" in line and "chat-a" not in line
+    monkeypatch.setattr(chat_ui, "parsers_of", lambda srv, catalog: hermes)
+    assert _fleet_errors(values) == []

@@ -24,11 +24,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from components.planning.catalog import Catalog
+from components.planning.catalog import Catalog, load_catalog
 from components.planning.engines.vllm import parsers_of
 from components.planning.gateway import GATEWAY_PORT, INFINITY_INTERNAL_PORT, VLLM_INTERNAL_PORT
 from components.planning.open_webui import OFFLINE
-from components.settings import ServerSettings, StackSettings
+from components.settings import NAMESPACE, Problem, ServerSettings, StackSettings
 
 # The image's port (Dockerfile L213: EXPOSE 8080; start.sh's PORT default) and data directory (env.py L228), where its SQLite
 # database, uploaded files and vector store live.
@@ -220,3 +220,166 @@ def plan(s: StackSettings, catalog: Catalog) -> ChatUiPlan:
 def join_secret(parts: tuple[str | None, ...], values: dict[str, str]) -> str:
     """A secret variable's value from its parts' values (the test's side; the component joins Outputs)."""
     return ";".join("" if p is None else values[p] for p in parts)
+
+
+# Open WebUI's variables that name models of its connections (open-webui 0.12.4 config.py): comma-separated lists
+# (the models a new chat starts with, the ones pinned in the sidebar) and single models (the one that writes titles,
+# tags and follow-ups: TASK_MODEL for Ollama connections, TASK_MODEL_EXTERNAL for OpenAI ones).
+MODEL_LISTS = ("DEFAULT_MODELS", "DEFAULT_PINNED_MODELS")
+MODEL_NAMES = ("TASK_MODEL", "TASK_MODEL_EXTERNAL")
+# Function calling when DEFAULT_MODEL_PARAMS does not say (main.py L1354-1358): native, tools on every chat.
+OPEN_WEBUI_FUNCTION_CALLING = "native"
+
+
+def contradictions(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
+    """What the chat page's own settings say against the stack: models no server serves (or named by their Hub
+    id), embedding prefixes of another model or without their separator, a model the offline page cannot load,
+    native function calling towards servers without a tool parser. (errors, warnings), keyed in the fleet form."""
+    if s.chat_ui is None or s.embeddings is None:
+        return [], []
+    errors = _models(s) + _offline_models(s) + _function_calling(s)
+    prefix_errors, prefix_warnings = _prefixes(s)
+    return errors + prefix_errors, prefix_warnings
+
+
+def _models(s: StackSettings) -> list[Problem]:
+    assert s.chat_ui is not None
+    env = s.chat_ui.environment
+    served = list(dict.fromkeys(m for c in connections(s) for m in c.models))
+    by_hub_id = {srv.model.lower(): srv.name_served for srv in s.servers.values()}
+    out = []
+    for variable in (*MODEL_LISTS, *MODEL_NAMES):
+        value = env.get(variable)
+        if value is None:
+            continue
+        names = [n.strip() for n in value.split(",")] if variable in MODEL_LISTS else [value.strip()]
+        for name in names:
+            if not name or name in served:
+                continue
+            if name.lower() in by_hub_id:
+                why = (
+                    f"the Hub id of the model the stack serves as {by_hub_id[name.lower()]!r}: the page knows models "
+                    f"by their served names (served_model_name); write {by_hub_id[name.lower()]!r}"
+                )
+            else:
+                why = (
+                    f"which no server of the stack serves: the page offers {', '.join(map(repr, served))}; name one "
+                    f"of them, or remove {variable}"
+                )
+            out.append(Problem("chat_ui.environment", f"has {variable} naming {name!r}, {why}"))
+    return out
+
+
+def _offline_models(s: StackSettings) -> list[Problem]:
+    """A model Open WebUI would load itself: offline (OFFLINE in open_webui.py), it never can."""
+    assert s.chat_ui is not None
+    env = s.chat_ui.environment
+    reranker = env.get("RAG_RERANKING_MODEL", "").strip()
+    # config.py: RAG_RERANKING_ENGINE "" (the default) loads RAG_RERANKING_MODEL locally with sentence-transformers
+    if not reranker or env.get("RAG_RERANKING_ENGINE", "").strip():
+        return []
+    return [
+        Problem(
+            "chat_ui.environment",
+            f"has RAG_RERANKING_MODEL {reranker!r}: with RAG_RERANKING_ENGINE unset Open WebUI loads that model "
+            "itself from the Hugging Face Hub, which the offline page (OFFLINE_MODE, HF_HUB_OFFLINE) never "
+            "reaches, so it can never load it; remove RAG_RERANKING_MODEL, or give a reranker served elsewhere "
+            "(RAG_RERANKING_ENGINE=external with RAG_EXTERNAL_RERANKER_URL)",
+        )
+    ]
+
+
+def _function_calling(s: StackSettings) -> list[Problem]:
+    """Native function calling sends tools with every chat; a server without a tool parser answers each with 400."""
+    assert s.chat_ui is not None
+    raw = s.chat_ui.environment.get("DEFAULT_MODEL_PARAMS")
+    if raw is None:
+        return []  # the project's own (function_calling): native only where every server has a parser
+    try:
+        params = json.loads(raw)
+    except ValueError:
+        return [Problem("chat_ui.environment", "has DEFAULT_MODEL_PARAMS that is not JSON: write a JSON object")]
+    if not isinstance(params, dict):
+        return [Problem("chat_ui.environment", "has DEFAULT_MODEL_PARAMS that is not a JSON object")]
+    mode = params.get("function_calling", OPEN_WEBUI_FUNCTION_CALLING)
+    if mode != "native":
+        return []
+    catalog = load_catalog()
+    without = sorted(
+        name
+        for name, srv in s.servers.items()
+        if not isinstance(srv, ServerSettings) or parsers_of(srv, catalog) is None
+    )
+    if not without:
+        return []
+    said = "native" if "function_calling" in params else "unset, so Open WebUI's default, native,"
+    servers = ", ".join(f"{NAMESPACE}:{s.key('servers.' + n)}" for n in without)
+    return [
+        Problem(
+            "chat_ui.environment",
+            f"has DEFAULT_MODEL_PARAMS with function_calling {said}: every chat from the page then carries its tools, "
+            f"which {servers} refuse{'s' if len(without) == 1 else ''} with a 400 (no --tool-call-parser on "
+            'its command line), so no chat would answer; write "function_calling": "legacy" (the project\'s '
+            "default, tools through Open WebUI's own prompt), or leave DEFAULT_MODEL_PARAMS to the project",
+        )
+    ]
+
+
+def _prefixes(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
+    """The prefixes given over the table's: the embedding model's own, with its separator."""
+    assert s.chat_ui is not None and s.embeddings is not None
+    model = s.embeddings.model
+    own = TASK_PREFIXES.get(model)
+    families = {p: m for m, pair in TASK_PREFIXES.items() for p in pair}
+    errors, warnings = [], []
+    for key, given, index in (
+        ("query_prefix", s.chat_ui.query_prefix, 0),
+        ("document_prefix", s.chat_ui.document_prefix, 1),
+    ):
+        if not given:
+            continue  # absent: the table's; empty: none
+        if own is not None:
+            expected = own[index]
+            if given == expected:
+                continue
+            if given.strip().rstrip(":").strip() == expected.strip().rstrip(":").strip():
+                errors.append(
+                    Problem(
+                        f"chat_ui.{key}",
+                        f"is {given!r}, {model}'s prefix without the separator it was trained with: Open WebUI joins "
+                        f"prefix and text as given; write {expected!r} (or remove {key}: the project sets it)",
+                    )
+                )
+            elif given in families:
+                errors.append(
+                    Problem(
+                        f"chat_ui.{key}",
+                        f"is {given!r}, the prefix of {families[given]}, but the embedding model is {model}, whose "
+                        f"prefix is {expected!r}: remove {key} (the project sets {model}'s) or write {expected!r}",
+                    )
+                )
+            else:
+                warnings.append(
+                    Problem(
+                        f"chat_ui.{key}",
+                        f"is {given!r}, not {model}'s own {expected!r} (its model card): documents and questions "
+                        "embedded with another prefix match worse; remove it unless you mean it",
+                    )
+                )
+        elif given in families:
+            warnings.append(
+                Problem(
+                    f"chat_ui.{key}",
+                    f"is {given!r}, the prefix of {families[given]}, but the embedding model is {model}: kept from "
+                    "another model? give the prefix its model card names, or remove the key",
+                )
+            )
+        elif given[-1].isalnum():
+            warnings.append(
+                Problem(
+                    f"chat_ui.{key}",
+                    f"is {given!r}, which ends without a separator: Open WebUI joins prefix and text as given "
+                    f"({given + 'text'!r}); end it the way {model}'s model card writes it (e.g. {given + ': '!r})",
+                )
+            )
+    return errors, warnings
