@@ -10,7 +10,8 @@ from typing import Any
 import yaml
 
 from components.planning.chat_ui import contradictions as chat_ui_contradictions
-from components.planning.rules import ServerContext, check_stack, server_contexts
+from components.planning.engines import check_stack
+from components.planning.rules import ServerContext, server_contexts
 from components.settings import LoadedStack, StackConfigError, StackSettings, read_stack_file, validate
 from components.tools.plan import plan_stack
 from components.tools.planned import Plan

@@ -50,7 +50,7 @@ INVALID: list[tuple[str, dict[str, Any], tuple[str, ...], str]] = [
         "unknown nested key",
         big(vllm__max_model_lenn=3),
         (),
-        "vllm.max_model_lenn is not a known key (did you mean 'max_model_len'?); allowed: architecture, architecture_file, cache_volume, calibration, container_name, download, download_timeout, dtype, environment, gpu_memory_utilization, gpus, health_interval, host, image, max_model_len, max_num_batched_tokens, max_num_seqs, model, model_revision, port, served_model_name, shm_size, speculative, stall_timeout, startup_timeout, tensor_parallel_size, workload",
+        "vllm.max_model_lenn is not a known key (did you mean 'max_model_len'?); allowed: architecture, architecture_file, cache_volume, calibration, container_name, download, download_timeout, dtype, engine, environment, gpu_memory_utilization, gpus, health_interval, host, image, max_model_len, max_num_batched_tokens, max_num_seqs, model, model_revision, port, served_model_name, shm_size, speculative, stall_timeout, startup_timeout, tensor_parallel_size, workload",
     ),
     ("wrong type", big(vllm__max_model_len="32k"), (), "vllm.max_model_len must be an integer, got '32k'"),
     (

@@ -275,7 +275,8 @@ def test_19_a_key_named_like_a_section_without_namespace_is_the_projects(
 # --------------------------------------------------------------------------- 18. other tools' names for our keys
 
 ALLOWED_SERVER = (
-    "architecture, architecture_file, cache_volume, calibration, container_name, download, download_timeout, dtype, environment, "
+    "architecture, architecture_file, cache_volume, calibration, container_name, download, download_timeout, dtype, "
+    "engine, environment, "
     "gpu_memory_utilization, gpus, health_interval, host, image, max_model_len, max_num_batched_tokens, max_num_seqs, "
     "model, model_revision, port, served_model_name, shm_size, speculative, stall_timeout, startup_timeout, tensor_parallel_size, "
     "workload"

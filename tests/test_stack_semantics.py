@@ -534,16 +534,16 @@ def test_legacy_function_calling_passes() -> None:
 def test_whether_a_server_has_a_tool_parser_is_read_from_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fact is the image recipes' parser for the server's model (engines/vllm.py parsers_of, which its
     command line carries), not a fixed rule: where every server has one, native function calling passes."""
-    from components.planning import chat_ui
     from components.planning.catalog import Parsers
+    from components.planning.engines import vllm
 
     hermes = Parsers(model_types=("llama", "qwen2"), tool_call="hermes", source="a recipe")
     values = _ui_env("fleet", DEFAULT_MODEL_PARAMS='{"function_calling": "native"}')
     assert _fleet_errors(values) != []
     monkeypatch.setattr(
-        chat_ui, "parsers_of", lambda srv, catalog: None if srv.served_model_name == "qwen2.5-7b" else hermes
+        vllm, "parsers_of", lambda srv, catalog: None if srv.served_model_name == "qwen2.5-7b" else hermes
     )
     line = _one(_fleet_errors(values), "DEFAULT_MODEL_PARAMS")
     assert "rocm-inference:servers.coder refuses with a 400" in line and "chat-a" not in line
-    monkeypatch.setattr(chat_ui, "parsers_of", lambda srv, catalog: hermes)
+    monkeypatch.setattr(vllm, "parsers_of", lambda srv, catalog: hermes)
     assert _fleet_errors(values) == []

@@ -25,10 +25,10 @@ import json
 from dataclasses import dataclass, field
 
 from components.planning.catalog import Catalog, load_catalog
-from components.planning.engines.vllm import parsers_of
-from components.planning.gateway import GATEWAY_PORT, INFINITY_INTERNAL_PORT, VLLM_INTERNAL_PORT
+from components.planning.engines import EMBEDDINGS_ENGINE, engine, reach, serves_tools
+from components.planning.gateway import GATEWAY_PORT
 from components.planning.open_webui import OFFLINE
-from components.settings import NAMESPACE, Problem, ServerSettings, StackSettings
+from components.settings import NAMESPACE, Problem, StackSettings
 
 # The image's port (Dockerfile L213: EXPOSE 8080; start.sh's PORT default) and data directory (env.py L228), where its SQLite
 # database, uploaded files and vector store live.
@@ -130,23 +130,21 @@ def connections(s: StackSettings) -> tuple[Connection, ...]:
         if srv.name_served in seen:
             continue
         seen.add(srv.name_served)
-        if srv.host == here:
-            url = f"http://{srv.container_name}:{VLLM_INTERNAL_PORT}/v1"
-        else:
-            url = f"http://{s.hosts[srv.host or ''].address}:{srv.port}/v1"
+        e = engine(srv.engine)
+        url = reach(e, srv.container_name or name, srv.port, s.hosts[srv.host or ""].address, srv.host == here)
         keyed = s.has_secret(f"servers.{name}.api_key") or s.has_secret("vllm_api_key")
-        out.append(Connection(url, server_key(name) if keyed else None, (srv.name_served,), f"vLLM server {name}"))
+        out.append(Connection(url, server_key(name) if keyed else None, (srv.name_served,), f"{e.label} server {name}"))
     return tuple(out)
 
 
 def function_calling(s: StackSettings, catalog: Catalog) -> str:
     """Open WebUI's function-calling mode for the stack's chat models: "native" where every server behind the
-    page has a tool-call parser (vLLM then answers tool_choice "auto"), else "legacy".
+    page has a tool-call parser (its engine's native_tools: vLLM then answers tool_choice "auto"), else "legacy".
 
     Open WebUI 0.12.4 takes per-model parameters only from models saved in its database (main.py L1208-1212:
     the environment's DEFAULT_MODEL_PARAMS under each model's own), so the environment sets one mode for all:
     one server without a parser keeps every model on the legacy mode, which works with any server."""
-    native = all(isinstance(srv, ServerSettings) and parsers_of(srv, catalog) is not None for srv in s.servers.values())
+    native = all(serves_tools(srv, catalog) for srv in s.servers.values())
     return "native" if s.servers and native else "legacy"
 
 
@@ -163,7 +161,7 @@ def plan(s: StackSettings, catalog: Catalog) -> ChatUiPlan:
         same |= {"gateway"} if s.gateway.host == here else set()
     elif e.host == here:
         # Infinity v2 serves /embeddings at the root (url_prefix ""), one model whatever the request names.
-        emb_url, emb_key = f"http://{e.container_name}:{INFINITY_INTERNAL_PORT}", None
+        emb_url, emb_key = reach(engine(EMBEDDINGS_ENGINE), e.container_name, e.port, "", True), None
         same.add("embeddings")
     else:
         emb_url, emb_key = f"http://{s.hosts[e.host or ''].address}:{e.port}", None
@@ -305,11 +303,7 @@ def _function_calling(s: StackSettings) -> list[Problem]:
     if mode != "native":
         return []
     catalog = load_catalog()
-    without = sorted(
-        name
-        for name, srv in s.servers.items()
-        if not isinstance(srv, ServerSettings) or parsers_of(srv, catalog) is None
-    )
+    without = sorted(name for name, srv in s.servers.items() if not serves_tools(srv, catalog))
     if not without:
         return []
     said = "native" if "function_calling" in params else "unset, so Open WebUI's default, native,"

@@ -19,11 +19,11 @@ from typing import Any
 from components.planning import chat_ui as chat_ui_plan
 from components.planning.catalog import dump_yaml, load_catalog
 from components.planning.devices import device_paths, group_adds, hip_visible_devices
-from components.planning.engines import ServiceContext, engine
+from components.planning.engines import ServiceContext, assess_stack, engine
 from components.planning.gateway import CONFIG_PATH, GATEWAY_PORT, MASTER_KEY_ENV, backend_key_env, litellm_config
 from components.planning.monitoring_services import MonitoringPlan, OneShotRun, monitoring_plan
 from components.planning.preflight import preflight_spec, script_text
-from components.planning.rules import Assessment, assess_stack
+from components.planning.rules import Assessment
 from components.planning.secrets import SECRET_ENV_LABEL
 from components.planning.service import (
     GATEWAY_TYPE,
@@ -220,7 +220,7 @@ def build_deployment(
     for name, srv in s.servers.items():
         host = hosts[srv.host or ""]
         h = s.hosts[srv.host or ""]
-        serving = engine("vllm")
+        serving = engine(srv.engine)
         nodes = h.nodes(srv.gpus)
         gpus = Gpus(
             f"{name}-gpus",

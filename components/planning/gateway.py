@@ -16,13 +16,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from components.planning.engines import EMBEDDINGS_ENGINE, engine, reach
 from components.settings import StackSettings
 
 GATEWAY_PORT = 4000
 CONFIG_PATH = "/app/config.yaml"
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
-VLLM_INTERNAL_PORT = 8000
-INFINITY_INTERNAL_PORT = 7997
 
 
 def backend_key_env(service: str) -> str:
@@ -39,6 +38,7 @@ class Backend:
     api_base: str
     key_env: str
     same_host: bool
+    provider: str  # LiteLLM's provider of its engine
 
 
 def backends(s: StackSettings) -> list[Backend]:
@@ -47,18 +47,16 @@ def backends(s: StackSettings) -> list[Backend]:
     here = s.gateway.host
     out = []
     for name, srv in s.servers.items():
-        host = s.hosts[srv.host or ""]
+        e = engine(srv.engine)
         same = srv.host == here
-        base = (
-            f"http://{srv.container_name}:{VLLM_INTERNAL_PORT}/v1" if same else f"http://{host.address}:{srv.port}/v1"
-        )
-        out.append(Backend(name, srv.name_served, base, backend_key_env(name), same))
+        base = reach(e, srv.container_name or name, srv.port, s.hosts[srv.host or ""].address, same)
+        out.append(Backend(name, srv.name_served, base, backend_key_env(name), same, e.litellm_provider))
     if s.embeddings is not None:
-        e = s.embeddings
-        same = e.host == here
-        host = s.hosts[e.host or ""]
-        base = f"http://{e.container_name}:{INFINITY_INTERNAL_PORT}" if same else f"http://{host.address}:{e.port}"
-        out.append(Backend("embeddings", e.model, base, backend_key_env("embeddings"), same))
+        emb = s.embeddings
+        e = engine(EMBEDDINGS_ENGINE)
+        same = emb.host == here
+        base = reach(e, emb.container_name, emb.port, s.hosts[emb.host or ""].address, same)
+        out.append(Backend("embeddings", emb.model, base, backend_key_env("embeddings"), same, e.litellm_provider))
     return out
 
 
@@ -73,7 +71,7 @@ def litellm_config(s: StackSettings) -> dict[str, Any]:
                 {
                     "model_name": b.model_name,
                     "litellm_params": {
-                        "model": f"infinity/{b.model_name}",
+                        "model": f"{b.provider}/{b.model_name}",
                         "api_base": b.api_base,
                         "api_key": f"os.environ/{b.key_env}",
                     },
@@ -84,9 +82,9 @@ def litellm_config(s: StackSettings) -> dict[str, Any]:
             models.append(
                 {
                     "model_name": b.model_name,
-                    # hosted_vllm/ is LiteLLM's provider for vLLM's OpenAI server; the rest is the served name.
+                    # its engine's LiteLLM provider (vLLM's: hosted_vllm/); the rest is the served name.
                     "litellm_params": {
-                        "model": f"hosted_vllm/{b.model_name}",
+                        "model": f"{b.provider}/{b.model_name}",
                         "api_base": b.api_base,
                         "api_key": f"os.environ/{b.key_env}",
                     },

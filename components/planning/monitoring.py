@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from components.planning.catalog import dump_yaml
-from components.planning.gateway import GATEWAY_PORT, INFINITY_INTERNAL_PORT, VLLM_INTERNAL_PORT
+from components.planning.engines import EMBEDDINGS_ENGINE, engine
+from components.planning.gateway import GATEWAY_PORT
 from components.settings import StackSettings
 
 PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
@@ -101,17 +102,13 @@ def targets(s: StackSettings) -> list[Target]:
         address = f"{container}:{internal}" if same else f"{s.hosts[host].address}:{published}"
         return Target(job, address, {"host": host, **labels}, same)
 
-    out = [
-        target(JOB_VLLM, srv.host or "", srv.container_name or name, VLLM_INTERNAL_PORT, srv.port, server=name)
-        for name, srv in s.servers.items()
-    ]
+    out = []
+    for name, srv in s.servers.items():
+        e = engine(srv.engine)
+        out.append(target(e.scrape_job, srv.host or "", srv.container_name or name, e.port, srv.port, server=name))
     if s.embeddings is not None:
-        e = s.embeddings
-        out.append(
-            target(
-                JOB_EMBEDDINGS, e.host or "", e.container_name, INFINITY_INTERNAL_PORT, e.port, server=EMBEDDINGS_SERVER
-            )
-        )
+        emb, e = s.embeddings, engine(EMBEDDINGS_ENGINE)
+        out.append(target(e.scrape_job, emb.host or "", emb.container_name, e.port, emb.port, server=EMBEDDINGS_SERVER))
     if s.gateway is not None:
         g = s.gateway
         out.append(target(JOB_GATEWAY, g.host or "", g.container_name, GATEWAY_PORT, g.port))
@@ -198,11 +195,13 @@ def prometheus_config(s: StackSettings) -> dict[str, Any]:
     by_job: dict[str, list[Target]] = {}
     for t in targets(s):
         by_job.setdefault(t.job, []).append(t)
+    # Each engine's servers under its own job (in the order of their first server), then the embeddings'.
+    served = [j for j in by_job if j not in (JOB_EMBEDDINGS, JOB_GATEWAY, JOB_NODE)]
     jobs: list[dict[str, Any]] = [
-        {"job_name": JOB_VLLM, "static_configs": _static_configs(by_job[JOB_VLLM])},
+        {"job_name": job, "static_configs": _static_configs(by_job[job])}
+        for job in (*served, JOB_EMBEDDINGS)
+        if job in by_job
     ]
-    if JOB_EMBEDDINGS in by_job:
-        jobs.append({"job_name": JOB_EMBEDDINGS, "static_configs": _static_configs(by_job[JOB_EMBEDDINGS])})
     if JOB_GATEWAY in by_job:
         jobs.append(
             {

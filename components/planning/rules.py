@@ -570,16 +570,33 @@ def check_stack(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
     errors: list[Problem] = []
     warnings: list[Problem] = []
     catalog = load_catalog()
-    for name, a in assess_stack(s, catalog).items():
-        srv = s.servers[name]
-        ctx = ServerContext(s.hosts[srv.host or ""], srv, f"servers.{name}", f"hosts.{srv.host}")
-        errors += [Problem(ctx.full_key(p.key), p.message) for p in a.problems]
-        warnings += [Problem(ctx.full_key(p.key), p.message) for p in a.warnings]
-        if not a.problems:
-            warnings += _stall_warning(ctx, catalog, f"servers.{name}")
-        if a.capacity is not None:
-            warnings += _startup_warning(srv, a.capacity, f"servers.{name}")
+    for name in s.servers:
+        found, warned = check_server(s, name, catalog)
+        errors += found
+        warnings += warned
     return errors, warnings
+
+
+def check_server(s: StackSettings, name: str, catalog: Catalog) -> tuple[list[Problem], list[Problem]]:
+    """One vLLM server's model and memory rules: (errors, warnings), in fleet keys."""
+    srv = s.servers[name]
+    a = assess_server(s, name, catalog)
+    ctx = ServerContext(s.hosts[srv.host or ""], srv, f"servers.{name}", f"hosts.{srv.host}")
+    errors = [Problem(ctx.full_key(p.key), p.message) for p in a.problems]
+    warnings = [Problem(ctx.full_key(p.key), p.message) for p in a.warnings]
+    if not a.problems:
+        warnings += _stall_warning(ctx, catalog, f"servers.{name}")
+    if a.capacity is not None:
+        warnings += _startup_warning(srv, a.capacity, f"servers.{name}")
+    return errors, warnings
+
+
+def assess_server(s: StackSettings, name: str, catalog: Catalog) -> Assessment:
+    """One vLLM server's rules, memory plan and speed bands."""
+    srv = s.servers[name]
+    return assess(
+        ServerContext(s.hosts[srv.host or ""], srv, s.key(f"servers.{name}"), s.key(f"hosts.{srv.host}")), catalog
+    )
 
 
 def _startup_warning(srv: ServerSettings, c: Capacity, key: str) -> list[Problem]:

@@ -566,6 +566,8 @@ class ServerSettings(_Model):
     """One vLLM server: `rocm-inference:vllm` in the single-host form, `rocm-inference:servers.<name>` in a fleet."""
 
     host: HostRef | None = None  # the only host when the stack has one
+    # The serving engine, by its name in components/planning/engines/ (the stack's rules check that it is one).
+    engine: Name = "vllm"
     image: Image
     model: HubId
     # A Hub revision (commit or tag) of the model: the download and the server both use it.

@@ -13,7 +13,7 @@ from typing import Any
 import pulumi
 
 from components.planning.chat_ui import contradictions as chat_ui_contradictions
-from components.planning.rules import check_stack
+from components.planning.engines import check_stack
 from components.settings.errors import NAMESPACE, StackConfigError
 from components.settings.models import CONFIG_KEYS, SECRET_KEYS
 from components.settings.stackfile import (
@@ -107,8 +107,8 @@ def load_from_pulumi(
     plain-text-secret errors; `written` when the caller has read it already). A nested secret
     (`--path 'rocm-inference:servers.chat-a.api_key'`) arrives decrypted inside its key's object: it
     is taken out at once and kept as a secret Output. Besides the settings' own checks, every server passes
-    the model and memory rules (components/planning/rules.py check_stack), so the stack can be planned, and the
-    chat page's settings are held to the servers it fronts (components/planning/chat_ui.py contradictions).
+    its engine's rules (components/planning/engines/: vLLM's model and memory rules), so the stack can be planned,
+    and the chat page's settings are held to the servers it fronts (components/planning/chat_ui.py contradictions).
     Raises StackConfigError before any resource is registered.
     """
     config = pulumi.Config(NAMESPACE)

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.planning.catalog import Catalog
+from components.planning.rules import Assessment
 from components.planning.service import Container, Gpus, Secret
-from components.settings import StackSettings
+from components.settings import Problem, StackSettings
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,18 @@ class ServiceContext:
     api_key: Secret | None
 
 
+def no_rules(s: StackSettings, name: str, catalog: Catalog) -> tuple[list[Problem], list[Problem]]:
+    return [], []
+
+
+def no_native_tools(settings: Any, catalog: Catalog) -> bool:
+    return False
+
+
+def no_assessment(s: StackSettings, name: str, catalog: Catalog) -> Assessment | None:
+    return None
+
+
 @dataclass(frozen=True)
 class Engine:
     name: str
@@ -40,3 +53,15 @@ class Engine:
     settings: type  # its settings model (components/settings/models.py)
     # The whole container of one service (command, environment, health check, download, devices, ...).
     container: Callable[[ServiceContext], Container]
+    # What it is called where people read about it ("vLLM server chat-a").
+    label: str
+    # How LiteLLM reaches it: the provider prefix of its model names (`hosted_vllm/<served name>`).
+    litellm_provider: str
+    # Prometheus's job for its /metrics (the alert rules and dashboards select on it).
+    scrape_job: str
+    # Whether a server of it answers tool calls the chat page sends natively (tool_choice "auto").
+    native_tools: Callable[[Any, Catalog], bool] = no_native_tools
+    # The stack's rules for one of its servers, by name: (errors, warnings) in fleet keys (settings.validate).
+    check: Callable[[StackSettings, str, Catalog], tuple[list[Problem], list[Problem]]] = no_rules
+    # One of its servers' memory plan and speed bands; None: it has none to show.
+    assess: Callable[[StackSettings, str, Catalog], Assessment | None] = no_assessment

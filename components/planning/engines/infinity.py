@@ -55,4 +55,9 @@ ENGINE = Engine(
     path="",
     settings=EmbeddingsSettings,
     container=container,
+    label="Infinity",
+    # LiteLLM's `infinity/` provider appends `/embeddings` to its api_base
+    # (litellm/llms/infinity/embedding/transformation.py).
+    litellm_provider="infinity",
+    scrape_job="embeddings",
 )

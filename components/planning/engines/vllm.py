@@ -8,7 +8,7 @@ import json
 from components.planning.catalog import Catalog, Image, Parsers
 from components.planning.engines.base import Engine, ServiceContext
 from components.planning.health import progress_check
-from components.planning.rules import server_contexts, server_stall_seconds
+from components.planning.rules import assess_server, check_server, server_contexts, server_stall_seconds
 from components.planning.service import Container, Prefetch, Run, Secret, SecretText, health_check
 from components.planning.timing import container_timeouts, download_deadline, image_timeouts
 from components.settings import ServerSettings
@@ -179,6 +179,11 @@ def container(ctx: ServiceContext) -> Container:
     )
 
 
+def native_tools(s: ServerSettings, catalog: Catalog) -> bool:
+    """Where the image's recipes name a tool-call parser for the model (vLLM then answers tool_choice "auto")."""
+    return parsers_of(s, catalog) is not None
+
+
 ENGINE = Engine(
     name="vllm",
     component_type="rocm-inference:vllm:VllmServer",
@@ -186,4 +191,11 @@ ENGINE = Engine(
     path="/v1",
     settings=ServerSettings,
     container=container,
+    label="vLLM",
+    # hosted_vllm/ is LiteLLM's provider for vLLM's OpenAI server; the rest is the served name.
+    litellm_provider="hosted_vllm",
+    scrape_job="vllm",
+    check=check_server,
+    assess=assess_server,
+    native_tools=native_tools,
 )
