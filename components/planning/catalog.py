@@ -169,6 +169,17 @@ class Architecture(_ConfigJson):
     kv_lora_rank: Positive | None = None
     vision_config: VisionConfig | None = None
     mm_tokens_per_image: Positive | None = None
+    # Gated DeltaNet linear attention (Qwen3-Next, Qwen3.5): layer_types "linear_attention", or every layer but
+    # each full_attention_interval-th where layer_types is absent; the recurrent state's shape and dtype.
+    linear_num_key_heads: Positive | None = None
+    linear_num_value_heads: Positive | None = None
+    linear_key_head_dim: Positive | None = None
+    linear_value_head_dim: Positive | None = None
+    linear_conv_kernel_dim: Positive | None = None
+    full_attention_interval: Positive | None = None
+    mamba_ssm_dtype: Dtype | None = None
+    # Qwen3-Next/Qwen3.5 full attention: q_proj carries a gate as wide as the queries.
+    attn_output_gate: StrictBool = False
     # Multi-token-prediction (MTP) draft layers, under the key each family's config.json uses for them.
     mtp_num_hidden_layers: Annotated[StrictInt, Field(ge=0)] | None = None
     num_nextn_predict_layers: Annotated[StrictInt, Field(ge=0)] | None = None
@@ -270,6 +281,21 @@ class Architecture(_ConfigJson):
             return tuple(window if i % 2 == 0 else None for i in range(n))  # gpt_oss.py: layer_idx % 2 == 0
         # Mistral-style: every layer slides (vLLM's cache_config.sliding_window for all layers).
         return (window,) * n
+
+    def linear_attention_layers(self) -> tuple[bool, ...]:
+        """Per layer: a Gated DeltaNet (linear attention) layer. Nothing where the config has no linear heads."""
+        n = self.num_hidden_layers
+        if self.linear_num_value_heads is None:
+            return (False,) * n
+        if self.layer_types is not None:
+            return tuple(t == "linear_attention" for t in self.layer_types[:n])
+        # transformers' Qwen3-Next/Qwen3.5 default: full attention at every full_attention_interval-th layer.
+        interval = self.full_attention_interval or 4
+        return tuple((i + 1) % interval != 0 for i in range(n))
+
+    @property
+    def is_linear_hybrid(self) -> bool:
+        return any(self.linear_attention_layers())
 
     @property
     def is_hybrid(self) -> bool:

@@ -81,6 +81,7 @@ import math
 from dataclasses import asdict, dataclass
 from functools import cache
 
+from components.planning import hybrid
 from components.planning.catalog import Architecture, QuantizationConfig
 
 GiB = 1 << 30
@@ -185,6 +186,11 @@ class Capacity:
     encoder_reserve_gib_per_gpu: float = 0.0
     kv_groups: int = 1
     sliding_layers: int = 0
+    # Hybrid linear-attention models (components/planning/hybrid.py): the Gated DeltaNet layers, one sequence's
+    # recurrent state on one GPU as allocated, and the attention block that holds a state's page.
+    linear_layers: int = 0
+    state_gib_per_sequence_per_gpu: float = 0.0
+    hybrid_block_size: int = 0
     modelled: str = ""
     # Why the fit verdict is not given (an architecture or quantization the planner does not model).
     unmodelled: str = ""
@@ -253,6 +259,25 @@ def encoder_weights_bytes_per_rank(arch: Architecture, tp: int, dtype_bytes: int
     return (v.num_hidden_layers * block + patch + mergers * projector) * dtype_bytes
 
 
+def gated_delta_net_bytes(arch: Architecture, tp: int, dtype_bytes: int) -> float:
+    """One Gated DeltaNet layer on one rank (qwen3_next.py / qwen3_5.py in the image's vLLM): the q, k, v and z
+    projections and the b and a gates (column parallel), out_proj (row parallel), the depthwise conv1d in the
+    model dtype, A_log and dt_bias in float32, its gated RMSNorm and the layer's two RMSNorms."""
+    h, q = arch.hidden_size, arch.quantization_config
+    kh, vh = arch.linear_num_key_heads or 0, arch.linear_num_value_heads or 0
+    key, value = kh * (arch.linear_key_head_dim or 0), vh * (arch.linear_value_head_dim or 0)
+    conv_dim = 2 * key + value
+    return (
+        _linear_bytes(h, (2 * key + 2 * value) // tp, q, dtype_bytes)
+        + _linear_bytes(h, 2 * vh // tp, q, dtype_bytes)
+        + _linear_bytes(value // tp, h, q, dtype_bytes)
+        + conv_dim // tp * (arch.linear_conv_kernel_dim or 4) * dtype_bytes
+        + 2 * vh // tp * 4
+        + (arch.linear_value_head_dim or 0) * dtype_bytes
+        + 2 * h * dtype_bytes
+    )
+
+
 def weights_bytes_per_rank(arch: Architecture, tp: int, dtype_bytes: int) -> float:
     h, hd, q = arch.hidden_size, arch.head_size, arch.quantization_config
     heads = arch.num_attention_heads // tp
@@ -260,8 +285,9 @@ def weights_bytes_per_rank(arch: Architecture, tp: int, dtype_bytes: int) -> flo
     vocab = math.ceil(arch.vocab_size / 64) * 64 // tp
     embedding = vocab * h * dtype_bytes
     lm_head = 0 if arch.tied_embeddings else embedding
+    gate = heads if arch.attn_output_gate else 0  # Qwen3-Next/Qwen3.5: q_proj carries the output gate
     attention = (
-        _linear_bytes(h, (heads + 2 * kv) * hd, q, dtype_bytes)  # qkv_proj (column parallel)
+        _linear_bytes(h, (heads + gate + 2 * kv) * hd, q, dtype_bytes)  # qkv_proj (column parallel)
         + _linear_bytes(heads * hd, h, q, dtype_bytes)  # o_proj (row parallel)
         + 2 * h * dtype_bytes  # two RMSNorms
     )
@@ -271,7 +297,8 @@ def weights_bytes_per_rank(arch: Architecture, tp: int, dtype_bytes: int) -> flo
         return _linear_bytes(h, 2 * inter, q, dtype_bytes) + _linear_bytes(inter, h, q, dtype_bytes)
 
     dense_layers = arch.dense_mlp_layers
-    total = arch.num_hidden_layers * attention
+    linear = sum(arch.linear_attention_layers())
+    total = (arch.num_hidden_layers - linear) * attention + linear * gated_delta_net_bytes(arch, tp, dtype_bytes)
     if dense_layers:
         total += dense_layers * mlp(arch.intermediate_size or arch.expert_intermediate_size)
     moe_layers = arch.num_hidden_layers - dense_layers
@@ -545,7 +572,11 @@ class KvLayout:
         return math.ceil(min(window - 1 + batched_tokens, max_model_len) / block_size) + 1
 
 
-def kv_layout(arch: Architecture, tp: int, dtype_bytes: int, block_size: int) -> KvLayout:
+def kv_layout(
+    arch: Architecture, tp: int, dtype_bytes: int, block_size: int, max_model_len: int = 0
+) -> KvLayout | hybrid.HybridLayout:
+    if arch.is_linear_hybrid:
+        return hybrid.hybrid_layout(arch, tp, dtype_bytes, kv_heads_per_rank(arch, tp), max_model_len)
     page = block_size * 2 * kv_heads_per_rank(arch, tp) * arch.head_size * dtype_bytes
     windows = arch.layer_windows()
     counts = {w: windows.count(w) for w in set(windows)}
@@ -556,7 +587,7 @@ def kv_layout(arch: Architecture, tp: int, dtype_bytes: int, block_size: int) ->
     return KvLayout(page, group, groups, windows)
 
 
-def _largest_len(layout: KvLayout, available: float, i: MemoryInputs) -> int:
+def _largest_len(layout: KvLayout | hybrid.HybridLayout, available: float, i: MemoryInputs) -> int:
     """estimate_max_model_len: the longest max_model_len whose KV need fits, by binary search."""
     lo, hi, best = 1, i.arch.max_position_embeddings, 0
     while lo <= hi:
@@ -596,7 +627,8 @@ def capacity_from_available(
     total = i.gpu_memory_gib * GiB
     usable = total * i.gpu_memory_utilization
     reserve = activations + non_torch + graphs
-    layout = kv_layout(i.arch, tp, dtype_bytes, p.block_size)
+    layout = kv_layout(i.arch, tp, dtype_bytes, p.block_size, i.max_model_len)
+    hybrid_of = layout if isinstance(layout, hybrid.HybridLayout) else None
     tokens = layout.tokens(max(0.0, kv), p.block_size)
     needed_kv = layout.needed_bytes(i.max_model_len, i.max_num_batched_tokens, p.block_size)
     needed = (weights + reserve + needed_kv) / total if total else 0.0
@@ -609,7 +641,11 @@ def capacity_from_available(
         non_torch_gib_per_gpu=non_torch / GiB,
         cudagraph_gib_per_gpu=graphs / GiB,
         kv_cache_gib_per_gpu=max(0.0, kv) / GiB,
-        kv_bytes_per_token_per_gpu=kv_bytes_per_token(i.arch, tp, dtype_bytes),
+        kv_bytes_per_token_per_gpu=(
+            hybrid.kv_bytes_per_token(i.arch, kv_heads_per_rank(i.arch, tp), dtype_bytes)
+            if isinstance(layout, hybrid.HybridLayout)
+            else kv_bytes_per_token(i.arch, tp, dtype_bytes)
+        ),
         kv_cache_tokens=tokens,
         max_model_len=i.max_model_len,
         max_concurrency=layout.max_concurrency(max(0.0, kv), i.max_model_len, i.max_num_batched_tokens, p.block_size),
@@ -623,10 +659,13 @@ def capacity_from_available(
         kv_groups=layout.groups,
         sliding_layers=sum(1 for w in layout.windows if w is not None),
         modelled=describe(i, layout),
+        linear_layers=hybrid_of.linear_layers if hybrid_of else 0,
+        state_gib_per_sequence_per_gpu=hybrid_of.state_gib_per_sequence() if hybrid_of else 0.0,
+        hybrid_block_size=hybrid_of.block_size if hybrid_of else 0,
     )
 
 
-def describe(i: MemoryInputs, layout: KvLayout) -> str:
+def describe(i: MemoryInputs, layout: KvLayout | hybrid.HybridLayout) -> str:
     """One line on what the memory model counted for this server, and what it leaves out."""
     arch, p = i.arch, i.profile
     parts = [f"{arch.architecture_class} ({arch.model_type or 'decoder'}, {arch.num_hidden_layers} layers)"]
@@ -636,6 +675,13 @@ def describe(i: MemoryInputs, layout: KvLayout) -> str:
         parts.append(
             f"{arch.num_experts} experts of {arch.expert_intermediate_size} split by TP in {moe_layers} layers{shared}"
             + (f", {arch.dense_mlp_layers} dense layers" if arch.dense_mlp_layers else "")
+        )
+    if isinstance(layout, hybrid.HybridLayout):
+        parts.append(
+            f"{layout.linear_layers} Gated DeltaNet layers, each sequence's recurrent state "
+            f"{layout.state_bytes / (1 << 20):.2f} MiB a layer per GPU, and {len(layout.windows)} full-attention "
+            f"layers: {layout.block_size}-token blocks whose page holds one state, {layout.groups} groups of "
+            f"{layout.layers} layers (vLLM 0.23's hybrid KV cache, mamba cache mode none: prefix caching off)"
         )
     sliding = sum(1 for w in layout.windows if w is not None)
     if sliding:

@@ -152,8 +152,15 @@ def _unmodelled(arch: Architecture) -> str:
     q = arch.quantization_config
     if q is not None and q.quant_method not in MODELLED_QUANTIZATIONS:
         reasons.append(f"{q.quant_method} quantization")
-    if arch.layer_types is not None and any(t not in ("full_attention", "sliding_attention") for t in arch.layer_types):
+    known = ("full_attention", "sliding_attention") + (("linear_attention",) if arch.is_linear_hybrid else ())
+    if arch.layer_types is not None and any(t not in known for t in arch.layer_types):
         reasons.append("layer types other than full and sliding attention (linear attention, Mamba)")
+    elif arch.is_linear_hybrid:
+        # components/planning/hybrid.py lays the pool out as vLLM 0.23 does (checked on a published pool); the
+        # pool's size from gpu_memory_utilization (GDN weights, activations) is not checked on a published run.
+        reasons.append(
+            "Gated DeltaNet (linear attention) layers, whose pool size from gpu_memory_utilization is unchecked"
+        )
     return ", ".join(reasons)
 
 
@@ -277,7 +284,11 @@ def assess(s: ServerContext, catalog: Catalog) -> Assessment:
             Problem(
                 "vllm.model",
                 f"has {unmodelled}, which the memory planner does not model: the fit verdict is skipped "
-                f"(the plan's KV figures are a dense-model estimate)",
+                + (
+                    "(the plan's KV figures are vLLM 0.23's hybrid layout of an estimated pool)"
+                    if capacity.linear_layers
+                    else "(the plan's KV figures are a dense-model estimate)"
+                ),
             )
         )
         return Assessment(problems, warnings, capacity)
