@@ -18,7 +18,7 @@ import pytest
 
 from components.planning import hybrid
 from components.planning.catalog import Architecture
-from components.planning.memory import GiB, capacity_from_available, kv_layout
+from components.planning.memory import GiB, capacity_from_available, draft_layer_bytes, kv_layout
 from tests.stacks import load, plan_values, set_key, values_of
 from tests.test_image_line import _on_mobydick
 
@@ -119,3 +119,49 @@ def test_the_plan_shows_the_state_the_layout_and_that_the_pool_size_is_unchecked
 def test_a_dense_model_keeps_its_layout() -> None:
     arch = Architecture.model_validate({**QWEN_27B["text_config"], "layer_types": None, "linear_num_value_heads": None})
     assert not arch.is_linear_hybrid and not isinstance(kv_layout(arch, 2, 2, 16, 4096), hybrid.HybridLayout)
+
+
+def _published_k3(speculative_tokens: int, draft_layers: int) -> tuple[hybrid.HybridLayout, float]:
+    """docs/gfx906/README.md at a2df265b, "post-0.30.0 re-measure": Qwen3.8-27B-AWQ-INT4 at TP 2, MTP k=3,
+    prefix caching off, --max-model-len 131072, util 0.82, max-seqs 4: a "KV pool 365,661 tok". Its pool's bytes
+    are not published; the pool is a whole number of blocks, so concurrency x a request's blocks must be one."""
+    arch = Architecture.model_validate(QWEN_27B)
+    layout = kv_layout(arch, 2, 2, 16, 131072, speculative_tokens, draft_layers)
+    assert isinstance(layout, hybrid.HybridLayout)
+    return layout, 365_661 / 131072 * layout.request_blocks(131072)
+
+
+def test_mtp_k3_widens_the_state_and_holds_k_plus_one_state_blocks_as_the_published_pool_shows() -> None:
+    layout, blocks = _published_k3(3, 1)
+    # the conv state gains 3 columns: 5120 x 6 fp16 + the temporal state, so the block grows to 800 tokens
+    assert layout.state_bytes == 5120 * 6 * 2 + 24 * 128 * 128 * 4 and layout.block_size == 800
+    # 17 full-attention layers (16 and the MTP layer) and 48 linear: groups of 17, one full and three linear
+    assert (layout.layers, layout.full_groups, layout.linear_groups) == (17, 1, 3)
+    # a request: 164 KV blocks and 3 x (1 + 3) state blocks; the published pool is then 491 whole blocks
+    assert layout.request_blocks(131072) == 176 and abs(blocks - 491) < 0.01
+    assert layout.tokens(491 * layout.page_bytes * layout.layers, 16) == 365_661
+    # without the speculative state blocks, or without the wider conv state, no whole number of blocks gives it
+    for k_blocks, k_conv in ((0, 3), (3, 0)):
+        other = kv_layout(Architecture.model_validate(QWEN_27B), 2, 2, 16, 131072, k_conv, 1)
+        assert isinstance(other, hybrid.HybridLayout)
+        other = hybrid.HybridLayout(**{**other.__dict__, "state_blocks": 1 + k_blocks})
+        ratio = 365_661 / 131072 * other.request_blocks(131072)
+        assert abs(ratio - round(ratio)) > 0.05, (k_blocks, k_conv, ratio)
+
+
+def test_the_plan_counts_the_draft_layers_weights_and_the_speculative_state(tmp_path: Path) -> None:
+    values = set_key(_on_mobydick(values_of("big-chat")), "vllm.architecture", QWEN_27B)
+    plain = plan_values(values, tmp_path / "plain").capacity_of("vllm")
+    mtp = set_key(values, "vllm.speculative", {"method": "mtp", "num_speculative_tokens": 3})
+    drafted = plan_values(mtp, tmp_path / "mtp").capacity_of("vllm")
+    ngram = set_key(values, "vllm.speculative", {"method": "ngram", "num_speculative_tokens": 3})
+    looked_up = plan_values(ngram, tmp_path / "ngram").capacity_of("vllm")
+    assert plain is not None and drafted is not None and looked_up is not None
+    arch = Architecture.model_validate(QWEN_27B)
+    assert drafted.weights_gib_per_gpu - plain.weights_gib_per_gpu == pytest.approx(draft_layer_bytes(arch, 2, 2) / GiB)
+    # one draft layer: a full-attention decoder layer and its 2h -> h fc, AWQ 4-bit: tens of MiB per GPU
+    assert 50 < draft_layer_bytes(arch, 2, 2) / (1 << 20) < 400
+    # ngram runs no draft layer but holds the same speculative state
+    assert looked_up.weights_gib_per_gpu == plain.weights_gib_per_gpu
+    assert (plain.hybrid_block_size, drafted.hybrid_block_size, looked_up.hybrid_block_size) == (784, 800, 800)
+    assert drafted.state_gib_per_sequence_per_gpu == pytest.approx(48 * 4 * 800 * 2048 / GiB)

@@ -45,12 +45,13 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def state_bytes(arch: Architecture, tp: int, dtype_bytes: int) -> int:
-    """One sequence's recurrent state in one linear layer on one rank: the conv state and the temporal state."""
+def state_bytes(arch: Architecture, tp: int, dtype_bytes: int, speculative_tokens: int = 0) -> int:
+    """One sequence's recurrent state in one linear layer on one rank: the conv state (k more columns with k
+    speculative tokens, qwen3_next.py lines 838-858) and the temporal state."""
     kh, vh = arch.linear_num_key_heads or 0, arch.linear_num_value_heads or 0
     kd, vd = arch.linear_key_head_dim or 0, arch.linear_value_head_dim or 0
     conv_dim = 2 * kh * kd + vh * vd
-    conv = conv_dim // tp * ((arch.linear_conv_kernel_dim or 4) - 1) * dtype_bytes
+    conv = conv_dim // tp * ((arch.linear_conv_kernel_dim or 4) - 1 + speculative_tokens) * dtype_bytes
     ssm_bytes = DTYPE_BYTES[arch.mamba_ssm_dtype] if arch.mamba_ssm_dtype else dtype_bytes
     temporal = vh // tp * vd * kd * ssm_bytes
     return conv + temporal
@@ -98,13 +99,22 @@ class HybridLayout:
 
 
 def hybrid_layout(
-    arch: Architecture, tp: int, dtype_bytes: int, kv_heads_per_rank: int, max_model_len: int
+    arch: Architecture,
+    tp: int,
+    dtype_bytes: int,
+    kv_heads_per_rank: int,
+    max_model_len: int,
+    speculative_tokens: int = 0,
+    draft_layers: int = 0,
 ) -> HybridLayout:
+    """The layout on one rank. With k speculative tokens each linear layer holds 1 + k state blocks per request
+    (layers/mamba/abstract.py lines 44-60: num_speculative_blocks = k) and its conv state k more columns; MTP's
+    draft layers are full-attention layers of the same KV cache (their KV counted with the model's)."""
     linear = arch.linear_attention_layers()
     n_linear = sum(linear)
-    n_full = len(linear) - n_linear
+    n_full = len(linear) - n_linear + draft_layers
     attn_token = 2 * kv_heads_per_rank * arch.head_size * dtype_bytes
-    state = state_bytes(arch, tp, dtype_bytes)
+    state = state_bytes(arch, tp, dtype_bytes, speculative_tokens)
     a = KERNEL_BLOCK_ALIGNMENT
     block = a * _ceil_div(state, a * attn_token)
     page = block * attn_token
@@ -121,6 +131,7 @@ def hybrid_layout(
         linear_layers=n_linear,
         state_bytes=state,
         max_model_len=max_model_len,
+        state_blocks=STATE_BLOCKS["none"] + speculative_tokens,
     )
 
 

@@ -161,6 +161,9 @@ class MemoryInputs:
     dequantizes_for_large_batches: bool = False
     # The dummy sampler's top-k/top-p path (SAMPLERS): the gfx906 image runs "pytorch".
     sampler: str = "pytorch"
+    # Speculative decoding: k draft tokens a step, and the model's MTP draft layers it runs (0 for ngram).
+    speculative_tokens: int = 0
+    draft_layers: int = 0
 
 
 @dataclass(frozen=True)
@@ -276,6 +279,21 @@ def gated_delta_net_bytes(arch: Architecture, tp: int, dtype_bytes: int) -> floa
         + (arch.linear_value_head_dim or 0) * dtype_bytes
         + 2 * h * dtype_bytes
     )
+
+
+def draft_layer_bytes(arch: Architecture, tp: int, dtype_bytes: int) -> float:
+    """One MTP draft layer on one rank (qwen3_next_mtp.py / deepseek_mtp.py): a full-attention decoder layer with
+    the model's MLP or experts, the fc joining the token's embedding and the hidden state (2 x hidden -> hidden,
+    column parallel) and its norms; it shares the model's embeddings and LM head. Counted in the model's
+    quantization (a checkpoint may keep it unquantized: then it is larger)."""
+    h, q = arch.hidden_size, arch.quantization_config
+    full = Architecture.model_validate(
+        {**arch.model_dump(exclude_none=True), "num_hidden_layers": 1, "layer_types": ["full_attention"],
+         "linear_num_value_heads": None, "vocab_size": 1, "tie_word_embeddings": True, "max_position_embeddings": 1,
+         "vision_config": None}
+    )  # fmt: skip
+    layer = weights_bytes_per_rank(full, tp, dtype_bytes) - 3 * h * dtype_bytes
+    return layer + _linear_bytes(2 * h, h // tp, q, dtype_bytes) + 3 * h * dtype_bytes
 
 
 def weights_bytes_per_rank(arch: Architecture, tp: int, dtype_bytes: int) -> float:
@@ -573,10 +591,18 @@ class KvLayout:
 
 
 def kv_layout(
-    arch: Architecture, tp: int, dtype_bytes: int, block_size: int, max_model_len: int = 0
+    arch: Architecture,
+    tp: int,
+    dtype_bytes: int,
+    block_size: int,
+    max_model_len: int = 0,
+    speculative_tokens: int = 0,
+    draft_layers: int = 0,
 ) -> KvLayout | hybrid.HybridLayout:
     if arch.is_linear_hybrid:
-        return hybrid.hybrid_layout(arch, tp, dtype_bytes, kv_heads_per_rank(arch, tp), max_model_len)
+        return hybrid.hybrid_layout(
+            arch, tp, dtype_bytes, kv_heads_per_rank(arch, tp), max_model_len, speculative_tokens, draft_layers
+        )
     page = block_size * 2 * kv_heads_per_rank(arch, tp) * arch.head_size * dtype_bytes
     windows = arch.layer_windows()
     counts = {w: windows.count(w) for w in set(windows)}
@@ -604,7 +630,9 @@ def plan(i: MemoryInputs) -> Capacity:
     tp, p = i.tensor_parallel_size, i.profile
     total = i.gpu_memory_gib * GiB
     usable = total * i.gpu_memory_utilization
-    weights = weights_bytes_per_rank(i.arch, tp, dtype_bytes)
+    weights = weights_bytes_per_rank(i.arch, tp, dtype_bytes) + i.draft_layers * draft_layer_bytes(
+        i.arch, tp, dtype_bytes
+    )
     activations = activation_bytes_per_rank(i, dtype_bytes)
     non_torch = (p.non_torch_gib + (p.non_torch_tp_gib if tp > 1 else 0.0)) * GiB
     graphs = p.cudagraph_gib * GiB
@@ -627,7 +655,7 @@ def capacity_from_available(
     total = i.gpu_memory_gib * GiB
     usable = total * i.gpu_memory_utilization
     reserve = activations + non_torch + graphs
-    layout = kv_layout(i.arch, tp, dtype_bytes, p.block_size, i.max_model_len)
+    layout = kv_layout(i.arch, tp, dtype_bytes, p.block_size, i.max_model_len, i.speculative_tokens, i.draft_layers)
     hybrid_of = layout if isinstance(layout, hybrid.HybridLayout) else None
     tokens = layout.tokens(max(0.0, kv), p.block_size)
     needed_kv = layout.needed_bytes(i.max_model_len, i.max_num_batched_tokens, p.block_size)

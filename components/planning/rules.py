@@ -464,13 +464,6 @@ def _speculative_rules(
                     f"got {spec.num_speculative_tokens}",
                 )
             )
-        else:
-            warnings.append(
-                Problem(
-                    "vllm.speculative",
-                    f"runs the model's {n} MTP draft layer(s): their weights and KV cache are not in this memory plan",
-                )
-            )
     return out
 
 
@@ -518,6 +511,7 @@ def plan_capacity(s: ServerContext, gpu: Gpu, arch: Architecture, image: Image |
     memory = s.host.gpu_memory_gib or gpu.memory_gib
     tokens, seqs = default_batch(memory, gpu.product)
     profile = PROFILES[image.engine if image else DEFAULT_PROFILE]
+    spec = s.vllm.speculative
     return plan(
         MemoryInputs(
             arch=arch,
@@ -530,6 +524,8 @@ def plan_capacity(s: ServerContext, gpu: Gpu, arch: Architecture, image: Image |
             dtype=effective_dtype(s.vllm.dtype, arch, gpu),
             profile=profile,
             dequantizes_for_large_batches=bool(image and image.dequantizes_for_large_batches),
+            speculative_tokens=spec.num_speculative_tokens if spec else 0,
+            draft_layers=arch.mtp_layers if spec and spec.method == "mtp" else 0,
         )
     )
 
