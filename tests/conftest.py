@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from components.tools.mocks import PROJECT, PlanMocks, config_map
 from components.tools.plan import plan_stack
 from components.tools.planned import Plan
 from tests.debian import tool
+from tests.engine import interrupt
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -101,7 +103,18 @@ def git_repo_with(tmp_path: Path, *names: str) -> Path:
 # bridges and veth links, and Chromium drops every request in flight when the machine's network changes
 # (net::ERR_NETWORK_CHANGED). Everything else keeps its order in between.
 FIRST_MODULES = ("test_chat_ui_browser.py",)
-LAST_MODULES = ("test_engine.py", "test_engine_fleet.py")
+LAST_MODULES = ("test_engine.py", "test_engine_fleet.py", "test_interrupt.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM and SIGINT stop what the run started, in the controller and in each worker (tests/engine/interrupt.py)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        role = "worker"
+    elif getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") != "no":
+        role = "controller"
+    else:
+        role = "single"
+    interrupt.install(role)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

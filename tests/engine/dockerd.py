@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.debian import PackageUnavailable, install
+from tests.engine import interrupt
 
 STUBS = Path(__file__).resolve().parent / "stubs"
 PACKAGES = ("docker.io", "busybox-static", "python3-minimal")
@@ -161,14 +162,19 @@ class Engine:
                 self.process.wait(timeout=10)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        for pid in processes_of(self.root):  # shims (own session) and container processes (rootfs here)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        for mount in reversed(mounts_under(self.root)):
-            subprocess.run(["umount", "-l", mount], capture_output=True)
-        shutil.rmtree(self.root, ignore_errors=True)
-        if self.bridge is not None:
-            self.bridge.remove()
+        release(self.root, self.bridge, grace=0)
+
+
+def release(root: Path, bridge: Bridge | None, grace: float = 10.0) -> None:
+    """End whatever still runs under an engine's directory (dockerd, containerd, the shims in sessions of their
+    own, the containers' processes: SIGTERM, SIGKILL after `grace` s), unmount what it left, remove the
+    directory and the bridge. Safe at any point of an engine's life and twice: an interrupted run's stop."""
+    interrupt.end(processes_of(root), grace)
+    for mount in reversed(mounts_under(root)):
+        subprocess.run(["umount", "-l", mount], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+    if bridge is not None:
+        bridge.remove()
 
 
 @contextlib.contextmanager
@@ -178,11 +184,12 @@ def running_engine(prefix: str, bridge: Bridge, require: bool) -> Iterator[Engin
     import pytest
 
     root = Path(tempfile.mkdtemp(prefix=prefix))  # short: a unix socket path has 108 bytes
+    token = interrupt.on_interrupt(lambda: release(root, bridge))
     try:
         engine = start_engine(root, bridge)
     except EngineUnavailable as exc:
-        shutil.rmtree(root, ignore_errors=True)
-        bridge.remove()
+        release(root, bridge)
+        interrupt.done(token)
         if require:
             pytest.fail(f"no Docker engine, and this run requires one: {exc}")
         pytest.skip(f"no Docker engine can start here: {exc}")
@@ -190,6 +197,7 @@ def running_engine(prefix: str, bridge: Bridge, require: bool) -> Iterator[Engin
         yield engine
     finally:
         engine.stop()
+        interrupt.done(token)
         assert not root.exists(), f"{root} was left behind"
         assert processes_of(root) == [] and mounts_under(root) == [], "the engine left processes or mounts behind"
         assert not bridge.exists(), f"the bridge {bridge.name} was left behind"

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from tests.engine import interrupt
+
 
 class VenvUnavailable(Exception):
     """Why a pinned program cannot be installed here (no package registry, no venv module): tests skip with this
@@ -117,6 +119,7 @@ class HostProcess:
     process: subprocess.Popen[bytes]
     log: Path
     _log_file: IO[bytes] = field(repr=False)
+    _interrupt: int | None = field(default=None, repr=False)  # its stop, should the run be interrupted
 
     @property
     def pid(self) -> int:
@@ -165,6 +168,8 @@ class HostProcess:
                 os.killpg(self.pid, signal.SIGKILL)
             self.process.wait(timeout=grace)
         self._log_file.close()
+        if self._interrupt is not None:
+            interrupt.done(self._interrupt)
 
     def __enter__(self) -> HostProcess:
         return self
@@ -189,7 +194,9 @@ def start_process(cmd: list[str], env: dict[str, str], cwd: Path, log: Path, url
     except BaseException:
         log_file.close()
         raise
-    return HostProcess(url=url, process=process, log=log, _log_file=log_file)
+    started = HostProcess(url=url, process=process, log=log, _log_file=log_file)
+    started._interrupt = interrupt.on_interrupt(started.stop)
+    return started
 
 
 def http_status(url: str, timeout: float) -> int | None:
