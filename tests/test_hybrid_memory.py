@@ -19,6 +19,7 @@ import pytest
 from components.planning import hybrid
 from components.planning.catalog import Architecture
 from components.planning.memory import GiB, capacity_from_available, draft_layer_bytes, kv_layout
+from components.tools.plan import render_capacities
 from tests.stacks import load, plan_values, set_key, values_of
 from tests.test_image_line import _on_mobydick
 
@@ -101,8 +102,13 @@ def test_the_plan_shows_the_state_the_layout_and_that_the_pool_size_is_unchecked
         and "vLLM 0.23's hybrid layout" in w
         for w in loaded.warnings
     ), loaded.warnings
-    planned = plan_values(values, tmp_path).capacity_of("vllm")
+    whole = plan_values(values, tmp_path)
+    planned = whole.capacity_of("vllm")
     assert planned is not None and (planned.linear_layers, planned.hybrid_block_size, planned.kv_groups) == (48, 784, 4)
+    # the plan's text: per GPU the weights, the KV cache and its tokens, the state per sequence, the requests held
+    kv_line = next(line for line in render_capacities(whole) if line.lstrip().startswith("KV cache:"))
+    assert "32 KiB per token per GPU, and 0.072 GiB of recurrent state per sequence per GPU" in kv_line, kv_line
+    assert "requests of max_model_len 32,768 at once; fit not judged" in kv_line, kv_line
     s = loaded.settings.servers["vllm"]
     arch = Architecture.model_validate(QWEN_27B)
     from components.planning.memory import MemoryInputs

@@ -115,8 +115,14 @@ def render_capacity(sp: ServerPlan, title: str = "", width: int = 60) -> list[st
     lines += [f"  GPU {i} |{cells}|" for i in sp.gpus]
     lines.append("  " + "   ".join(f"{char} {label} {gib:.2f} GiB" for char, label, gib in parts))
     lines.append(
-        f"  KV cache: {c.kv_cache_tokens:,} tokens ({c.kv_bytes_per_token_per_gpu / 1024:.0f} KiB per token per GPU); "
-        f"{c.max_concurrency:.2f} requests of max_model_len {c.max_model_len:,} at once; "
+        f"  KV cache: {c.kv_cache_tokens:,} tokens ({c.kv_bytes_per_token_per_gpu / 1024:.0f} KiB per token per GPU"
+        + (
+            f", and {c.state_gib_per_sequence_per_gpu:.3f} GiB of recurrent state per sequence per GPU in its "
+            f"{c.linear_layers} linear-attention layers, whatever its length"
+            if c.linear_layers
+            else ""
+        )
+        + f"); {c.max_concurrency:.2f} requests of max_model_len {c.max_model_len:,} at once; "
         + ("fit not judged" if c.unmodelled else "fits" if c.fits else "DOES NOT FIT")
     )
     lines.append(f"  Model: {c.modelled}" + (f"; not modelled: {c.unmodelled}" if c.unmodelled else ""))
