@@ -4,9 +4,11 @@ module imports itself around a circle."""
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import subprocess
 import sys
+import tempfile
 import typing
 from pathlib import Path
 from typing import Any
@@ -93,21 +95,44 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def fresh(expression: str) -> Any:
-    """`expression` (JSON) evaluated in a fresh interpreter with this module imported as `t`: CPython 3.11.7's
-    ast.parse can fail with "AST constructor recursion depth mismatch" in a process whose earlier tests left its
-    recursion bookkeeping off (fixed in 3.11.8)."""
-    code = f"import json, tests.test_imports as t; print(json.dumps({expression}))"
+PROBE_IMPORTS = "import os\n\n\ndef f():\n    from pkg import b\n    from .c import d\n"
+PROBE_BREACHES = (
+    "from components.planning.deployment import Service, build_deployment\n"
+    "from components.planning.rules import server_stall_seconds\n"
+    "import components.planning.health\n"
+    "from components.planning.deployment import BACKEND_KEY_LENGTH\n"
+)
+
+
+def facts() -> dict[str, Any]:
+    """What the tests below check, read from the source: the graph, the components' seam, and the checks' own
+    answers on two probe files."""
+    with tempfile.TemporaryDirectory() as tmp:
+        imports, breaches = Path(tmp, "a.py"), Path(tmp, "vllm.py")
+        imports.write_text(PROBE_IMPORTS)
+        breaches.write_text(PROBE_BREACHES)
+        seam, uses = components_seam()
+        return {
+            "graph": {k: sorted(v) for k, v in import_graph().items()},
+            "seam": seam,
+            "uses": sorted(uses),
+            "probe_imports": sorted(imported("pkg.a", imports, {"pkg.a", "pkg.b", "pkg.c", "pkg.c.d"})),
+            "probe_breaches": seam_breaches(breaches),
+        }
+
+
+@functools.cache
+def fresh_facts() -> dict[str, Any]:
+    """facts(), in a fresh interpreter, once: CPython 3.11.7's ast.parse can fail with "AST constructor recursion
+    depth mismatch" in a process whose earlier tests left its recursion bookkeeping off (fixed in 3.11.8)."""
+    code = "import json, tests.test_imports as t; print(json.dumps(t.facts()))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)
-
-
-def fresh_import_graph() -> dict[str, set[str]]:
-    return {k: set(v) for k, v in fresh("{k: sorted(v) for k, v in t.import_graph().items()}").items()}
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
 
 
 def test_no_import_cycle() -> None:
-    graph = fresh_import_graph()
+    graph = {k: set(v) for k, v in fresh_facts()["graph"].items()}
     assert "components.program" in graph and "components.planning.memory" in graph["components.planning.rules"]
     circles = cycles(graph)
     assert not circles, "modules that import each other, around a circle:\n" + "\n".join(
@@ -115,15 +140,11 @@ def test_no_import_cycle() -> None:
     )
 
 
-def test_the_cycle_check_sees_a_circle(tmp_path: Path) -> None:
-    """The check above would fail on a circle, one through a function's own import too."""
+def test_the_cycle_check_sees_a_circle() -> None:
+    """The check above would fail on a circle, one through a function's own import too (PROBE_IMPORTS)."""
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}) == [["a", "b", "c"]]
     assert cycles({"x": {"y"}, "y": {"x"}}) == [["x", "y"]]
-    source = tmp_path / "a.py"
-    source.write_text("import os\n\n\ndef f():\n    from pkg import b\n    from .c import d\n")
-    known = ["pkg.a", "pkg.b", "pkg.c", "pkg.c.d"]
-    found = fresh(f"sorted(t.imported('pkg.a', t.Path({str(source)!r}), set({known!r})))")
-    assert found == ["pkg.b", "pkg.c", "pkg.c.d"]
+    assert fresh_facts()["probe_imports"] == ["pkg.b", "pkg.c", "pkg.c.d"]
 
 
 # The components' one way into planning: the deployment plan's types, and the function that builds it.
@@ -167,22 +188,15 @@ def components_seam() -> tuple[dict[str, list[str]], set[str]]:
 
 
 def test_components_take_only_the_plan_from_planning() -> None:
-    breaches, uses = fresh("(lambda b, u: [b, sorted(u)])(*t.components_seam())")
+    breaches, uses = fresh_facts()["seam"], fresh_facts()["uses"]
     assert {"program.py", "container.py", "host.py", "monitoring.py"} <= set(breaches)
     assert not {k: v for k, v in breaches.items() if v}, f"components import from planning beyond the plan: {breaches}"
     assert BUILDER in uses and "Container" in uses
 
 
-def test_the_seam_check_sees_a_breach(tmp_path: Path) -> None:
-    """The check above would fail on a component that asks planning for more than the plan."""
-    source = tmp_path / "vllm.py"
-    source.write_text(
-        "from components.planning.deployment import Service, build_deployment\n"
-        "from components.planning.rules import server_stall_seconds\n"
-        "import components.planning.health\n"
-        "from components.planning.deployment import BACKEND_KEY_LENGTH\n"
-    )
-    assert fresh(f"t.seam_breaches(t.Path({str(source)!r}))") == [
+def test_the_seam_check_sees_a_breach() -> None:
+    """The check above would fail on a component that asks planning for more than the plan (PROBE_BREACHES)."""
+    assert fresh_facts()["probe_breaches"] == [
         "components.planning.rules.server_stall_seconds",
         "components.planning.health",
         "components.planning.deployment.BACKEND_KEY_LENGTH (neither a type of the plan nor build_deployment)",
