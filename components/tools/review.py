@@ -48,6 +48,9 @@ class Diff:
     refused: list[str] = field(default_factory=list)  # changes `pulumi up` would fail on, with the way out
     state: list[str] = field(default_factory=list)  # where an exported state disagrees with what runs
     steps: list[str] = field(default_factory=list)  # what `pulumi up` does, in order
+    # the same steps, machine-readable: each one's op, resource name and type (tests compare them with
+    # `pulumi preview --json`'s steps)
+    step_ops: list[dict[str, str]] = field(default_factory=list)
     outages: list[str] = field(default_factory=list)  # each serving container's time down, from the steps
     speed: list[str] = field(default_factory=list)  # how the change moves each server's speed bands
 
@@ -56,6 +59,7 @@ class Diff:
             "against": self.ref,
             "changes": [c.as_json() for c in self.changes],
             "steps": self.steps,
+            "step_ops": self.step_ops,
             "downtime": self.outages,
             "speed": self.speed,
             "capacity_before": self.old_capacity,
@@ -312,6 +316,7 @@ def _diff(
     result = Diff(ref, changes, None, kept=[_kept_line(k) for k in kept if k.name not in replaced])
     result.refused = host_renames(old_resources_json, new)
     result.steps = [s.line() for s in steps]
+    result.step_ops = [{"op": s.op, "name": s.name, "type": s.type} for s in steps]
     result.outages = [_outage_line(o, steps, resources, new, created_runs) for o in by_outage.values()]
     result.outages += _replicas_down_together(by_outage, new)
     return result

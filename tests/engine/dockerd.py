@@ -26,7 +26,7 @@ from tests.debian import PackageUnavailable, install
 from tests.engine import interrupt
 
 STUBS = Path(__file__).resolve().parent / "stubs"
-PACKAGES = ("docker.io", "busybox-static", "python3-minimal")
+PACKAGES = ("docker.io", "busybox-static", "python3-minimal", "python3-bcrypt")
 
 
 class EngineUnavailable(Exception):
@@ -109,6 +109,8 @@ class Engine:
     root: Path
     process: subprocess.Popen[bytes]
     bridge: Bridge | None = None
+    # With device nodes: dockerd runs in a mount namespace of its own (see _spawn_dockerd)
+    devices: tuple[str, ...] | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -144,7 +146,7 @@ class Engine:
         """Stop dockerd as a host shutdown does (SIGTERM: it stops the containers), then start it again."""
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=60)
-        self.process = _spawn_dockerd(self.root, self.bridge)
+        self.process = _spawn_dockerd(self.root, self.bridge, self.devices)
         self.wait_ready()
 
     def stop(self) -> None:
@@ -178,15 +180,18 @@ def release(root: Path, bridge: Bridge | None, grace: float = 10.0) -> None:
 
 
 @contextlib.contextmanager
-def running_engine(prefix: str, bridge: Bridge, require: bool) -> Iterator[Engine]:
+def running_engine(
+    prefix: str, bridge: Bridge, require: bool, devices: tuple[str, ...] | None = None
+) -> Iterator[Engine]:
     """A private engine for the duration of the block; skipped (or failed, when `require`) where none can
-    start. Afterwards no process, mount, directory or bridge of it is left."""
+    start. Afterwards no process, mount, directory or bridge of it is left. With `devices`, the engine runs
+    in a mount namespace of its own where those /dev paths exist (see _spawn_dockerd)."""
     import pytest
 
     root = Path(tempfile.mkdtemp(prefix=prefix))  # short: a unix socket path has 108 bytes
     token = interrupt.on_interrupt(lambda: release(root, bridge))
     try:
-        engine = start_engine(root, bridge)
+        engine = start_engine(root, bridge, devices=devices)
     except EngineUnavailable as exc:
         release(root, bridge)
         interrupt.done(token)
@@ -226,8 +231,8 @@ def mounts_under(root: Path) -> list[str]:
         return [line.split()[1] for line in f if line.split()[1].startswith(prefix)]
 
 
-def start_engine(root: Path, bridge: Bridge, timeout: float = 60) -> Engine:
-    if shutil.which("dockerd") is None or shutil.which("busybox") is None or not PYTHON.exists():
+def start_engine(root: Path, bridge: Bridge, timeout: float = 60, devices: tuple[str, ...] | None = None) -> Engine:
+    if shutil.which("dockerd") is None or shutil.which("busybox") is None or not PYTHON.exists() or not BCRYPT.exists():
         _install_packages()
     if shutil.which("docker") is None:
         raise EngineUnavailable("the docker CLI is missing")
@@ -236,7 +241,9 @@ def start_engine(root: Path, bridge: Bridge, timeout: float = 60) -> Engine:
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "config" / "cli-plugins" / "docker-compose").symlink_to(compose_binary())
     bridge.create()
-    engine = Engine(root, _spawn_dockerd(root, bridge), bridge)
+    if devices is not None and shutil.which("unshare") is None:
+        raise EngineUnavailable("util-linux's unshare is missing (the engine's own mount namespace)")
+    engine = Engine(root, _spawn_dockerd(root, bridge, devices), bridge, devices)
     try:
         engine.wait_ready(timeout)
     except EngineUnavailable:
@@ -245,11 +252,45 @@ def start_engine(root: Path, bridge: Bridge, timeout: float = 60) -> Engine:
     return engine
 
 
-def _spawn_dockerd(root: Path, bridge: Bridge | None) -> subprocess.Popen[bytes]:
+# The engine's own /dev, in a mount namespace of its own: a tmpfs with the host's device nodes copied and its
+# /dev mounts (pts, shm) bound in, plus the GPU nodes the stack maps (made with mknod as /dev/null's, c 1 3:
+# the containers get a node by that name, no GPU). Every mount made here is first private (nothing of it
+# reaches the host's /dev), then `/` is made shared: Docker binds `/` with rslave only from a shared or slave
+# mount (node-exporter's host mount), which a host with a private root mount (this one) does not give.
+NAMESPACE_SETUP = r"""
+set -e
+mount --make-rprivate /
+D="$RIT_ROOT/dev"
+mkdir -p "$D"
+mount -t tmpfs -o mode=755,size=4m rit-dev "$D"
+for e in /dev/*; do
+  n=${e#/dev/}
+  if mountpoint -q "$e"; then mkdir -p "$D/$n"; mount --rbind "$e" "$D/$n"; else cp -a "$e" "$D/"; fi
+done
+for node in $RIT_DEVICES; do
+  mkdir -p "$(dirname "$D${node#/dev}")"
+  [ -e "$D${node#/dev}" ] || mknod -m 666 "$D${node#/dev}" c 1 3
+done
+mount --rbind "$D" /dev
+mount --make-rshared /
+exec "$@"
+"""
+
+
+def _spawn_dockerd(
+    root: Path, bridge: Bridge | None, devices: tuple[str, ...] | None = None
+) -> subprocess.Popen[bytes]:
     network = [f"--bridge={bridge.name}", f"--default-address-pool=base={bridge.pool},size=28"] if bridge else []
     log = open(root / "dockerd.log", "ab")  # noqa: SIM115 - the engine writes to it until stop()
+    namespace: list[str] = []
+    env = None
+    if devices is not None:
+        # unshare execs the shell, which execs dockerd: the pid stays dockerd's
+        namespace = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", NAMESPACE_SETUP, "sh"]
+        env = {**os.environ, "RIT_ROOT": str(root), "RIT_DEVICES": " ".join(devices)}
     return subprocess.Popen(
         [
+            *namespace,
             "dockerd",
             "--data-root",
             str(root / "data"),
@@ -268,6 +309,7 @@ def _spawn_dockerd(root: Path, bridge: Bridge | None) -> subprocess.Popen[bytes]
         stdout=log,
         stderr=log,
         start_new_session=True,
+        env=env,
     )
 
 
@@ -290,11 +332,15 @@ STDLIB_SKIP = {
 }
 
 
-# What the healthchecks and the download import: their modules, and what those import in turn.
+# What the healthchecks and the download import: their modules, and what those import in turn. Open WebUI's
+# admin reset (components/planning/chat_ui.py) imports sqlite3 and bcrypt: Debian's python3-bcrypt (its cffi
+# backend beside it) from DIST_PACKAGES.
 STDLIB_ROOTS = (
     "encodings, encodings.idna, encodings.ascii, encodings.latin_1, stringprep, unicodedata, json, os, re, "
-    "signal, sys, time, urllib.request, pathlib, site, sitecustomize"
+    "signal, sys, time, urllib.request, pathlib, site, sitecustomize, sqlite3, bcrypt"
 )
+DIST_PACKAGES = Path("/usr/lib/python3/dist-packages")
+BCRYPT = DIST_PACKAGES / "bcrypt"
 
 
 def _stdlib_used() -> list[Path]:
@@ -307,7 +353,7 @@ def _stdlib_used() -> list[Path]:
         "print('\\n'.join(sorted({getattr(x,'__file__',None) or '' for x in list(sys.modules.values())})))"
     )
     done = subprocess.run([str(PYTHON), "-c", code], capture_output=True, text=True, check=True)
-    used = {Path(p) for p in done.stdout.split() if p.startswith(str(STDLIB))}
+    used = {Path(p) for p in done.stdout.split() if p.startswith((f"{STDLIB}/", f"{DIST_PACKAGES}/"))}
     used |= {STDLIB / "os.py", STDLIB / "site.py", STDLIB / "_sitebuiltins.py"}
     return sorted(p for p in used if p.exists())
 
@@ -321,10 +367,13 @@ def _python_files() -> list[tuple[str, Path]]:
     for lib in re.findall(r"(/\S+\.so[.\d]*)", ldd):
         files.append((lib.lstrip("/"), Path(lib).resolve()))
     for path in _stdlib_used():
-        files.append((f"usr/lib/python3.11/{path.relative_to(STDLIB)}", path))
+        files.append((str(path).lstrip("/"), path))
+        if ".so" in path.name:  # an extension module's own libraries (libsqlite3)
+            ldd = subprocess.run(["ldd", str(path)], capture_output=True, text=True, check=True).stdout
+            files += [(lib.lstrip("/"), Path(lib).resolve()) for lib in re.findall(r"(/\S+\.so[.\d]*)", ldd)]
     for path in sorted((STUBS / "site").rglob("*.py")):
         files.append((f"usr/lib/python3/dist-packages/{path.relative_to(STUBS / 'site')}", path))
-    return files
+    return list(dict(files).items())  # a library two modules link is added once
 
 
 def stub_rootfs() -> bytes:
@@ -370,9 +419,30 @@ def stub_rootfs() -> bytes:
                     made.add(parent)
             add_file(target, source.read_bytes(), 0o755 if target.startswith("usr/bin/") or ".so" in target else 0o644)
         add_link("usr/bin/infinity_emb", "/stub/infinity_emb")
+        for program in SVC_PROGRAMS:
+            add_link(f"usr/bin/{program}", "/stub/svc")
         add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
         add_file("etc/group", b"root:x:0:\n", 0o644)
     return buf.getvalue()
+
+
+# The programs /stub/svc stands for, by the name it is called as.
+SVC_PROGRAMS = ("prometheus", "node_exporter", "alertmanager", "grafana", "litellm")
+# Each pinned image's entrypoint in its stub: the real image's program (its stand-in), or none where the stack
+# gives the whole command (vLLM) or the image's CMD runs (Open WebUI: STUB_CMDS).
+STUB_ENTRYPOINTS = {
+    "michaelf34/infinity": "infinity_emb",
+    "quay.io/prometheus/prometheus": "prometheus",
+    "quay.io/prometheus/node-exporter": "node_exporter",
+    "quay.io/prometheus/alertmanager": "alertmanager",
+    "grafana/grafana": "grafana",
+    "ghcr.io/berriai/litellm": "litellm",
+}
+
+
+def stub_entrypoint(image: str) -> str | None:
+    """The stub's entrypoint for this image name (repository:tag)."""
+    return STUB_ENTRYPOINTS.get(image.rsplit(":", 1)[0])
 
 
 # Images whose container runs the image's own CMD (the stack gives no command): what stands for that CMD.
