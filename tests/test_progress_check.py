@@ -15,9 +15,10 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,25 +67,14 @@ def metrics(running: int, tokens: float, kv: float) -> str:
     )
 
 
-class FakeVllm:
-    """/health answers 200; each /metrics request gets the next page (the last one repeats)."""
+class FakeServer:
+    """An HTTP server on HOST that answers each GET with `answer(path, its Authorization header)`: (status, body)."""
 
-    def __init__(self) -> None:
-        self.pages: list[str] = []
-        self.served = 0
-        fake = self
-
+    def __init__(self, answer: Callable[[str, str], tuple[int, bytes]]) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path == "/metrics":
-                    body = fake.pages[min(fake.served, len(fake.pages) - 1)].encode()
-                    fake.served += 1
-                elif self.path == "/health":
-                    body = b""
-                else:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
+                status, body = answer(self.path, self.headers.get("Authorization", ""))
+                self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -99,6 +89,21 @@ class FakeVllm:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class FakeVllm(FakeServer):
+    """/health answers 200; each /metrics request gets the next page (the last one repeats)."""
+
+    def __init__(self) -> None:
+        self.pages: list[str] = []
+        self.served = 0
+        super().__init__(self.answer)
+
+    def answer(self, path: str, authorization: str) -> tuple[int, bytes]:
+        if path == "/metrics":
+            self.served += 1
+            return 200, self.pages[min(self.served - 1, len(self.pages) - 1)].encode()
+        return (200, b"") if path == "/health" else (404, b"")
 
 
 def _unshare() -> list[str]:
@@ -122,11 +127,16 @@ def vllm() -> Iterator[FakeVllm]:
     fake.close()
 
 
-def run_checks(fake: FakeVllm, tmp_path: Path, pages: list[str], delays: list[float]) -> dict[str, object]:
+def run_checks(fake: FakeVllm, tmp_path: Path, pages: list[str], delays: list[float]) -> dict[str, Any]:
     fake.pages = pages
     script = progress_check(
         fake.port, STALL_S, host=HOST, state_file=str(tmp_path / "progress"), kill_after_s=KILL_AFTER_S
     )
+    return run_in_namespace(script, delays)
+
+
+def run_in_namespace(script: str, delays: list[float]) -> dict[str, Any]:
+    """INIT's report of the check `script` run once per delay in a PID namespace of its own."""
     done = subprocess.run(
         [*_unshare(), sys.executable, "-c", INIT, script, json.dumps(delays)],
         capture_output=True,
@@ -134,7 +144,7 @@ def run_checks(fake: FakeVllm, tmp_path: Path, pages: list[str], delays: list[fl
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    report: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    report: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     return report
 
 

@@ -36,6 +36,17 @@ RESTART_DEADLINE_S = 1200
 # A second signal when the first does not end the server (an engine stuck in a collective).
 KILL_AFTER_S = 60
 STATE_FILE = "/tmp/rocm-inference-progress"
+# Every engine's check starts so (F: the state file, K: kill_after_s): the state of the previous check, afresh
+# after a restart (PID 1's start time changed), and the SIGKILL of what is left a while after the SIGTERM.
+RESUME_OR_KILL = (
+    "now=time.time();boot=open('/proc/1/stat').read().split()[21]\n"
+    "try:last,since,b,sent=json.load(open(F))\n"
+    "except Exception:last,since,b,sent=None,now,boot,None\n"
+    "if b!=boot:last,since,sent=None,now,None\n"
+    "if sent is not None and now-sent>K:\n"
+    " [os.kill(int(p),signal.SIGKILL) for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1,os.getpid())]\n"
+    " sys.exit(1)\n"
+)
 
 
 def stall_seconds(arch: Architecture, max_model_len: int, tp: int, gpu: Gpu) -> int:
@@ -54,15 +65,7 @@ def progress_check(
     """
     return (
         "import json,os,re,signal,sys,time,urllib.request as u\n"
-        f"B='http://{host}:{port}';F={state_file!r};S={stall_s};K={kill_after_s}\n"
-        "now=time.time();boot=open('/proc/1/stat').read().split()[21]\n"
-        "try:last,since,b,sent=json.load(open(F))\n"
-        "except Exception:last,since,b,sent=None,now,boot,None\n"
-        "if b!=boot:last,since,sent=None,now,None\n"
-        "if sent is not None and now-sent>K:\n"
-        " [os.kill(int(p),signal.SIGKILL) for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1,os.getpid())]\n"
-        " sys.exit(1)\n"
-        "try:\n"
+        f"B='http://{host}:{port}';F={state_file!r};S={stall_s};K={kill_after_s}\n" + RESUME_OR_KILL + "try:\n"
         " ok=u.urlopen(B+'/health',timeout=5).status==200\n"
         " t=u.urlopen(B+'/metrics',timeout=5).read().decode()\n"
         "except Exception:\n"
