@@ -28,6 +28,7 @@ from components.planning.engines.llamacpp_monitoring import (
     JOB_LLAMACPP,
     METRICS,
     RULES_DIR,
+    grafana_files,
     progress_check,
     rules_text,
     scrape_job,
@@ -35,7 +36,7 @@ from components.planning.engines.llamacpp_monitoring import (
 from tests.engine.hostproc import start_process
 from tests.engine.llama_cpp import build_or_skip, free_port
 from tests.llama_cpp_models import Shape, write_model
-from tests.test_monitoring_assets import metric_names
+from tests.test_monitoring_assets import dashboard_exprs, metric_names
 from tests.test_progress_check import HOST, FakeServer, run_in_namespace
 
 RULES = RULES_DIR / "alerts.rules.yml"
@@ -107,6 +108,32 @@ def test_the_scrape_job_sends_the_key_from_a_file() -> None:
     assert job["authorization"] == {"type": "Bearer", "credentials_file": "/etc/prometheus/secrets/llamacpp-key"}
     assert "credentials" not in job["authorization"]
     assert "authorization" not in scrape_job(targets, key_file=None)
+
+
+def test_the_dashboard_shows_slots_deferred_speed_throughput_context_and_decodes() -> None:
+    ((path, text),) = grafana_files().items()
+    assert path == "/etc/grafana/dashboards/llamacpp.json"
+    doc = json.loads(text)
+    used = set().union(*(metric_names(e) for e in dashboard_exprs(doc)))
+    assert used - {"up"} <= set(METRICS)
+    assert {
+        f"llamacpp:{n}"
+        for n in (
+            "requests_processing",
+            "requests_deferred",
+            "tokens_predicted_total",
+            "tokens_predicted_seconds_total",
+            "prompt_tokens_total",
+            "prompt_seconds_total",
+            "n_tokens_max",
+            "n_decode_total",
+        )
+    } <= used
+    # Counters only under rate() or resets(): a raw counter on a panel is a line that only grows.
+    for expr in dashboard_exprs(doc):
+        for name in metric_names(expr) - {"up"}:
+            if METRICS[name] == "counter" and name != "llamacpp:n_tokens_max":
+                assert re.search(rf"(rate|resets)\({re.escape(name)}\{{", expr), expr
 
 
 # --- the progress healthcheck ---------------------------------------------------------------------------

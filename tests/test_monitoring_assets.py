@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components.planning.engines.llamacpp_monitoring import METRICS as LLAMACPP_METRICS
 from components.tools.discover import DirectoryReader, discover
 from tests.conftest import ROOT
 
@@ -35,6 +36,13 @@ RULES = MONITORING / "alerts.rules.yml"
 RULE_TESTS = MONITORING / "alerts.test.yml"
 DASHBOARDS = MONITORING / "dashboards"
 HOSTS = Path(__file__).resolve().parent / "fixtures" / "hosts"
+# Every dashboard by the name Grafana gets it under: the shared ones, and llama.cpp's (monitoring/llamacpp/),
+# provisioned where a stack has a llama.cpp server.
+DASHBOARD_FILES = {
+    "vllm.json": DASHBOARDS / "vllm.json",
+    "gpus.json": DASHBOARDS / "gpus.json",
+    "llamacpp.json": MONITORING / "llamacpp" / "dashboard.json",
+}
 
 REQUIRED_ALERTS = {
     "VllmDown",
@@ -108,6 +116,7 @@ KNOWN_METRICS = frozenset(
     | {f"vllm:{name}_{part}" for name in VLLM_HISTOGRAMS for part in ("bucket", "sum", "count")}
     | {"process_start_time_seconds", "up"}  # prometheus_client's process collector; Prometheus itself
     | NODE_EXPORTER
+    | set(LLAMACPP_METRICS)  # llama-server's, read from its source (components/planning/engines/llamacpp_monitoring.py)
 )
 
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool"}
@@ -138,7 +147,7 @@ def alert_rules() -> list[dict[str, Any]]:
 
 
 def dashboard(name: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((DASHBOARDS / name).read_text())
+    doc: dict[str, Any] = json.loads(DASHBOARD_FILES[name].read_text())
     return doc
 
 
@@ -237,7 +246,7 @@ def test_rules_use_only_known_metric_names() -> None:
         assert not unknown, f"{rule['alert']}: {sorted(unknown)}"
 
 
-@pytest.mark.parametrize("name", ["vllm.json", "gpus.json"])
+@pytest.mark.parametrize("name", list(DASHBOARD_FILES))
 def test_dashboards_use_only_known_metric_names(name: str) -> None:
     for expr in dashboard_exprs(dashboard(name)):
         unknown = metric_names(expr) - KNOWN_METRICS
@@ -247,7 +256,7 @@ def test_dashboards_use_only_known_metric_names(name: str) -> None:
 # --- dashboards --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["vllm.json", "gpus.json"])
+@pytest.mark.parametrize("name", list(DASHBOARD_FILES))
 def test_dashboard_is_grafana_12_json_on_the_prometheus_datasource_templated_by_host_and_server(name: str) -> None:
     doc = dashboard(name)
     assert doc["schemaVersion"] == 41  # Grafana 12.0's; later 12.x migrate it forward on load
@@ -302,7 +311,7 @@ def test_gpu_dashboard_covers_busy_vram_temperatures_and_power_with_gpu_and_serv
 def test_dashboard_queries_parse(promtool: str, tmp_path: Path) -> None:
     """promtool parses each query (Grafana variables replaced) as a recording rule."""
     rules = []
-    for name in ("vllm.json", "gpus.json"):
+    for name in DASHBOARD_FILES:
         for n, expr in enumerate(dashboard_exprs(dashboard(name))):
             expr = expr.replace("$__rate_interval", "5m").replace("$host", ".*").replace("$server", ".*")
             rules.append({"record": f"dashboard:{name.removesuffix('.json')}:{n}", "expr": expr})

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from components.planning.health import KILL_AFTER_S, RESUME_OR_KILL, STALL_MIN_S, STATE_FILE
-from components.planning.monitoring import MONITORING_DIR, SECRETS_DIR
+from components.planning.monitoring import GRAFANA_DASHBOARDS_DIR, MONITORING_DIR, SECRETS_DIR
 
 # The Prometheus job of llama.cpp servers; its targets carry `host` and `server` like the vLLM job's.
 JOB_LLAMACPP = "llamacpp"
@@ -71,6 +71,12 @@ API_KEY_ENV = "LLAMA_API_KEY"
 def rules_text() -> str:
     """monitoring/llamacpp/alerts.rules.yml, as it is."""
     return (RULES_DIR / "alerts.rules.yml").read_text()
+
+
+def grafana_files() -> dict[str, str]:
+    """The llama.cpp dashboard, as planning/monitoring.grafana_files gives the shared ones: path -> content. It is
+    provisioned only where a stack has a llama.cpp server, so the shipped stacks' Grafana does not change."""
+    return {f"{GRAFANA_DASHBOARDS_DIR}/llamacpp.json": (RULES_DIR / "dashboard.json").read_text()}
 
 
 def scrape_job(static_configs: Sequence[dict[str, Any]], key_file: str | None = KEY_FILE) -> dict[str, Any]:
