@@ -60,6 +60,7 @@ from components.planning.llamacpp_speed import (  # noqa: E402
     Constants,
     ModelTraffic,
     Setup,
+    cache_type_scale,
     decode_parts,
     decode_rate,
     prefill_parts,
@@ -341,8 +342,6 @@ ARCHS: dict[str, Arch] = {
         "size at Q4_K_M's nominal 4.9 bits a weight (the data gives none)",
     ),
 }
-# llama.cpp's KV cache types, bytes per element relative to f16 (ggml type sizes: q8_0 34 bytes per 32, q4_0 18).
-KV_SCALE = {None: 1.0, "f16": 1.0, "q8_0": 34 / 64, "q4_0": 18 / 64}
 # A prior for each fitted constant and how hard a fit is pulled to it (a share of the fit's weight).
 PRIOR = replace(
     FITTED,
@@ -473,7 +472,7 @@ def load() -> tuple[list[Point], dict[str, list[str]]]:
             split_mode=split,
             flash_attn=r.get("flash_attn") != 0,
             n_ubatch=int(r.get("n_ubatch") or 512),
-            kv_scale=KV_SCALE[r.get("type_k")],
+            kv_scale=cache_type_scale(str(r.get("type_k") or "f16")),  # V taken as K's type
         )
         if kind == "decode":
             depth += tokens // 2

@@ -427,14 +427,15 @@ class ServerSpeed:
         return out
 
 
+def cache_type_scale(name: str) -> float:
+    """A KV cache type's bytes per element relative to f16 (ggml's type sizes: q8_0 34 bytes per 32)."""
+    block, size = type_traits(name.upper())
+    return size / block / 2
+
+
 def kv_scale(args: LlamaCppArgs) -> float:
-    """The KV cache's bytes per element relative to f16, K and V averaged (ggml's type sizes: q8_0 34 bytes per 32)."""
-
-    def per_element(name: str) -> float:
-        block, size = type_traits(name.upper())
-        return size / block / 2
-
-    return (per_element(args.cache_type_k) + per_element(args.cache_type_v)) / 2
+    """The KV cache's bytes per element relative to f16, K and V averaged."""
+    return (cache_type_scale(args.cache_type_k) + cache_type_scale(args.cache_type_v)) / 2
 
 
 def server_speed(
