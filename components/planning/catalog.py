@@ -17,6 +17,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, Str
 CATALOG_FILE = Path(__file__).with_name("catalog.yaml")
 
 Dtype = Literal["float16", "bfloat16", "float32"]
+DTYPE_BYTES: dict[str, int] = {"float16": 2, "bfloat16": 2, "float32": 4}  # bytes an element of each
 Positive = Annotated[StrictInt, Field(ge=1)]
 
 

@@ -33,11 +33,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.planning.catalog import Architecture
+from components.planning.catalog import DTYPE_BYTES, Architecture
 
 # The gfx906 attention backends' kernel block alignment (tokens): vLLM's default block size.
 KERNEL_BLOCK_ALIGNMENT = 16
-DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 STATE_BLOCKS = {"none": 1, "align": 2}
 
 

@@ -82,10 +82,9 @@ from dataclasses import asdict, dataclass
 from functools import cache
 
 from components.planning import hybrid
-from components.planning.catalog import Architecture, QuantizationConfig
+from components.planning.catalog import DTYPE_BYTES, Architecture, QuantizationConfig
 
 GiB = 1 << 30
-DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 # vLLM's default max_num_batched_tokens / max_num_seqs for the OpenAI server (engine/arg_utils.py
 # EngineArgs.get_batch_defaults): GPUs with at least 70 GiB get 8192 / 1024, except A100s (PR #17885),
 # the rest 2048 / 256. max_num_seqs sets the rows of the profile run's sampler, so it moves the reserve.

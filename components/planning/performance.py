@@ -54,9 +54,8 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from components.planning.catalog import Architecture, Gpu, load_catalog
+from components.planning.catalog import DTYPE_BYTES, Architecture, Gpu, load_catalog
 from components.planning.memory import (
-    DTYPE_BYTES,
     encoder_weights_bytes_per_rank,
     expert_bytes_per_rank,
     kv_heads_per_rank,

@@ -13,8 +13,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.planning.catalog import Catalog
-from components.planning.memory import DTYPE_BYTES, GiB, weights_bytes_per_rank
+from components.planning.catalog import DTYPE_BYTES, Catalog
+from components.planning.memory import GiB, weights_bytes_per_rank
 from components.planning.rules import architecture_of, effective_dtype, server_contexts
 from components.settings import GpuNode, Groups, StackSettings
 

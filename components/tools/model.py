@@ -33,10 +33,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from components.planning.catalog import Architecture, QuantizationConfig, VisionConfig, load_catalog
+from components.planning.catalog import DTYPE_BYTES, Architecture, QuantizationConfig, VisionConfig, load_catalog
 from components.planning.formats import foreign_format, not_served
 from components.planning.gguf import GgufError, GgufFacts
-from components.planning.memory import DTYPE_BYTES, GiB, kv_bytes_per_token, weights_bytes_per_rank
+from components.planning.memory import GiB, kv_bytes_per_token, weights_bytes_per_rank
 from components.planning.rules import tensor_parallel_rules
 from components.settings import NAMESPACE, StackConfigError, read_stack_file, suggestion
 from components.settings.models import hub_page, pinned_pip_style, revision_advice
