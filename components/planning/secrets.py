@@ -287,7 +287,7 @@ def credential_in_value(value: str) -> str | None:
     bare = _BARE_USERINFO.search(value)
     if bare and _held(bare.group(2)) and not re.fullmatch(r"sha\d+", bare.group(3)):
         return "a password before a host (user:password@host)"
-    for text in {value, decoded}:
+    for text in dict.fromkeys((value, decoded)):  # in this order, each once: the same message every run
         pairs = [('"', *p) for p in _JSON_PAIR.findall(text)] + _PAIR.findall(text)
         for before, name, given in pairs:
             if _secret_pair(name, given.strip("'\"")):
