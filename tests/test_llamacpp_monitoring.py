@@ -28,7 +28,10 @@ from components.planning.engines.llamacpp_monitoring import (
     JOB_LLAMACPP,
     METRICS,
     RULES_DIR,
+    PlannedServer,
     grafana_files,
+    planned_rules,
+    planned_rules_text,
     progress_check,
     rules_text,
     scrape_job,
@@ -134,6 +137,73 @@ def test_the_dashboard_shows_slots_deferred_speed_throughput_context_and_decodes
         for name in metric_names(expr) - {"up"}:
             if METRICS[name] == "counter" and name != "llamacpp:n_tokens_max":
                 assert re.search(rf"(rate|resets)\({re.escape(name)}\{{", expr), expr
+
+
+PLANNED = {"gguf": PlannedServer(slot_context=4096, decode_low=20.0), "nobands": PlannedServer(2048, None)}
+PLANNED_TESTS = """
+rule_files: [planned.rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # gguf on gpu1: a 3700-token sequence at minute 20 (over 90 % of 4096), decoding one request at 12 tokens/s
+      # from minute 0 (12 tokens per second of generation time), then at 30 tokens/s from minute 40.
+      - series: 'llamacpp:n_tokens_max{job="llamacpp", instance="gpu1:8080", host="gpu1", server="gguf"}'
+        values: "900x19 3700x40"
+      - series: 'llamacpp:tokens_predicted_total{job="llamacpp", instance="gpu1:8080", host="gpu1", server="gguf"}'
+        values: "0+720x40 28800+1800x20"
+      - series: 'llamacpp:tokens_predicted_seconds_total{job="llamacpp", instance="gpu1:8080", host="gpu1", server="gguf"}'
+        values: "0+60x60"
+      - series: 'llamacpp:requests_processing{job="llamacpp", instance="gpu1:8080", host="gpu1", server="gguf"}'
+        values: "1x60"
+      # gguf on gpu2: as slow per request, but with three requests in slots (the band is for one): silent.
+      - series: 'llamacpp:tokens_predicted_total{job="llamacpp", instance="gpu2:8080", host="gpu2", server="gguf"}'
+        values: "0+720x60"
+      - series: 'llamacpp:tokens_predicted_seconds_total{job="llamacpp", instance="gpu2:8080", host="gpu2", server="gguf"}'
+        values: "0+60x60"
+      - series: 'llamacpp:requests_processing{job="llamacpp", instance="gpu2:8080", host="gpu2", server="gguf"}'
+        values: "3x60"
+      # nobands: a long sequence since before the window (1900 of 2048), never longer: silent after 15 minutes.
+      - series: 'llamacpp:n_tokens_max{job="llamacpp", instance="gpu1:8081", host="gpu1", server="nobands"}'
+        values: "1900x60"
+    alert_rule_test:
+      - {eval_time: 14m, alertname: LlamaCppSlowDecode, exp_alerts: []}
+      - eval_time: 31m
+        alertname: LlamaCppSlowDecode
+        exp_alerts:
+          - exp_labels: {severity: warning, job: llamacpp, instance: "gpu1:8080", host: gpu1, server: gguf}
+            exp_annotations:
+              summary: "llama.cpp gguf on gpu1 decodes at 12.0 tokens/s, under its planned 20"
+              description: "llama-server gguf generated 12.0 tokens per second of generation for 15m, one request at a time, under the low edge of its planned decode band (20 tokens/s)."
+              runbook: "Check the GPUs' clocks, power cap and temperature (GPU dashboard), and the start-up log for layers or tensors left on the CPU; then `verify --calibrate` to measure the box."
+      - {eval_time: 59m, alertname: LlamaCppSlowDecode, exp_alerts: []}
+      - {eval_time: 10m, alertname: LlamaCppContextNearFull, exp_alerts: []}
+      - eval_time: 25m
+        alertname: LlamaCppContextNearFull
+        exp_alerts:
+          - exp_labels: {severity: warning, job: llamacpp, instance: "gpu1:8080", host: gpu1, server: gguf}
+            exp_annotations:
+              summary: "llama.cpp gguf on gpu1: a sequence of 3700 tokens, near its slot's 4096"
+              description: "A slot of llama-server gguf held a sequence of 3700 tokens in the last 15m, 90 % or more of the 4096 tokens the plan gives each slot: longer conversations are cut or refused (llama.cpp shifts or stops at the slot's end)."
+              runbook: "Raise the context (-c) or, with several slots splitting it, fewer slots or a shared KV pool (-kvu), and let the plan say whether it still fits; or cap max_tokens at the gateway."
+      - {eval_time: 40m, alertname: LlamaCppContextNearFull, exp_alerts: []}
+"""
+
+
+def test_planned_rules_compare_with_the_plan_under_promtool(promtool: str, tmp_path: Path) -> None:
+    rules = planned_rules(PLANNED)["groups"][0]["rules"]
+    assert [r["alert"] for r in rules] == ["LlamaCppContextNearFull", "LlamaCppSlowDecode", "LlamaCppContextNearFull"]
+    assert ">= 3686" in rules[0]["expr"] and "< 20" in rules[1]["expr"] and ">= 1843" in rules[2]["expr"]
+    for rule in rules:
+        assert set(rule["annotations"]) == {"summary", "description", "runbook"}
+        for name in metric_names(rule["expr"]):
+            assert name in METRICS
+    (tmp_path / "planned.rules.yml").write_text(planned_rules_text(PLANNED))
+    (tmp_path / "planned.test.yml").write_text(PLANNED_TESTS)
+    done = run(promtool, "check", "rules", "planned.rules.yml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = run(promtool, "test", "rules", "planned.test.yml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 # --- the progress healthcheck ---------------------------------------------------------------------------

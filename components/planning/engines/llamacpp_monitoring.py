@@ -26,9 +26,11 @@ llama.cpp/build-image.Dockerfile line 16, at 1bdfa3f833773de5ab9c5e8f386148c2ce1
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from components.planning.catalog import dump_yaml
 from components.planning.health import KILL_AFTER_S, RESUME_OR_KILL, STALL_MIN_S, STATE_FILE
 from components.planning.monitoring import GRAFANA_DASHBOARDS_DIR, MONITORING_DIR, SECRETS_DIR
 
@@ -63,6 +65,12 @@ RULES_DIR = MONITORING_DIR / "llamacpp"
 RULES_FILE = "/etc/prometheus/llamacpp.rules.yml"
 # The servers' key, read by Prometheus from a file beside the gateway's (never in prometheus.yml).
 KEY_FILE = f"{SECRETS_DIR}/llamacpp-key"
+# The planned servers' own rules (planned_rules), beside RULES_FILE.
+PLANNED_RULES_FILE = "/etc/prometheus/llamacpp-planned.rules.yml"
+# Ours: a sequence at 90 % of its slot's context is a few answers from being cut; decode below the band's low
+# edge for 15 minutes is no burst.
+CONTEXT_SHARE = 0.9
+SLOW_WINDOW = "15m"
 # llama-server reads --api-key from this variable (common/arg.cpp:3501); the healthcheck runs in the container
 # with its environment, so it sends the key the same way.
 API_KEY_ENV = "LLAMA_API_KEY"
@@ -71,6 +79,77 @@ API_KEY_ENV = "LLAMA_API_KEY"
 def rules_text() -> str:
     """monitoring/llamacpp/alerts.rules.yml, as it is."""
     return (RULES_DIR / "alerts.rules.yml").read_text()
+
+
+@dataclass(frozen=True)
+class PlannedServer:
+    """What the plan says of one llama.cpp server that its alerts compare with: the tokens one slot holds (what
+    llama_n_ctx_seq gives the server, server-context.cpp:1194: -c, or -c / -np where the slots split the KV cache) and
+    the low edge of its planned decode band for one request (llamacpp_speed.server_speed), None without one."""
+
+    slot_context: int
+    decode_low: float | None
+
+
+def planned_rules(servers: Mapping[str, PlannedServer]) -> dict[str, Any]:
+    """Per planned llama.cpp server (by server key), rules that compare what it does with its plan:
+    - LlamaCppContextNearFull: the longest sequence a slot held (llamacpp:n_tokens_max, a high watermark since the
+      start, server-context.cpp:4058) rose in the last 15 minutes to 90 % or more of the slot's context. This
+      version exports no KV cache usage (server-task.cpp:1566-1590), so this is the context pressure it shows.
+    - LlamaCppSlowDecode: generated tokens per second of generation time (per request: the seconds add up per
+      slot, server-context.cpp:4110-4118) under the band's low edge for 15 minutes, while at most one request
+      was in a slot at every scrape (the band is for one request; busy slots share the GPUs)."""
+    rules: list[dict[str, Any]] = []
+    for name, s in sorted(servers.items()):
+        sel = f'job="{JOB_LLAMACPP}", server="{name}"'
+        limit = int(CONTEXT_SHARE * s.slot_context)
+        rules.append(
+            {
+                "alert": "LlamaCppContextNearFull",
+                "expr": f"llamacpp:n_tokens_max{{{sel}}} >= {limit}\n"
+                f"and\nchanges(llamacpp:n_tokens_max{{{sel}}}[{SLOW_WINDOW}]) > 0",
+                "labels": {"severity": "warning"},
+                "annotations": {
+                    "summary": f"llama.cpp {name} on {{{{ $labels.host }}}}: a sequence of {{{{ $value }}}} tokens, "
+                    f"near its slot's {s.slot_context}",
+                    "description": f"A slot of llama-server {name} held a sequence of {{{{ $value }}}} tokens in the "
+                    f"last {SLOW_WINDOW}, 90 % or more of the {s.slot_context} tokens the plan gives each slot: longer "
+                    "conversations are cut or refused (llama.cpp shifts or stops at the slot's end).",
+                    "runbook": "Raise the context (-c) or, with several slots splitting it, fewer slots or a shared KV "
+                    "pool (-kvu), and let the plan say whether it still fits; or cap max_tokens at the gateway.",
+                },
+            }
+        )
+        if s.decode_low is None:
+            continue
+        per_request = (
+            f"rate(llamacpp:tokens_predicted_total{{{sel}}}[{SLOW_WINDOW}])\n"
+            f"/ rate(llamacpp:tokens_predicted_seconds_total{{{sel}}}[{SLOW_WINDOW}])"
+        )
+        rules.append(
+            {
+                "alert": "LlamaCppSlowDecode",
+                "expr": f"{per_request} < {s.decode_low:.3g}\n"
+                f"and\nmax_over_time(llamacpp:requests_processing{{{sel}}}[{SLOW_WINDOW}]) <= 1",
+                "for": SLOW_WINDOW,
+                "labels": {"severity": "warning"},
+                "annotations": {
+                    "summary": f"llama.cpp {name} on {{{{ $labels.host }}}} decodes at "
+                    f'{{{{ printf "%.1f" $value }}}} tokens/s, under its planned {s.decode_low:.3g}',
+                    "description": f'llama-server {name} generated {{{{ printf "%.1f" $value }}}} tokens per '
+                    f"second of generation for {SLOW_WINDOW}, one request at a time, under the low edge of its "
+                    f"planned decode band ({s.decode_low:.3g} tokens/s).",
+                    "runbook": "Check the GPUs' clocks, power cap and temperature (GPU dashboard), and the start-up "
+                    "log for layers or tensors left on the CPU; then `verify --calibrate` to measure the box.",
+                },
+            }
+        )
+    return {"groups": [{"name": "rocm-inference-llamacpp-planned", "rules": rules}]}
+
+
+def planned_rules_text(servers: Mapping[str, PlannedServer]) -> str:
+    """planned_rules as the file Prometheus reads (PLANNED_RULES_FILE)."""
+    return dump_yaml(planned_rules(servers), sort_keys=False)
 
 
 def grafana_files() -> dict[str, str]:
