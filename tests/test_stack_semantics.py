@@ -299,23 +299,11 @@ def test_calibrations_a_box_can_measure_pass(changes: dict[str, Any]) -> None:
 
 
 def test_a_block_the_fit_writes_at_its_extremes_passes() -> None:
-    from components.planning.calibration import SANE, block_values, implausible
+    from components.planning.calibration import SANE, block_values, implausible, scaled
     from components.planning.performance import Efficiency
 
-    base = Efficiency()
     for a, b in ((SANE[0], SANE[1]), (SANE[1], SANE[0]), (SANE[1], SANE[1])):
-        eff = Efficiency(
-            weights=base.weights / a,
-            experts=base.experts / a,
-            allreduce_s=base.allreduce_s * a,
-            moe_layer_s=base.moe_layer_s * a,
-            dequant=base.dequant * a,
-            kv_serial=base.kv_serial * a / b,
-            kv=base.kv / b,
-            sequence_s=base.sequence_s * b,
-            matmul=base.matmul / b,
-            prefill=a,
-        )
+        eff = scaled(Efficiency(), a, b, a)  # what fit writes for these factors
         assert implausible(block_values(eff)) == []
 
 

@@ -136,6 +136,22 @@ def _terms(s: Server, batch: int, context: float, eff: Efficiency) -> tuple[floa
     return sum(parts[k] for k in FIXED), sum(parts[k] for k in PER_SEQUENCE)
 
 
+def scaled(base: Efficiency, a: float, b: float, c: float) -> Efficiency:
+    """The efficiencies whose modelled times are `base`'s times a (paid once), b (per sequence) and c (prefill)."""
+    return Efficiency(
+        weights=base.weights / a,
+        experts=base.experts / a,
+        allreduce_s=base.allreduce_s * a,
+        moe_layer_s=base.moe_layer_s * a,
+        dequant=base.dequant * a,
+        kv_serial=base.kv_serial * a / b,  # its part is kv_serial x one KV read, and that read scales by b
+        kv=base.kv / b,
+        sequence_s=base.sequence_s * b,
+        matmul=base.matmul / b,
+        prefill=c,
+    )
+
+
 def fit(s: Server, runs: list[Measured], base: Efficiency | None = None) -> Fitted:
     """The factors a, b, c (module docstring) from one or two runs; ValueError when they make no sense."""
     base = base or Efficiency()
@@ -165,18 +181,7 @@ def fit(s: Server, runs: list[Measured], base: Efficiency | None = None) -> Fitt
                 f"the measured {name} time is {value:.2f}x the model's: outside {SANE[0]}-{SANE[1]}x, a measurement "
                 "gone wrong (a stalled request, another server on the GPUs), not a calibration"
             )
-    eff = Efficiency(
-        weights=base.weights / a,
-        experts=base.experts / a,
-        allreduce_s=base.allreduce_s * a,
-        moe_layer_s=base.moe_layer_s * a,
-        dequant=base.dequant * a,
-        kv_serial=base.kv_serial * a / b,  # its part is kv_serial x one KV read, and that read scales by b
-        kv=base.kv / b,
-        sequence_s=base.sequence_s * b,
-        matmul=base.matmul / b,
-        prefill=c,
-    )
+    eff = scaled(base, a, b, c)
     if max(eff.weights, eff.experts, eff.kv, eff.matmul) > 1:
         raise ValueError(
             "the measured decode is faster than the GPUs' memory bandwidth or FP16 rate allow (the roofline): the "
