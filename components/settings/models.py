@@ -112,6 +112,35 @@ def revision_advice(repo: str, revision: str, key: str = "model_revision") -> st
     return f"write {key}: {revision} (a branch or tag), or a commit's 40 hex digits"
 
 
+def read_revision(value: str, model: str | None, key: str = "model_revision", model_key: str = "model") -> str:
+    """A revision as written under `key` -> the revision: the commit (or branch) of a Hub page's address that
+    names `model` is taken. ValueError, with what the value is and what to write instead (the words after
+    `VALUE is `), for a model and revision written pip's way, an address naming no revision, or one of another
+    model. The stack's model_revision and the model tool's --revision both read a revision with it."""
+    pip = pinned_pip_style(value)
+    if pip is not None:
+        repo, revision = pip
+        raise ValueError(
+            f"a model and revision written pip's way (NAME@REVISION): the model goes in {model_key} ({repo}), and "
+            f"here only the revision: {revision_advice(repo, revision, key)}"
+        )
+    page = hub_page(value)
+    if page is None:
+        return value
+    repo, named = page
+    if named is None:
+        raise ValueError(
+            "a Hub address that names no revision: give a branch, a tag or a commit's 40 hex digits (or the "
+            "address of the commit's page, huggingface.co/ORG/NAME/commit/<40 hex digits>)"
+        )
+    if model is not None and repo.lower() != model.lower():
+        raise ValueError(
+            f"a revision of {repo}, not of {model} ({model_key} is {model}): give a revision of "
+            f"{model} (a branch, a tag or a commit's 40 hex digits), or make {model_key} {repo}"
+        )
+    return named  # unambiguous: the commit (or branch) of this model's page
+
+
 def _not_a_secret(value: str) -> str:
     """A name that goes on a command line and into the outputs (a model's id, its served name): never a secret,
     and never shown when it looks like one."""
@@ -639,29 +668,10 @@ class ServerSettings(_Model):
         """A revision is a branch, a tag or a commit; its Hub page's address is taken where it names this model."""
         if not isinstance(value, str):
             return value
-        model = info.data.get("model")
-        pip = pinned_pip_style(value)
-        if pip is not None:
-            repo, revision = pip
-            raise _invalid(
-                f"is {shown(value)}, a model and revision written pip's way (NAME@REVISION): the model goes in model "
-                f"({repo}), and here only the revision: {revision_advice(repo, revision)}"
-            )
-        page = hub_page(value)
-        if page is None:
-            return value
-        repo, named = page
-        if named is None:
-            raise _invalid(
-                f"is {shown(value)}, a Hub address that names no revision: give a branch, a tag or a commit's 40 hex "
-                "digits (or the address of the commit's page, huggingface.co/ORG/NAME/commit/<40 hex digits>)"
-            )
-        if model is not None and repo.lower() != model.lower():
-            raise _invalid(
-                f"is the address of a revision of {repo}, but model is {model!r}: give a revision of {model} "
-                f"(a branch, a tag or a commit's 40 hex digits), or make model {repo}"
-            )
-        return named  # unambiguous: the commit (or branch) of this model's page
+        try:
+            return read_revision(value, info.data.get("model"))
+        except ValueError as e:
+            raise _invalid(f"is {shown(value)}, {e}") from None
 
     @field_validator("gpus")
     @classmethod

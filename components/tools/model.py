@@ -39,7 +39,7 @@ from components.planning.gguf import GgufError, GgufFacts
 from components.planning.memory import GiB, kv_bytes_per_token, weights_bytes_per_rank
 from components.planning.rules import tensor_parallel_rules
 from components.settings import NAMESPACE, StackConfigError, read_stack_file, suggestion
-from components.settings.models import hub_page, pinned_pip_style, revision_advice
+from components.settings.models import hub_page, pinned_pip_style, read_revision, revision_advice
 from components.settings.stackfile import stack_path
 from components.tools.gguf_header import hub_reader, pick_files, read_facts
 
@@ -87,25 +87,10 @@ def model_id(text: str) -> tuple[str, str | None]:
 
 def revision_arg(text: str, model: str) -> str:
     """--revision as given -> the revision; the address of a revision's page is taken where it names MODEL."""
-    pip = pinned_pip_style(text)
-    if pip is not None:
-        repo, at = pip
-        raise UsageError(
-            f"argument --revision: {text} is a model and revision written pip's way: give {repo} as MODEL and only "
-            f"the revision here ({revision_advice(repo, at, '--revision').removeprefix('write --revision: ')})"
-        )
-    page = hub_page(text)
-    if page is None:
-        return text
-    repo, revision = page
-    if revision is None:
-        raise UsageError(
-            f"argument --revision: {text} is a Hub address that names no revision: give a branch, a tag or a "
-            "commit's 40 hex digits (or the commit page's address, huggingface.co/ORG/NAME/commit/<40 hex digits>)"
-        )
-    if repo.lower() != model.lower():
-        raise UsageError(f"argument --revision: {text} is a revision of {repo}, not of {model}: give one of {model}")
-    return revision
+    try:
+        return read_revision(text, model, "--revision", "MODEL")
+    except ValueError as e:
+        raise UsageError(f"argument --revision: {text} is {e}") from None
 
 
 def positive_tp(text: str) -> int:
