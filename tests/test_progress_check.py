@@ -43,7 +43,7 @@ for delay in delays:
     time.sleep(delay)
     codes.append(subprocess.run([sys.executable, '-c', script]).returncode)
 try:
-    ended = server.wait(timeout=5)
+    ended = server.wait(timeout=1)  # a SIGKILLed stand-in is gone at once; a live one waits here
 except subprocess.TimeoutExpired:
     ended = None
     server.kill(); server.wait()
