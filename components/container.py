@@ -377,6 +377,7 @@ def _download(
         # A rotated token changes only stdin: the weights are there already, nothing to run again.
         on_secret_change="true",
         run=p.run,
+        entrypoint=p.entrypoint,
     )
     return run_once(
         f"{name}-prefetch",

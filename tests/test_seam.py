@@ -80,4 +80,4 @@ def test_the_engines_own_rules_run(toy: None) -> None:
 
 def test_an_engine_that_is_not_registered_is_refused_by_its_key() -> None:
     found = errors(set_key(values_of("fleet"), "servers.coder.engine", "toy"), ("gateway_api_key",))
-    assert any("servers.coder.engine is 'toy': the engines are infinity, vllm" in e for e in found), found
+    assert any("servers.coder.engine is 'toy': the engines are infinity, llamacpp, vllm" in e for e in found), found

@@ -433,9 +433,23 @@ class CudaImage(_Frozen):
     what: StrictStr
 
 
+class LlamacppImage(_Frozen):
+    """A llama.cpp image for llama-server (components/planning/engines/llamacpp.py); each fact's source is in
+    data/llamacpp/images.yaml."""
+
+    gfx: tuple[StrictStr, ...]
+    rocm: StrictStr
+    host_driver: StrictStr
+    # The image's ENTRYPOINT (empty: none), and the words before llama-server's arguments in the command.
+    entrypoint: tuple[StrictStr, ...]
+    server_prefix: tuple[StrictStr, ...]
+
+
 class Catalog(_Frozen):
     gpus: dict[StrictStr, Gpu]
     images: dict[StrictStr, Image]
+    # llama.cpp's llama-server images, by repository.
+    llamacpp_images: dict[StrictStr, LlamacppImage] = Field(default_factory=dict)
     cuda_images: dict[StrictStr, CudaImage] = Field(default_factory=dict)
     tags: dict[StrictStr, Tags] = Field(default_factory=dict)
     # Tags that move in any repository the catalog does not list (see moving_tag).
@@ -447,6 +461,9 @@ class Catalog(_Frozen):
     def image(self, reference: str) -> Image | None:
         """The catalog entry of an image reference (`repo:tag`, `repo@digest`, with or without a registry)."""
         return self.images.get(parse_reference(reference).repository)
+
+    def llamacpp_image(self, reference: str) -> LlamacppImage | None:
+        return self.llamacpp_images.get(parse_reference(reference).repository)
 
     def cuda_image(self, reference: str) -> CudaImage | None:
         return self.cuda_images.get(parse_reference(reference).repository)

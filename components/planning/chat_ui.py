@@ -122,11 +122,11 @@ def connections(s: StackSettings) -> tuple[Connection, ...]:
     assert s.chat_ui is not None
     here = s.chat_ui.host
     if s.gateway is not None:
-        models = tuple(dict.fromkeys(srv.name_served for srv in s.servers.values()))
+        models = tuple(dict.fromkeys(srv.name_served for srv in s.every_server.values()))
         return (Connection(_gateway_url(s, here), GATEWAY_KEY, models, "the gateway"),)
     out: list[Connection] = []
     seen: set[str] = set()
-    for name, srv in s.servers.items():
+    for name, srv in s.every_server.items():
         if srv.name_served in seen:
             continue
         seen.add(srv.name_served)
@@ -144,8 +144,8 @@ def function_calling(s: StackSettings, catalog: Catalog) -> str:
     Open WebUI 0.12.4 takes per-model parameters only from models saved in its database (main.py L1208-1212:
     the environment's DEFAULT_MODEL_PARAMS under each model's own), so the environment sets one mode for all:
     one server without a parser keeps every model on the legacy mode, which works with any server."""
-    native = all(serves_tools(srv, catalog) for srv in s.servers.values())
-    return "native" if s.servers and native else "legacy"
+    native = all(serves_tools(srv, catalog) for srv in s.every_server.values())
+    return "native" if s.every_server and native else "legacy"
 
 
 def plan(s: StackSettings, catalog: Catalog) -> ChatUiPlan:
@@ -154,7 +154,7 @@ def plan(s: StackSettings, catalog: Catalog) -> ChatUiPlan:
     ui, e = s.chat_ui, s.embeddings
     here = ui.host
     conns = connections(s)
-    same = {name for name, srv in s.servers.items() if srv.host == here and s.gateway is None}
+    same = {name for name, srv in s.every_server.items() if srv.host == here and s.gateway is None}
     if s.gateway is not None:
         # LiteLLM serves the embedding model under its Hub id, at {base}/embeddings (planning/gateway.py).
         emb_url, emb_key = _gateway_url(s, here), GATEWAY_KEY
@@ -244,7 +244,7 @@ def _models(s: StackSettings) -> list[Problem]:
     assert s.chat_ui is not None
     env = s.chat_ui.environment
     served = list(dict.fromkeys(m for c in connections(s) for m in c.models))
-    by_hub_id = {srv.model.lower(): srv.name_served for srv in s.servers.values()}
+    by_hub_id = {srv.model.lower(): srv.name_served for srv in s.every_server.values()}
     out = []
     for variable in (*MODEL_LISTS, *MODEL_NAMES):
         value = env.get(variable)
@@ -303,7 +303,7 @@ def _function_calling(s: StackSettings) -> list[Problem]:
     if mode != "native":
         return []
     catalog = load_catalog()
-    without = sorted(name for name, srv in s.servers.items() if not serves_tools(srv, catalog))
+    without = sorted(name for name, srv in s.every_server.items() if not serves_tools(srv, catalog))
     if not without:
         return []
     said = "native" if "function_calling" in params else "unset, so Open WebUI's default, native,"

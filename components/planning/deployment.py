@@ -20,6 +20,8 @@ from components.planning import chat_ui as chat_ui_plan
 from components.planning.catalog import dump_yaml, load_catalog
 from components.planning.devices import device_paths, group_adds, hip_visible_devices
 from components.planning.engines import ServiceContext, assess_stack, engine
+from components.planning.engines.llamacpp import LlamacppPlan
+from components.planning.engines.llamacpp import plans as llamacpp_plans
 from components.planning.gateway import CONFIG_PATH, GATEWAY_PORT, MASTER_KEY_ENV, backend_key_env, litellm_config
 from components.planning.monitoring_services import MonitoringPlan, OneShotRun, monitoring_plan
 from components.planning.preflight import preflight_spec, script_text
@@ -34,11 +36,13 @@ from components.planning.service import (
     Run,
     Secret,
     SecretText,
+    backend_key,
     health_check,
     secret_environment_of,
+    server_key,
 )
 from components.planning.timing import Timeouts, container_timeouts, image_timeouts
-from components.settings import StackSettings
+from components.settings import ServerSettings, StackSettings
 
 __all__ = [
     "ChatUi",
@@ -59,8 +63,6 @@ __all__ = [
     "Timeouts",
     "build_deployment",
 ]
-
-BACKEND_KEY_LENGTH = 40
 
 
 @dataclass(frozen=True)
@@ -145,18 +147,12 @@ class Deployment:
     monitoring: MonitoringPlan | None
     # Each server's rules, memory plan and speed bands (components/planning/rules.py), by server name.
     assessments: Mapping[str, Assessment] = field(default_factory=dict)
+    # Each llama.cpp server's memory plan and speed bands (components/planning/engines/llamacpp.py), by name.
+    llamacpp_plans: Mapping[str, LlamacppPlan] = field(default_factory=dict)
     gateway_config: Mapping[str, Any] | None = None
     # The key clients use at the gateway, for the stack outputs.
     gateway_api_key: Secret | None = None
     warnings: tuple[str, ...] = ()
-
-
-def _backend_key(s: StackSettings, name: str, given: tuple[str, ...]) -> Secret | None:
-    """A server's own key: the stack's, else (behind a gateway, so no server is ever open) a generated one."""
-    for key in given:
-        if s.has_secret(key):
-            return Secret(key)
-    return Secret(f"{name}-api-key", BACKEND_KEY_LENGTH) if s.gateway is not None else None
 
 
 def _hosts(s: StackSettings, project: str, stack: str, callers: set[str]) -> dict[str, Host]:
@@ -217,7 +213,7 @@ def build_deployment(
     hosts = _hosts(s, project, stack, callers)
     catalog = load_catalog()
     servers: dict[str, Service] = {}
-    for name, srv in s.servers.items():
+    for name, srv in s.every_server.items():
         host = hosts[srv.host or ""]
         h = s.hosts[srv.host or ""]
         serving = engine(srv.engine)
@@ -229,7 +225,7 @@ def build_deployment(
             group_adds(h.groups),
             {"HIP_VISIBLE_DEVICES": hip_visible_devices(nodes)},
         )
-        key = _backend_key(s, name, (f"servers.{name}.api_key", "vllm_api_key"))
+        key = server_key(s, name)
         ctx = ServiceContext(
             s, name, f"servers.{name}", srv, host.name, host.bind, host.pull_timeout, labels, gpus, catalog, key
         )
@@ -244,14 +240,14 @@ def build_deployment(
             gpus=gpus,
             api_key=key,
             generated=(key,) if key is not None and key.length else (),
-            max_model_len=srv.max_model_len,
+            max_model_len=srv.max_model_len if isinstance(srv, ServerSettings) else srv.ctx_size // srv.parallel,
         )
     embeddings = None
     if s.embeddings is not None:
         e = s.embeddings
         host = hosts[e.host or ""]
         serving = engine("infinity")
-        key = _backend_key(s, "embeddings", ("embeddings_api_key",))
+        key = backend_key(s, "embeddings", ("embeddings_api_key",))
         ctx = ServiceContext(
             s, "embeddings", "embeddings", e, host.name, host.bind, host.pull_timeout, labels, None, catalog, key
         )
@@ -280,6 +276,7 @@ def build_deployment(
         chat_ui=chat,
         monitoring=monitoring_plan(s, labels) if s.monitoring is not None else None,
         assessments=assess_stack(s, catalog) if assess else {},
+        llamacpp_plans=llamacpp_plans(s) if assess else {},
         gateway_config=litellm_config(s) if s.gateway is not None else None,
         gateway_api_key=Secret("gateway_api_key")
         if s.gateway is not None and s.has_secret("gateway_api_key")

@@ -46,7 +46,7 @@ def backends(s: StackSettings) -> list[Backend]:
     assert s.gateway is not None
     here = s.gateway.host
     out = []
-    for name, srv in s.servers.items():
+    for name, srv in s.every_server.items():
         e = engine(srv.engine)
         same = srv.host == here
         base = reach(e, srv.container_name or name, srv.port, s.hosts[srv.host or ""].address, same)

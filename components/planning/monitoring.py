@@ -26,17 +26,24 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from components.planning.catalog import dump_yaml
 from components.planning.engines import EMBEDDINGS_ENGINE, engine
+from components.planning.engines.llamacpp_monitoring import JOB_LLAMACPP, scrape_job
 from components.planning.gateway import GATEWAY_PORT
+
+# Re-exported: the components and tests read them here.
+from components.planning.monitoring_paths import GRAFANA_DASHBOARDS_DIR as GRAFANA_DASHBOARDS_DIR
+from components.planning.monitoring_paths import MONITORING_DIR as MONITORING_DIR
+from components.planning.monitoring_paths import SECRETS_DIR as SECRETS_DIR
+from components.planning.service import server_key
 from components.settings import StackSettings
 
 PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
 RULES_FILE = "/etc/prometheus/alerts.rules.yml"
-SECRETS_DIR = "/etc/prometheus/secrets"
+# llama.cpp's alert rules (engines/llamacpp_monitoring.py RULES_FILE), listed with a llama.cpp server.
+LLAMACPP_RULES_FILE = "/etc/prometheus/llamacpp.rules.yml"
 NODE_EXPORTER_PASSWORD_FILE = f"{SECRETS_DIR}/node-exporter-password"  # basic auth towards node-exporter
 GATEWAY_KEY_FILE = f"{SECRETS_DIR}/gateway-key"  # LiteLLM 1.108.5's /metrics/ needs the master key (Bearer)
 NODE_EXPORTER_USER = "prometheus"
@@ -46,7 +53,6 @@ GRAFANA_PROVISIONING_DIR = "/etc/grafana/provisioning"
 GRAFANA_DATASOURCE_FILE = f"{GRAFANA_PROVISIONING_DIR}/datasources/prometheus.yaml"
 GRAFANA_DASHBOARD_PROVIDER_FILE = f"{GRAFANA_PROVISIONING_DIR}/dashboards/rocm-inference.yaml"
 # Outside /var/lib/grafana, the data volume, so that a dashboard file is replaced with the container.
-GRAFANA_DASHBOARDS_DIR = "/etc/grafana/dashboards"
 
 # Container names and ports inside the containers (fixed; the published ports are settings).
 PROMETHEUS_CONTAINER, PROMETHEUS_PORT = "prometheus", 9090
@@ -67,8 +73,6 @@ EMBEDDINGS_SERVER = "embeddings"  # the `server` label of the embeddings target
 NO_SERVER = "none"  # the `server` label of a GPU that no server uses
 GATEWAY_METRICS_PATH = "/metrics/"  # LiteLLM redirects /metrics to /metrics/
 DATASOURCE_UID = "prometheus"  # what every dashboard panel and variable names
-
-MONITORING_DIR = Path(__file__).resolve().parents[2] / "monitoring"
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,7 @@ def targets(s: StackSettings) -> list[Target]:
         return Target(job, address, {"host": host, **labels}, same)
 
     out = []
-    for name, srv in s.servers.items():
+    for name, srv in s.every_server.items():
         e = engine(srv.engine)
         out.append(target(e.scrape_job, srv.host or "", srv.container_name or name, e.port, srv.port, server=name))
     if s.embeddings is not None:
@@ -188,6 +192,11 @@ def _static_configs(found: list[Target]) -> list[dict[str, Any]]:
     return [{"targets": [t.address], "labels": dict(t.labels)} for t in found]
 
 
+def llamacpp_key_file(server: str) -> str:
+    """Where Prometheus reads a llama.cpp server's key (its Bearer credential)."""
+    return f"{SECRETS_DIR}/llamacpp-{server}-key"
+
+
 def prometheus_config(s: StackSettings) -> dict[str, Any]:
     """Prometheus's prometheus.yml, as data."""
     assert s.monitoring is not None
@@ -197,11 +206,23 @@ def prometheus_config(s: StackSettings) -> dict[str, Any]:
         by_job.setdefault(t.job, []).append(t)
     # Each engine's servers under its own job (in the order of their first server), then the embeddings'.
     served = [j for j in by_job if j not in (JOB_EMBEDDINGS, JOB_GATEWAY, JOB_NODE)]
-    jobs: list[dict[str, Any]] = [
-        {"job_name": job, "static_configs": _static_configs(by_job[job])}
-        for job in (*served, JOB_EMBEDDINGS)
-        if job in by_job
-    ]
+    jobs: list[dict[str, Any]] = []
+    for job in (*served, JOB_EMBEDDINGS):
+        if job == JOB_LLAMACPP:
+            # Each llama.cpp server has its own key, and a job reads one credentials file: one scrape config per
+            # server, each labelled job="llamacpp" as the alert rules select (monitoring/llamacpp/alerts.rules.yml).
+            for t in by_job[job]:
+                name = t.labels["server"]
+                key = llamacpp_key_file(name) if server_key(s, name) is not None else None
+                jobs.append(
+                    {
+                        **scrape_job(_static_configs([t]), key),
+                        "job_name": f"{job}-{name}",
+                        "relabel_configs": [{"target_label": "job", "replacement": job}],
+                    }
+                )
+        elif job in by_job:
+            jobs.append({"job_name": job, "static_configs": _static_configs(by_job[job])})
     if JOB_GATEWAY in by_job:
         jobs.append(
             {
@@ -221,7 +242,7 @@ def prometheus_config(s: StackSettings) -> dict[str, Any]:
     )
     config: dict[str, Any] = {
         "global": {"scrape_interval": duration(m.scrape_interval), "evaluation_interval": duration(m.scrape_interval)},
-        "rule_files": [RULES_FILE],
+        "rule_files": [RULES_FILE, *([LLAMACPP_RULES_FILE] if s.llamacpp_servers else [])],
     }
     if m.alertmanager is not None:
         config["alerting"] = {

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from components.planning.catalog import dump_yaml
+from components.planning.engines.llamacpp_monitoring import rules_text as llamacpp_rules_text
 from components.planning.monitoring import (
     ALERTMANAGER_CONFIG,
     ALERTMANAGER_CONTAINER,
@@ -27,6 +28,7 @@ from components.planning.monitoring import (
     GRAFANA_CONTAINER,
     GRAFANA_PORT,
     HOST_GATEWAY,
+    LLAMACPP_RULES_FILE,
     NODE_EXPORTER_CONTAINER,
     NODE_EXPORTER_PASSWORD_FILE,
     PROMETHEUS_CONFIG,
@@ -35,12 +37,13 @@ from components.planning.monitoring import (
     RULES_FILE,
     alertmanager_config,
     grafana_files,
+    llamacpp_key_file,
     node_exporter_listen_addresses,
     node_exporter_web_config,
     prometheus_config,
     rules_text,
 )
-from components.planning.service import Container, Run, Secret, SecretText, health_check
+from components.planning.service import Container, Run, Secret, SecretText, health_check, server_key
 from components.planning.timing import container_timeouts, image_timeouts
 from components.settings import StackSettings
 
@@ -161,6 +164,10 @@ def monitoring_plan(s: StackSettings, labels: Mapping[str, str]) -> MonitoringPl
     secret_files: dict[str, str | SecretText] = {NODE_EXPORTER_PASSWORD_FILE: (node_password,)}
     if s.gateway is not None and s.has_secret("gateway_api_key"):
         secret_files[GATEWAY_KEY_FILE] = (Secret("gateway_api_key"),)
+    for name in s.llamacpp_servers:
+        key = server_key(s, name)
+        if key is not None:
+            secret_files[llamacpp_key_file(name)] = (key,)
     # What the services of the monitoring host share: their host, network, labels and timings. Moving
     # monitoring to another host replaces its images, volumes and containers there, as it does every other
     # service's (a provider change alone creates nothing on the new host).
@@ -196,6 +203,7 @@ def monitoring_plan(s: StackSettings, labels: Mapping[str, str]) -> MonitoringPl
         uploads={
             PROMETHEUS_CONFIG: dump_yaml(prometheus_config(s), sort_keys=False),
             RULES_FILE: rules_text(),
+            **({LLAMACPP_RULES_FILE: llamacpp_rules_text()} if s.llamacpp_servers else {}),
             **secret_files,
         },
     )

@@ -103,6 +103,9 @@ class Prefetch:
     run: Run
     environment: Mapping[str, str] = field(default_factory=dict)
     secret_environment: Mapping[str, SecretText] = field(default_factory=dict)
+    # The image's entrypoint replaced by these first words of the command (an image whose entrypoint would take
+    # the command as its own arguments); empty: the image's own.
+    entrypoint: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,3 +174,20 @@ def secret_environment_of(s: StackSettings, service: str) -> dict[str, SecretTex
     `chat_ui`): values written with `pulumi config set --secret --path`."""
     prefix = f"{service}.environment."
     return {key[len(prefix) :]: (Secret(key),) for key in sorted(s.secrets) if key.startswith(prefix)}
+
+
+# A generated backend key's length.
+BACKEND_KEY_LENGTH = 40
+
+
+def backend_key(s: StackSettings, name: str, given: tuple[str, ...]) -> Secret | None:
+    """A server's own key: the stack's, else (behind a gateway, so no server is ever open) a generated one."""
+    for key in given:
+        if s.has_secret(key):
+            return Secret(key)
+    return Secret(f"{name}-api-key", BACKEND_KEY_LENGTH) if s.gateway is not None else None
+
+
+def server_key(s: StackSettings, name: str) -> Secret | None:
+    """The key of the stack's server `name` (its own, the stack's vllm_api_key, or generated behind a gateway)."""
+    return backend_key(s, name, (f"servers.{name}.api_key", "vllm_api_key"))

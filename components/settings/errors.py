@@ -44,9 +44,14 @@ def shown(value: Any) -> str:
     return f"a value not shown here, as it looks like a secret ({found})" if found else text
 
 
+# Internal fields that the stack file writes under another key (StackSettings.llamacpp_servers is `servers`).
+WRITTEN_AS = {"llamacpp_servers": "servers"}
+
+
 def pydantic_key(loc: Iterable[Any]) -> str:
     text = ""
     for part in loc:
+        part = WRITTEN_AS.get(part, part) if not text else part
         if isinstance(part, int):
             text += f"[{part}]"
         else:
@@ -243,8 +248,8 @@ def message(err: Mapping[str, Any], root: type[BaseModel]) -> str:
     if kind == "extra_forbidden":
         model = _model_at(root, tuple(err["loc"]))
         allowed = model.model_fields.keys() if model else ()
-        internal = {"secrets", "single"}
-        section = str(err["loc"][0]) if len(err["loc"]) > 1 else ""
+        internal = {"secrets", "single", *WRITTEN_AS}
+        section = WRITTEN_AS.get(str(err["loc"][0]), str(err["loc"][0])) if len(err["loc"]) > 1 else ""
         return unknown_key_message(str(err["loc"][-1]), [a for a in allowed if a not in internal], section)
     for prefix, words in _TYPE_WORDS.items():
         if kind in (f"{prefix}_type", f"{prefix}_parsing", f"{prefix}_from_float"):

@@ -596,6 +596,7 @@ class ServerSettings(_Model):
 
     host: HostRef | None = None  # the only host when the stack has one
     # The serving engine, by its name in components/planning/engines/ (the stack's rules check that it is one).
+    # `llamacpp` makes the server a LlamacppServerSettings (StackSettings.llamacpp_servers).
     engine: Name = "vllm"
     image: Image
     model: HubId
@@ -691,6 +692,99 @@ class ServerSettings(_Model):
         # In a stack, cache_volume is filled from the server's name (StackSettings._defaults_from_names), never
         # from the container's: a rename would change it, and after a destroy (which forgets the name Pulumi kept
         # under ignore_changes) the next `up` would start an empty cache beside the old one.
+        return self.cache_volume or f"{self.container_name}-hf-cache"
+
+    @property
+    def name_served(self) -> str:
+        return self.served_model_name or self.model
+
+
+# llama.cpp's KV cache types (common/arg.cpp kv_cache_types at the commit llamacpp_memory.py cites).
+CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
+# A GGUF file in the repository (the first split, `...-00001-of-0000N.gguf`) or a quantization (Q4_K_M).
+GgufFile = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+
+
+class LlamacppServerSettings(_Model):
+    """One llama.cpp llama-server serving a GGUF model (`engine: llamacpp` in `servers.<name>`): every sizing
+    argument is a key here, and its command sets each explicitly (components/planning/engines/llamacpp.py)."""
+
+    engine: Literal["llamacpp"]
+    host: HostRef | None = None
+    image: Image
+    model: HubId  # the Hub repository holding the GGUF files
+    # The commit the download fetches, 40 hex digits: the facts block below was read at it.
+    model_revision: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{40}$")]
+    file: GgufFile  # a .gguf path in the repository (a split model's first file) or a quantization: Q4_K_M
+    # The GGUF's facts (metadata and every tensor's type and shape): python -m components.model REPO --gguf FILE
+    # --write STACK --server NAME writes it; the plan then needs no network (components/planning/gguf.py).
+    gguf: dict[StrictStr, Any] | None = None
+    served_model_name: Annotated[StrictStr, AfterValidator(_not_a_secret)] | None = None
+    gpus: tuple[NonNegative, ...]
+    ctx_size: Annotated[StrictInt, Field(ge=256, le=10_485_760)]  # -c: all slots' tokens together
+    parallel: Annotated[StrictInt, Field(ge=1, le=256)] = 1  # -np: the slots
+    kv_unified: StrictBool = False  # -kvu: the slots share one KV pool, else each has ctx_size / parallel
+    cache_type_k: CacheType = "f16"  # -ctk
+    cache_type_v: CacheType = "f16"  # -ctv
+    flash_attn: StrictBool = True  # -fa on | off
+    n_gpu_layers: Annotated[StrictInt, Field(ge=-1)] = -1  # -ngl; -1: all
+    split_mode: Literal["layer", "none"] = "layer"  # -sm
+    main_gpu: NonNegative = 0  # -mg: with split_mode none, the index among `gpus`
+    tensor_split: tuple[Annotated[float, Field(gt=0)], ...] | None = None  # -ts: one share per GPU
+    n_cpu_moe: NonNegative = 0  # --n-cpu-moe: the first N layers' experts stay in host memory
+    override_tensor: tuple[Annotated[StrictStr, Field(min_length=1)], ...] = ()  # -ot PATTERN=CPU: kept on the host
+    jinja: StrictBool = True  # --jinja: the GGUF's own chat template
+    # --chat-template NAME: one of llama.cpp's built-in templates instead of the GGUF's
+    chat_template: Annotated[StrictStr, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")] | None = None
+    cache_ram: Annotated[StrictInt, Field(ge=-1)] = 8192  # --cache-ram MiB: the prompt cache in host memory
+    batch_size: Annotated[StrictInt, Field(ge=1, le=65536)] = 2048  # -b
+    ubatch_size: Annotated[StrictInt, Field(ge=1, le=65536)] = 512  # -ub
+    port: Port = 8080
+    container_name: DockerName | None = None  # the server's name
+    cache_volume: VolumeName | None = None
+    startup_timeout: StartupTimeout = 1800
+    download_timeout: Annotated[StrictInt, Field(ge=300, le=86400)] = 7200
+    download: DownloadSettings = DownloadSettings()
+    health_interval: HealthInterval = 15
+    environment: Environment
+    # The request the plan's speed bands are computed for (prompt and output tokens).
+    workload: WorkloadSettings = WorkloadSettings()
+
+    @field_validator("gpus")
+    @classmethod
+    def _unique_gpus(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        return ServerSettings._unique_gpus(value)
+
+    @field_validator("tensor_split")
+    @classmethod
+    def _one_share_per_gpu(cls, value: tuple[float, ...] | None, info: ValidationInfo) -> tuple[float, ...] | None:
+        gpus = info.data.get("gpus")
+        if value is not None and gpus is not None and len(value) != len(gpus):
+            # llama.cpp reads one share per device (common/arg.cpp --tensor-split)
+            raise _invalid(
+                f"has {len(value)} shares for the server's {len(gpus)} GPUs: give one share per GPU, or leave it "
+                "out to split by the GPUs' memory"
+            )
+        return value
+
+    @field_validator("main_gpu")
+    @classmethod
+    def _among_gpus(cls, value: int, info: ValidationInfo) -> int:
+        gpus = info.data.get("gpus")
+        if gpus is not None and value >= len(gpus):
+            raise _invalid(f"is {value}, not an index among the server's {len(gpus)} GPUs (0 to {len(gpus) - 1})")
+        return value
+
+    @field_validator("ubatch_size")
+    @classmethod
+    def _within_batch(cls, value: int, info: ValidationInfo) -> int:
+        batch = info.data.get("batch_size")
+        if batch is not None and value > batch:
+            raise _invalid(f"is {value}, larger than batch_size {batch}: a micro-batch is part of a batch")
+        return value
+
+    @property
+    def volume_name(self) -> str:
         return self.cache_volume or f"{self.container_name}-hf-cache"
 
     @property
@@ -840,6 +934,9 @@ class StackSettings(_Model):
 
     hosts: dict[Name, HostSettings]
     servers: dict[Name, ServerSettings]
+    # The servers whose `engine` is llamacpp, by name: the stack file writes them under `servers` too (moved
+    # here on reading; errors name them `servers.NAME...`).
+    llamacpp_servers: dict[Name, LlamacppServerSettings] = {}
     embeddings: EmbeddingsSettings | None = None
     gateway: GatewaySettings | None = None
     monitoring: MonitoringSettings | None = None
@@ -869,7 +966,8 @@ class StackSettings(_Model):
                         **server,
                     }
                 filled[name] = server
-            data["servers"] = filled
+            data["servers"] = {n: v for n, v in filled.items() if not _llamacpp(v)}
+            data["llamacpp_servers"] = {n: v for n, v in filled.items() if _llamacpp(v)}
         for key in SECTIONS:
             if only and isinstance(data.get(key), dict) and "host" not in data[key]:
                 data[key] = {"host": only, **data[key]}
@@ -886,6 +984,15 @@ class StackSettings(_Model):
 
     def on_host(self, host: str) -> dict[str, ServerSettings]:
         return {name: s for name, s in self.servers.items() if s.host == host}
+
+    @property
+    def every_server(self) -> dict[str, ServerSettings | LlamacppServerSettings]:
+        """Every server, whichever engine serves it: vLLM's first."""
+        return {**self.servers, **self.llamacpp_servers}
+
+
+def _llamacpp(server: Any) -> bool:
+    return isinstance(server, dict) and server.get("engine") == "llamacpp"
 
 
 def written_key(fleet_key: str) -> str:

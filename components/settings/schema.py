@@ -21,6 +21,7 @@ from components.settings.models import (
     EmbeddingsSettings,
     GatewaySettings,
     HostSettings,
+    LlamacppServerSettings,
     MonitoringSettings,
     ServerSettings,
 )
@@ -41,12 +42,14 @@ class _Config(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     host: HostSettings | None = Field(None, alias="rocm-inference:host", description="single-host form: the host")
-    vllm: ServerSettings | None = Field(None, alias="rocm-inference:vllm", description="single-host form: the server")
+    vllm: ServerSettings | LlamacppServerSettings | None = Field(
+        None, alias="rocm-inference:vllm", description="single-host form: the server"
+    )
     hosts: dict[str, HostSettings] | None = Field(
         None, alias="rocm-inference:hosts", description="fleet form: hosts by name"
     )
-    servers: dict[str, ServerSettings] | None = Field(
-        None, alias="rocm-inference:servers", description="fleet form: vLLM servers by name"
+    servers: dict[str, ServerSettings | LlamacppServerSettings] | None = Field(
+        None, alias="rocm-inference:servers", description="fleet form: servers by name (engine: vllm or llamacpp)"
     )
     embeddings: EmbeddingsSettings | None = Field(None, alias="rocm-inference:embeddings")
     gateway: GatewaySettings | None = Field(None, alias="rocm-inference:gateway")
@@ -71,11 +74,18 @@ def stack_schema() -> dict[str, Any]:
         "description": "pulumi config set --secret --path 'rocm-inference:monitoring.alertmanager.webhook_url' https://...",
     }
     for field in NESTED_SECRET_FIELDS:
-        defs["ServerSettings"]["properties"][field] = {
-            "$ref": "#/$defs/Secure",
-            "description": "the server's own key: pulumi config set --secret --path 'rocm-inference:servers.NAME.api_key'",
-        }
-    for model in ("ServerSettings", "EmbeddingsSettings", "GatewaySettings", "ChatUiSettings"):
+        for server in ("ServerSettings", "LlamacppServerSettings"):
+            defs[server]["properties"][field] = {
+                "$ref": "#/$defs/Secure",
+                "description": "the server's own key: pulumi config set --secret --path 'rocm-inference:servers.NAME.api_key'",
+            }
+    for model in (
+        "ServerSettings",
+        "LlamacppServerSettings",
+        "EmbeddingsSettings",
+        "GatewaySettings",
+        "ChatUiSettings",
+    ):
         environment = defs[model]["properties"]["environment"]
         environment["additionalProperties"] = {"anyOf": [{"type": "string"}, {"$ref": "#/$defs/Secure"}]}
         environment["description"] = (

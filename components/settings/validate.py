@@ -41,6 +41,7 @@ from components.settings.models import (
     SINGLE_SERVER,
     STACK_FOLDER,
     HostSettings,
+    ServerSettings,
     StackSettings,
     environment_name_problem,
     written_key,
@@ -120,7 +121,7 @@ def _empty_sections(values: Mapping[str, Any]) -> list[Problem]:
 def _host_refs(s: StackSettings) -> list[Problem]:
     """Every service names a host of the stack; with several hosts, it must say which."""
     out = []
-    services: list[tuple[str, str | None]] = [(f"servers.{n}", srv.host) for n, srv in s.servers.items()]
+    services: list[tuple[str, str | None]] = [(f"servers.{n}", srv.host) for n, srv in s.every_server.items()]
     services += [(k, getattr(s, k).host) for k in SECTIONS if getattr(s, k) is not None]
     for key, host in services:
         if host is None:
@@ -189,7 +190,7 @@ def _one_machine_twice(s: StackSettings) -> list[Problem]:
 
 def _names(s: StackSettings) -> list[Problem]:
     out = []
-    for name in s.servers:
+    for name in s.every_server:
         if name in s.hosts:
             out.append(Problem(f"servers.{name}", f"has the name of a host: name hosts and servers apart ({name!r})"))
         if name in RESERVED_NAMES:
@@ -200,7 +201,7 @@ def _names(s: StackSettings) -> list[Problem]:
 def _server_gpus(s: StackSettings) -> list[Problem]:
     out = []
     owner: dict[tuple[str, int], str] = {}
-    for name, srv in s.servers.items():
+    for name, srv in s.every_server.items():
         host = s.hosts.get(srv.host or "")
         if host is None:
             continue
@@ -224,7 +225,7 @@ def _server_gpus(s: StackSettings) -> list[Problem]:
                 )
             else:
                 owner[(srv.host or "", index)] = name
-        if srv.tensor_parallel_size != len(srv.gpus):
+        if isinstance(srv, ServerSettings) and srv.tensor_parallel_size != len(srv.gpus):
             out.append(
                 Problem(
                     f"servers.{name}.tensor_parallel_size",
@@ -259,10 +260,10 @@ class _Published:
 def _containers_by_host(s: StackSettings) -> dict[str, list[_Published]]:
     by_host: dict[str, list[_Published]] = defaultdict(list)
     gateway = s.gateway is not None
-    for name, srv in s.servers.items():
+    for name, srv in s.every_server.items():
         keyed = gateway or s.has_secret("vllm_api_key") or s.has_secret(f"servers.{name}.api_key")
         container = srv.container_name or name
-        what = f"vLLM server {name}"
+        what = f"{'llama.cpp' if srv.engine == 'llamacpp' else 'vLLM'} server {name}"
         by_host[srv.host or ""].append(_Published(f"servers.{name}", container, srv.port, srv.volume_name, keyed, what))
         # its model download runs in a one-shot container of its own, named after it
         by_host[srv.host or ""].append(
@@ -342,7 +343,7 @@ def _per_host(s: StackSettings) -> list[Problem]:
         unset_port = set()
         if len(servers_here) > 1:
             for p in servers_here:
-                if "port" not in s.servers[p.key.split(".", 1)[1]].model_fields_set:
+                if "port" not in s.every_server[p.key.split(".", 1)[1]].model_fields_set:
                     unset_port.add(p.key)
                     out.append(
                         Problem(
@@ -509,7 +510,7 @@ def _download(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
     """The download's mirror and proxy belong to the download: a vLLM server runs offline (HF_HUB_OFFLINE=1) from
     the weights its one-shot download fetched before it started, and its own environment never reaches that run."""
     errors, warnings = [], []
-    for name, srv in s.servers.items():
+    for name, srv in s.every_server.items():
         if srv.download.proxy is not None and s.has_secret("download_proxy"):
             errors.append(
                 Problem(
@@ -616,7 +617,7 @@ def _reachable(s: StackSettings) -> list[Problem]:
     callers += [("monitoring", s.monitoring.host)] if s.monitoring is not None else []
     out = []
     for caller, here in callers:
-        needed = {srv.host for srv in s.servers.values()} | ({s.embeddings.host} if s.embeddings else set())
+        needed = {srv.host for srv in s.every_server.values()} | ({s.embeddings.host} if s.embeddings else set())
         if caller == "chat UI" and s.gateway is not None:
             needed = {s.gateway.host}  # behind a gateway, the UI reaches only the gateway
         if caller == "monitoring":
@@ -641,8 +642,8 @@ def _advertised(s: StackSettings, warned: Iterable[Problem]) -> list[Problem]:
     elsewhere are warned by _reachable already, with the same way out."""
     already = {p.key for p in warned}
     ports: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for name, srv in s.servers.items():
-        ports[srv.host or ""].append((f"vLLM server {name}", srv.port))
+    for name, srv in s.every_server.items():
+        ports[srv.host or ""].append((f"{'llama.cpp' if srv.engine == 'llamacpp' else 'vLLM'} server {name}", srv.port))
     if s.embeddings is not None:
         ports[s.embeddings.host or ""].append(("the embeddings server", s.embeddings.port))
     if s.gateway is not None:

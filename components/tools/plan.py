@@ -73,7 +73,17 @@ def plan_stack(stack_file: StackFile) -> Plan:
     }
     gateway = dict(d.gateway_config) if d.gateway_config is not None else None
     prometheus = dict(d.monitoring.prometheus_config) if d.monitoring is not None else None
-    return Plan(stack_file.stack, stack_file.source, resources, outputs, list(d.warnings), servers, gateway, prometheus)
+    return Plan(
+        stack_file.stack,
+        stack_file.source,
+        resources,
+        outputs,
+        list(d.warnings),
+        servers,
+        gateway,
+        prometheus,
+        dict(d.llamacpp_plans),
+    )
 
 
 def render_capacities(plan: Plan) -> list[str]:
@@ -214,6 +224,8 @@ def render_text(plan: Plan) -> str:
     walk(None, "")
     if plan.servers:
         out += ["", *render_capacities(plan)]
+    for name, lp in plan.llamacpp.items():
+        out += ["", f"server {name} on host {lp.host}: " + lp.lines()[0], *lp.lines()[1:]]
     out += ["", "Outputs:"]
     out += [f"  {k}: {v}" for k, v in sorted(plan.outputs.items())]
     if plan.warnings:

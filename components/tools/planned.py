@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.planning.engines.llamacpp import LlamacppPlan
 from components.planning.memory import Capacity
 from components.planning.performance import Performance
 from components.settings import NAMESPACE
@@ -72,6 +73,8 @@ class Plan:
     servers: dict[str, ServerPlan] = field(default_factory=dict)
     gateway_config: dict[str, Any] | None = None
     prometheus_config: dict[str, Any] | None = None
+    # Each llama.cpp server's memory plan and speed bands, by name.
+    llamacpp: dict[str, LlamacppPlan] = field(default_factory=dict)
 
     def capacity_of(self, server: str) -> Capacity | None:
         sp = self.servers.get(server)
@@ -96,5 +99,8 @@ class Plan:
             "outputs": self.outputs,
             "warnings": self.warnings,
             # One memory plan per server, by server name ("vllm" in the single-host form).
-            "capacity": {name: sp.capacity_json() for name, sp in self.servers.items() if sp.capacity},
+            "capacity": {
+                **{name: sp.capacity_json() for name, sp in self.servers.items() if sp.capacity},
+                **{name: lp.capacity_json() for name, lp in self.llamacpp.items()},
+            },
         }

@@ -576,6 +576,8 @@ def render_markdown(plan: Plan, capacity_bars: list[str], change: Diff | None = 
             if len(plan.servers) > 1:
                 out += [f"Server `{name}` on host `{sp.host}`:", ""]
             out += [*_capacity_table(sp.capacity.as_json(), before.get(name) if change else None), ""]
+    for name, lp in plan.llamacpp.items():
+        out += [f"**llama.cpp server `{name}` on host `{lp.host}`**", "", "```", *lp.lines(), "```", ""]
     if plan.warnings:
         out += ["**Warnings**", "", *(f"- {w}" for w in plan.warnings), ""]
     out += [

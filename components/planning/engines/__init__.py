@@ -1,4 +1,4 @@
-"""The serving engines, each one module: vllm (chat servers), infinity (embeddings). An engine holds in one place
+"""The serving engines, each one module: vllm and llamacpp (chat servers), infinity (embeddings). An engine holds in one place
 its settings model, its command line and container, its health check, and how the gateway and the chat page
 reach it; the deployment plan (components/planning/deployment.py) finds it here by name. A new engine adds its
 module and one line to ENGINES, and no other module grows a branch for it.
@@ -7,10 +7,10 @@ module and one line to ENGINES, and no other module grows a branch for it.
 from __future__ import annotations
 
 from components.planning.catalog import Catalog, load_catalog
-from components.planning.engines import infinity, vllm
+from components.planning.engines import infinity, llamacpp, vllm
 from components.planning.engines.base import Engine, ServiceContext
 from components.planning.rules import Assessment
-from components.settings import Problem, ServerSettings, StackSettings, suggestion
+from components.settings import LlamacppServerSettings, Problem, ServerSettings, StackSettings, suggestion
 
 __all__ = [
     "EMBEDDINGS_ENGINE",
@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 # By name. A new engine: its module beside these, and one entry here.
-ENGINES: dict[str, Engine] = {e.name: e for e in (vllm.ENGINE, infinity.ENGINE)}
+ENGINES: dict[str, Engine] = {e.name: e for e in (vllm.ENGINE, llamacpp.ENGINE, infinity.ENGINE)}
 # The engine of the stack's embeddings server.
 EMBEDDINGS_ENGINE = infinity.ENGINE.name
 
@@ -40,7 +40,7 @@ def engine(name: str) -> Engine:
     return ENGINES[name]
 
 
-def serves_tools(settings: ServerSettings, catalog: Catalog) -> bool:
+def serves_tools(settings: ServerSettings | LlamacppServerSettings, catalog: Catalog) -> bool:
     """Whether a server answers the tool calls the chat page sends natively: its engine says (an engine the
     registry does not have answers none; the stack's rules refuse it)."""
     e = ENGINES.get(settings.engine)
@@ -59,7 +59,7 @@ def check_stack(s: StackSettings) -> tuple[list[Problem], list[Problem]]:
     errors: list[Problem] = []
     warnings: list[Problem] = []
     catalog = load_catalog()
-    for name, srv in s.servers.items():
+    for name, srv in s.every_server.items():
         e = ENGINES.get(srv.engine)
         if e is None:
             hint = suggestion(srv.engine, ENGINES)

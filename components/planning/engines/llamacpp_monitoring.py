@@ -32,7 +32,7 @@ from typing import Any
 
 from components.planning.catalog import dump_yaml
 from components.planning.health import KILL_AFTER_S, RESUME_OR_KILL, STALL_MIN_S, STATE_FILE
-from components.planning.monitoring import GRAFANA_DASHBOARDS_DIR, MONITORING_DIR, SECRETS_DIR
+from components.planning.monitoring_paths import GRAFANA_DASHBOARDS_DIR, MONITORING_DIR, SECRETS_DIR
 
 # The Prometheus job of llama.cpp servers; its targets carry `host` and `server` like the vLLM job's.
 JOB_LLAMACPP = "llamacpp"

@@ -7,12 +7,12 @@ import json
 
 from components.planning.catalog import Catalog, Image, Parsers
 from components.planning.engines.base import Engine, ServiceContext
+from components.planning.engines.hub import hub_download
 from components.planning.health import progress_check
 from components.planning.rules import assess_server, check_server, server_contexts, server_stall_seconds
-from components.planning.service import Container, Prefetch, Run, Secret, SecretText, health_check
-from components.planning.timing import container_timeouts, download_deadline, image_timeouts
+from components.planning.service import Container, health_check
+from components.planning.timing import container_timeouts, image_timeouts
 from components.settings import ServerSettings
-from components.settings.models import DownloadSettings
 
 # vLLM's OpenAI server listens on 8000 by default; the image's python serves the healthcheck.
 VLLM_PORT = 8000
@@ -92,43 +92,12 @@ def vllm_command(s: ServerSettings, catalog: Catalog) -> tuple[str, ...]:
     return tuple(cmd)
 
 
-def download_command(s: ServerSettings) -> tuple[str, ...]:
-    """The model download, with the image's own huggingface_hub (which CLI the image has is unverified:
-    huggingface-cli is gone in huggingface_hub 1.0, `hf` exists from 0.34), into the server's cache."""
-    code = (
-        "from huggingface_hub import snapshot_download;"
-        f"print(snapshot_download(repo_id={s.model!r}, revision={s.model_revision!r}))"
-    )
-    # Stopped at its own deadline, inside the provider's create timeout (download_timeout + a margin):
-    # a download the provider gave up waiting for would otherwise go on filling the cache unseen.
-    return ("timeout", "-k", "30", str(s.download_timeout), "python3", "-c", code)
-
-
-def download_environment(d: DownloadSettings) -> dict[str, str]:
-    """The download's mirror and proxy as the variables huggingface_hub (HF_ENDPOINT) and its HTTP client (the
-    proxies, read in either case) take; a proxy with a login comes from the secret download_proxy instead."""
-    env = {"HF_ENDPOINT": d.endpoint} if d.endpoint else {}
-    if d.proxy:
-        env |= {name: d.proxy for name in PROXY_VARIABLES}
-    if d.no_proxy:
-        env |= {"NO_PROXY": d.no_proxy, "no_proxy": d.no_proxy}
-    return env
-
-
-# Each proxy variable in both cases: Python's urllib reads the lower case first, httpx and requests either.
-PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
-
-
 def container(ctx: ServiceContext) -> Container:
     s: ServerSettings = ctx.settings
     assert ctx.gpus is not None, "a vLLM server runs on GPUs"
     image = ctx.catalog.image(s.image)
     # Seconds without progress while holding requests before the server counts as hung (planning/health.py).
     stall = server_stall_seconds(server_contexts(ctx.stack)[ctx.name], ctx.catalog)
-    hf: dict[str, SecretText] = {"HF_TOKEN": (Secret("hf_token"),)} if ctx.stack.has_secret("hf_token") else {}
-    if ctx.stack.has_secret("download_proxy"):
-        # Like the token, on the download's stdin: the proxy's login never on a command line or in `docker inspect`.
-        hf |= {name: (Secret("download_proxy"),) for name in PROXY_VARIABLES}
     return Container(
         image=s.image,
         container_name=s.container_name or ctx.name,
@@ -146,14 +115,7 @@ def container(ctx: ServiceContext) -> Container:
             test=("CMD", "python3", "-c", progress_check(VLLM_PORT, stall)),
         ),
         init=True,
-        prefetch=Prefetch(
-            command=download_command(s),
-            timeout_s=s.download_timeout,
-            # huggingface_hub's progress bars are on stderr: a 40 GB download shows that it moves.
-            run=Run(download_deadline(s.download_timeout), log="stderr"),
-            environment={"HF_HUB_DISABLE_PROGRESS_BARS": "1", "DO_NOT_TRACK": "1", **download_environment(s.download)},
-            secret_environment=hf,
-        ),
+        prefetch=hub_download(ctx.stack, s.model, s.model_revision, s.download_timeout, s.download),
         environment={
             # What the image's recipes require (catalog.yaml); the stack's own environment wins.
             **(image.environment if image is not None else {}),
