@@ -39,7 +39,8 @@ from components.planning.engines.llamacpp_monitoring import (
 from tests.engine.hostproc import start_process
 from tests.engine.llama_cpp import build_or_skip, free_port
 from tests.llama_cpp_models import Shape, write_model
-from tests.test_monitoring_assets import dashboard_exprs, metric_names
+from tests.test_monitoring_assets import dashboard_exprs, metric_names, stop
+from tests.test_monitoring_config import LOCAL, query, wait_for
 from tests.test_progress_check import HOST, FakeServer, run_in_namespace
 
 RULES = RULES_DIR / "alerts.rules.yml"
@@ -328,8 +329,34 @@ def get(url: str, key: str | None = None) -> tuple[int, str]:
         return 0, ""  # not listening yet
 
 
+def prometheus_on(prometheus: str, root: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
+    """Debian's Prometheus on the real server: the scrape job with the right key and one with a wrong key, and the
+    static and planned rules; its process and address, once ready."""
+    (root / "key").write_text(KEY)
+    (root / "wrong-key").write_text("sk-wrong")
+    target = [{"targets": [f"{SERVER_HOST}:{port}"], "labels": {"host": "box", "server": "tiny"}}]
+    wrong = scrape_job(target, str(root / "wrong-key")) | {"job_name": "llamacpp-wrong-key"}
+    (root / "static.rules.yml").write_text(rules_text())
+    (root / "planned.rules.yml").write_text(planned_rules_text({"tiny": PlannedServer(256, 5.0)}))
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(root / "static.rules.yml"), str(root / "planned.rules.yml")],
+        "scrape_configs": [scrape_job(target, str(root / "key")), wrong],
+    }
+    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
+    address = f"{LOCAL}:{free_port(LOCAL)}"
+    cmd = [prometheus, f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'data'}"]
+    process = subprocess.Popen(
+        [*cmd, f"--web.listen-address={address}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_for(process, f"http://{address}/-/ready")
+    return process, address
+
+
 @pytest.mark.llama_cpp
-def test_the_real_server_exports_exactly_these_names_and_wants_the_key_for_them(tmp_path: Path) -> None:
+def test_the_real_server_exports_exactly_these_names_and_prometheus_scrapes_them_with_the_key(
+    prometheus: str, tmp_path: Path
+) -> None:
     build = build_or_skip()
     model = write_model(tmp_path / "tiny.gguf", Shape())[0]
     port = free_port(SERVER_HOST)
@@ -352,8 +379,25 @@ def test_the_real_server_exports_exactly_these_names_and_wants_the_key_for_them(
         with urllib.request.urlopen(request, timeout=60) as r:
             assert r.status == 200
         status, text = get(f"{base}/metrics", KEY)
+        scraper, address = prometheus_on(prometheus, tmp_path, port)
+        try:
+            deadline = time.monotonic() + 30
+            while len(query(address, "up")) < 2 or not query(address, "llamacpp:n_decode_total"):
+                assert scraper.poll() is None and time.monotonic() < deadline, "no scrape came in"
+                time.sleep(0.2)
+            up = {r["metric"]["job"]: r["value"][1] for r in query(address, "up")}
+            (decodes,) = query(address, 'llamacpp:n_decode_total{job="llamacpp", host="box", server="tiny"}')
+            with urllib.request.urlopen(f"http://{address}/api/v1/rules", timeout=5) as r:
+                groups = json.loads(r.read())["data"]["groups"]
+        finally:
+            stop(scraper)
     finally:
         proc.stop()
+    assert up == {"llamacpp": "1", "llamacpp-wrong-key": "0"}  # a refused key is a failed scrape
+    assert float(decodes["value"][1]) >= 4
+    loaded = {rule["name"]: rule["health"] for g in groups for rule in g["rules"]}
+    assert set(loaded) == REQUIRED_ALERTS | {"LlamaCppContextNearFull", "LlamaCppSlowDecode"}
+    assert set(loaded.values()) == {"ok"}, loaded
     assert status == 200
     # Without speculative decoding the per-position counter is absent (server-task.cpp:1594).
     assert exposition(text) == METRICS
