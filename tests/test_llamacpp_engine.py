@@ -208,3 +208,20 @@ def test_two_servers_cannot_share_a_gpu_across_engines() -> None:
     v = values(MIXED)
     v["servers"]["moe"]["gpus"] = [0, 1]
     assert any("servers.moe.gpus[0] is GPU 0 of host box" in line for line in problems(v))
+
+
+def test_llamacpp_rules_and_dashboard_hang_off_the_engine() -> None:
+    """llama.cpp's static and planned alert rules and its dashboard, where a stack has a llama.cpp server; the
+    planned rules hold its slot's context (kv_unified: the whole 40960) and its decode band's low edge."""
+    plan = planned(MIXED)
+    assert plan.prometheus_config is not None
+    assert plan.prometheus_config["rule_files"][1:] == [
+        "/etc/prometheus/llamacpp.rules.yml",
+        "/etc/prometheus/llamacpp-planned.rules.yml",
+    ]
+    uploads = {u["file"]: u["content"] for u in plan.by_name("prometheus-container").inputs["uploads"]}
+    assert "LlamaCppDown" in uploads["/etc/prometheus/llamacpp.rules.yml"]
+    planned_rules = uploads["/etc/prometheus/llamacpp-planned.rules.yml"]
+    assert 'server="moe"} >= 36864' in planned_rules and "LlamaCppSlowDecode" in planned_rules
+    grafana = [u["file"] for u in plan.by_name("grafana-container").inputs["uploads"]]
+    assert "/etc/grafana/dashboards/llamacpp.json" in grafana

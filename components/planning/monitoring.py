@@ -30,7 +30,9 @@ from typing import Any
 
 from components.planning.catalog import dump_yaml
 from components.planning.engines import EMBEDDINGS_ENGINE, engine
-from components.planning.engines.llamacpp_monitoring import JOB_LLAMACPP, scrape_job
+from components.planning.engines.llamacpp_monitoring import JOB_LLAMACPP, PLANNED_RULES_FILE, scrape_job
+from components.planning.engines.llamacpp_monitoring import RULES_FILE as LLAMACPP_RULES_FILE
+from components.planning.engines.llamacpp_monitoring import grafana_files as llamacpp_grafana_files
 from components.planning.gateway import GATEWAY_PORT
 
 # Re-exported: the components and tests read them here.
@@ -42,8 +44,6 @@ from components.settings import StackSettings
 
 PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
 RULES_FILE = "/etc/prometheus/alerts.rules.yml"
-# llama.cpp's alert rules (engines/llamacpp_monitoring.py RULES_FILE), listed with a llama.cpp server.
-LLAMACPP_RULES_FILE = "/etc/prometheus/llamacpp.rules.yml"
 NODE_EXPORTER_PASSWORD_FILE = f"{SECRETS_DIR}/node-exporter-password"  # basic auth towards node-exporter
 GATEWAY_KEY_FILE = f"{SECRETS_DIR}/gateway-key"  # LiteLLM 1.108.5's /metrics/ needs the master key (Bearer)
 NODE_EXPORTER_USER = "prometheus"
@@ -242,7 +242,8 @@ def prometheus_config(s: StackSettings) -> dict[str, Any]:
     )
     config: dict[str, Any] = {
         "global": {"scrape_interval": duration(m.scrape_interval), "evaluation_interval": duration(m.scrape_interval)},
-        "rule_files": [RULES_FILE, *([LLAMACPP_RULES_FILE] if s.llamacpp_servers else [])],
+        # llama.cpp's rules, static and planned (engines/llamacpp_monitoring.py), where a stack has its servers.
+        "rule_files": [RULES_FILE, *([LLAMACPP_RULES_FILE, PLANNED_RULES_FILE] if s.llamacpp_servers else [])],
     }
     if m.alertmanager is not None:
         config["alerting"] = {
@@ -322,6 +323,8 @@ def grafana_files(s: StackSettings | None = None) -> dict[str, str]:
         GRAFANA_DASHBOARD_PROVIDER_FILE: dump_yaml(provider, sort_keys=False),
     }
     files.update({f"{GRAFANA_DASHBOARDS_DIR}/{name}": text for name, text in dashboards().items()})
+    if s is not None and s.llamacpp_servers:
+        files.update(llamacpp_grafana_files())
     return files
 
 

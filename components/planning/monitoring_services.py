@@ -17,6 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from components.planning.catalog import dump_yaml
+from components.planning.engines.llamacpp import plans as llamacpp_plans
+from components.planning.engines.llamacpp_monitoring import PLANNED_RULES_FILE, PlannedServer, planned_rules_text
+from components.planning.engines.llamacpp_monitoring import RULES_FILE as LLAMACPP_RULES_FILE
 from components.planning.engines.llamacpp_monitoring import rules_text as llamacpp_rules_text
 from components.planning.monitoring import (
     ALERTMANAGER_CONFIG,
@@ -28,7 +31,6 @@ from components.planning.monitoring import (
     GRAFANA_CONTAINER,
     GRAFANA_PORT,
     HOST_GATEWAY,
-    LLAMACPP_RULES_FILE,
     NODE_EXPORTER_CONTAINER,
     NODE_EXPORTER_PASSWORD_FILE,
     PROMETHEUS_CONFIG,
@@ -109,6 +111,15 @@ class MonitoringPlan:
     grafana_admin_password: Secret
     # What the plan's views show: the files its containers read (no secret in them).
     prometheus_config: Mapping[str, object]
+
+
+def llamacpp_rule_files(s: StackSettings) -> dict[str, str]:
+    """llama.cpp's alert rules, and those its servers' plans set (each slot's context, the decode band's low edge)."""
+    planned = {
+        name: PlannedServer(p.memory.n_ctx_seq, p.speed.decode_tokens_per_s.low if p.speed is not None else None)
+        for name, p in llamacpp_plans(s).items()
+    }
+    return {LLAMACPP_RULES_FILE: llamacpp_rules_text(), PLANNED_RULES_FILE: planned_rules_text(planned)}
 
 
 def monitoring_plan(s: StackSettings, labels: Mapping[str, str]) -> MonitoringPlan:
@@ -203,7 +214,7 @@ def monitoring_plan(s: StackSettings, labels: Mapping[str, str]) -> MonitoringPl
         uploads={
             PROMETHEUS_CONFIG: dump_yaml(prometheus_config(s), sort_keys=False),
             RULES_FILE: rules_text(),
-            **({LLAMACPP_RULES_FILE: llamacpp_rules_text()} if s.llamacpp_servers else {}),
+            **(llamacpp_rule_files(s) if s.llamacpp_servers else {}),
             **secret_files,
         },
     )
