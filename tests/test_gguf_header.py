@@ -15,9 +15,11 @@ import pytest
 import yaml
 
 from components.planning.gguf import GgufError, GgufFacts
+from components.settings import read_stack_file
 from components.tools import gguf_header
 from components.tools import model as model_tool
 from components.tools.gguf_header import hub_reader, pick_files, read_facts
+from components.tools.plan import plan_stack
 from tests.llama_cpp_models import Shape, write_model
 from tests.local_http import JsonHandler, serving
 
@@ -181,6 +183,36 @@ def test_the_model_tool_names_the_quantizations_there_are(
         f"model: {REPO}: no GGUF file matches 'Q5_K_M'; the repository has Q4_K_M, Q8_0\n"
     )
     with pytest.raises(SystemExit) as exit_:
-        model_tool.main([REPO, "--gguf", "Q8_0", "--write", "small-chat"])
+        model_tool.main([REPO, "--gguf", "Q8_0", "--write", "small-chat", "--revision", "main"])
     assert exit_.value.code == 2
-    assert "--gguf prints the block; the stack has no llama.cpp server" in capsys.readouterr().err
+    assert "--gguf with --write needs --revision COMMIT, the 40 hex digits" in capsys.readouterr().err
+
+
+def test_the_model_tool_writes_the_gguf_block_into_a_llamacpp_server(
+    hub: tuple[str, RangeServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--gguf FILE --write STACK --server NAME: the block and the revision go into that server, the stack then
+    plans the file read (components/planning/engines/llamacpp.py)."""
+    url, _ = hub
+    write_model(tmp_path / "tiny-Q8_0.gguf", replace(Shape(), weights="Q8_0"))
+    monkeypatch.setattr(model_tool, "repo_files", lambda model, revision, token: ["tiny-Q8_0.gguf"])
+    monkeypatch.setattr(model_tool, "hub_reader", lambda m, r, t: hub_reader(m, r, t, endpoint=url))
+    stack = tmp_path / "stacks" / "Pulumi.tiny.yaml"
+    stack.parent.mkdir()
+    text = (Path(__file__).parent / "stacks" / "Pulumi.llamacpp-moe.yaml").read_text()
+    head = text[: text.index("      gguf:")]
+    stack.write_text(
+        head.replace("unsloth/Qwen3-30B-A3B-GGUF", REPO).replace("file: Q4_K_M", "file: Q8_0") + "      gguf: {}\n"
+    )
+    monkeypatch.setattr(model_tool, "stack_path", lambda name: tmp_path / "stacks" / f"Pulumi.{name}.yaml")
+    args = [REPO, "--revision", REVISION, "--gguf", "Q8_0", "--write", "tiny", "--server", "moe"]
+    assert model_tool.main(args) == 0
+    server = read_stack_file(stack).values["servers"]["moe"]
+    assert server["model_revision"] == REVISION
+    assert GgufFacts.from_block(server["gguf"]).files == ("tiny-Q8_0.gguf",)
+    assert (
+        plan_stack(read_stack_file(stack))
+        .by_name("moe-container")
+        .inputs["command"][2]
+        .endswith(f"/snapshots/{REVISION}/tiny-Q8_0.gguf")
+    )

@@ -3,7 +3,7 @@
 
     python -m components.model Qwen/Qwen3-30B-A3B-GPTQ-Int4 [--revision R] [--tp 2]
                                [--write STACK [--server NAME]]
-    python -m components.model unsloth/Qwen3-30B-A3B-GGUF --gguf Q4_K_M [--revision R]
+    python -m components.model unsloth/Qwen3-30B-A3B-GGUF --gguf Q4_K_M [--revision COMMIT [--write STACK --server NAME]]
 
 MODEL is the repository id; a Hub page URL (https://huggingface.co/ORG/NAME[/tree/REV]) is taken
 as its id (and revision). `--tp` is checked with the plan's own tensor-parallel rules.
@@ -17,7 +17,8 @@ refuses it unless `--override-catalog`. Exit codes: 0 ok, 1 cannot read the mode
 `--gguf FILE_OR_QUANT` reads a GGUF model for llama.cpp instead: the file (or the first split of the quantization
 named, e.g. Q4_K_M) among the repository's files, and only its headers, every split's, by ranged reads
 (components/tools/gguf_header.py). It prints the llama.cpp plan's `gguf` block: the metadata the plan reads and every
-tensor's type and shape in file order.
+tensor's type and shape in file order; with `--write STACK --server NAME --revision COMMIT` (40 hex digits) it
+writes that block and the commit into the llama.cpp server (`engine: llamacpp`) NAME.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -278,9 +280,14 @@ def _remove_key(lines: list[str], start: int, end: int, indent: int, key: str) -
 
 
 def write_architecture(
-    stack_path: Path, block: dict[str, Any], server: str | None = None, revision: str | None = None
+    stack_path: Path,
+    block: dict[str, Any],
+    server: str | None = None,
+    revision: str | None = None,
+    key: str = "architecture",
 ) -> None:
-    """Set the architecture (and model_revision) of the vLLM server's block, leaving other lines alone."""
+    """Set the architecture (or, `key` gguf, a llama.cpp server's GGUF facts) and model_revision of the server's
+    block, leaving other lines alone."""
     lines = stack_path.read_text().splitlines(keepends=True)
     if server is None:
         bounds = _block_bounds(lines, f"{NAMESPACE}:vllm:")
@@ -294,16 +301,19 @@ def write_architecture(
                 bounds = (sub[0] + outer[0] + 1, sub[1] + outer[0] + 1, sub[2])
         where = f"{NAMESPACE}:servers.{server}"
     if bounds is None:
-        raise ModelError(f"{stack_path.name} has no {where} block to write the architecture into")
+        raise ModelError(f"{stack_path.name} has no {where} block to write the {key} into")
     start, end, indent = bounds
-    end = _remove_key(lines, start + 1, end, indent, "architecture")
+    end = _remove_key(lines, start + 1, end, indent, key)
     pad = " " * indent
-    new = [f"{pad}architecture:\n"]
+    new = [f"{pad}{key}:\n"]
     dumped = yaml.safe_dump(block, sort_keys=False, default_flow_style=None, width=100)
     new += [f"{pad}  {line}\n" for line in dumped.splitlines()]
     if revision is not None:
         end = _remove_key(lines, start + 1, end, indent, "model_revision")
-        new.insert(0, f"{pad}model_revision: {revision}\n")
+        # quoted: a commit of digits alone (or digits and one e) would read back as a number
+        new.insert(
+            0, f"{pad}model_revision: {yaml.safe_dump(revision).splitlines()[0] if key == 'gguf' else revision}\n"
+        )
     if end > 0 and not lines[end - 1].endswith("\n"):
         lines[end - 1] += "\n"
     lines[end:end] = new
@@ -384,8 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--server needs --write")
     if args.override_catalog and not args.write:
         parser.error("--override-catalog goes with --write")
-    if args.gguf and args.write:
-        parser.error("--gguf prints the block; the stack has no llama.cpp server to write it into yet (issue 29)")
+    if args.gguf and args.write and not re.fullmatch(r"[0-9a-f]{40}", args.revision or ""):
+        # the block is what this commit holds: a llama.cpp server pins it (servers.NAME.model_revision)
+        parser.error("--gguf with --write needs --revision COMMIT, the 40 hex digits the server downloads")
     try:
         model, url_revision = model_id(args.model)
         if args.revision is not None:
@@ -408,6 +419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ).splitlines()
             ]
             print("\n".join(gguf_text))
+            if args.write:
+                target = stack_path(args.write)
+                stack_target(target, args.server)
+                write_architecture(target, facts.to_block(), args.server, revision, key="gguf")
+                print(f"updated the gguf block in {target.name}", file=sys.stderr)
             return 0
         in_catalog = model in load_catalog().models
         path = stack_path(args.write) if args.write else None
