@@ -36,6 +36,9 @@ from components.planning.engines.llamacpp_monitoring import (
     rules_text,
     scrape_job,
 )
+from components.settings import read_stack_file
+from components.tools.plan import plan_stack
+from tests.conftest import ROOT
 from tests.engine.hostproc import start_process
 from tests.engine.llama_cpp import build_or_skip, free_port
 from tests.llama_cpp_models import Shape, write_model
@@ -405,3 +408,42 @@ def test_the_real_server_exports_exactly_these_names_and_prometheus_scrapes_them
     assert float(values["llamacpp:tokens_predicted_total"]) == 4
     assert float(values["llamacpp:n_decode_total"]) >= 4
     assert float(values["llamacpp:requests_processing"]) == 0
+
+
+# --- wired into a stack's monitoring -----------------------------------------------------------------------
+
+MIXED = ROOT / "tests" / "stacks" / "Pulumi.mixed-fleet.yaml"
+
+
+def test_a_stack_with_a_llamacpp_server_gets_its_rules_planned_rules_and_dashboard(
+    promtool: str, tmp_path: Path
+) -> None:
+    plan = plan_stack(read_stack_file(MIXED))
+    assert plan.prometheus_config is not None
+    assert plan.prometheus_config["rule_files"] == [
+        "/etc/prometheus/alerts.rules.yml",
+        "/etc/prometheus/llamacpp.rules.yml",
+        "/etc/prometheus/llamacpp-planned.rules.yml",
+    ]
+    uploads = {u["file"]: u["content"] for u in plan.by_name("prometheus-container").inputs["uploads"]}
+    assert uploads["/etc/prometheus/llamacpp.rules.yml"] == rules_text()
+    planned = yaml.safe_load(uploads["/etc/prometheus/llamacpp-planned.rules.yml"])
+    rules = planned["groups"][0]["rules"]
+    # moe: Qwen3-30B-A3B planned with its context per slot and a decode band (engines/llamacpp.py plan_server).
+    assert {r["alert"] for r in rules} == {"LlamaCppContextNearFull", "LlamaCppSlowDecode"}
+    assert all('server="moe"' in r["expr"] for r in rules)
+    (tmp_path / "planned.rules.yml").write_text(uploads["/etc/prometheus/llamacpp-planned.rules.yml"])
+    done = run(promtool, "check", "rules", "planned.rules.yml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    grafana = {u["file"] for u in plan.by_name("grafana-container").inputs["uploads"]}
+    assert "/etc/grafana/dashboards/llamacpp.json" in grafana
+
+
+@pytest.mark.parametrize("stack", ["big-chat", "small-chat", "fleet"])
+def test_the_shipped_stacks_get_no_llamacpp_monitoring(stack: str) -> None:
+    plan = plan_stack(read_stack_file(ROOT / f"Pulumi.{stack}.yaml"))
+    if plan.prometheus_config is None:
+        return
+    assert plan.prometheus_config["rule_files"] == ["/etc/prometheus/alerts.rules.yml"]
+    grafana = {u["file"] for u in plan.by_name("grafana-container").inputs["uploads"]}
+    assert not {f for f in grafana if "llamacpp" in f}
