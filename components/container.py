@@ -91,10 +91,16 @@ class ServiceResources:
     container: docker.Container
 
     download: pulumi.Resource | None = None
+    port: int | None = None  # the planned published port (Container.external_port)
 
     def url(self, address: str, path: str = "") -> pulumi.Output[str]:
-        """Known only once the container is up and healthy (wait=True): the URL of a serving endpoint."""
-        return self.container.ports.apply(lambda ports: f"http://{address}:{(ports or [])[0].external}{path}")
+        """Known only once the container is up and healthy (wait=True): the URL of a serving endpoint. Its port
+        is the planned one, never the container's read-back ports: `pulumi refresh --run-program` reads a
+        stopped container's state back with no ports at all."""
+        port = self.port
+        if port is None:
+            raise ValueError("a service that publishes no port has no URL")
+        return self.container.name.apply(lambda _: f"http://{address}:{port}{path}")
 
 
 @dataclass(frozen=True)
@@ -265,7 +271,7 @@ def service_resources(
             ),
         ),
     )
-    return ServiceResources(image, volume, container, download)
+    return ServiceResources(image, volume, container, download, spec.external_port)
 
 
 def fetch_name(spec: Container) -> str:

@@ -27,7 +27,7 @@ from components.program import Vault, deploy
 from components.settings import LoadedStack
 from components.settings.pulumi_config import Secrets, load_from_pulumi
 from components.settings.stackfile import stack_path
-from components.tools.mocks import PlanMocks
+from components.tools.mocks import PROJECT, PlanMocks
 from components.tools.planned import fake_image_id
 from tests.conftest import ROOT, STACKS, inputs_of, shipped_plan, use_stack
 
@@ -321,6 +321,38 @@ def test_deploy_registers_the_same_tree_for_each_stack(mocks: PlanMocks, stack: 
     chat_ui = {"chat-ui-secret-key", "chat-ui-admin-password", "chat-ui", "chat-ui-image", "chat-ui-cache",
                "chat-ui-container", "chat-ui-admin-reset"}  # fmt: skip
     assert names == (serving | monitoring | chat_ui if stack == "big-chat" else serving)
+
+
+class StoppedContainerMocks(PlanMocks):
+    """What `pulumi refresh --run-program` hands the program for a stopped container: state with no ports."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
+        resource_id, state = super().new_resource(args)
+        if args.typ == "docker:index/container:Container":
+            state["ports"] = []
+        return resource_id, state
+
+
+def test_urls_come_from_the_plan_not_a_containers_read_back_ports() -> None:
+    m = StoppedContainerMocks()
+    pulumi.runtime.set_mocks(m, project=PROJECT, stack="test", preview=False)
+    try:
+
+        @pulumi.runtime.test
+        def run() -> pulumi.Output[Any]:
+            loaded, secrets = load("big-chat")
+            outputs = deploy(loaded, secrets, "rocm-inference", "big-chat")
+            return pulumi.Output.all(**outputs).apply(check)
+
+        def check(out: dict[str, Any]) -> None:
+            assert out["openai_base_url"] == "http://localhost:8000/v1"
+            assert out["embeddings_base_url"] == "http://localhost:8080"
+            urls = [v for k, v in out.items() if k.endswith("_url")]
+            assert urls and all(":None" not in u for u in urls)
+
+        run()
+    finally:
+        pulumi.runtime.set_all_config({}, [])
 
 
 def loaded_model(stack: str) -> str:
