@@ -51,6 +51,7 @@ from components.planning.monitoring import (
     prometheus_config,
     rules_text,
 )
+from components.planning.monitoring_services import monitoring_plan
 from components.settings import StackSettings
 from components.tools.discover import DirectoryReader, discover
 from tests.stacks import load, set_key, values_of
@@ -174,6 +175,18 @@ def test_scrape_interval_rule_file_and_no_secret_in_the_config() -> None:
     assert config["rule_files"] == [RULES_FILE]
     text = yaml.safe_dump(config)
     assert "sk-" not in text and "password:" not in text and "credentials:" not in text
+
+
+def test_health_interval_times_every_monitoring_containers_healthcheck() -> None:
+    def intervals(s: StackSettings) -> set[str]:
+        plan = monitoring_plan(s, {})
+        containers = [*plan.node_exporters.values(), *plan.services.values()]
+        assert len(plan.services) == 3, "Prometheus, Grafana and Alertmanager"
+        return {c.health.interval for c in containers if c.health is not None}
+
+    with_am: dict[str, Any] = {"monitoring__alertmanager": {}}
+    assert intervals(settings("fleet", **with_am)) == {"15s"}
+    assert intervals(settings("fleet", monitoring__health_interval=1, **with_am)) == {"1s"}
 
 
 # --- GPU relabelling, as data ---------------------------------------------------------------------------

@@ -192,6 +192,7 @@ def single_values(stack: str, engine: Engine) -> dict[str, Any]:
         values = set_key(values, "monitoring.prometheus_port", free_port("127.0.0.1"))
         values = set_key(values, "monitoring.grafana_port", free_port("127.0.0.1"))
         values = set_key(values, "monitoring.node_exporter_port", free_port(ip))
+        values = set_key(values, "monitoring.health_interval", 1)
     return values
 
 
@@ -485,6 +486,7 @@ def fleet_values(engines: dict[str, Engine]) -> dict[str, Any]:
     values = set_key(values, "monitoring.prometheus_port", free_port("127.0.0.1"))
     values = set_key(values, "monitoring.grafana_port", free_port("127.0.0.1"))
     values = set_key(values, "monitoring.node_exporter_port", free_port(address("gpu-a")))
+    values = set_key(values, "monitoring.health_interval", 1)
     return values
 
 

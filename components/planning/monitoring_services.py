@@ -67,7 +67,6 @@ AUTH_LABEL = "rocm-inference.auth"
 WGET = "wget -q -O /dev/null"
 STARTUP_S = 300
 NODE_EXPORTER_STARTUP_S = 120
-HEALTH_INTERVAL_S = 15
 STOP_GRACE_S = 30
 # A bcrypt hash's stand-in, to split node-exporter's web config around the real (secret) hash.
 _HASH_MARK = "$2a$10$rocm-inference-hash-mark"
@@ -154,7 +153,7 @@ def monitoring_plan(s: StackSettings, labels: Mapping[str, str]) -> MonitoringPl
             ),
             internal_port=m.node_exporter_port,
             health=health_check(
-                m.node_exporter_port, HEALTH_INTERVAL_S, NODE_EXPORTER_STARTUP_S, test=node_exporter_check(listen[0])
+                m.node_exporter_port, m.health_interval, NODE_EXPORTER_STARTUP_S, test=node_exporter_check(listen[0])
             ),
             bind=host.bind,
             host_mounts={"/": HOST_ROOT},
@@ -204,7 +203,7 @@ def monitoring_plan(s: StackSettings, labels: Mapping[str, str]) -> MonitoringPl
         ),
         internal_port=PROMETHEUS_PORT,
         health=health_check(
-            PROMETHEUS_PORT, HEALTH_INTERVAL_S, STARTUP_S, test=wget_check(PROMETHEUS_PORT, "/-/ready")
+            PROMETHEUS_PORT, m.health_interval, STARTUP_S, test=wget_check(PROMETHEUS_PORT, "/-/ready")
         ),
         external_port=m.prometheus_port,
         cache_volume="prometheus-data",
@@ -223,7 +222,7 @@ def monitoring_plan(s: StackSettings, labels: Mapping[str, str]) -> MonitoringPl
         container_name=GRAFANA_CONTAINER,
         command=(),
         internal_port=GRAFANA_PORT,
-        health=health_check(GRAFANA_PORT, HEALTH_INTERVAL_S, STARTUP_S, test=wget_check(GRAFANA_PORT, "/api/health")),
+        health=health_check(GRAFANA_PORT, m.health_interval, STARTUP_S, test=wget_check(GRAFANA_PORT, "/api/health")),
         external_port=m.grafana_port,
         cache_volume="grafana-data",
         cache_path=GRAFANA_DATA,
@@ -248,7 +247,7 @@ def monitoring_plan(s: StackSettings, labels: Mapping[str, str]) -> MonitoringPl
             command=(f"--config.file={ALERTMANAGER_CONFIG}", "--storage.path=/alertmanager"),
             internal_port=ALERTMANAGER_PORT,
             health=health_check(
-                ALERTMANAGER_PORT, HEALTH_INTERVAL_S, STARTUP_S, test=wget_check(ALERTMANAGER_PORT, "/-/ready")
+                ALERTMANAGER_PORT, m.health_interval, STARTUP_S, test=wget_check(ALERTMANAGER_PORT, "/-/ready")
             ),
             external_port=m.alertmanager.port,
             uploads={

@@ -871,6 +871,8 @@ class MonitoringSettings(_Model):
     grafana_port: Port = 3000
     node_exporter_port: Port = 9100
     scrape_interval: Annotated[StrictInt, Field(ge=5, le=300)] = 15
+    # Between two healthchecks of the monitoring containers (node-exporter, Prometheus, Grafana, Alertmanager).
+    health_interval: HealthInterval = 15
     retention: Annotated[Retention, BeforeValidator(_retention)] = "30d"
     alertmanager: AlertmanagerSettings | None = None
 
