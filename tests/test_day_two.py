@@ -435,7 +435,7 @@ def test_every_command_keeps_its_output_secret_and_logs_one_stream_at_most(stack
 def test_a_host_renamed_on_the_same_machine_is_refused_with_the_state_renames_that_get_out(tmp_path: Path) -> None:
     """Issue 26 defect 6: renaming a host in `hosts:` makes its new resources before the old go, and they clash
     on the machine (node-exporter's container name, the stack network's). The plan says so, with the
-    `pulumi state rename` of each resource the host's name names (their URNs from the old plan)."""
+    rename in the exported state of each resource the host's name names (their URNs from the old plan)."""
 
     def rename(values: dict[str, Any], secure: dict[str, Any]) -> None:
         values["hosts"]["gpu-c"] = values["hosts"].pop("gpu-a")
@@ -455,7 +455,9 @@ def test_a_host_renamed_on_the_same_machine_is_refused_with_the_state_renames_th
             "gpu-c-node-exporter-container",
         ),
     ]:
-        assert f"pulumi state rename '{stack}{old}' {new}" in refusal
+        assert f"'{stack}{old}={new}'" in refusal
+    assert refusal.endswith("&& pulumi stack import --file state.json")
+    assert "pulumi stack export --file state.json && python -m components.tools.state_rename state.json " in refusal
 
     # a host removed and another added on another machine is no rename
     def swap(values: dict[str, Any], secure: dict[str, Any]) -> None:

@@ -390,9 +390,9 @@ HOST_PARTS = ("docker", "preflight", "network", "node-exporter-image", "node-exp
 def host_renames(old: list[dict[str, Any]], new: Plan) -> list[str]:
     """A host renamed in `hosts:` (one gone, one new, the same machine): `pulumi up` makes the new name's
     resources before it deletes the old name's, and they clash on that machine (node-exporter's container, the
-    stack's network). The way out is to rename them in Pulumi's state first (`pulumi state rename` rewrites
-    every reference to a renamed provider or resource: pulumi/pulumi v3.259.0
-    pkg/cmd/pulumi/state/state_rename.go L40-158)."""
+    stack's network). The way out is to rename them in Pulumi's state first, every reference included
+    (components/tools/state_rename.py: `pulumi state rename` of the host's provider leaves a snapshot the engine
+    refuses)."""
     before = {r["name"]: r for r in old}
     after = {r.name: r for r in new.resources}
     gone = [n for n, r in before.items() if r["type"] == HOST_TYPE and n not in after]
@@ -408,12 +408,16 @@ def host_renames(old: list[dict[str, Any]], new: Plan) -> list[str]:
             ):
                 continue
             renames = [(x, y)] + [(f"{x}-{part}", f"{y}-{part}") for part in HOST_PARTS if f"{x}-{part}" in before]
-            commands = [f"pulumi state rename '{before[a].get('urn') or a}' {b}" for a, b in renames if b in after]
+            pairs = [f"'{before[a].get('urn') or a}={b}'" for a, b in renames if b in after]
+            command = (
+                f"pulumi stack export --file state.json && python -m components.tools.state_rename state.json "
+                f"{' '.join(pairs)} && pulumi stack import --file state.json"
+            )
             lines.append(
                 f"host {x} is renamed {y} on the same machine ({machine}): `pulumi up` would create {y}'s resources "
                 f"before deleting {x}'s and fail on the names they share there (node-exporter's container, the "
                 f"stack's network). Keep the name {x}, or rename them in Pulumi's state first, then `pulumi up` "
-                f"(which replaces the services on the host: their host trigger names it): " + "; ".join(commands)
+                f"(which replaces the services on the host: their host trigger names it): {command}"
             )
     return lines
 
