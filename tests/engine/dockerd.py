@@ -151,7 +151,8 @@ class Engine:
 
     def stop(self) -> None:
         """Remove its containers, stop dockerd by its pid, end whatever it started that outlived it,
-        unmount what it left, remove its files."""
+        unmount what it left, remove its files and the bridges of its networks."""
+        networks = network_bridges(self.root) if self.process.poll() is None else []
         if self.process.poll() is None:
             ids = self.docker("ps", "--all", "--quiet", check=False, timeout=30).stdout.split()
             if ids:
@@ -164,19 +165,45 @@ class Engine:
                 self.process.wait(timeout=10)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        release(self.root, self.bridge, grace=0)
+        release(self.root, self.bridge, grace=0, networks=networks)
 
 
-def release(root: Path, bridge: Bridge | None, grace: float = 10.0) -> None:
+def release(root: Path, bridge: Bridge | None, grace: float = 10.0, networks: list[str] | None = None) -> None:
     """End whatever still runs under an engine's directory (dockerd, containerd, the shims in sessions of their
     own, the containers' processes: SIGTERM, SIGKILL after `grace` s), unmount what it left, remove the
-    directory and the bridge. Safe at any point of an engine's life and twice: an interrupted run's stop."""
+    directory and the bridge, and the bridges of the networks made on it. Safe at any point of an engine's life
+    and twice: an interrupted run's stop."""
+    networks = network_bridges(root) + (networks or [])
     interrupt.end(processes_of(root), grace)
     for mount in reversed(mounts_under(root)):
         subprocess.run(["umount", "-l", mount], capture_output=True)
     shutil.rmtree(root, ignore_errors=True)
     if bridge is not None:
         bridge.remove()
+    for name in networks:
+        subprocess.run(["ip", "link", "delete", name, "type", "bridge"], capture_output=True)
+
+
+def network_bridges(root: Path) -> list[str]:
+    """The host bridges of the bridge networks made on this engine (a stack's network): Docker names each
+    `br-` and the network id's first 12 hex digits, and they outlive the daemon in the host's network
+    namespace. Asked while the daemon still answers; none where it no longer does."""
+    socket = root / "docker.sock"
+    if not socket.exists():
+        return []
+    try:
+        listed = subprocess.run(
+            [
+                *("docker", "-H", f"unix://{socket}", "network", "ls", "--no-trunc", "-q"),
+                *("--filter", "type=custom", "--filter", "driver=bridge"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [f"br-{network[:12]}" for network in listed.stdout.split()] if listed.returncode == 0 else []
 
 
 @contextlib.contextmanager
